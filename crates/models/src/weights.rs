@@ -142,7 +142,7 @@ impl Weights {
 
     /// A `VarBuilder` over these tensors, converting each to `dtype` on `device`.
     pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        let backend: Box<dyn SimpleBackend> = Box::new(Arc::clone(self));
+        let backend: Box<dyn SimpleBackend> = Box::new(Backend(Arc::clone(self)));
         VarBuilder::from_backend(backend, dtype, device.clone())
     }
 
@@ -219,17 +219,20 @@ impl Weights {
     }
 }
 
-impl SimpleBackend for Arc<Weights> {
+/// The `VarBuilder` side of a shared [`Weights`].
+struct Backend(Arc<Weights>);
+
+impl SimpleBackend for Backend {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.fetch(name, Some(&s), dtype, dev)
+        self.0.fetch(name, Some(&s), dtype, dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.fetch(name, None, dtype, dev)
+        self.0.fetch(name, None, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.contains(name)
+        self.0.contains(name)
     }
 }
 
