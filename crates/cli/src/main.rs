@@ -1,1 +1,213 @@
-fn main() {}
+//! `soragen`: Soragen's generative video tasks from the command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
+use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
+use soragen_core::{Error, Result, model::WanVace};
+
+#[derive(Parser)]
+#[command(name = "soragen", version, about = "Generative video for editors: VACE on Wan2.1")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Source frames + a mask per frame + a prompt -> generated frames (the VACE primitive).
+    Vace(VaceArgs),
+}
+
+#[derive(clap::Args)]
+struct VaceArgs {
+    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...).
+    #[arg(long)]
+    model: PathBuf,
+    /// Source frames: a folder of PNG images (name order) or a .y4m file.
+    #[arg(long)]
+    video: PathBuf,
+    /// Masks, one per frame, same forms as --video: grey > 127 = generate, else keep.
+    #[arg(long)]
+    mask: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 or less: no guidance, half the work).
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    /// Overrides the scheduler's flow shift (published: 3.0 at 480p, 5.0 at 720p).
+    #[arg(long)]
+    flow_shift: Option<f64>,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0, conflicts_with = "latents")]
+    seed: u64,
+    /// Initial noise from a .safetensors file holding `latents` [1, C, F', H/8, W/8].
+    #[arg(long)]
+    latents: Option<PathBuf>,
+    /// Weight and compute dtype.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    dtype: String,
+    /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// Progress on a terminal; Ctrl-C asks to stop between denoising steps.
+struct Terminal {
+    interrupted: Arc<AtomicBool>,
+    started: Instant,
+    draw: bool,
+}
+
+impl Terminal {
+    fn new() -> Self {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&interrupted);
+        // A second Ctrl-C ends the process at once, for a user who does not want to wait.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after the current step (Ctrl-C again to quit now)");
+        });
+        Self { interrupted, started: Instant::now(), draw: std::io::stderr().is_terminal() }
+    }
+}
+
+impl Observer for Terminal {
+    fn step(&self, done: usize, total: usize) {
+        if !self.draw {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = WIDTH * done / total.max(1);
+        let per_step = self.started.elapsed().as_secs_f64() / done.max(1) as f64;
+        let eta = per_step * (total - done) as f64;
+        eprint!(
+            "\r[{}{}] step {done}/{total}  {per_step:.2} s/step  eta {eta:.0} s ",
+            "#".repeat(filled),
+            " ".repeat(WIDTH - filled)
+        );
+        if done == total {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    fn cancelled(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+fn run_vace(args: VaceArgs) -> Result<()> {
+    let dtype = soragen_models::weights::parse_dtype(&args.dtype)?;
+    let video = Video::read(&args.video)?;
+    let masks = Video::read(&args.mask)?;
+    if masks.len() != video.len() {
+        return Err(Error::Input(format!("{} frames but {} masks", video.len(), masks.len())));
+    }
+    if (masks.width, masks.height) != (video.width, video.height) {
+        return Err(Error::Input(format!(
+            "masks are {}x{} but frames are {}x{}",
+            masks.width, masks.height, video.width, video.height
+        )));
+    }
+    let device = candle_core::Device::Cpu;
+    let model = WanVace::load(&args.model, dtype, &device)?;
+    model.check_size(video.len(), video.height, video.width)?;
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;
+    let noise = match &args.latents {
+        Some(path) => Noise::Latents(read_latents(path, &device)?),
+        None => Noise::Seed(args.seed),
+    };
+    let sampling = Sampling {
+        steps: args.steps,
+        guidance: args.guidance,
+        flow_shift: args.flow_shift,
+        conditioning_scale: 1.0,
+        noise,
+    };
+    let prompt = model.encode_prompt(&args.prompt)?;
+    let negative = if sampling.uses_guidance() { Some(model.encode_prompt(&args.negative_prompt)?) } else { None };
+    let terminal = Terminal::new();
+    let frames = model.generate(&input, &prompt, negative.as_ref(), &sampling, &terminal)?;
+    write_output(&frames, &video, &args.output)
+}
+
+/// Writes next to the destination first and renames, so an interrupted run never leaves an
+/// output that looks complete.
+fn write_output(frames: &candle_core::Tensor, source: &Video, output: &Path) -> Result<()> {
+    let (_, height, width, _) = frames.dims4()?;
+    let staging = output.with_file_name(format!(
+        ".{}.partial",
+        output.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_file(&staging);
+    match Sink::for_path(output) {
+        Sink::Safetensors(_) => frames
+            .save_safetensors("frames", &staging)
+            .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))?,
+        sink => {
+            let values = frames.flatten_all()?.to_vec1::<f32>()?;
+            let video = quantise(&values, width, height, source.fps);
+            match sink {
+                Sink::Y4m(_) => write_y4m(&video, &staging)?,
+                _ => write_png_dir(&video, &staging)?,
+            }
+        }
+    }
+    if output.is_dir() {
+        ensure_only_frames(output)?;
+        std::fs::remove_dir_all(output)
+            .map_err(|e| Error::Output(format!("cannot replace {}: {e}", output.display())))?;
+    }
+    std::fs::rename(&staging, output)
+        .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))
+}
+
+/// An output folder is replaced only if it holds nothing but frames we would write
+/// (`00000.png`, ...): never a user's own files.
+fn ensure_only_frames(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Output(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_frame = name.len() == 9 && name.ends_with(".png") && name[..5].bytes().all(|b| b.is_ascii_digit());
+        if !is_frame {
+            return Err(Error::Output(format!(
+                "{} exists and holds other files ({name}): choose a new output folder",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Vace(args) => run_vace(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Cancelled) => {
+            eprintln!("soragen: cancelled, nothing written");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("soragen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
