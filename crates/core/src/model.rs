@@ -1,0 +1,159 @@
+//! A Wan2.1-VACE model folder in diffusers layout, loaded: `model_index.json`, `transformer/`,
+//! `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`. Every part's weights must be used
+//! entirely: a folder of another model family fails here, by name, instead of producing noise.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use soragen_models::scheduler::{Scheduler, SchedulerConfig};
+use soragen_models::text_encoder::{self, UMT5EncoderModel};
+use soragen_models::tokenizer::PromptTokenizer;
+use soragen_models::transformer::{self, WanTransformer, diffusers_to_original_name};
+use soragen_models::vae::{self, AutoencoderKLWan};
+use soragen_models::weights::{Weights, read_config};
+
+use crate::vace::Prompt;
+use crate::{Error, Result};
+
+/// Prompt length the Wan pipelines pad and truncate to.
+pub const MAX_PROMPT_TOKENS: usize = 512;
+
+pub struct WanVace {
+    pub folder: PathBuf,
+    pub device: Device,
+    /// Compute dtype of the transformer and the text encoder; the VAE runs in f32 on the CPU.
+    pub dtype: DType,
+    pub(crate) tokenizer: PromptTokenizer,
+    pub(crate) text_encoder: UMT5EncoderModel,
+    pub(crate) vae: AutoencoderKLWan,
+    pub(crate) transformer: WanTransformer,
+    scheduler: SchedulerConfig,
+}
+
+fn part_dir(folder: &Path, part: &str) -> Result<PathBuf> {
+    let dir = folder.join(part);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(Error::Input(format!("{}: missing the {part}/ folder of a diffusers model", folder.display())))
+    }
+}
+
+/// Loads one part's weights and builds it, then insists every tensor was used.
+fn load_part<T>(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+    rename: Option<fn(&str) -> String>,
+    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> candle_core::Result<T>,
+) -> Result<T> {
+    let weights = Weights::open_dir(dir)?;
+    let mut vb = weights.var_builder(dtype, device);
+    if let Some(rename) = rename {
+        vb = vb.rename_f(rename);
+    }
+    let part = build(vb).map_err(|e| Error::Input(format!("{}: {}", dir.display(), first_line(&e))))?;
+    weights.ensure_all_used()?;
+    Ok(part)
+}
+
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+impl WanVace {
+    pub fn load(folder: &Path, dtype: DType, device: &Device) -> Result<Arc<Self>> {
+        if !folder.join("model_index.json").is_file() {
+            return Err(Error::Input(format!(
+                "{} is not a diffusers model folder (no model_index.json)",
+                folder.display()
+            )));
+        }
+        let tokenizer_dir = part_dir(folder, "tokenizer")?;
+        let tokenizer = PromptTokenizer::from_file(&tokenizer_dir.join("tokenizer.json"))?;
+
+        let dir = part_dir(folder, "text_encoder")?;
+        let config: text_encoder::Config = read_config(&dir.join("config.json"))?;
+        let text_encoder = load_part(&dir, dtype, device, None, |vb| UMT5EncoderModel::load(vb, &config))?;
+
+        let dir = part_dir(folder, "vae")?;
+        let config: vae::Config = read_config(&dir.join("config.json"))?;
+        let vae = load_part(&dir, DType::F32, device, None, |vb| AutoencoderKLWan::load(vb, &config))?;
+
+        let dir = part_dir(folder, "transformer")?;
+        let config: transformer::Config = read_config(&dir.join("config.json"))?;
+        // The original Wan release names its tensors differently (`patch_embedding` stays,
+        // `blocks.N.self_attn.q` ...): serve those names under diffusers' ones.
+        let original = Weights::open_dir(&dir)?.contains("blocks.0.self_attn.q.weight");
+        let rename = original.then_some(diffusers_to_original_name as fn(&str) -> String);
+        let transformer = load_part(&dir, dtype, device, rename, |vb| WanTransformer::load(vb, &config))?;
+        if !config.is_vace() {
+            return Err(Error::Input(format!(
+                "{}: the transformer has no VACE layers; editing needs a Wan2.1-VACE model",
+                folder.display()
+            )));
+        }
+
+        let scheduler = SchedulerConfig::from_file(part_dir(folder, "scheduler")?.join("scheduler_config.json"))?;
+        Ok(Arc::new(Self {
+            folder: folder.to_path_buf(),
+            device: device.clone(),
+            dtype,
+            tokenizer,
+            text_encoder,
+            vae,
+            transformer,
+            scheduler,
+        }))
+    }
+
+    pub fn vae_spatial_factor(&self) -> usize {
+        self.vae.config().spatial_compression()
+    }
+
+    pub fn vae_temporal_factor(&self) -> usize {
+        self.vae.config().temporal_compression()
+    }
+
+    pub fn patch_size(&self) -> usize {
+        self.transformer.config().patch_size[1]
+    }
+
+    pub fn latent_channels(&self) -> usize {
+        self.transformer.config().in_channels
+    }
+
+    pub fn vace_layer_count(&self) -> usize {
+        self.transformer.config().vace_layers.as_ref().map_or(0, Vec::len)
+    }
+
+    /// A fresh sampler as the folder configures it, with an optional flow-shift override.
+    pub fn scheduler(&self, flow_shift: Option<f64>) -> Result<Box<dyn Scheduler + Send>> {
+        let config = match flow_shift {
+            Some(shift) => self.scheduler.clone().with_flow_shift(shift),
+            None => self.scheduler.clone(),
+        };
+        Ok(config.build()?)
+    }
+
+    /// The text encoder's output for a prompt, cut to its tokens and zero-padded to 512, as
+    /// the Wan pipelines feed it to the transformer.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Prompt> {
+        let tokens = self.tokenizer.encode(prompt, MAX_PROMPT_TOKENS)?;
+        let embeddings = self.text_encoder.encode_prompt(&tokens, &self.device)?;
+        Ok(Prompt { embeddings: embeddings.to_dtype(self.dtype)? })
+    }
+
+    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised.
+    pub(crate) fn encode_latents(&self, video: &Tensor) -> Result<Tensor> {
+        let latents = self.vae.encode(&video.to_dtype(DType::F32)?)?;
+        Ok(self.vae.normalize_latents(&latents)?)
+    }
+
+    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1].
+    pub(crate) fn decode_latents(&self, latents: &Tensor) -> Result<Tensor> {
+        let latents = self.vae.denormalize_latents(&latents.to_dtype(DType::F32)?)?;
+        Ok(self.vae.decode(&latents)?)
+    }
+}
