@@ -1,0 +1,210 @@
+//! Parity of `AutoencoderKLWan` with diffusers on the fixtures of `models/reference/vae.py`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use soragen_models::vae::{AutoencoderKLWan, Config};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/vae")
+}
+
+fn case_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures/vae exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.join("config.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 3,
+        "expected at least 3 VAE fixture cases, found {}",
+        dirs.len()
+    );
+    dirs
+}
+
+fn read_config(dir: &Path) -> Config {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn load_case(dir: &Path) -> (AutoencoderKLWan, HashMap<String, Tensor>) {
+    let config = read_config(dir);
+    let weights = dir.join("diffusion_pytorch_model.safetensors");
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu).unwrap()
+    };
+    let vae = AutoencoderKLWan::load(vb, &config).unwrap();
+    let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    (vae, io)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Names `prefix{i}.suffix` present in `io`, in order.
+fn indexed<'a>(
+    io: &'a HashMap<String, Tensor>,
+    prefix: &str,
+    suffix: &str,
+) -> Vec<(usize, &'a Tensor)> {
+    (0..)
+        .map_while(|i| io.get(&format!("{prefix}{i}.{suffix}")).map(|t| (i, t)))
+        .collect()
+}
+
+fn check(case: &str, what: &str, ours: &Tensor, reference: &Tensor) -> f32 {
+    let diff = max_abs_diff(ours, reference);
+    println!(
+        "{case} {what}: shape {:?}, max |diff| {diff:.3e}",
+        reference.dims()
+    );
+    assert!(
+        diff <= TOLERANCE,
+        "{case} {what}: max |diff| {diff} > {TOLERANCE}"
+    );
+    diff
+}
+
+#[test]
+fn encode_matches_reference() {
+    let mut checked = 0;
+    for dir in case_dirs() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (vae, io) = load_case(&dir);
+        for (i, video) in indexed(&io, "enc", "video") {
+            let ours = vae.encode(video).unwrap();
+            check(
+                &case,
+                &format!("enc{i}"),
+                &ours,
+                &io[&format!("enc{i}.latents")],
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} encode fixtures");
+}
+
+#[test]
+fn decode_matches_reference() {
+    let mut checked = 0;
+    for dir in case_dirs() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (vae, io) = load_case(&dir);
+        for (i, latents) in indexed(&io, "dec", "latents") {
+            let ours = vae.decode(latents).unwrap();
+            check(
+                &case,
+                &format!("dec{i}"),
+                &ours,
+                &io[&format!("dec{i}.video")],
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} decode fixtures");
+}
+
+#[test]
+fn latent_normalisation_matches_pipeline() {
+    for dir in case_dirs() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (vae, io) = load_case(&dir);
+        let normalized = vae.normalize_latents(&io["norm.latents"]).unwrap();
+        check(&case, "normalize", &normalized, &io["norm.normalized"]);
+        let denormalized = vae.denormalize_latents(&io["norm.normalized"]).unwrap();
+        check(
+            &case,
+            "denormalize",
+            &denormalized,
+            &io["norm.denormalized"],
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let dir = fixtures_dir().join("wan21_like");
+    let (vae, _) = load_case(&dir);
+    let video = |f: usize, h: usize, w: usize| {
+        Tensor::zeros((1, 3, f, h, w), DType::F32, &Device::Cpu).unwrap()
+    };
+    assert!(
+        vae.encode(&video(6, 16, 16)).is_err(),
+        "6 frames is not 4n + 1"
+    );
+    assert!(
+        vae.encode(&video(5, 12, 16)).is_err(),
+        "height not a multiple of 8"
+    );
+    assert!(
+        vae.encode(&video(5, 16, 20)).is_err(),
+        "width not a multiple of 8"
+    );
+    assert!(
+        vae.encode(&Tensor::zeros((1, 4, 5, 16, 16), DType::F32, &Device::Cpu).unwrap())
+            .is_err()
+    );
+    assert!(
+        vae.decode(&Tensor::zeros((1, 4, 2, 2, 2), DType::F32, &Device::Cpu).unwrap())
+            .is_err()
+    );
+    assert!(
+        vae.normalize_latents(&Tensor::zeros((1, 4, 2, 2, 2), DType::F32, &Device::Cpu).unwrap())
+            .is_err()
+    );
+}
+
+#[test]
+fn encoder_attention_is_refused_like_the_reference() {
+    let (vae, _) = load_case(&fixtures_dir().join("encoder_attention"));
+    let video = Tensor::zeros((1, 3, 1, 16, 16), DType::F32, &Device::Cpu).unwrap();
+    let err = vae.encode(&video).unwrap_err().to_string();
+    assert!(err.contains("attn_scales"), "{err}");
+}
+
+#[test]
+fn wan22_configs_are_refused() {
+    let dir = fixtures_dir().join("wan21_like");
+    let weights = dir.join("diffusion_pytorch_model.safetensors");
+    for (field, value) in [("is_residual", "true"), ("patch_size", "2")] {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        json[field] = serde_json::from_str(value).unwrap();
+        let config: Config = serde_json::from_value(json).unwrap();
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu).unwrap()
+        };
+        let err = AutoencoderKLWan::load(vb, &config)
+            .err()
+            .expect("Wan2.2 config must be refused")
+            .to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
+
+#[test]
+fn default_config_is_wan21() {
+    let config: Config = serde_json::from_str("{}").unwrap();
+    assert_eq!(config, Config::default());
+    assert_eq!(config.spatial_compression(), 8);
+    assert_eq!(config.temporal_compression(), 4);
+    assert_eq!(config.latent_frames(81), 21);
+}
