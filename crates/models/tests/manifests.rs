@@ -55,3 +55,14 @@ fn transformer_asks_for_exactly_the_published_tensors() {
         weights.ensure_all_used().unwrap();
     }
 }
+
+#[test]
+fn vae_asks_for_exactly_the_published_tensors() {
+    use soragen_models::vae::{AutoencoderKLWan, Config};
+    for repo in REPOS {
+        let (config, weights) = part(repo, "vae");
+        let config: Config = serde_json::from_value(config).unwrap();
+        AutoencoderKLWan::load(builder(&weights), &config).unwrap();
+        weights.ensure_all_used().unwrap();
+    }
+}
