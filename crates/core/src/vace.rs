@@ -127,7 +127,7 @@ impl WanVace {
     }
 
     /// The 96-channel VACE context [1, 2C + s*s, F', h, w] for a clip and its mask.
-    fn vace_context(&self, input: &VaceInput) -> Result<Tensor> {
+    pub fn vace_context(&self, input: &VaceInput) -> Result<Tensor> {
         let inactive = input.video.broadcast_mul(&(1.0 - &input.mask)?)?;
         let reactive = input.video.broadcast_mul(&input.mask)?;
         let inactive = self.encode_latents(&inactive)?;
@@ -175,6 +175,34 @@ impl WanVace {
         }
     }
 
+    /// The guided flow velocity at timestep `t`: the transformer on the prompt and, with
+    /// guidance, on the negative prompt, combined as `uncond + g * (cond - uncond)`.
+    pub fn velocity(
+        &self,
+        latents: &Tensor,
+        t: f64,
+        context: &Tensor,
+        prompt: &Prompt,
+        negative: Option<&Prompt>,
+        sampling: &Sampling,
+    ) -> Result<Tensor> {
+        let model_input = latents.to_dtype(self.dtype)?;
+        let timestep = Tensor::new(&[t as f32], &self.device)?;
+        let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
+        let predict = |p: &Prompt| -> Result<Tensor> {
+            let out = self.transformer.forward(&model_input, &timestep, &p.embeddings, Some((context, &scales)))?;
+            Ok(out.to_dtype(DType::F32)?)
+        };
+        let conditional = predict(prompt)?;
+        match negative {
+            Some(negative) if sampling.uses_guidance() => {
+                let unconditional = predict(negative)?;
+                Ok((&unconditional + ((conditional - &unconditional)? * sampling.guidance)?)?)
+            }
+            _ => Ok(conditional),
+        }
+    }
+
     /// Runs the pipeline and returns frames [F, H, W, 3] in [0, 1] (f32).
     pub fn generate(
         &self,
@@ -199,27 +227,21 @@ impl WanVace {
         let mut scheduler = self.scheduler(sampling.flow_shift)?;
         scheduler.set_timesteps(sampling.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
-        let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
         for (index, &t) in timesteps.iter().enumerate() {
             if observer.cancelled() {
                 return Err(Error::Cancelled);
             }
-            let model_input = latents.to_dtype(self.dtype)?;
-            let timestep = Tensor::new(&[t as f32], &self.device)?;
-            let predict = |p: &Prompt| -> Result<Tensor> {
-                Ok(self.transformer.forward(&model_input, &timestep, &p.embeddings, Some((&context, &scales)))?
-                    .to_dtype(DType::F32)?)
-            };
-            let mut velocity = predict(prompt)?;
-            if let Some(negative) = negative {
-                let unconditional = predict(negative)?;
-                velocity = (&unconditional + ((velocity - &unconditional)? * sampling.guidance)?)?;
-            }
+            let velocity = self.velocity(&latents, t, &context, prompt, negative, sampling)?;
             latents = scheduler.step(&velocity, t, &latents)?;
             observer.step(index + 1, timesteps.len());
         }
-        let video = self.decode_latents(&latents)?;
-        // [1, 3, F, H, W] in [-1, 1] -> [F, H, W, 3] in [0, 1], as diffusers' postprocess.
+        self.decode_frames(&latents)
+    }
+
+    /// Decodes latents to frames [F, H, W, 3] in [0, 1], as diffusers' postprocess does
+    /// (`x / 2 + 0.5`, clamped).
+    pub fn decode_frames(&self, latents: &Tensor) -> Result<Tensor> {
+        let video = self.decode_latents(latents)?;
         let video = ((video / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
         Ok(video.squeeze(0)?.permute((1, 2, 3, 0))?.contiguous()?)
     }
