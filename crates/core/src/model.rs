@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use soragen_models::scheduler::{Scheduler, SchedulerConfig};
 use soragen_models::text_encoder::{self, UMT5EncoderModel};
-use soragen_models::tokenizer::PromptTokenizer;
+use soragen_models::tokenizer::T5Tokenizer;
 use soragen_models::transformer::{self, WanTransformer, diffusers_to_original_name};
 use soragen_models::vae::{self, AutoencoderKLWan};
 use soragen_models::weights::{Weights, read_config};
@@ -24,7 +24,7 @@ pub struct WanVace {
     pub device: Device,
     /// Compute dtype of the transformer and the text encoder; the VAE runs in f32 on the CPU.
     pub dtype: DType,
-    pub(crate) tokenizer: PromptTokenizer,
+    pub(crate) tokenizer: T5Tokenizer,
     pub(crate) text_encoder: UMT5EncoderModel,
     pub(crate) vae: AutoencoderKLWan,
     pub(crate) transformer: WanTransformer,
@@ -71,7 +71,7 @@ impl WanVace {
             )));
         }
         let tokenizer_dir = part_dir(folder, "tokenizer")?;
-        let tokenizer = PromptTokenizer::from_file(&tokenizer_dir.join("tokenizer.json"))?;
+        let tokenizer = T5Tokenizer::from_file(tokenizer_dir.join("tokenizer.json"))?;
 
         let dir = part_dir(folder, "text_encoder")?;
         let config: text_encoder::Config = read_config(&dir.join("config.json"))?;
@@ -140,8 +140,9 @@ impl WanVace {
     /// The text encoder's output for a prompt, cut to its tokens and zero-padded to 512, as
     /// the Wan pipelines feed it to the transformer.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Prompt> {
-        let tokens = self.tokenizer.encode(prompt, MAX_PROMPT_TOKENS)?;
-        let embeddings = self.text_encoder.encode_prompt(&tokens, &self.device)?;
+        let tokens = self.tokenizer.encode_prompts(&[prompt], MAX_PROMPT_TOKENS)?;
+        let (ids, mask) = tokens.to_tensors(&self.device)?;
+        let embeddings = self.text_encoder.encode_prompt(&ids, &mask, MAX_PROMPT_TOKENS)?;
         Ok(Prompt { embeddings: embeddings.to_dtype(self.dtype)? })
     }
 

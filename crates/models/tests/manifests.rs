@@ -66,3 +66,14 @@ fn vae_asks_for_exactly_the_published_tensors() {
         weights.ensure_all_used().unwrap();
     }
 }
+
+#[test]
+fn text_encoder_asks_for_exactly_the_published_tensors() {
+    use soragen_models::text_encoder::{Config, UMT5EncoderModel};
+    for repo in REPOS {
+        let (config, weights) = part(repo, "text_encoder");
+        let config: Config = serde_json::from_value(config).unwrap();
+        UMT5EncoderModel::load(builder(&weights), &config).unwrap();
+        weights.ensure_all_used().unwrap();
+    }
+}
