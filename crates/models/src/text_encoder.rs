@@ -226,14 +226,16 @@ impl SelfAttention {
                 .contiguous()
         };
         let (q, k, v) = (heads(&self.q)?, heads(&self.k)?, heads(&self.v)?);
-        // [H, L, L] position bias, f32 like the scores.
+        // [H, L, L] position bias, f32 like the scores, gathered from the [H, buckets] table so that it
+        // comes out contiguous.
         let bias = self
             .relative_attention_bias
             .embeddings()
-            .index_select(buckets, 0)?
-            .reshape((length, length, self.num_heads))?
-            .permute((2, 0, 1))?
-            .to_dtype(DType::F32)?;
+            .to_dtype(DType::F32)?
+            .t()?
+            .contiguous()?
+            .index_select(buckets, 1)?
+            .reshape((self.num_heads, length, length))?;
         // No 1/sqrt(d_kv) scaling in T5.
         let scores = q
             .matmul(&k.t()?)?

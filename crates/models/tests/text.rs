@@ -206,6 +206,39 @@ fn encoder_matches_transformers() {
             "{name}: prompt_embeds differ by {embeds_diff}"
         );
 
+        // Half precision runs the same code with f32 statistics / softmax: only rounding may differ.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(
+                &[case.join("model.safetensors")],
+                DType::BF16,
+                &device,
+            )
+            .unwrap()
+        };
+        let bf16 = UMT5EncoderModel::load(vb, &config).unwrap();
+        let embeds_bf16 = bf16
+            .encode_prompt(input_ids, attention_mask, max_length)
+            .unwrap();
+        assert_eq!(embeds_bf16.dtype(), DType::BF16);
+        let bf16_diff = max_abs_diff(
+            &embeds_bf16.to_dtype(DType::F32).unwrap(),
+            &io["prompt_embeds"],
+        );
+        let scale = io["prompt_embeds"]
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        println!("{name}: bf16 max |diff| {bf16_diff:.3e} (max |value| {scale:.2})");
+        assert!(
+            bf16_diff <= 0.05 * scale,
+            "{name}: bf16 prompt_embeds differ by {bf16_diff}"
+        );
+
         // Longer max_sequence_length: more zero rows.
         let longer = model
             .encode_prompt(input_ids, attention_mask, max_length + 5)
