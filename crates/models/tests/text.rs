@@ -270,7 +270,19 @@ fn unsupported_configs_are_errors() {
     };
     let tiny =
         r#""vocab_size": 8, "d_model": 4, "d_kv": 2, "num_heads": 2, "d_ff": 8, "num_layers": 1"#;
-    assert!(load(&format!("{{{tiny}}}")).is_ok());
+    let model = load(&format!("{{{tiny}}}")).unwrap();
+    let ids = Tensor::new(&[[3u32, 8]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
+    assert!(
+        model.forward(&ids, &mask).is_err(),
+        "token id 8 is outside a vocabulary of 8"
+    );
+    assert!(
+        model
+            .forward(&ids.to_dtype(DType::F32).unwrap(), &mask)
+            .is_err()
+    );
+    assert!(model.forward(&ids, &mask.narrow(1, 0, 1).unwrap()).is_err());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gated-gelu", "dense_act_fn": "relu", "is_gated_act": false}}"#)).is_ok());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gated-mish"}}"#)).is_err());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gelu-gated"}}"#)).is_err());
