@@ -5,7 +5,7 @@
                                            TemplateProcessing appending </s>), tokenizer_config.json, and
                                            io.json: prompts, diffusers' `prompt_clean` of them, and the ids /
                                            attention masks transformers' T5 tokenizer gives (raw and cleaned,
-                                           max_length 512 and a short one)
+                                           max_length 512 and short ones)
     models/fixtures/text/tokenizer_saved/  the same tokenizer after transformers' own `save_pretrained`
                                            (its rebuilt pipeline), with the same io.json
     models/fixtures/text/<case>/           UMT5EncoderModel folders (save_pretrained) + io.safetensors:
@@ -192,7 +192,7 @@ def tokenizer_io(tokenizer):
     prompts = PROMPTS + [long_prompt()]
     cleaned = [prompt_clean(p) for p in prompts]
     cases = []
-    for max_length in (512, SHORT_MAX_LENGTH):
+    for max_length in (512, SHORT_MAX_LENGTH, 3, 1):
         for clean in (False, True):
             ids, mask = tokenize(tokenizer, cleaned if clean else prompts, max_length)
             cases.append({"max_length": max_length, "clean": clean, "input_ids": ids, "attention_mask": mask})

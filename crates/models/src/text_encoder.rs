@@ -226,14 +226,16 @@ impl SelfAttention {
                 .contiguous()
         };
         let (q, k, v) = (heads(&self.q)?, heads(&self.k)?, heads(&self.v)?);
-        // [H, L, L] position bias, f32 like the scores.
+        // [H, L, L] position bias, f32 like the scores, gathered from the [H, buckets] table so that it
+        // comes out contiguous.
         let bias = self
             .relative_attention_bias
             .embeddings()
-            .index_select(buckets, 0)?
-            .reshape((length, length, self.num_heads))?
-            .permute((2, 0, 1))?
-            .to_dtype(DType::F32)?;
+            .to_dtype(DType::F32)?
+            .t()?
+            .contiguous()?
+            .index_select(buckets, 1)?
+            .reshape((self.num_heads, length, length))?;
         // No 1/sqrt(d_kv) scaling in T5.
         let scores = q
             .matmul(&k.t()?)?
@@ -328,13 +330,14 @@ impl Block {
     }
 
     fn forward(&self, xs: &Tensor, buckets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let xs = (xs
-            + self
-                .attention
-                .forward(&self.attention_norm.forward(xs)?, buckets, mask)?)?;
-        &xs + self
+        let attended = self
+            .attention
+            .forward(&self.attention_norm.forward(xs)?, buckets, mask)?;
+        let xs = (xs + attended)?;
+        let fed = self
             .feed_forward
-            .forward(&self.feed_forward_norm.forward(&xs)?)?
+            .forward(&self.feed_forward_norm.forward(&xs)?)?;
+        xs + fed
     }
 }
 
@@ -396,6 +399,18 @@ impl UMT5EncoderModel {
         }
         if !matches!(input_ids.dtype(), DType::U32 | DType::I64) {
             bail!("input_ids must be u32 or i64, got {:?}", input_ids.dtype());
+        }
+        // Checked here: an out-of-range gather is not an error on every device.
+        let ids = input_ids.flatten_all()?.to_dtype(DType::I64)?;
+        let (lowest, highest) = (
+            ids.min(0)?.to_scalar::<i64>()?,
+            ids.max(0)?.to_scalar::<i64>()?,
+        );
+        if lowest < 0 || highest >= self.config.vocab_size as i64 {
+            bail!(
+                "token ids span [{lowest}, {highest}], the vocabulary has {} entries",
+                self.config.vocab_size
+            );
         }
         let device = input_ids.device();
         let buckets = self.buckets(length, device)?;

@@ -147,8 +147,8 @@ impl T5Tokenizer {
 
 /// Applies, on the raw JSON, what transformers' `T5Tokenizer` keeps of a `tokenizer.json`: the Unigram
 /// vocabulary (unk id 2, no byte fallback) and the `Precompiled` normalizer (top level or directly inside
-/// a `Sequence`). The truncation, padding and post-processor of the file are dropped: [`T5Tokenizer::encode`]
-/// does them.
+/// a `Sequence`). The file's pre-tokenizer is dropped (the caller sets transformers' one), and so are its
+/// truncation, padding and post-processor: [`T5Tokenizer::encode`] does them.
 fn rebuild_like_transformers(json: &mut serde_json::Value) -> Result<()> {
     let Some(root) = json.as_object_mut() else {
         bail!("tokenizer.json is not a JSON object")

@@ -206,6 +206,39 @@ fn encoder_matches_transformers() {
             "{name}: prompt_embeds differ by {embeds_diff}"
         );
 
+        // Half precision runs the same code with f32 statistics / softmax: only rounding may differ.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(
+                &[case.join("model.safetensors")],
+                DType::BF16,
+                &device,
+            )
+            .unwrap()
+        };
+        let bf16 = UMT5EncoderModel::load(vb, &config).unwrap();
+        let embeds_bf16 = bf16
+            .encode_prompt(input_ids, attention_mask, max_length)
+            .unwrap();
+        assert_eq!(embeds_bf16.dtype(), DType::BF16);
+        let bf16_diff = max_abs_diff(
+            &embeds_bf16.to_dtype(DType::F32).unwrap(),
+            &io["prompt_embeds"],
+        );
+        let scale = io["prompt_embeds"]
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        println!("{name}: bf16 max |diff| {bf16_diff:.3e} (max |value| {scale:.2})");
+        assert!(
+            bf16_diff <= 0.05 * scale,
+            "{name}: bf16 prompt_embeds differ by {bf16_diff}"
+        );
+
         // Longer max_sequence_length: more zero rows.
         let longer = model
             .encode_prompt(input_ids, attention_mask, max_length + 5)
@@ -237,7 +270,19 @@ fn unsupported_configs_are_errors() {
     };
     let tiny =
         r#""vocab_size": 8, "d_model": 4, "d_kv": 2, "num_heads": 2, "d_ff": 8, "num_layers": 1"#;
-    assert!(load(&format!("{{{tiny}}}")).is_ok());
+    let model = load(&format!("{{{tiny}}}")).unwrap();
+    let ids = Tensor::new(&[[3u32, 8]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
+    assert!(
+        model.forward(&ids, &mask).is_err(),
+        "token id 8 is outside a vocabulary of 8"
+    );
+    assert!(
+        model
+            .forward(&ids.to_dtype(DType::F32).unwrap(), &mask)
+            .is_err()
+    );
+    assert!(model.forward(&ids, &mask.narrow(1, 0, 1).unwrap()).is_err());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gated-gelu", "dense_act_fn": "relu", "is_gated_act": false}}"#)).is_ok());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gated-mish"}}"#)).is_err());
     assert!(load(&format!(r#"{{{tiny}, "feed_forward_proj": "gelu-gated"}}"#)).is_err());
