@@ -205,6 +205,7 @@ fn unsupported_configs_are_errors() {
         (with("solver_type", r#""bh1""#), "bh1"),
         (with("beta_schedule", r#""cosine""#), "beta_schedule"),
         (with("solver_p", "{}"), "solver_p"),
+        (with("flow_shift", "0.0"), "flow_shift"),
         (
             r#"{"_class_name": "UniPCMultistepScheduler"}"#.to_string(),
             "flow sigmas",

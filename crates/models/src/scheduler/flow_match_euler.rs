@@ -75,6 +75,9 @@ impl FlowMatchEulerConfig {
         if self.num_train_timesteps == 0 {
             bail!("Euler: num_train_timesteps must be at least 1");
         }
+        if !(self.shift > 0.0 && self.shift.is_finite()) {
+            bail!("Euler: shift must be positive, got {}", self.shift);
+        }
         Ok(())
     }
 }

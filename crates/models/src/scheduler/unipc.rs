@@ -167,6 +167,12 @@ impl UniPcConfig {
         if self.num_train_timesteps == 0 {
             bail!("UniPC: num_train_timesteps must be at least 1");
         }
+        if !(self.flow_shift > 0.0 && self.flow_shift.is_finite()) {
+            bail!(
+                "UniPC: flow_shift must be positive, got {}",
+                self.flow_shift
+            );
+        }
         let known_schedule =
             ["linear", "scaled_linear", "squaredcos_cap_v2"].contains(&self.beta_schedule.as_str());
         if self.trained_betas.is_none() && !known_schedule {
@@ -344,8 +350,8 @@ impl UniPcMultistepScheduler {
         x_t - scale(&residual, c.alpha_b_h)?
     }
 
-    /// The UniC corrector of the previous step's prediction `sample`, now that the model
-    /// output `model_t` (converted) at its level is known.
+    /// The UniC corrector: redoes the previous step from its input `last_sample`, now that
+    /// the converted model output `model_t` at the level it reached is known.
     fn correct(
         &self,
         model_t: &Tensor,
