@@ -70,7 +70,10 @@ impl SchedulerConfig {
     /// pipelines' `from_config(config, flow_shift=...)` does.
     pub fn with_flow_shift(self, shift: f64) -> Self {
         match self {
-            Self::UniPc(config) => Self::UniPc(UniPcConfig { flow_shift: shift, ..config }),
+            Self::UniPc(config) => Self::UniPc(UniPcConfig {
+                flow_shift: shift,
+                ..config
+            }),
             Self::FlowMatchEuler(config) => {
                 Self::FlowMatchEuler(FlowMatchEulerConfig { shift, ..config })
             }
@@ -114,7 +117,11 @@ fn divide(tensor: &Tensor, divisor: f32) -> Result<Tensor> {
 /// The position of `timestep` in `schedule`: torch's `index_for_timestep`, which takes the
 /// second of duplicated values so that a run starting mid-schedule does not repeat a level.
 fn index_for_timestep(schedule: &[f64], timestep: f64) -> Option<usize> {
-    let mut matches = schedule.iter().enumerate().filter(|&(_, &t)| t == timestep).map(|(i, _)| i);
+    let mut matches = schedule
+        .iter()
+        .enumerate()
+        .filter(|&(_, &t)| t == timestep)
+        .map(|(i, _)| i);
     let first = matches.next()?;
     Some(matches.next().unwrap_or(first))
 }

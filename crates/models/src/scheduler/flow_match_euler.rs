@@ -5,7 +5,7 @@ use candle_core::{DType, Result, Tensor, bail};
 use serde::Deserialize;
 
 use super::schedule::{
-    TimeShiftType, exponential, karras, linspace, shift_sigmas, stretch_to_terminal,
+    TimeShiftType, ensure_finite, exponential, karras, linspace, shift_sigmas, stretch_to_terminal,
 };
 use super::{Scheduler, index_for_timestep, scale};
 
@@ -53,10 +53,15 @@ impl Default for FlowMatchEulerConfig {
 
 impl FlowMatchEulerConfig {
     fn validate(&self) -> Result<()> {
-        let alternatives =
-            [self.use_karras_sigmas, self.use_exponential_sigmas, self.use_beta_sigmas];
+        let alternatives = [
+            self.use_karras_sigmas,
+            self.use_exponential_sigmas,
+            self.use_beta_sigmas,
+        ];
         if alternatives.iter().filter(|&&on| on).count() > 1 {
-            bail!("Euler: only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be set");
+            bail!(
+                "Euler: only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be set"
+            );
         }
         if self.use_beta_sigmas {
             bail!("Euler: use_beta_sigmas is not implemented");
@@ -69,6 +74,9 @@ impl FlowMatchEulerConfig {
         }
         if self.num_train_timesteps == 0 {
             bail!("Euler: num_train_timesteps must be at least 1");
+        }
+        if !(self.shift > 0.0 && self.shift.is_finite()) {
+            bail!("Euler: shift must be positive, got {}", self.shift);
         }
         Ok(())
     }
@@ -133,6 +141,7 @@ impl Scheduler for FlowMatchEulerDiscreteScheduler {
         } else if self.config.use_exponential_sigmas {
             sigmas = exponential(&sigmas, num_inference_steps);
         }
+        ensure_finite(&sigmas, "Euler")?;
 
         let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
         let final_sigma = if self.config.invert_sigmas {

@@ -1,6 +1,7 @@
 //! Float64 noise-schedule arithmetic, in numpy's order of operations so that the float32
 //! sigmas (and the timesteps derived from them) come out bit-identical to the reference.
 
+use candle_core::{Result, bail};
 use serde::Deserialize;
 
 /// How `use_dynamic_shifting` would shift the schedule. Dynamic shifting needs a per-call `mu`
@@ -65,4 +66,15 @@ pub(super) fn exponential(sigmas: &[f64], num_inference_steps: usize) -> Vec<f64
         .into_iter()
         .map(f64::exp)
         .collect()
+}
+
+/// The reference computes NaN schedules without complaint (e.g. `shift_terminal` with a single
+/// step stretches a zero-length schedule); refuse them instead.
+pub(super) fn ensure_finite(sigmas: &[f64], scheduler: &str) -> Result<()> {
+    if sigmas.iter().any(|s| !s.is_finite()) {
+        bail!(
+            "{scheduler}: this configuration and step count give a non-finite noise schedule: {sigmas:?}"
+        );
+    }
+    Ok(())
 }

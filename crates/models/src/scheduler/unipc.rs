@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use candle_core::{Result, Tensor, bail};
 use serde::Deserialize;
 
-use super::schedule::{TimeShiftType, linspace, shift_sigmas, stretch_to_terminal};
+use super::schedule::{TimeShiftType, ensure_finite, linspace, shift_sigmas, stretch_to_terminal};
 use super::{Scheduler, divide, index_for_timestep, scale};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -128,7 +128,9 @@ impl UniPcConfig {
         ];
         let selected: Vec<_> = alternative_sigmas.iter().filter(|(_, on)| *on).collect();
         if selected.len() > 1 {
-            bail!("UniPC: only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be set");
+            bail!(
+                "UniPC: only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be set"
+            );
         }
         if let Some((name, _)) = selected.first() {
             bail!(
@@ -146,7 +148,9 @@ impl UniPcConfig {
             );
         }
         if !self.predict_x0 {
-            bail!("UniPC: flow_prediction requires predict_x0 = true (the reference rejects it too)");
+            bail!(
+                "UniPC: flow_prediction requires predict_x0 = true (the reference rejects it too)"
+            );
         }
         if self.thresholding {
             bail!("UniPC: thresholding is not implemented");
@@ -163,10 +167,19 @@ impl UniPcConfig {
         if self.num_train_timesteps == 0 {
             bail!("UniPC: num_train_timesteps must be at least 1");
         }
+        if !(self.flow_shift > 0.0 && self.flow_shift.is_finite()) {
+            bail!(
+                "UniPC: flow_shift must be positive, got {}",
+                self.flow_shift
+            );
+        }
         let known_schedule =
             ["linear", "scaled_linear", "squaredcos_cap_v2"].contains(&self.beta_schedule.as_str());
         if self.trained_betas.is_none() && !known_schedule {
-            bail!("UniPC: beta_schedule {:?} is not implemented by the reference", self.beta_schedule);
+            bail!(
+                "UniPC: beta_schedule {:?} is not implemented by the reference",
+                self.beta_schedule
+            );
         }
         if self.solver_type == SolverType::Bh1 && self.final_sigmas_type == FinalSigmasType::Zero {
             bail!(
@@ -240,7 +253,10 @@ impl UniPcMultistepScheduler {
     fn coefficients(&self, t: usize, s0: usize, order: usize) -> Result<Coefficients> {
         let alpha_lambda = |index: usize| -> Result<(f32, f32)> {
             let Some(&sigma) = self.sigmas.get(index) else {
-                bail!("UniPC: no noise level {index} in a schedule of {}", self.sigmas.len())
+                bail!(
+                    "UniPC: no noise level {index} in a schedule of {}",
+                    self.sigmas.len()
+                )
             };
             let alpha = 1.0 - sigma;
             Ok((alpha, ln(alpha) - ln(sigma)))
@@ -270,7 +286,11 @@ impl UniPcMultistepScheduler {
         let mut r = Vec::with_capacity(order);
         let mut b = Vec::with_capacity(order);
         for i in 1..=order {
-            r.push(rks.iter().map(|rk| rk.powi(i as i32 - 1)).collect::<Vec<f32>>());
+            r.push(
+                rks.iter()
+                    .map(|rk| rk.powi(i as i32 - 1))
+                    .collect::<Vec<f32>>(),
+            );
             b.push(h_phi_k * factorial as f32 / b_h);
             factorial *= i as u64 + 1;
             h_phi_k = h_phi_k / hh - (1.0 / factorial as f64) as f32;
@@ -319,7 +339,10 @@ impl UniPcMultistepScheduler {
         let rhos = match order {
             2 => vec![0.5],
             _ => {
-                let r = c.r[..order - 1].iter().map(|row| row[..order - 1].to_vec()).collect();
+                let r = c.r[..order - 1]
+                    .iter()
+                    .map(|row| row[..order - 1].to_vec())
+                    .collect();
                 solve(r, c.b[..order - 1].to_vec())?
             }
         };
@@ -327,8 +350,8 @@ impl UniPcMultistepScheduler {
         x_t - scale(&residual, c.alpha_b_h)?
     }
 
-    /// The UniC corrector of the previous step's prediction `sample`, now that the model
-    /// output `model_t` (converted) at its level is known.
+    /// The UniC corrector: redoes the previous step from its input `last_sample`, now that
+    /// the converted model output `model_t` at the level it reached is known.
     fn correct(
         &self,
         model_t: &Tensor,
@@ -368,6 +391,7 @@ impl Scheduler for UniPcMultistepScheduler {
         if let Some(terminal) = self.config.shift_terminal.filter(|&t| t != 0.0) {
             stretch_to_terminal(&mut sigmas, terminal);
         }
+        ensure_finite(&sigmas, "UniPC")?;
         // sigma = 1 would make log(alpha) infinite in the first updates.
         let eps = 1e-6;
         if (sigmas[0] - 1.0).abs() < eps {
@@ -399,8 +423,9 @@ impl Scheduler for UniPcMultistepScheduler {
         }
         let step_index = match self.step_index {
             Some(index) => index,
-            None => index_for_timestep(&self.timesteps, timestep)
-                .unwrap_or(self.timesteps.len() - 1),
+            None => {
+                index_for_timestep(&self.timesteps, timestep).unwrap_or(self.timesteps.len() - 1)
+            }
         };
         self.step_index = Some(step_index);
         if step_index >= self.timesteps.len() {
@@ -412,8 +437,11 @@ impl Scheduler for UniPcMultistepScheduler {
         // torch (a bf16 transformer's output), the difference is in the sample's dtype.
         let model_x0 = (sample - scale(model_output, sigma)?.to_dtype(sample.dtype())?)?;
 
-        let corrector_enabled =
-            step_index > 0 && !self.config.disable_corrector.contains(&(step_index as i64 - 1));
+        let corrector_enabled = step_index > 0
+            && !self
+                .config
+                .disable_corrector
+                .contains(&(step_index as i64 - 1));
         let sample = match (&self.last_sample, corrector_enabled) {
             (Some(last_sample), true) => {
                 self.correct(&model_x0, last_sample, step_index, self.last_order)?
@@ -499,10 +527,11 @@ fn solve(mut a: Vec<Vec<f32>>, mut b: Vec<f32>) -> Result<Vec<f32>> {
         a.swap(col, pivot);
         b.swap(col, pivot);
         let inverse = 1.0 / a[col][col];
+        let pivot_row = a[col].clone();
         for row in col + 1..n {
             let factor = a[row][col] * inverse;
-            for k in col + 1..n {
-                a[row][k] -= factor * a[col][k];
+            for (entry, pivot_entry) in a[row][col + 1..].iter_mut().zip(&pivot_row[col + 1..]) {
+                *entry -= factor * pivot_entry;
             }
             b[row] -= factor * b[col];
         }
