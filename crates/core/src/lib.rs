@@ -1,6 +1,7 @@
 //! Soragen's inference core, shared by the CLI, the OpenFX plugin and the GStreamer element.
 
 pub mod model;
+pub mod tasks;
 pub mod vace;
 pub mod video;
 

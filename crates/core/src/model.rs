@@ -3,7 +3,8 @@
 //! entirely: a folder of another model family fails here, by name, instead of producing noise.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use candle_core::{DType, Device, Tensor};
 use soragen_models::scheduler::{Scheduler, SchedulerConfig};
@@ -62,7 +63,28 @@ fn first_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
+/// Models loaded in this process, by folder and dtype: every plugin instance and element of a
+/// process shares one copy of the weights while any of them holds it.
+fn loaded() -> &'static Mutex<HashMap<(PathBuf, DType), Weak<WanVace>>> {
+    static LOADED: OnceLock<Mutex<HashMap<(PathBuf, DType), Weak<WanVace>>>> = OnceLock::new();
+    LOADED.get_or_init(Mutex::default)
+}
+
 impl WanVace {
+    /// The process-wide copy of a model, loaded on first use (on the CPU).
+    pub fn shared(folder: &Path, dtype: DType) -> Result<Arc<Self>> {
+        let key = (folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()), dtype);
+        // Loading under the lock makes a second caller wait for the first load, not repeat it.
+        let mut loaded = loaded().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
+            return Ok(model);
+        }
+        let model = Self::load(folder, dtype, &Device::Cpu)?;
+        loaded.retain(|_, m| m.strong_count() > 0);
+        loaded.insert(key, Arc::downgrade(&model));
+        Ok(model)
+    }
+
     pub fn load(folder: &Path, dtype: DType, device: &Device) -> Result<Arc<Self>> {
         if !folder.join("model_index.json").is_file() {
             return Err(Error::Input(format!(

@@ -51,3 +51,69 @@ fn matches_diffusers_wan_vace_pipeline() {
         assert!(diff <= TOLERANCE, "{}: max |diff| {diff} > {TOLERANCE}", case.display());
     }
 }
+
+#[test]
+fn a_model_is_loaded_once_per_process() {
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
+    let first = WanVace::shared(&tiny, DType::F32).unwrap();
+    let second = WanVace::shared(&tiny.join("../tiny"), DType::F32).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    let other_dtype = WanVace::shared(&tiny, DType::BF16).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &other_dtype));
+}
+
+/// A copy of the tiny model in a scratch folder, to damage.
+fn tiny_copy(name: &str) -> PathBuf {
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
+    let dir = std::env::temp_dir().join(format!("soragen-model-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for part in ["", "transformer", "vae", "text_encoder", "tokenizer", "scheduler"] {
+        std::fs::create_dir_all(dir.join(part)).unwrap();
+        for entry in std::fs::read_dir(tiny.join(part)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.join(part).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn load_error(folder: &Path) -> String {
+    WanVace::load(folder, DType::F32, &Device::Cpu).err().expect("loading should fail").to_string()
+}
+
+#[test]
+fn bad_model_folders_are_clear_errors() {
+    let message = load_error(Path::new("/nowhere/model"));
+    assert!(message.contains("no model_index.json"), "{message}");
+
+    let missing_vae = tiny_copy("no-vae");
+    std::fs::remove_dir_all(missing_vae.join("vae")).unwrap();
+    let message = load_error(&missing_vae);
+    assert!(message.contains("missing the vae/ folder"), "{message}");
+
+    let corrupt = tiny_copy("corrupt");
+    let weights = corrupt.join("transformer/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let message = load_error(&corrupt);
+    assert!(message.contains("diffusion_pytorch_model.safetensors") && message.contains("not a valid safetensors"), "{message}");
+
+    let bad_config = tiny_copy("bad-config");
+    let config = bad_config.join("transformer/config.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"num_layers\": 3", "\"num_layers\": \"three\"");
+    std::fs::write(&config, text).unwrap();
+    let message = load_error(&bad_config);
+    assert!(message.contains("transformer/config.json") && message.contains("invalid type"), "{message}");
+
+    // Weights of another shape (a VAE with other channel counts) are named with their file.
+    let mismatched = tiny_copy("mismatched");
+    for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        let other = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/wide_background/model/vae");
+        std::fs::copy(other.join(file), mismatched.join("vae").join(file)).unwrap();
+    }
+    std::fs::write(mismatched.join("vae/config.json"), std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny/vae/config.json")).unwrap()).unwrap();
+    let message = load_error(&mismatched);
+    assert!(message.contains("vae") && message.contains("shape"), "{message}");
+}
