@@ -81,6 +81,8 @@ impl Sampling {
 pub trait Observer {
     /// Called after each denoising step (1-based `done` of `total`).
     fn step(&self, done: usize, total: usize);
+    /// Called when a task starts its `index`-th (0-based) of `count` model windows.
+    fn window(&self, _index: usize, _count: usize) {}
     /// Polled before each step: true stops the generation with [`Error::Cancelled`].
     fn cancelled(&self) -> bool {
         false
