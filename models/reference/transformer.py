@@ -7,6 +7,8 @@ Every case is a tiny random model saved with `save_pretrained`, plus `io.safeten
     output [B,out,F',H',W'].
 One case also gets `original/diffusion_pytorch_model.safetensors`: the same weights under the
 original Wan release names, checked here against diffusers' own original->diffusers converter.
+`published_shapes.json` lists the tensor names and shapes of the published model sizes (built on
+the meta device, no weights) for the Rust loader to be checked against.
 """
 import json
 

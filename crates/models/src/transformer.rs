@@ -441,8 +441,8 @@ impl WanTransformer {
     ///
     /// `vace` is the control input `[B, vace_in_channels, Fc, H, W]` (`Fc <= F`; missing trailing
     /// frames count as zero tokens, as in diffusers) with one context scale per VACE layer or a
-    /// single one for all. `None` on a VACE model skips the branch, which leaves the plain
-    /// text-to-video model (the VACE main blocks are Wan's).
+    /// single one for all. `None` on a VACE model runs the main blocks without hints (diffusers
+    /// has no such mode: it requires a control input).
     pub fn forward(
         &self,
         latents: &Tensor,
