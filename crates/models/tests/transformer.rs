@@ -365,3 +365,24 @@ fn published_models_use_diffusers_tensor_names_and_shapes() {
         }
     }
 }
+
+/// Half-precision weights run (norms, modulation and softmax stay in f32) and stay close.
+#[test]
+fn runs_in_bf16() {
+    for dir in case_dirs() {
+        let file = dir.join(WEIGHTS);
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[file], DType::BF16, &Device::Cpu).unwrap()
+        };
+        let model = WanTransformer::load(vb, &config(&dir)).unwrap();
+        let io = io(&dir);
+        let output = run(&model, &io).unwrap();
+        assert_eq!(output.dtype(), DType::BF16);
+        let diff = max_abs_diff(&output.to_dtype(DType::F32).unwrap(), &io["output"]);
+        println!(
+            "{} bf16: max |diff| {diff:.3e}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        assert!(diff < 0.1, "{dir:?}: bf16 max |diff| {diff}");
+    }
+}
