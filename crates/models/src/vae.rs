@@ -119,9 +119,13 @@ impl Config {
         1 << self.encoder_temporal_downsamples()
     }
 
-    /// Latent frames for `frames` input frames (`frames` = 4n + 1).
-    pub fn latent_frames(&self, frames: usize) -> usize {
-        1 + (frames - 1) / self.temporal_compression()
+    /// Latent frames the encoder makes of `frames` video frames, which must be 4n + 1 (the
+    /// first frame alone, then chunks of 4).
+    pub fn latent_frames(&self, frames: usize) -> Result<usize> {
+        if frames == 0 || (frames - 1) % ENCODE_CHUNK_FRAMES != 0 {
+            candle_core::bail!("AutoencoderKLWan: frame count must be 4n + 1, got {frames}")
+        }
+        Ok(1 + (frames - 1) / self.temporal_compression())
     }
 
     fn encoder_temporal_downsamples(&self) -> usize {
@@ -173,9 +177,7 @@ impl AutoencoderKLWan {
                 config.in_channels
             )
         }
-        if frames == 0 || (frames - 1) % ENCODE_CHUNK_FRAMES != 0 {
-            candle_core::bail!("AutoencoderKLWan::encode: frame count must be 4n + 1, got {frames}")
-        }
+        config.latent_frames(frames)?;
         let spatial = config.spatial_compression();
         if height % spatial != 0 || width % spatial != 0 || height == 0 || width == 0 {
             candle_core::bail!(

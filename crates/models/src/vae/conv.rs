@@ -3,8 +3,9 @@
 //!
 //! Activations inside the VAE are frames-first and channels-last, `[B, T, H, W, C]`: time slicing
 //! stays contiguous (for B = 1), per-pixel ops (norms, attention, pointwise convolutions) see rows
-//! of C contiguous values, and a convolution is one gather (im2col, rows of C values copied with
-//! `index_select`) and one `[pixels, K] x [K, out]` matmul, the shape the CPU GEMM runs fastest.
+//! of C contiguous values, and a convolution is, per tile of output rows, one gather (im2col: rows
+//! of C values copied by `index_select`) and one `[pixels, K] x [K, out]` matmul, the operand
+//! shape the CPU GEMM runs fastest (several times faster than candle's conv2d on these sizes).
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
