@@ -122,7 +122,7 @@ impl Config {
     /// Latent frames the encoder makes of `frames` video frames, which must be 4n + 1 (the
     /// first frame alone, then chunks of 4).
     pub fn latent_frames(&self, frames: usize) -> Result<usize> {
-        if frames == 0 || (frames - 1) % ENCODE_CHUNK_FRAMES != 0 {
+        if frames == 0 || !(frames - 1).is_multiple_of(ENCODE_CHUNK_FRAMES) {
             candle_core::bail!("AutoencoderKLWan: frame count must be 4n + 1, got {frames}")
         }
         Ok(1 + (frames - 1) / self.temporal_compression())
