@@ -7,8 +7,7 @@ Every case is a tiny random model saved with `save_pretrained`, plus `io.safeten
     output [B,out,F',H',W'].
 One case also gets `original/diffusion_pytorch_model.safetensors`: the same weights under the
 original Wan release names, checked here against diffusers' own original->diffusers converter.
-`published_shapes.json` lists the tensor names and shapes of the published model sizes (built on
-the meta device, no weights) for the Rust loader to be checked against.
+The published checkpoints' tensor sets are in models/manifests (manifests.py).
 """
 import json
 
@@ -142,34 +141,7 @@ def save_original_names(model: torch.nn.Module, directory) -> None:
     save_file(original, str(out / "diffusion_pytorch_model.safetensors"))
 
 
-# Published model sizes (diffusers defaults fill the rest): their tensor names and shapes,
-# from models built on the meta device, so the Rust loader can be checked without weights.
-PUBLISHED = {
-    "Wan2.1-T2V-1.3B": (WanTransformer3DModel, dict(num_attention_heads=12, ffn_dim=8960, num_layers=30)),
-    "Wan2.1-VACE-1.3B": (
-        WanVACETransformer3DModel,
-        dict(num_attention_heads=12, ffn_dim=8960, num_layers=30, vace_layers=list(range(0, 30, 2))),
-    ),
-    "Wan2.1-VACE-14B": (WanVACETransformer3DModel, dict(num_attention_heads=40, ffn_dim=13824, num_layers=40)),
-}
-
-
-def save_published_shapes() -> None:
-    published = {}
-    for name, (cls, config) in PUBLISHED.items():
-        with torch.device("meta"):
-            model = cls(**config)
-        published[name] = dict(
-            config=json.loads(model.to_json_string()),
-            tensors={k: list(v.shape) for k, v in model.state_dict().items()},
-        )
-    path = FIXTURES / PART / "published_shapes.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(published, sort_keys=True, separators=(",", ":")) + "\n")
-
-
 def main() -> None:
-    save_published_shapes()
     for index, case in enumerate(CASES):
         gen = seeded(1000 + index)
         cls = WanVACETransformer3DModel if case["vace"] else WanTransformer3DModel
