@@ -48,6 +48,10 @@ pub struct Common {
     /// Frames per model window (4n+1); longer outputs take several windows.
     #[arg(long, default_value_t = WINDOW_FRAMES)]
     window_frames: usize,
+    /// A folder of finished windows to reuse and fill, shareable between machines (e.g. a
+    /// render farm's network share).
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// Weight and compute dtype.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     dtype: String,
@@ -71,6 +75,7 @@ impl Common {
             mask_feather: self.mask_feather,
             working_pixels: self.working_pixels,
             window_frames: self.window_frames,
+            cache: self.cache.clone(),
         }
     }
 }

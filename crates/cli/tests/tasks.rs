@@ -194,3 +194,18 @@ fn an_output_folder_holding_other_files_is_left_alone() {
     assert_eq!(std::fs::read_to_string(dir.join("out/notes.txt")).unwrap(), "mine");
     assert_nothing_written(&dir, &["in", "out"]);
 }
+
+#[test]
+fn a_cache_folder_makes_a_repeated_request_give_the_same_frames() {
+    let dir = scratch("cache");
+    write_png_dir(&clip(16, 16, 3, 40), &dir.join("in")).unwrap();
+    let (input, cache) = (path(&dir.join("in")), path(&dir.join("cache")));
+    for out in ["first", "second"] {
+        let output = path(&dir.join(out));
+        let run = soragen(&["extend", "--input", &input, "--frames", "9", "--cache", &cache, "--output", &output]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    assert_eq!(Video::read(&dir.join("first")).unwrap(), Video::read(&dir.join("second")).unwrap());
+    let entries = std::fs::read_dir(dir.join("cache")).unwrap().count();
+    assert!(entries >= 1, "the cache holds the finished windows");
+}

@@ -13,15 +13,18 @@
 //! and runs nothing for it; an all-white one regenerates the whole frame, conditioned on the
 //! frames around it.
 
+mod cache;
 mod colour;
 mod plan;
 mod resample;
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use candle_core::Tensor;
 use serde::Serialize;
 
+use cache::{Cache, Key};
 use colour::ChannelStats;
 pub use colour::{Seam, seam};
 
@@ -86,6 +89,10 @@ pub struct TaskParams {
     pub working_pixels: Option<usize>,
     /// Frames per model window ([`WINDOW_FRAMES`] for Wan2.1); longer outputs take several.
     pub window_frames: usize,
+    /// A folder of finished windows to reuse and fill (see `tasks/cache.rs`); it does not
+    /// change the output, so it is not part of the record.
+    #[serde(skip)]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for TaskParams {
@@ -102,6 +109,7 @@ impl Default for TaskParams {
             mask_feather: 2,
             working_pixels: None,
             window_frames: WINDOW_FRAMES,
+            cache: None,
         }
     }
 }
@@ -171,7 +179,8 @@ pub fn run_task(
     if !windows.is_empty() {
         let prompt = model.encode_prompt(&params.prompt)?;
         let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
-        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer };
+        let cache = params.cache.as_deref().map(|dir| open_cache(dir, model, params)).transpose()?;
+        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache };
         for (index, window) in windows.iter().enumerate() {
             if observer.cancelled() {
                 return Err(Error::Cancelled);
@@ -187,6 +196,18 @@ pub fn run_task(
         params: params.clone(),
     };
     Ok(TaskOutput { video: timeline.into_video(), record })
+}
+
+/// The cache and the part of every window's key the whole task shares.
+fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams) -> Result<(Cache, Key)> {
+    let cache = Cache::open(dir)?;
+    let mut key = Key::new();
+    cache::add_model(&mut key, model)?;
+    key.add("prompt", params.prompt.as_bytes());
+    key.add("negative prompt", params.negative_prompt.as_bytes());
+    key.add("steps", &(params.steps as u64).to_le_bytes());
+    key.add("guidance", &params.guidance.to_le_bytes());
+    Ok((cache, key))
 }
 
 fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
@@ -249,6 +270,7 @@ struct Request<'a> {
     negative: Option<&'a Prompt>,
     params: &'a TaskParams,
     observer: &'a dyn Observer,
+    cache: Option<(Cache, Key)>,
 }
 
 struct Timeline {
@@ -347,7 +369,6 @@ impl Timeline {
 
     /// Generates the pending frames in `positions` (see [`plan`]) and fixes them.
     fn run_window(&mut self, request: &Request, positions: Range<isize>, seed: u64) -> Result<()> {
-        let model = request.model;
         let (width, height) = request.working;
         let size = (self.width, self.height);
         let count = positions.len();
@@ -381,21 +402,25 @@ impl Timeline {
                 targets.push((offset, position as usize));
             }
         }
-        let device = &model.device;
-        let video = Tensor::from_vec(pixels, (count, height, width, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
-        let input = VaceInput {
-            video: video.contiguous()?,
-            mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
+        let shape = [count, height, width, 3];
+        let cached = request.cache.as_ref().map(|(cache, task_key)| {
+            let mut key = task_key.clone();
+            key.add_f32s("pixels", &pixels);
+            key.add_f32s("mask", &mask);
+            key.add("shape", &shape.map(|d| d as u64).map(u64::to_le_bytes).concat());
+            key.add("seed", &seed.to_le_bytes());
+            (cache, cache.get(key, &shape))
+        });
+        let output = match cached {
+            Some((_, (_, Some(stored)))) => stored,
+            cached => {
+                let output = Self::generate(request, pixels, mask, shape, seed)?;
+                if let Some((cache, (key, None))) = cached {
+                    cache.put(&key, &output, &shape)?;
+                }
+                output
+            }
         };
-        let sampling = Sampling {
-            steps: request.params.steps,
-            guidance: request.params.guidance,
-            flow_shift: None,
-            conditioning_scale: 1.0,
-            noise: Noise::Seed(seed),
-        };
-        let output = model.generate(&input, request.prompt, request.negative, &sampling, request.observer)?;
-        let output = output.flatten_all()?.to_vec1::<f32>()?;
         let frame_len = width * height * 3;
         let mut frames: Vec<Vec<f32>> =
             targets.iter().map(|&(offset, _)| output[offset * frame_len..][..frame_len].to_vec()).collect();
@@ -419,6 +444,32 @@ impl Timeline {
             self.slots[position] = Slot::Fixed(Frame { rgb, alpha: None });
         }
         Ok(())
+    }
+
+    /// The model's output [F, H, W, 3] in [0, 1] for one window's pixels (in [-1, 1]) and mask.
+    fn generate(
+        request: &Request,
+        pixels: Vec<f32>,
+        mask: Vec<f32>,
+        [count, height, width, _]: [usize; 4],
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let model = request.model;
+        let device = &model.device;
+        let video = Tensor::from_vec(pixels, (count, height, width, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
+        let input = VaceInput {
+            video: video.contiguous()?,
+            mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
+        };
+        let sampling = Sampling {
+            steps: request.params.steps,
+            guidance: request.params.guidance,
+            flow_shift: None,
+            conditioning_scale: 1.0,
+            noise: Noise::Seed(seed),
+        };
+        let output = model.generate(&input, request.prompt, request.negative, &sampling, request.observer)?;
+        Ok(output.flatten_all()?.to_vec1::<f32>()?)
     }
 
     fn into_video(self) -> Video {

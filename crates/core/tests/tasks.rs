@@ -266,3 +266,58 @@ fn bad_requests_are_one_line_errors() {
     let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels"));
 }
+
+#[test]
+fn finished_windows_come_from_the_cache() {
+    let dir = std::env::temp_dir().join(format!("soragen-task-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cached = TaskParams { cache: Some(dir.clone()), ..params() };
+    let inputs = with_clip(clip(3, 0));
+    let kind = TaskKind::ExtendForward { frames: 10 };
+    let computed = Recorder::default();
+    let first = run_task(&tiny(), &kind, &inputs, &cached, &computed).unwrap();
+    let windows = computed.windows.borrow().len();
+    assert!(windows >= 2 && *computed.steps.borrow() == 2 * windows);
+
+    let reused = Recorder::default();
+    let second = run_task(&tiny(), &kind, &inputs, &cached, &reused).unwrap();
+    assert_eq!(*reused.steps.borrow(), 0, "every window must come from the cache");
+    assert_eq!(second.video, first.video);
+    assert_eq!(second.video, run(kind.clone(), &inputs, &params()).unwrap().video, "the cache changes nothing");
+
+    // Anything that changes the output misses: here the prompt, then a source pixel.
+    let other_prompt = Recorder::default();
+    let cached = TaskParams { prompt: "a blue car".into(), ..cached };
+    run_task(&tiny(), &kind, &inputs, &cached, &other_prompt).unwrap();
+    assert_eq!(*other_prompt.steps.borrow(), 2 * windows);
+    let mut changed = inputs.clone();
+    changed.clip.as_mut().unwrap().frames[2].rgb[0] ^= 1;
+    let other_pixels = Recorder::default();
+    run_task(&tiny(), &kind, &changed, &cached, &other_pixels).unwrap();
+    assert_eq!(*other_pixels.steps.borrow(), 2 * windows);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flat dark clip: the tiny model's noise is mid-grey, far from it, so the cut shows
+/// unless colours are matched.
+#[test]
+fn colour_matching_hides_the_seam() {
+    let mut source = clip(6, 0);
+    for frame in &mut source.frames {
+        frame.rgb.iter_mut().for_each(|v| *v = *v / 3 + 10);
+    }
+    let inputs = with_clip(source);
+    let kind = TaskKind::ExtendForward { frames: 4 };
+    let seam_with = |color_match| {
+        let out = run(kind.clone(), &inputs, &TaskParams { color_match, ..params() }).unwrap();
+        soragen_core::tasks::seam(&out.video, 6, 0..6)
+    };
+    let (matched, unmatched) = (seam_with(true), seam_with(false));
+    println!(
+        "seam colour step, relative to the source's own: {:.2} matched, {:.2} unmatched",
+        matched.colour, unmatched.colour
+    );
+    println!("seam structure step: {:.2} matched, {:.2} unmatched", matched.structure, unmatched.structure);
+    assert!(unmatched.colour > 10.0, "the synthetic case must have a visible seam: {unmatched:?}");
+    assert!(matched.colour < unmatched.colour / 5.0, "{matched:?} vs {unmatched:?}");
+}
