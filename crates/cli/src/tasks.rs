@@ -52,6 +52,9 @@ pub struct Common {
     /// render farm's network share).
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Feed frames to the model one to one instead of at its 16 fps (see README).
+    #[arg(long)]
+    no_frame_rate_match: bool,
     /// Weight and compute dtype.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     dtype: String,
@@ -75,6 +78,7 @@ impl Common {
             mask_feather: self.mask_feather,
             working_pixels: self.working_pixels,
             window_frames: self.window_frames,
+            match_frame_rate: !self.no_frame_rate_match,
             cache: self.cache.clone(),
         }
     }

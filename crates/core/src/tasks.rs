@@ -89,6 +89,9 @@ pub struct TaskParams {
     pub working_pixels: Option<usize>,
     /// Frames per model window ([`WINDOW_FRAMES`] for Wan2.1); longer outputs take several.
     pub window_frames: usize,
+    /// Feed a source with a stated frame rate to the model at its 16 fps, so that motion
+    /// continues at the source's speed (see `Timeline` in this module); false: one to one.
+    pub match_frame_rate: bool,
     /// A folder of finished windows to reuse and fill (see `tasks/cache.rs`); it does not
     /// change the output, so it is not part of the record.
     #[serde(skip)]
@@ -109,6 +112,7 @@ impl Default for TaskParams {
             mask_feather: 2,
             working_pixels: None,
             window_frames: WINDOW_FRAMES,
+            match_frame_rate: true,
             cache: None,
         }
     }
@@ -165,7 +169,7 @@ pub fn run_task(
     check_params(model, params)?;
     let mut timeline = Timeline::new(kind, inputs, params)?;
     let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
-    let generated = runs(&pending);
+    let generated = timeline.generated();
     let multiple = model.vae_spatial_factor() * model.patch_size();
     let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(timeline.width * timeline.height));
     let working = working_size(timeline.width, timeline.height, pixels, multiple);
@@ -273,8 +277,30 @@ struct Request<'a> {
     cache: Option<(Cache, Key)>,
 }
 
+/// Where an output frame comes from.
+enum Pick {
+    /// A source frame, copied through.
+    Source(Frame),
+    /// A slot of the model's timeline.
+    Slot(usize),
+}
+
+/// A task as the model sees it, and how its output is put together.
+///
+/// Frame rates: Wan is trained on 16 fps clips, so a model frame is 1/16 s whatever the source
+/// rate. With [`TaskParams::match_frame_rate`] and a source that states its rate (a 23.976, 24,
+/// 25, 29.97, 30 or 50 fps timeline), the context frames are picked from the source 1/16 s
+/// apart (every `fps / 16` source frames, rounded to the nearest frame), so the model sees
+/// motion at the speed it was trained on and continues it at that speed; the new stretch of
+/// the output at the source rate takes, for each of its frames, the model frame nearest in
+/// time. Motion keeps the source's speed; at rates above 16 fps some new frames repeat
+/// (frame interpolation between model frames would smooth that, and is not done). Without a
+/// stated rate, or with matching off, frames are fed one to one.
 struct Timeline {
+    /// The frames the model sees, at its rate.
     slots: Vec<Slot>,
+    /// The output, frame by frame.
+    output: Vec<Pick>,
     width: usize,
     height: usize,
     fps: Option<(u32, u32)>,
@@ -299,34 +325,94 @@ fn at_least_one(frames: usize) -> Result<()> {
     Ok(())
 }
 
-fn fixed(clip: &Video) -> impl Iterator<Item = Slot> + '_ {
-    clip.frames.iter().cloned().map(Slot::Fixed)
+fn fixed(frames: Vec<Frame>) -> impl Iterator<Item = Slot> {
+    frames.into_iter().map(Slot::Fixed)
 }
 
 fn new_frames(count: usize) -> impl Iterator<Item = Slot> {
     std::iter::repeat_with(|| Slot::New).take(count)
 }
 
+fn sources(clip: &Video) -> impl Iterator<Item = Pick> + '_ {
+    clip.frames.iter().cloned().map(Pick::Source)
+}
+
 fn stats(frames: &[Frame]) -> Option<ChannelStats> {
     ChannelStats::of(frames.iter().map(|f| f.rgb.as_slice()), 255.0)
 }
 
+/// Source frames per model frame (see [`Timeline`]).
+fn source_step(clip: &Video, params: &TaskParams) -> f64 {
+    match clip.fps {
+        Some((num, den)) if params.match_frame_rate => {
+            (num as f64 / den as f64) / (MODEL_FPS.0 as f64 / MODEL_FPS.1 as f64)
+        }
+        _ => 1.0,
+    }
+}
+
+/// Up to `count` source frames one model frame apart, ending on the clip's last frame.
+fn context_before(clip: &Video, step: f64, count: usize) -> Vec<Frame> {
+    let last = clip.len() as f64 - 1.0;
+    let mut picked: Vec<Frame> = (0..count)
+        .map(|k| (last - k as f64 * step).round())
+        .take_while(|&at| at >= 0.0)
+        .map(|at| clip.frames[at as usize].clone())
+        .collect();
+    picked.reverse();
+    picked
+}
+
+/// Up to `count` source frames one model frame apart, starting on the clip's first frame.
+fn context_after(clip: &Video, step: f64, count: usize) -> Vec<Frame> {
+    (0..count)
+        .map(|k| (k as f64 * step).round() as usize)
+        .take_while(|&at| at < clip.len())
+        .map(|at| clip.frames[at].clone())
+        .collect()
+}
+
+/// Model frames that span `frames` new source frames. `closed`: the stretch ends on a fixed
+/// frame (an insert), which sits one model frame after the last new one.
+fn model_frames(frames: usize, step: f64, closed: bool) -> usize {
+    let model = if closed { ((frames + 1) as f64 / step).round() - 1.0 } else { (frames as f64 / step).round() };
+    (model as usize).max(1)
+}
+
+/// The new model frame (1-based) nearest in time to new source frame `at` (1-based), counted
+/// from the fixed frame the stretch starts at.
+fn nearest(at: usize, frames: usize, model: usize, closed: bool) -> usize {
+    let span = if closed { (model + 1) as f64 / (frames + 1) as f64 } else { model as f64 / frames as f64 };
+    ((at as f64 * span).round() as usize).clamp(1, model)
+}
+
 impl Timeline {
     fn new(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<Self> {
+        let context = params.context_frames;
         // Matching anchors on the source frames nearest the cut.
-        let near = params.context_frames.max(1);
-        let (slots, clip, backward, anchor): (Vec<Slot>, Option<&Video>, bool, Option<ChannelStats>) = match *kind {
+        let near = context.max(1);
+        let (slots, output, clip, backward, anchor) = match *kind {
             TaskKind::ExtendForward { frames } => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
                 at_least_one(frames)?;
-                let tail = &clip.frames[clip.len().saturating_sub(near)..];
-                (fixed(clip).chain(new_frames(frames)).collect(), Some(clip), false, stats(tail))
+                let step = source_step(clip, params);
+                let known = context_before(clip, step, context);
+                let (start, model) = (known.len(), model_frames(frames, step, false));
+                let slots = fixed(known).chain(new_frames(model)).collect();
+                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, false) - 1));
+                let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..]);
+                (slots, sources(clip).chain(new).collect(), clip, false, anchor)
             }
             TaskKind::ExtendBackward { frames } => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
                 at_least_one(frames)?;
-                let head = &clip.frames[..near.min(clip.len())];
-                (new_frames(frames).chain(fixed(clip)).collect(), Some(clip), true, stats(head))
+                let step = source_step(clip, params);
+                let known = context_after(clip, step, context);
+                let model = model_frames(frames, step, false);
+                let slots = new_frames(model).chain(fixed(known)).collect();
+                let new = (1..=frames).rev().map(|before| Pick::Slot(model - nearest(before, frames, model, false)));
+                let anchor = stats(&clip.frames[..near.min(clip.len())]);
+                (slots, new.chain(sources(clip)).collect(), clip, true, anchor)
             }
             TaskKind::Insert { frames } => {
                 let a = required(&inputs.clip, "a first clip (A)", kind)?;
@@ -338,33 +424,52 @@ impl Timeline {
                         a.width, a.height, b.width, b.height
                     )));
                 }
+                let step = source_step(a, params);
+                let (tail, head) = (context_before(a, step, context), context_after(b, step, context));
+                let (start, model) = (tail.len(), model_frames(frames, step, true));
+                let slots = fixed(tail).chain(new_frames(model)).chain(fixed(head)).collect();
+                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, true) - 1));
                 let mut anchor_frames = a.frames[a.len().saturating_sub(near)..].to_vec();
                 anchor_frames.extend_from_slice(&b.frames[..near.min(b.len())]);
-                let slots = fixed(a).chain(new_frames(frames)).chain(fixed(b)).collect();
-                (slots, Some(a), false, stats(&anchor_frames))
+                (slots, sources(a).chain(new).chain(sources(b)).collect(), a, false, stats(&anchor_frames))
             }
             TaskKind::ReplaceBackground => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
-                (background_slots(clip, inputs.mask.as_deref(), params)?, Some(clip), false, None)
+                let slots = background_slots(clip, inputs.mask.as_deref(), params)?;
+                (slots, (0..clip.len()).map(Pick::Slot).collect(), clip, false, None)
             }
             TaskKind::Generate { frames, width, height } => {
                 at_least_one(frames)?;
                 if width == 0 || height == 0 {
                     return Err(Error::Request(format!("{width}x{height}: width and height must be at least 1")));
                 }
-                let slots = new_frames(frames).collect();
-                return Ok(Self { slots, width, height, fps: Some(MODEL_FPS), backward: false, anchor: None });
+                return Ok(Self {
+                    slots: new_frames(frames).collect(),
+                    output: (0..frames).map(Pick::Slot).collect(),
+                    width,
+                    height,
+                    fps: Some(MODEL_FPS),
+                    backward: false,
+                    anchor: None,
+                });
             }
         };
-        let clip = clip.expect("every task but generate has a clip");
         Ok(Self {
             slots,
+            output,
             width: clip.width,
             height: clip.height,
             fps: clip.fps,
             backward,
             anchor: anchor.filter(|_| params.color_match),
         })
+    }
+
+    /// Output frames that come from the model.
+    fn generated(&self) -> Vec<Range<usize>> {
+        let flags: Vec<bool> =
+            self.output.iter().map(|pick| matches!(pick, Pick::Slot(i) if self.slots[*i].is_pending())).collect();
+        runs(&flags)
     }
 
     /// Generates the pending frames in `positions` (see [`plan`]) and fixes them.
@@ -474,12 +579,16 @@ impl Timeline {
 
     fn into_video(self) -> Video {
         let mut video = Video::new(self.width, self.height, self.fps);
+        let slots = self.slots;
         video.frames = self
-            .slots
+            .output
             .into_iter()
-            .map(|slot| match slot {
-                Slot::Fixed(frame) => frame,
-                _ => unreachable!("every window ran, so every frame is fixed"),
+            .map(|pick| match pick {
+                Pick::Source(frame) => frame,
+                Pick::Slot(index) => match &slots[index] {
+                    Slot::Fixed(frame) => frame.clone(),
+                    _ => unreachable!("every window ran, so every slot is fixed"),
+                },
             })
             .collect();
         video

@@ -30,10 +30,11 @@ fn params() -> TaskParams {
     }
 }
 
-/// A dark, slowly moving gradient of a size the model cannot take as it is (40x20).
+/// A dark, slowly moving gradient of a size the model cannot take as it is (40x20), at the
+/// model's 16 fps so that frames are fed one to one.
 fn clip(frames: usize, seed: usize) -> Video {
     let (width, height) = (40, 20);
-    let mut video = Video::new(width, height, Some((25, 1)));
+    let mut video = Video::new(width, height, Some((16, 1)));
     for f in 0..frames {
         let rgb = (0..width * height)
             .flat_map(|i| {
@@ -79,7 +80,7 @@ fn extend_forward_appends_new_frames_after_the_untouched_clip() {
     let source = clip(6, 0);
     let out = run(TaskKind::ExtendForward { frames: 3 }, &with_clip(source.clone()), &params()).unwrap();
     assert_eq!(out.video.len(), 9);
-    assert_eq!((out.video.width, out.video.height, out.video.fps), (40, 20, Some((25, 1))));
+    assert_eq!((out.video.width, out.video.height, out.video.fps), (40, 20, Some((16, 1))));
     assert_eq!(out.video.frames[..6], source.frames[..], "kept frames must be the source's bytes");
     assert!(differs(&out.video.frames[6], &source.frames[5]));
     assert_eq!(out.record.generated, vec![6..9]);
@@ -320,4 +321,42 @@ fn colour_matching_hides_the_seam() {
     println!("seam structure step: {:.2} matched, {:.2} unmatched", matched.structure, unmatched.structure);
     assert!(unmatched.colour > 10.0, "the synthetic case must have a visible seam: {unmatched:?}");
     assert!(matched.colour < unmatched.colour / 5.0, "{matched:?} vs {unmatched:?}");
+}
+
+/// Distinct frames in order, counting each run of repeats once.
+fn distinct(frames: &[Frame]) -> usize {
+    1 + frames.windows(2).filter(|pair| pair[0] != pair[1]).count()
+}
+
+#[test]
+fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_keep_its_timing() {
+    let mut source = clip(9, 0);
+    source.fps = Some((48, 1));
+    let inputs = with_clip(source.clone());
+    let kind = TaskKind::ExtendForward { frames: 6 };
+    let out = run(kind.clone(), &inputs, &params()).unwrap();
+    assert_eq!((out.video.len(), out.video.fps), (15, Some((48, 1))));
+    assert_eq!(out.video.frames[..9], source.frames[..]);
+    assert_eq!(out.record.generated, vec![9..15]);
+    // 6 frames at 48 fps last 1/8 s: two model frames at 16 fps, each shown for the frames
+    // nearest it in time.
+    assert_eq!(distinct(&out.video.frames[9..]), 2);
+    assert_eq!(out.video.frames[12], out.video.frames[11]);
+
+    let one_to_one = run(kind, &inputs, &TaskParams { match_frame_rate: false, ..params() }).unwrap();
+    assert_eq!(distinct(&one_to_one.video.frames[9..]), 6);
+}
+
+#[test]
+fn a_30_fps_insert_lands_on_clip_b() {
+    let (mut a, mut b) = (clip(4, 0), clip(4, 60));
+    a.fps = Some((30000, 1001));
+    b.fps = a.fps;
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let out = run(TaskKind::Insert { frames: 5 }, &inputs, &params()).unwrap();
+    assert_eq!(out.video.len(), 13);
+    assert_eq!((&out.video.frames[..4], &out.video.frames[9..]), (&a.frames[..], &b.frames[..]));
+    // 6 steps of 1/29.97 s from A's last to B's first frame are about 3 model steps: 2 new
+    // model frames in between.
+    assert_eq!(distinct(&out.video.frames[4..9]), 2);
 }
