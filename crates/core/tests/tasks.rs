@@ -134,7 +134,7 @@ fn replace_background_keeps_the_subject_bytes_and_frames_without_background() {
     for y in 0..source.height {
         for x in 0..source.width {
             let at = (y * source.width + x) * 3;
-            if x >= 16 + 2 + 1 {
+            if x > 16 + 2 {
                 assert_eq!(first.0[at..at + 3], first.1[at..at + 3], "subject pixel ({x}, {y}) changed");
             }
         }
@@ -359,4 +359,31 @@ fn a_30_fps_insert_lands_on_clip_b() {
     // 6 steps of 1/29.97 s from A's last to B's first frame are about 3 model steps: 2 new
     // model frames in between.
     assert_eq!(distinct(&out.video.frames[4..9]), 2);
+}
+
+/// Cancels once `after` steps have run.
+struct CancelAfter {
+    after: usize,
+    steps: RefCell<usize>,
+}
+
+impl Observer for CancelAfter {
+    fn step(&self, _: usize, _: usize) {
+        *self.steps.borrow_mut() += 1;
+    }
+    fn cancelled(&self) -> bool {
+        *self.steps.borrow() >= self.after
+    }
+}
+
+#[test]
+fn cancelling_stops_between_steps_and_windows() {
+    let inputs = with_clip(clip(3, 0));
+    let kind = TaskKind::ExtendForward { frames: 17 };
+    for after in [0, 1, 2, 3] {
+        let observer = CancelAfter { after, steps: RefCell::new(0) };
+        let result = run_task(&tiny(), &kind, &inputs, &params(), &observer);
+        assert!(matches!(result, Err(Error::Cancelled)), "cancel after {after} steps");
+        assert_eq!(*observer.steps.borrow(), after, "no step runs once cancelled");
+    }
 }
