@@ -188,20 +188,26 @@ impl WanVace {
         negative: Option<&Prompt>,
         sampling: &Sampling,
     ) -> Result<Tensor> {
-        let model_input = latents.to_dtype(self.dtype)?;
-        let timestep = Tensor::new(&[t as f32], &self.device)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
-        let predict = |p: &Prompt| -> Result<Tensor> {
-            let out = self.transformer.forward(&model_input, &timestep, &p.embeddings, Some((context, &scales)))?;
+        let predict = |latents: &Tensor, context: &Tensor, embeddings: &Tensor| -> Result<Tensor> {
+            let batch = latents.dim(0)?;
+            let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
+            let out = self.transformer.forward(&latents.to_dtype(self.dtype)?, &timestep, embeddings, Some((context, &scales)))?;
             Ok(out.to_dtype(DType::F32)?)
         };
-        let conditional = predict(prompt)?;
         match negative {
             Some(negative) if sampling.uses_guidance() => {
-                let unconditional = predict(negative)?;
+                // Both branches in one batch of two: larger matrix products run faster on the
+                // CPU than two calls, and give the same numbers (the transformer is per-sample).
+                let both = predict(
+                    &Tensor::cat(&[latents, latents], 0)?,
+                    &Tensor::cat(&[context, context], 0)?,
+                    &Tensor::cat(&[&prompt.embeddings, &negative.embeddings], 0)?,
+                )?;
+                let (conditional, unconditional) = (both.narrow(0, 0, 1)?, both.narrow(0, 1, 1)?);
                 Ok((&unconditional + ((conditional - &unconditional)? * sampling.guidance)?)?)
             }
-            _ => Ok(conditional),
+            _ => predict(latents, context, &prompt.embeddings),
         }
     }
 
