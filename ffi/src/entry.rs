@@ -14,7 +14,10 @@ static HOST: RwLock<Option<(usize, &'static Host)>> = RwLock::new(None);
 
 /// Stores the host for every later action. Call from `OfxSetHost` and each `OfxPlugin::setHost`;
 /// never panics.
-pub fn set_host(host: *const OfxHost) -> OfxStatus {
+///
+/// # Safety
+/// `host` must be the pointer the host passed to that entry point.
+pub unsafe fn set_host(host: *const OfxHost) -> OfxStatus {
     catch_unwind(|| {
         let mut slot = HOST.write().unwrap_or_else(|e| e.into_inner());
         if slot.is_some_and(|(address, _)| address == host as usize) {
@@ -105,7 +108,10 @@ impl Call {
 
 /// Runs `handler` for one `mainEntry` call: wraps the handles, turns its result into a status,
 /// and turns a panic into `kOfxStatFailed` so that nothing unwinds into the host.
-pub fn dispatch(
+///
+/// # Safety
+/// The arguments must be those the host passed to the plugin's `mainEntry`.
+pub unsafe fn dispatch(
     action: *const c_char,
     handle: *const c_void,
     in_args: OfxPropertySetHandle,

@@ -53,11 +53,13 @@ unsafe extern "C" fn main_entry<const INDEX: usize>(
     in_args: OfxPropertySetHandle,
     out_args: OfxPropertySetHandle,
 ) -> OfxStatus {
-    soragen_ofx_ffi::dispatch(action, handle_, in_args, out_args, |call| handle(EffectKind::ALL[INDEX], call))
+    // SAFETY: the host's own arguments, passed through.
+    unsafe { soragen_ofx_ffi::dispatch(action, handle_, in_args, out_args, |call| handle(EffectKind::ALL[INDEX], call)) }
 }
 
 unsafe extern "C" fn set_host(host: *mut OfxHost) {
-    soragen_ofx_ffi::set_host(host);
+    // SAFETY: the host's own pointer, passed through.
+    unsafe { soragen_ofx_ffi::set_host(host) };
 }
 
 const fn plugin<const INDEX: usize>() -> OfxPlugin {
@@ -85,7 +87,11 @@ pub extern "C" fn OfxGetPlugin(nth: c_int) -> *const OfxPlugin {
 }
 
 /// OpenFX 1.5: the host for every plugin of the binary, before any action.
+///
+/// # Safety
+/// Called by the host with its own `OfxHost`.
 #[unsafe(no_mangle)]
-pub extern "C" fn OfxSetHost(host: *const OfxHost) -> OfxStatus {
-    soragen_ofx_ffi::set_host(host)
+pub unsafe extern "C" fn OfxSetHost(host: *const OfxHost) -> OfxStatus {
+    // SAFETY: the host's own pointer, passed through.
+    unsafe { soragen_ofx_ffi::set_host(host) }
 }

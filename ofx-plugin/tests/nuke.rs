@@ -65,3 +65,16 @@ fn extend_and_replace_background_in_float_with_errors_through_message_v1() {
     assert_generated(&replace.render(2.0).unwrap());
     assert_all_released(&replace);
 }
+
+#[test]
+fn a_missing_input_is_reported_not_crashed_on() {
+    let host = host();
+    let a = footage(0, 5, Depth::Float, Components::Rgba, true, 2);
+    let instance = host.instance(INSERT, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, a)], Depth::Float, Components::Rgba)).unwrap();
+    quick(&instance, 3, 2);
+    assert_eq!(instance.time_domain().unwrap(), None, "no length without the Next clip");
+    assert_eq!(instance.render(6.0), Err(kOfxStatFailed));
+    let message = instance.log().messages.last().cloned().expect("an error message");
+    assert!(message.text.contains("Next input"), "{message:?}");
+    assert_eq!(instance.log().progress_starts, 0);
+}

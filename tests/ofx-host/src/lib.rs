@@ -393,8 +393,8 @@ impl Instance<'_> {
         let prefix = kOfxImageClipPropFrameRange_;
         let needed: BTreeMap<String, Vec<f64>> = out
             .snapshot()
-            .into_iter()
-            .filter_map(|(name, _)| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name))))
+            .into_keys()
+            .filter_map(|name| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name))))
             .collect();
         self.obj.log.lock().unwrap().frames_needed = needed.clone();
         Ok(needed)

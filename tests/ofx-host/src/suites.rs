@@ -44,8 +44,11 @@ fn name(ptr: *const c_char) -> String {
     unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
 }
 
-/// Images lent to plugins, by handle, with the effect that fetched them.
-static IMAGES: LazyLock<Mutex<HashMap<usize, (usize, Box<ImageObj>)>>> = LazyLock::new(Mutex::default);
+/// An image lent to a plugin and the address of the effect that fetched it.
+type Lent = (usize, Box<ImageObj>);
+
+/// Images lent to plugins, by handle.
+static IMAGES: LazyLock<Mutex<HashMap<usize, Lent>>> = LazyLock::new(Mutex::default);
 
 // ---- image effect suite
 
