@@ -177,7 +177,11 @@ pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
             pixels::copy_image(&mut output, window, &source);
         }
         FramePlan::Generate { window: generation, offset } => {
-            let generated = instance.generated(effect, &generation, &settings, scale)?;
+            // Hosts ask for drafts by render scale (proxies, previews) or by render quality.
+            let draft = settings.draft
+                || scale.iter().any(|s| *s < 1.0)
+                || args.bool(kOfxImageEffectPropRenderQualityDraft).unwrap_or(false);
+            let generated = instance.generated(effect, &generation, &settings, scale, draft)?;
             let new_frame = generated
                 .video
                 .frames
@@ -245,7 +249,7 @@ fn read_clip(images: &[Image]) -> Result<(Video, RectI), Failure> {
 
 impl Instance {
     /// The window's frames: from the cache, or generated now (and cached only when complete).
-    fn generated(&self, effect: ImageEffect, window: &Window, settings: &Settings, scale: [f64; 2]) -> Result<Arc<Generated>, Failure> {
+    fn generated(&self, effect: ImageEffect, window: &Window, settings: &Settings, scale: [f64; 2], draft: bool) -> Result<Arc<Generated>, Failure> {
         let fetch_all = |role, times: &[i64]| times.iter().map(|&t| fetch(self, effect, role, t)).collect::<Result<Vec<_>, _>>();
         let sources = fetch_all(Role::Source, &window.source_times)?;
         let nexts = fetch_all(Role::Next, &window.next_times)?;
@@ -254,7 +258,7 @@ impl Instance {
         let mut key = DefaultHasher::new();
         (self.effect, window.task, window.first, window.frames).hash(&mut key);
         serde_json::to_string(&settings.task).unwrap_or_default().hash(&mut key);
-        (&settings.model, settings.draft, scale.map(f64::to_bits)).hash(&mut key);
+        (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
         for images in [&sources, &nexts, &masks] {
             identify(images, &mut key);
         }
@@ -287,7 +291,7 @@ impl Instance {
         }
         let model = self.model(&settings.model)?;
         let mut params = settings.task.clone();
-        if settings.draft || scale[0] < 1.0 || scale[1] < 1.0 {
+        if draft {
             params.steps = params.steps.div_ceil(2);
         }
         let kind = window.task_kind(rect.width(), rect.height());

@@ -233,3 +233,23 @@ fn generate_makes_windows_of_frames_from_the_prompt() {
     instance.render(7.0).unwrap();
     assert_eq!(instance.log().progress_starts, 2, "the next window");
 }
+
+/// A render scale below 1 (Resolve's proxy and preview renders) and Draft Quality both render
+/// drafts: half the steps, at the size the host asks for.
+#[test]
+fn scaled_renders_and_draft_quality_are_drafts() {
+    let host = host();
+    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Float, Components::Rgba, false, 13))], Depth::Float, Components::Rgba)).unwrap();
+    quick(&instance, 2, 2);
+    instance.set("steps", Value::Int(4));
+    let half = instance.render_scaled(4.0, 0.5).unwrap();
+    assert_eq!(half.bounds, RectI { x1: 0, y1: 0, x2: 16, y2: 16 });
+    assert_generated(&half);
+    assert_eq!(instance.log().progress_updates, 2, "a half-scale render runs half the steps");
+    assert_generated(&instance.render(4.0).unwrap());
+    assert_eq!(instance.log().progress_updates, 6, "full scale: all steps, not the draft from the cache");
+    instance.set("draft", Value::Int(1));
+    instance.render(4.0).unwrap();
+    assert_eq!(instance.log().progress_updates, 8, "Draft Quality: half the steps");
+    assert_all_released(&instance);
+}

@@ -404,10 +404,21 @@ impl Instance<'_> {
         self.render_window(time, self.frame)
     }
 
+    /// Renders the whole frame at a render scale (inputs and output scaled), as hosts do for
+    /// proxy and preview renders.
+    pub fn render_scaled(&self, time: f64, scale: f64) -> Result<Pixels, OfxStatus> {
+        *self.obj.scale.lock().unwrap() = scale;
+        let window = Pixels::new(self.frame, Depth::Byte, Components::Alpha).scaled(scale).bounds;
+        let result = self.render_window(time, window);
+        *self.obj.scale.lock().unwrap() = 1.0;
+        result
+    }
+
     /// Renders `window` of the frame at `time` as a host does: frames needed, then render
     /// into a host-allocated output image of just that window.
     pub fn render_window(&self, time: f64, window: RectI) -> Result<Pixels, OfxStatus> {
         *self.obj.time.lock().unwrap() = time;
+        let scale = *self.obj.scale.lock().unwrap();
         self.frames_needed(time)?;
         let output = self.obj.clip(kOfxImageEffectOutputClipName.to_str().unwrap()).expect("output clip");
         let depth = Depth::from_name(&output.props.string(kOfxImageEffectPropPixelDepth).unwrap()).unwrap();
@@ -417,7 +428,7 @@ impl Instance<'_> {
             (kOfxPropTime, vec![Value::Double(time)]),
             (kOfxImageEffectPropFieldToRender, vec![Value::String(kOfxImageFieldNone.to_owned())]),
             (kOfxImageEffectPropRenderWindow, vec![Value::Int(window.x1), Value::Int(window.y1), Value::Int(window.x2), Value::Int(window.y2)]),
-            (kOfxImageEffectPropRenderScale, double2(1.0, 1.0)),
+            (kOfxImageEffectPropRenderScale, double2(scale, scale)),
             (kOfxImageEffectPropSequentialRenderStatus, vec![Value::Int(0)]),
             (kOfxImageEffectPropInteractiveRenderStatus, vec![Value::Int(0)]),
             (kOfxImageEffectPropRenderQualityDraft, vec![Value::Int(0)]),

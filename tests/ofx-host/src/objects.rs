@@ -155,7 +155,7 @@ impl ImageBuffer {
     }
 
     /// The property set describing this buffer (data points at pixel (x1, y1)).
-    pub fn props(&mut self, unique_id: Option<String>) -> PropSet {
+    pub fn props(&mut self, unique_id: Option<String>, scale: f64) -> PropSet {
         let first_row = self.row_offset(self.bounds.y1);
         let row_bytes = self.stride() as i32 * if self.top_down { -1 } else { 1 };
         let data = self.data[first_row..].as_mut_ptr() as usize;
@@ -170,7 +170,7 @@ impl ImageBuffer {
             (kOfxImageEffectPropComponents, vec![Value::str(self.components.name().to_str().unwrap())]),
             (kOfxImagePropPixelAspectRatio, vec![Value::Double(1.0)]),
             (kOfxImageEffectPropPreMultiplication, vec![Value::str(kOfxImageUnPreMultiplied.to_str().unwrap())]),
-            (kOfxImageEffectPropRenderScale, vec![Value::Double(1.0), Value::Double(1.0)]),
+            (kOfxImageEffectPropRenderScale, vec![Value::Double(scale), Value::Double(scale)]),
             (kOfxImagePropField, vec![Value::str(kOfxImageFieldNone.to_str().unwrap())]),
         ]);
         if let Some(id) = unique_id {
@@ -196,6 +196,8 @@ pub struct EffectObj {
     pub output: Mutex<Option<ImageBuffer>>,
     pub top_down: bool,
     pub time: Mutex<f64>,
+    /// Render scale of the render in progress: input images come at this scale.
+    pub scale: Mutex<f64>,
 }
 
 impl EffectObj {
@@ -209,6 +211,7 @@ impl EffectObj {
             output: Mutex::default(),
             top_down,
             time: Mutex::new(0.0),
+            scale: Mutex::new(1.0),
         }
     }
 

@@ -42,6 +42,29 @@ impl Pixels {
         out
     }
 
+    /// The image at a render scale (nearest pixel), as hosts hand images to scaled renders.
+    pub fn scaled(&self, scale: f64) -> Pixels {
+        if scale == 1.0 {
+            return self.clone();
+        }
+        let b = self.bounds;
+        let at = |v: i32| (v as f64 * scale).round() as i32;
+        let bounds = RectI { x1: at(b.x1), y1: at(b.y1), x2: at(b.x2), y2: at(b.y2) };
+        let mut scaled = Pixels::new(bounds, self.depth, self.components);
+        let bytes = self.depth.bytes() * self.components.count();
+        for y in bounds.y1..bounds.y2 {
+            let source_y = ((y as f64 / scale) as i32).clamp(b.y1, b.y2 - 1);
+            let source = self.row(source_y).to_vec();
+            let row = scaled.row_mut(y);
+            for x in bounds.x1..bounds.x2 {
+                let source_x = (((x as f64 / scale) as i32).clamp(b.x1, b.x2 - 1) - b.x1) as usize;
+                let target = (x - bounds.x1) as usize;
+                row[target * bytes..(target + 1) * bytes].copy_from_slice(&source[source_x * bytes..(source_x + 1) * bytes]);
+            }
+        }
+        scaled
+    }
+
     /// A test frame: smooth gradients that move with `seed`, with values no 8-bit image holds
     /// (so a round trip through 8 bits would show), alpha a disc in the middle.
     pub fn synthetic(width: usize, height: usize, depth: Depth, components: Components, seed: u32) -> Self {

@@ -99,18 +99,20 @@ unsafe extern "C" fn clip_get_property_set(c: OfxImageClipHandle, props: *mut Of
 unsafe extern "C" fn clip_get_image(c: OfxImageClipHandle, time: OfxTime, _region: *const OfxRectD, image: *mut OfxPropertySetHandle) -> OfxStatus {
     let Some(c) = (unsafe { clip(c) }) else { return kOfxStatErrBadHandle };
     let Some(e) = (unsafe { effect(c.effect as _) }) else { return kOfxStatErrBadHandle };
+    let scale = *e.scale.lock().unwrap();
     let obj = if c.name == kOfxImageEffectOutputClipName.to_str().unwrap() {
         let mut output = e.output.lock().unwrap();
         let Some(buffer) = output.as_mut() else { return kOfxStatFailed };
-        ImageObj::new(buffer.props(None), None)
+        ImageObj::new(buffer.props(None, scale), None)
     } else {
         let footage = c.footage.lock().unwrap().clone();
         let Some(footage) = footage else { return kOfxStatFailed };
         let frame = time.round() as i64;
         let Some(pixels) = footage.frames.get(&frame) else { return kOfxStatFailed };
-        let mut buffer = ImageBuffer::from_pixels(pixels, e.top_down);
-        let id = footage.unique_ids.then(|| format!("{}:{frame}:{}", c.name, pixels.data.iter().map(|&b| b as u64).sum::<u64>()));
-        let props = buffer.props(id);
+        let pixels = pixels.scaled(scale);
+        let mut buffer = ImageBuffer::from_pixels(&pixels, e.top_down);
+        let id = footage.unique_ids.then(|| format!("{}:{frame}:{scale}:{}", c.name, pixels.data.iter().map(|&b| b as u64).sum::<u64>()));
+        let props = buffer.props(id, scale);
         e.log.lock().unwrap().fetched.push((c.name.clone(), time));
         ImageObj::new(props, Some(std::mem::take(&mut buffer.data)))
     };
