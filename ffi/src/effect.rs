@@ -45,10 +45,6 @@ impl ImageEffect {
         self.handle as usize
     }
 
-    pub fn host(&self) -> &'static Host {
-        self.host
-    }
-
     pub fn properties(&self) -> Result<PropertySet> {
         let mut props = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.

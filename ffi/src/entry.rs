@@ -84,7 +84,6 @@ impl Action {
 /// One action call as the plugin sees it.
 pub struct Call {
     pub action: Action,
-    pub host: &'static Host,
     /// The descriptor or instance the action is about (absent for Load and Unload).
     pub effect: Option<ImageEffect>,
     pub in_args: Option<PropertySet>,
@@ -129,7 +128,6 @@ pub unsafe fn dispatch(
         let action = Action::from_name(unsafe { CStr::from_ptr(action) });
         let call = Call {
             action,
-            host,
             effect: ImageEffect::new(handle as OfxImageEffectHandle, host),
             in_args: PropertySet::new(in_args, host.property).ok(),
             out_args: PropertySet::new(out_args, host.property).ok(),

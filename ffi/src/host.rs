@@ -1,13 +1,11 @@
 use std::ffi::CStr;
 
-use crate::property::PropertySet;
 use crate::status::{Result, Status};
 use crate::sys::*;
 
-/// The host application: its properties and the suites the plugin uses. Suites are fetched once
+/// The host application: the suites the plugin uses. Suites are fetched once
 /// in `OfxSetHost`/`setHost`; the host keeps them alive while the binary is loaded.
 pub struct Host {
-    pub properties: PropertySet,
     pub(crate) property: &'static OfxPropertySuiteV1,
     pub(crate) effect: &'static OfxImageEffectSuiteV1,
     pub(crate) param: &'static OfxParameterSuiteV1,
@@ -17,8 +15,7 @@ pub struct Host {
     pub(crate) progress_v1: Option<&'static OfxProgressSuiteV1>,
 }
 
-// SAFETY: the suites are tables of function pointers the host publishes for every thread; the
-// host property set is only read.
+// SAFETY: the suites are tables of function pointers the host publishes for every thread.
 unsafe impl Send for Host {}
 unsafe impl Sync for Host {}
 
@@ -38,7 +35,6 @@ impl Host {
         unsafe {
             let property: &OfxPropertySuiteV1 = fetch(host, kOfxPropertySuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?;
             Ok(Self {
-                properties: PropertySet::new(host.host, property)?,
                 property,
                 effect: fetch(host, kOfxImageEffectSuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
                 param: fetch(host, kOfxParameterSuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
@@ -48,18 +44,5 @@ impl Host {
                 progress_v1: fetch(host, kOfxProgressSuite, 1),
             })
         }
-    }
-
-    pub fn name(&self) -> String {
-        self.properties.string(kOfxPropName).unwrap_or_default()
-    }
-
-    /// Contexts the host offers; empty when it does not say.
-    pub fn supported_contexts(&self) -> Vec<String> {
-        self.properties.strings(kOfxImageEffectPropSupportedContexts).unwrap_or_default()
-    }
-
-    pub fn supported_depths(&self) -> Vec<String> {
-        self.properties.strings(kOfxImageEffectPropSupportedPixelDepths).unwrap_or_default()
     }
 }

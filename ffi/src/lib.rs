@@ -21,7 +21,6 @@ mod status;
 
 pub use effect::{Clip, ImageEffect, MessageKind};
 pub use entry::{Action, Call, dispatch, set_host};
-pub use host::Host;
 pub use image::{Components, Depth, Image, RectI};
 pub use param::{Param, ParamSet};
 pub use property::PropertySet;

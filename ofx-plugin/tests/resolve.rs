@@ -101,6 +101,7 @@ fn extend_filter_renders_windows_smaller_than_the_frame() {
     let window = RectI { x1: 5, y1: 3, x2: 21, y2: 30 };
     let part = instance.render_window(16.0, window).unwrap();
     assert_eq!(part.region(window), whole.region(window));
+    assert_eq!(instance.log().regions_of_interest["Source"], [0.0, 0.0, 32.0, 32.0], "generation reads whole frames");
     let kept = instance.render_window(12.0, window).unwrap();
     assert_eq!(kept.region(window), source.frames[&12].region(window));
     assert_eq!(instance.log().progress_starts, 1);

@@ -382,22 +382,35 @@ impl Instance<'_> {
         }
     }
 
-    /// GetFramesNeeded at `time`: ranges by clip name (empty when the plugin replies default).
-    pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
-        let args = PropSet::new([(kOfxPropTime, vec![Value::Double(time)])]);
+    /// Calls a per-clip query action; the answer by clip name (empty for reply default).
+    fn per_clip(&self, action: &CStr, args: &PropSet, prefix: &str) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
         let out = PropSet::default();
-        match self.call(kOfxImageEffectActionGetFramesNeeded, Some(&args), Some(&out)) {
+        match self.call(action, Some(args), Some(&out)) {
             kOfxStatOK | kOfxStatReplyDefault => {}
             error => return Err(error),
         }
-        let prefix = kOfxImageClipPropFrameRange_;
-        let needed: BTreeMap<String, Vec<f64>> = out
-            .snapshot()
-            .into_keys()
-            .filter_map(|name| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name))))
-            .collect();
+        Ok(out.snapshot().into_keys().filter_map(|name| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name)))).collect())
+    }
+
+    /// GetFramesNeeded at `time`: ranges by clip name.
+    pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
+        let args = PropSet::new([(kOfxPropTime, vec![Value::Double(time)])]);
+        let needed = self.per_clip(kOfxImageEffectActionGetFramesNeeded, &args, kOfxImageClipPropFrameRange_)?;
         self.obj.log.lock().unwrap().frames_needed = needed.clone();
         Ok(needed)
+    }
+
+    /// GetRegionsOfInterest for a render of `window`: rectangles by clip name.
+    fn regions_of_interest(&self, time: f64, scale: f64, window: RectI) -> Result<(), OfxStatus> {
+        let (x1, y1, x2, y2) = (window.x1 as f64, window.y1 as f64, window.x2 as f64, window.y2 as f64);
+        let args = PropSet::new([
+            (kOfxPropTime, vec![Value::Double(time)]),
+            (kOfxImageEffectPropRenderScale, double2(scale, scale)),
+            (kOfxImageEffectPropRegionOfInterest, [x1 / scale, y1 / scale, x2 / scale, y2 / scale].map(Value::Double).to_vec()),
+        ]);
+        let regions = self.per_clip(kOfxImageEffectActionGetRegionsOfInterest, &args, kOfxImageClipPropRoI_)?;
+        self.obj.log.lock().unwrap().regions_of_interest = regions;
+        Ok(())
     }
 
     pub fn render(&self, time: f64) -> Result<Pixels, OfxStatus> {
@@ -420,6 +433,7 @@ impl Instance<'_> {
         *self.obj.time.lock().unwrap() = time;
         let scale = *self.obj.scale.lock().unwrap();
         self.frames_needed(time)?;
+        self.regions_of_interest(time, scale, window)?;
         let output = self.obj.clip(kOfxImageEffectOutputClipName.to_str().unwrap()).expect("output clip");
         let depth = Depth::from_name(&output.props.string(kOfxImageEffectPropPixelDepth).unwrap()).unwrap();
         let components = Components::from_name(&output.props.string(kOfxImageEffectPropComponents).unwrap()).unwrap();

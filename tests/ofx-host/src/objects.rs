@@ -32,6 +32,8 @@ pub struct Log {
     pub released: usize,
     /// The last GetFramesNeeded answer: clip name -> ranges.
     pub frames_needed: BTreeMap<String, Vec<f64>>,
+    /// The last GetRegionsOfInterest answer: clip name -> rectangle.
+    pub regions_of_interest: BTreeMap<String, Vec<f64>>,
 }
 
 /// When to say stop: after this many progress updates, through abort() or progressUpdate.
