@@ -75,13 +75,16 @@ impl PropertySet {
         Status::check(unsafe { suite_fn!(self.suite, propSetDouble)(self.handle, name.as_ptr(), index as c_int, value) })
     }
 
-    /// Sets a property whose name is built at run time (per-clip out-args of some actions).
-    pub fn set_doubles_named(&self, name: &str, values: &[f64]) -> Result<()> {
-        let name = c_string(name);
+    pub fn set_doubles(&self, name: &CStr, values: &[f64]) -> Result<()> {
         for (index, value) in values.iter().enumerate() {
-            self.set_double_at(&name, index, *value)?;
+            self.set_double_at(name, index, *value)?;
         }
         Ok(())
+    }
+
+    /// Sets a property whose name is built at run time (per-clip out-args of some actions).
+    pub fn set_doubles_named(&self, name: &str, values: &[f64]) -> Result<()> {
+        self.set_doubles(&c_string(name), values)
     }
 
     pub fn set_string_named(&self, name: &str, value: &str) -> Result<()> {

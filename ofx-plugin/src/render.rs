@@ -126,7 +126,7 @@ pub fn time_domain(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ffi::Re
     }
     let settings = instance.settings(effect, 0.0)?;
     let (first, last) = plan::time_domain(instance.effect, &instance.timing(effect)?, &settings).ok_or(Status::REPLY_DEFAULT)?;
-    out.set_doubles_named(kOfxImageEffectPropFrameRange.to_str().unwrap_or_default(), &[first as f64, last as f64])
+    out.set_doubles(kOfxImageEffectPropFrameRange, &[first as f64, last as f64])
 }
 
 pub fn frames_needed(effect: ImageEffect, args: PropertySet, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
