@@ -1,0 +1,99 @@
+//! Per-instance state: the effect and context, the model in use and the cache of generated
+//! windows. Instances are found by their handle.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use candle_core::DType;
+use soragen_core::model::WanVace;
+use soragen_core::video::Video;
+use soragen_ofx_ffi::sys::*;
+use soragen_ofx_ffi::{ImageEffect, RectI, Result, Status};
+
+use crate::effects::{Context, EffectKind};
+use crate::render::Failure;
+
+/// Generated windows kept per instance: the one being scrubbed and a few recent ones.
+const CACHED_WINDOWS: usize = 4;
+
+/// The frames one generation produced.
+pub struct Generated {
+    pub video: Video,
+    /// Index in `video` of the window's first output frame.
+    pub first_output: usize,
+    /// Where `video`'s frames sit in pixel coordinates.
+    pub rect: RectI,
+}
+
+pub struct Instance {
+    pub effect: EffectKind,
+    pub context: Context,
+    cache: Mutex<VecDeque<(u64, Arc<Generated>)>>,
+    /// Held while generating, so that a second render of the same window waits and then finds
+    /// it in the cache instead of generating it again.
+    generating: Mutex<()>,
+    /// Holding the model keeps it loaded (and shared with other instances) between renders.
+    model: Mutex<Option<Arc<WanVace>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static INSTANCES: LazyLock<Mutex<HashMap<usize, Arc<Instance>>>> = LazyLock::new(Mutex::default);
+
+pub fn create(effect: ImageEffect, kind: EffectKind) -> Result<()> {
+    let context = Context::from_name(&effect.properties()?.string(kOfxImageEffectPropContext)?).ok_or(Status::ERR_UNSUPPORTED)?;
+    let instance = Instance { effect: kind, context, cache: Mutex::default(), generating: Mutex::default(), model: Mutex::default() };
+    lock(&INSTANCES).insert(effect.id(), Arc::new(instance));
+    Ok(())
+}
+
+pub fn destroy(effect: ImageEffect) {
+    lock(&INSTANCES).remove(&effect.id());
+}
+
+pub fn get(effect: ImageEffect) -> Result<Arc<Instance>> {
+    lock(&INSTANCES).get(&effect.id()).cloned().ok_or(Status::ERR_BAD_HANDLE)
+}
+
+impl Instance {
+    pub fn cached(&self, key: u64) -> Option<Arc<Generated>> {
+        lock(&self.cache).iter().find(|(k, _)| *k == key).map(|(_, g)| g.clone())
+    }
+
+    pub fn store(&self, key: u64, generated: Arc<Generated>) {
+        let mut cache = lock(&self.cache);
+        if cache.len() == CACHED_WINDOWS {
+            cache.pop_front();
+        }
+        cache.push_back((key, generated));
+    }
+
+    pub fn generating(&self) -> MutexGuard<'_, ()> {
+        lock(&self.generating)
+    }
+
+    /// The model in `folder`, loaded once per process.
+    pub fn model(&self, folder: &str) -> std::result::Result<Arc<WanVace>, Failure> {
+        if folder.is_empty() {
+            return Err(Failure::User(
+                "no model: set Model to a Wan2.1-VACE model folder (or SORAGEN_MODEL before starting the host)".into(),
+            ));
+        }
+        let mut model = lock(&self.model);
+        if let Some(loaded) = model.as_ref().filter(|m| m.folder == Path::new(folder)) {
+            return Ok(loaded.clone());
+        }
+        let loaded = WanVace::shared(Path::new(folder), DType::F32)?;
+        *model = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// PurgeCaches: drop generated windows and our hold on the model.
+    pub fn purge(&self) {
+        lock(&self.cache).clear();
+        lock(&self.model).take();
+    }
+}

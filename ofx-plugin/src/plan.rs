@@ -1,0 +1,283 @@
+//! Which frame each output time is: a source frame kept as it is, or one frame of a generation
+//! window (the frames one task call produces together). Pure logic over frame ranges, shared by
+//! GetFramesNeeded, GetTimeDomain and Render.
+
+use soragen_core::tasks::TaskKind;
+
+use crate::effects::{Context, EffectKind};
+use crate::params::Settings;
+
+/// Inclusive frame range, as OpenFX gives it.
+pub type Range = (i64, i64);
+
+fn len(range: Range) -> i64 {
+    range.1 - range.0 + 1
+}
+
+/// The clips an effect reads, by role (names depend on the context).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Source (Filter, General) or SourceFrom (Transition).
+    Source,
+    /// Next (Insert in General) or SourceTo (Transition).
+    Next,
+    Mask,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowTask {
+    ExtendForward,
+    ExtendBackward,
+    Insert,
+    ReplaceBackground,
+    Generate,
+}
+
+/// One generation: the task, the source frames it reads and where its frames go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub task: WindowTask,
+    /// Frames to generate.
+    pub frames: usize,
+    /// First output time of the window: tells windows of one effect apart.
+    pub first: i64,
+    /// Times of the `Source` frames the task reads (with `Mask` at the same times).
+    pub source_times: Vec<i64>,
+    /// Times of the `Next` frames the task reads.
+    pub next_times: Vec<i64>,
+}
+
+impl Window {
+    pub fn task_kind(&self, width: usize, height: usize) -> TaskKind {
+        let frames = self.frames;
+        match self.task {
+            WindowTask::ExtendForward => TaskKind::ExtendForward { frames },
+            WindowTask::ExtendBackward => TaskKind::ExtendBackward { frames },
+            WindowTask::Insert => TaskKind::Insert { frames },
+            WindowTask::ReplaceBackground => TaskKind::ReplaceBackground,
+            WindowTask::Generate => TaskKind::Generate { frames, width, height },
+        }
+    }
+
+    /// Whether the window's frames are the source's frames with new pixels (as opposed to new
+    /// frames placed after, before or between source frames).
+    pub fn edits_in_place(&self) -> bool {
+        self.task == WindowTask::ReplaceBackground
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum FramePlan {
+    /// The source frame, unchanged.
+    Keep { role: Role, time: i64 },
+    /// Frame `offset` of the window's new frames (for in-place edits: of its frames).
+    Generate { window: Window, offset: usize },
+}
+
+/// What the host tells us about time: the clips' frame ranges and the effect's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timing {
+    pub source: Option<Range>,
+    pub next: Option<Range>,
+    /// The instance's frame range (the transition's length; where a generator sits).
+    pub effect: Range,
+}
+
+fn span(first: i64, last: i64) -> Vec<i64> {
+    (first..=last).collect()
+}
+
+fn missing(role: &str) -> String {
+    format!("the {role} input has no frames")
+}
+
+/// The plan for output time `time`, or a message saying why there is no such frame.
+pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Settings, time: i64) -> Result<FramePlan, String> {
+    let n = settings.frames as i64;
+    let k = settings.task.context_frames.max(1) as i64;
+    let source = || timing.source.ok_or_else(|| missing("source"));
+    let outside = || format!("frame {time} is outside this effect's frames");
+    let keep = |role, time| Ok(FramePlan::Keep { role, time });
+    let generate = |window, offset: i64| Ok(FramePlan::Generate { window, offset: offset as usize });
+    match (effect, context) {
+        (EffectKind::Extend, _) => {
+            let (a, b) = source()?;
+            match time {
+                t if (a..=b).contains(&t) => keep(Role::Source, t),
+                t if !settings.backward && t > b && t <= b + n => {
+                    let window = Window { task: WindowTask::ExtendForward, frames: n as usize, first: b + 1, source_times: span((b - k + 1).max(a), b), next_times: vec![] };
+                    generate(window, t - b - 1)
+                }
+                t if settings.backward && t < a && t >= a - n => {
+                    let window = Window { task: WindowTask::ExtendBackward, frames: n as usize, first: a - n, source_times: span(a, (a + k - 1).min(b)), next_times: vec![] };
+                    generate(window, t - (a - n))
+                }
+                t if t > b && !settings.backward => Err(format!("frame {t} is more than Frames ({n}) past the source's last frame {b}: raise Frames")),
+                t if t < a && settings.backward => Err(format!("frame {t} is more than Frames ({n}) before the source's first frame {a}: raise Frames")),
+                _ => Err(outside()),
+            }
+        }
+        (EffectKind::Insert, Context::Transition) => {
+            let (s, e) = timing.effect;
+            if time < s || time > e {
+                return Err(outside());
+            }
+            let (from, to) = (source()?, timing.next.ok_or_else(|| missing("SourceTo"))?);
+            // The frames just before and after the transition; inside it where the clips end there.
+            let before = span((s - k).max(from.0), (s - 1).min(from.1));
+            let after = span((e + 1).max(to.0), (e + k).min(to.1));
+            let window = Window {
+                task: WindowTask::Insert,
+                frames: len(timing.effect) as usize,
+                first: s,
+                source_times: if before.is_empty() { vec![s.clamp(from.0, from.1)] } else { before },
+                next_times: if after.is_empty() { vec![e.clamp(to.0, to.1)] } else { after },
+            };
+            generate(window, time - s)
+        }
+        (EffectKind::Insert, _) => {
+            let (a0, a1) = source()?;
+            let (b0, b1) = timing.next.ok_or_else(|| missing("Next"))?;
+            match time {
+                t if (a0..=a1).contains(&t) => keep(Role::Source, t),
+                t if t > a1 && t <= a1 + n => {
+                    let window = Window { task: WindowTask::Insert, frames: n as usize, first: a1 + 1, source_times: span((a1 - k + 1).max(a0), a1), next_times: span(b0, (b0 + k - 1).min(b1)) };
+                    generate(window, t - a1 - 1)
+                }
+                t if t > a1 + n && t <= a1 + n + len((b0, b1)) => keep(Role::Next, b0 + t - a1 - n - 1),
+                _ => Err(outside()),
+            }
+        }
+        (EffectKind::ReplaceBackground, _) => {
+            let (a, b) = source()?;
+            if time < a || time > b {
+                return Err(outside());
+            }
+            let first = a + (time - a) / n * n;
+            let last = (first + n - 1).min(b);
+            let window = Window { task: WindowTask::ReplaceBackground, frames: len((first, last)) as usize, first, source_times: span(first, last), next_times: vec![] };
+            generate(window, time - first)
+        }
+        (EffectKind::Generate, _) => {
+            let start = timing.effect.0;
+            if time < start {
+                return Err(outside());
+            }
+            let first = start + (time - start) / n * n;
+            let window = Window { task: WindowTask::Generate, frames: n as usize, first, source_times: vec![], next_times: vec![] };
+            generate(window, time - first)
+        }
+    }
+}
+
+/// The output's frame range in the General context, where the effect may change it.
+pub fn time_domain(effect: EffectKind, timing: &Timing, settings: &Settings) -> Option<Range> {
+    let n = settings.frames as i64;
+    match effect {
+        EffectKind::Extend => {
+            let (a, b) = timing.source?;
+            Some(if settings.backward { (a - n, b) } else { (a, b + n) })
+        }
+        EffectKind::Insert => {
+            let ((a0, a1), next) = (timing.source?, timing.next?);
+            Some((a0, a1 + n + len(next)))
+        }
+        EffectKind::ReplaceBackground => timing.source,
+        EffectKind::Generate => Some((0, n - 1)),
+    }
+}
+
+/// The source frames (by role, as inclusive ranges) the output frame at `time` reads.
+pub fn frames_needed(plan: &FramePlan, reads_mask: bool) -> Vec<(Role, Range)> {
+    let range = |times: &[i64]| Some((*times.first()?, *times.last()?));
+    match plan {
+        FramePlan::Keep { role, time } => vec![(*role, (*time, *time))],
+        FramePlan::Generate { window, .. } => {
+            let mut needed = Vec::new();
+            if let Some(r) = range(&window.source_times) {
+                needed.push((Role::Source, r));
+                if reads_mask {
+                    needed.push((Role::Mask, r));
+                }
+            }
+            if let Some(r) = range(&window.next_times) {
+                needed.push((Role::Next, r));
+            }
+            needed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use soragen_core::tasks::TaskParams;
+
+    fn settings(frames: usize, context: usize, backward: bool) -> Settings {
+        Settings {
+            task: TaskParams { context_frames: context, ..TaskParams::default() },
+            frames,
+            model: String::new(),
+            draft: false,
+            backward,
+            use_mask: false,
+        }
+    }
+
+    fn timing(source: Range) -> Timing {
+        Timing { source: Some(source), next: None, effect: source }
+    }
+
+    #[test]
+    fn extend_forward_keeps_source_frames_and_generates_one_window_after_them() {
+        let (s, t) = (settings(5, 3, false), timing((0, 9)));
+        assert_eq!(plan(EffectKind::Extend, Context::General, &t, &s, 4), Ok(FramePlan::Keep { role: Role::Source, time: 4 }));
+        let FramePlan::Generate { window, offset } = plan(EffectKind::Extend, Context::General, &t, &s, 12).unwrap() else { panic!() };
+        assert_eq!((window.source_times.clone(), window.first, offset), (vec![7, 8, 9], 10, 2));
+        // Every frame past the source shares the window: one generation serves them all.
+        let FramePlan::Generate { window: last, .. } = plan(EffectKind::Extend, Context::General, &t, &s, 14).unwrap() else { panic!() };
+        assert_eq!(last, window);
+        assert!(plan(EffectKind::Extend, Context::General, &t, &s, 15).unwrap_err().contains("raise Frames"));
+        assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((0, 14)));
+    }
+
+    #[test]
+    fn extend_backward_reads_the_first_frames() {
+        let (s, t) = (settings(4, 2, true), timing((10, 19)));
+        let FramePlan::Generate { window, offset } = plan(EffectKind::Extend, Context::Filter, &t, &s, 7).unwrap() else { panic!() };
+        assert_eq!((window.source_times, window.task, offset), (vec![10, 11], WindowTask::ExtendBackward, 1));
+        assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((6, 19)));
+    }
+
+    #[test]
+    fn insert_in_general_runs_a_then_new_frames_then_b() {
+        let s = settings(3, 2, false);
+        let t = Timing { source: Some((0, 4)), next: Some((0, 5)), effect: (0, 4) };
+        assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
+        let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::General, &t, &s, 7).unwrap() else { panic!() };
+        assert_eq!((window.source_times, window.next_times, offset), (vec![3, 4], vec![0, 1], 2));
+        assert_eq!(plan(EffectKind::Insert, Context::General, &t, &s, 8), Ok(FramePlan::Keep { role: Role::Next, time: 0 }));
+        assert_eq!(plan(EffectKind::Insert, Context::General, &t, &s, 13), Ok(FramePlan::Keep { role: Role::Next, time: 5 }));
+    }
+
+    #[test]
+    fn transition_fills_its_own_length_from_the_frames_around_it() {
+        let s = settings(99, 2, false);
+        let t = Timing { source: Some((0, 20)), next: Some((0, 30)), effect: (10, 14) };
+        let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap() else { panic!() };
+        assert_eq!((window.frames, &window.source_times, &window.next_times, offset), (5, &vec![8, 9], &vec![15, 16], 2));
+        let needed = frames_needed(&FramePlan::Generate { window, offset }, false);
+        assert_eq!(needed, vec![(Role::Source, (8, 9)), (Role::Next, (15, 16))]);
+    }
+
+    #[test]
+    fn replace_background_and_generate_cut_time_into_windows() {
+        let (s, t) = (settings(4, 2, false), timing((0, 9)));
+        let FramePlan::Generate { window, offset } = plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 9).unwrap() else { panic!() };
+        assert_eq!((window.source_times, offset), (vec![8, 9], 1));
+        let needed = frames_needed(&plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 5).unwrap(), true);
+        assert_eq!(needed, vec![(Role::Source, (4, 7)), (Role::Mask, (4, 7))]);
+        let FramePlan::Generate { window, offset } = plan(EffectKind::Generate, Context::Generator, &t, &s, 6).unwrap() else { panic!() };
+        assert_eq!((window.first, window.frames, offset), (4, 4, 2));
+    }
+}

@@ -1,0 +1,311 @@
+//! The instance actions: clip preferences, frames needed, time domain, regions of interest and
+//! render (find the window in the cache or generate it, then serve the frame).
+
+use std::cell::Cell;
+use std::collections::hash_map::DefaultHasher;
+use std::ffi::CStr;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use soragen_core::tasks::{TaskInputs, run_task};
+use soragen_core::vace::Observer;
+use soragen_core::video::Video;
+use soragen_ofx_ffi::sys::*;
+use soragen_ofx_ffi::{Clip, Image, ImageEffect, MessageKind, PropertySet, RectI, Status};
+
+use crate::effects::{Context, MASK_CLIP, NEXT_CLIP};
+use crate::instance::{self, Generated, Instance};
+use crate::params::Settings;
+use crate::pixels;
+use crate::plan::{self, FramePlan, Role, Timing, Window, WindowTask};
+
+/// Why an action did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A host call failed: its status goes back as is.
+    Host(Status),
+    /// Something the user can fix: shown through the message suite.
+    User(String),
+    /// The host or the user stopped the render.
+    Cancelled,
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure::Host(status)
+    }
+}
+
+impl From<soragen_core::Error> for Failure {
+    fn from(error: soragen_core::Error) -> Self {
+        match error {
+            soragen_core::Error::Cancelled => Failure::Cancelled,
+            other => Failure::User(other.to_string()),
+        }
+    }
+}
+
+/// Reports a failure to the host: user-facing ones through the message suite.
+pub fn report(effect: ImageEffect, result: Result<(), Failure>) -> soragen_ofx_ffi::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(Failure::Host(status)) => Err(status),
+        Err(Failure::User(message)) => {
+            // A failed message post must not hide the failure itself.
+            let _ = effect.set_persistent_message(MessageKind::Error, &format!("Soragen: {message}"));
+            Err(Status::FAILED)
+        }
+        Err(Failure::Cancelled) => Err(Status::FAILED),
+    }
+}
+
+fn clip_name(context: Context, role: Role) -> &'static CStr {
+    match (context, role) {
+        (Context::Transition, Role::Source) => kOfxImageEffectTransitionSourceFromClipName,
+        (Context::Transition, Role::Next) => kOfxImageEffectTransitionSourceToClipName,
+        (_, Role::Source) => kOfxImageEffectSimpleSourceClipName,
+        (_, Role::Next) => NEXT_CLIP,
+        (_, Role::Mask) => MASK_CLIP,
+    }
+}
+
+fn frame(time: f64) -> i64 {
+    time.round() as i64
+}
+
+fn range(props: PropertySet) -> soragen_ofx_ffi::Result<(i64, i64)> {
+    let [first, last] = props.doubles(kOfxImageEffectPropFrameRange)?;
+    Ok((frame(first), frame(last)))
+}
+
+impl Instance {
+    fn clip(&self, effect: ImageEffect, role: Role) -> soragen_ofx_ffi::Result<Clip> {
+        effect.clip(clip_name(self.context, role))
+    }
+
+    fn has_role(&self, role: Role) -> bool {
+        self.effect.inputs(self.context).iter().any(|input| input.name == clip_name(self.context, role))
+    }
+
+    fn timing(&self, effect: ImageEffect) -> soragen_ofx_ffi::Result<Timing> {
+        let connected_range = |role| -> soragen_ofx_ffi::Result<Option<(i64, i64)>> {
+            if !self.has_role(role) {
+                return Ok(None);
+            }
+            let clip = self.clip(effect, role)?;
+            Ok(if clip.connected() { Some(range(clip.properties)?) } else { None })
+        };
+        Ok(Timing { source: connected_range(Role::Source)?, next: connected_range(Role::Next)?, effect: range(effect.properties()?)? })
+    }
+
+    fn settings(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Settings> {
+        Settings::read(effect.params()?, self.effect, time)
+    }
+
+    fn reads_mask(&self, effect: ImageEffect, settings: &Settings) -> bool {
+        settings.use_mask && self.has_role(Role::Mask) && self.clip(effect, Role::Mask).is_ok_and(|c| c.connected())
+    }
+}
+
+pub fn clip_preferences(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+    let instance = instance::get(effect)?;
+    // Generated frames differ from frame to frame even where no input does.
+    out.set_bool(kOfxImageEffectFrameVarying, true)?;
+    if instance.effect.inputs(instance.context).is_empty() {
+        let output = format!("{kOfxImageClipPropComponents_}{}", kOfxImageEffectOutputClipName.to_string_lossy());
+        out.set_string_named(&output, kOfxImageComponentRGBA.to_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+pub fn time_domain(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+    let instance = instance::get(effect)?;
+    // Only the General context may change the output's length.
+    if instance.context != Context::General {
+        return Err(Status::REPLY_DEFAULT);
+    }
+    let settings = instance.settings(effect, 0.0)?;
+    let (first, last) = plan::time_domain(instance.effect, &instance.timing(effect)?, &settings).ok_or(Status::REPLY_DEFAULT)?;
+    out.set_doubles(kOfxImageEffectPropFrameRange, &[first as f64, last as f64])
+}
+
+pub fn frames_needed(effect: ImageEffect, args: PropertySet, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+    let instance = instance::get(effect)?;
+    let time = args.double(kOfxPropTime)?;
+    let settings = instance.settings(effect, time)?;
+    let Ok(plan) = plan::plan(instance.effect, instance.context, &instance.timing(effect)?, &settings, frame(time)) else {
+        // No such output frame: render will say why; nothing to fetch.
+        return Err(Status::REPLY_DEFAULT);
+    };
+    for (role, (first, last)) in plan::frames_needed(&plan, instance.reads_mask(effect, &settings)) {
+        let name = format!("{kOfxImageClipPropFrameRange_}{}", clip_name(instance.context, role).to_string_lossy());
+        out.set_doubles_named(&name, &[first as f64, last as f64])?;
+    }
+    Ok(())
+}
+
+/// Generation reads whole frames, whatever part of the output is being rendered.
+pub fn regions_of_interest(effect: ImageEffect, args: PropertySet, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+    let instance = instance::get(effect)?;
+    let time = args.double(kOfxPropTime)?;
+    for input in instance.effect.inputs(instance.context) {
+        let clip = effect.clip(input.name)?;
+        if clip.connected() {
+            let name = format!("{kOfxImageClipPropRoI_}{}", input.name.to_string_lossy());
+            out.set_doubles_named(&name, &clip.region_of_definition(time)?)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
+    let instance = instance::get(effect)?;
+    let time = args.double(kOfxPropTime)?;
+    let [x1, y1, x2, y2] = args.ints(kOfxImageEffectPropRenderWindow)?;
+    let window = RectI { x1, y1, x2, y2 };
+    let scale = args.doubles::<2>(kOfxImageEffectPropRenderScale)?;
+    let settings = instance.settings(effect, time)?;
+    let plan = plan::plan(instance.effect, instance.context, &instance.timing(effect)?, &settings, frame(time))
+        .map_err(Failure::User)?;
+    let mut output = effect
+        .clip(kOfxImageEffectOutputClipName)?
+        .image(time)?
+        .ok_or_else(|| Failure::User(format!("the host gave no output image at frame {time}")))?;
+    match plan {
+        FramePlan::Keep { role, time } => {
+            let source = fetch(&instance, effect, role, time)?;
+            pixels::copy_image(&mut output, window, &source);
+        }
+        FramePlan::Generate { window: generation, offset } => {
+            // Hosts ask for drafts by render scale (proxies, previews) or by render quality.
+            let draft = settings.draft
+                || scale.iter().any(|s| *s < 1.0)
+                || args.bool(kOfxImageEffectPropRenderQualityDraft).unwrap_or(false);
+            let generated = instance.generated(effect, &generation, &settings, scale, draft)?;
+            let new_frame = generated
+                .video
+                .frames
+                .get(generated.first_output + offset)
+                .ok_or_else(|| Failure::User(format!("the model returned too few frames for frame {time}")))?;
+            // In-place edits keep source pixels: copy them exactly where they survived.
+            let unchanged = if generation.edits_in_place() { Some(fetch(&instance, effect, Role::Source, frame(time))?) } else { None };
+            pixels::write_frame(&mut output, window, new_frame, generated.rect, unchanged.as_ref());
+        }
+    }
+    effect.clear_persistent_message();
+    Ok(())
+}
+
+fn fetch(instance: &Instance, effect: ImageEffect, role: Role, time: i64) -> Result<Image, Failure> {
+    let clip = instance.clip(effect, role)?;
+    let missing = || Failure::User(format!("the {} input has no frame {time}", clip_name(instance.context, role).to_string_lossy()));
+    if !clip.connected() {
+        return Err(missing());
+    }
+    clip.image(time as f64)?.ok_or_else(missing)
+}
+
+/// Progress through the host's progress suite; cancels on the host's abort or the user's.
+struct HostProgress {
+    effect: ImageEffect,
+    cancelled: Cell<bool>,
+}
+
+impl Observer for HostProgress {
+    fn step(&self, done: usize, total: usize) {
+        if !self.effect.progress_update(done as f64 / total.max(1) as f64) {
+            self.cancelled.set(true);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.get() || self.effect.aborted()
+    }
+}
+
+/// Adds the images' content to the cache key: the host's identifier where it gives one, else
+/// the pixels.
+fn identify(images: &[Image], key: &mut DefaultHasher) {
+    for image in images {
+        match image.unique_id() {
+            Some(id) => id.hash(key),
+            None => pixels::content_hash(image, key),
+        }
+    }
+}
+
+/// Images of one clip at the window's times as the core's video, and where its pixels sit.
+fn read_clip(images: &[Image]) -> Result<(Video, RectI), Failure> {
+    let rect = images[0].bounds;
+    let mut video = Video::new(rect.width(), rect.height(), None);
+    for image in images {
+        if image.bounds != rect {
+            return Err(Failure::User("input frames change size inside one window".into()));
+        }
+        video.frames.push(pixels::to_frame(image, rect));
+    }
+    Ok((video, rect))
+}
+
+impl Instance {
+    /// The window's frames: from the cache, or generated now (and cached only when complete).
+    fn generated(&self, effect: ImageEffect, window: &Window, settings: &Settings, scale: [f64; 2], draft: bool) -> Result<Arc<Generated>, Failure> {
+        let fetch_all = |role, times: &[i64]| times.iter().map(|&t| fetch(self, effect, role, t)).collect::<Result<Vec<_>, _>>();
+        let sources = fetch_all(Role::Source, &window.source_times)?;
+        let nexts = fetch_all(Role::Next, &window.next_times)?;
+        let masks = if self.reads_mask(effect, settings) { fetch_all(Role::Mask, &window.source_times)? } else { vec![] };
+
+        let mut key = DefaultHasher::new();
+        (self.effect, window.task, window.first, window.frames).hash(&mut key);
+        serde_json::to_string(&settings.task).unwrap_or_default().hash(&mut key);
+        (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
+        for images in [&sources, &nexts, &masks] {
+            identify(images, &mut key);
+        }
+        let mut inputs = TaskInputs::default();
+        let rect = if !sources.is_empty() {
+            let (video, rect) = read_clip(&sources)?;
+            inputs.clip = Some(video);
+            if !masks.is_empty() {
+                // Masks say where the subject is; the task wants the background (> 127).
+                let background = masks.iter().map(|m| pixels::to_matte(m, rect).into_iter().map(|v| 255 - v).collect());
+                inputs.mask = Some(background.collect());
+            }
+            rect
+        } else {
+            let [width, height] = effect.properties()?.doubles(kOfxImageEffectPropProjectSize)?;
+            RectI { x1: 0, y1: 0, x2: (width * scale[0]).round() as i32, y2: (height * scale[1]).round() as i32 }
+        };
+        if !nexts.is_empty() {
+            inputs.next = Some(read_clip(&nexts)?.0);
+        }
+        rect.hash(&mut key);
+        let key = key.finish();
+
+        if let Some(hit) = self.cached(key) {
+            return Ok(hit);
+        }
+        let _generating = self.generating();
+        if let Some(hit) = self.cached(key) {
+            return Ok(hit);
+        }
+        let model = self.model(&settings.model)?;
+        let mut params = settings.task.clone();
+        if draft {
+            params.steps = params.steps.div_ceil(2);
+        }
+        let kind = window.task_kind(rect.width(), rect.height());
+        let progress = HostProgress { effect, cancelled: Cell::new(false) };
+        effect.progress_start("Soragen: generating");
+        let result = run_task(&model, &kind, &inputs, &params, &progress);
+        effect.progress_end();
+        let output = result?;
+        let first_output = match window.task {
+            WindowTask::ReplaceBackground | WindowTask::Generate => 0,
+            _ => output.record.generated.first().map_or(0, |r| r.start),
+        };
+        let generated = Arc::new(Generated { video: output.video, first_output, rect });
+        self.store(key, generated.clone());
+        Ok(generated)
+    }
+}

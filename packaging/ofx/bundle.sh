@@ -1,0 +1,54 @@
+#!/bin/sh
+# Builds Soragen.ofx.bundle (the OpenFX plugin) and optionally installs it.
+#
+#   packaging/ofx/bundle.sh [--debug] [--install]
+#
+# The bundle lands in target/ofx/Soragen.ofx.bundle. --install copies it into the first folder
+# of OFX_PLUGIN_PATH, or /usr/OFX/Plugins when that is unset (which usually needs root).
+set -eu
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+profile=release
+install=no
+for arg in "$@"; do
+    case "$arg" in
+        --debug) profile=debug ;;
+        --install) install=yes ;;
+        *) echo "usage: $0 [--debug] [--install]" >&2; exit 2 ;;
+    esac
+done
+
+case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) arch=Linux-x86-64; library=libsoragen_ofx.so ;;
+    Linux-aarch64) arch=Linux-arm-64; library=libsoragen_ofx.so ;;
+    Darwin-*) arch=MacOS; library=libsoragen_ofx.dylib ;;
+    *) echo "unsupported platform $(uname -s)-$(uname -m)" >&2; exit 1 ;;
+esac
+
+cd "$root"
+if [ "$profile" = release ]; then
+    cargo build --release -p soragen-ofx
+else
+    cargo build -p soragen-ofx
+fi
+target=${CARGO_TARGET_DIR:-$root/target}
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+bundle="$target/ofx/Soragen.ofx.bundle"
+rm -rf "$bundle"
+mkdir -p "$bundle/Contents/$arch" "$bundle/Contents/Resources"
+cp "$target/$profile/$library" "$bundle/Contents/$arch/Soragen.ofx"
+sed "s/@VERSION@/$version/g" "$root/packaging/ofx/Info.plist.in" > "$bundle/Contents/Info.plist"
+# Hosts show Resources/<plugin identifier>.png next to each effect.
+python3 "$root/packaging/ofx/icon.py" "$bundle/Contents/Resources" \
+    org.soragen.Extend org.soragen.Insert org.soragen.ReplaceBackground org.soragen.Generate
+echo "built $bundle"
+
+if [ "$install" = yes ]; then
+    destination=${OFX_PLUGIN_PATH:-/usr/OFX/Plugins}
+    destination=${destination%%:*}
+    mkdir -p "$destination"
+    rm -rf "$destination/Soragen.ofx.bundle"
+    cp -R "$bundle" "$destination/"
+    echo "installed into $destination (restart the host; Resolve also caches plugin scans)"
+fi
