@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+mod tasks;
+
+use std::cell::Cell;
+
 use clap::{Parser, Subcommand};
 use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
@@ -23,6 +27,14 @@ struct Cli {
 enum Command {
     /// Source frames + a mask per frame + a prompt -> generated frames (the VACE primitive).
     Vace(VaceArgs),
+    /// Adds N frames after a clip's last frame (or before its first), continuing it.
+    Extend(tasks::ExtendArgs),
+    /// Puts N new frames between two clips, leading from the end of one into the start of the other.
+    Insert(tasks::InsertArgs),
+    /// Keeps the subject and regenerates the background from the prompt.
+    ReplaceBackground(tasks::ReplaceBackgroundArgs),
+    /// Text to video.
+    Generate(tasks::GenerateArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,7 +78,8 @@ struct VaceArgs {
 /// Progress on a terminal; Ctrl-C asks to stop between denoising steps.
 struct Terminal {
     interrupted: Arc<AtomicBool>,
-    started: Instant,
+    /// When the current window's first step began.
+    started: Cell<Instant>,
     draw: bool,
 }
 
@@ -81,7 +94,7 @@ impl Terminal {
             }
             eprintln!("\nstopping after the current step (Ctrl-C again to quit now)");
         });
-        Self { interrupted, started: Instant::now(), draw: std::io::stderr().is_terminal() }
+        Self { interrupted, started: Cell::new(Instant::now()), draw: std::io::stderr().is_terminal() }
     }
 }
 
@@ -92,7 +105,7 @@ impl Observer for Terminal {
         }
         const WIDTH: usize = 30;
         let filled = WIDTH * done / total.max(1);
-        let per_step = self.started.elapsed().as_secs_f64() / done.max(1) as f64;
+        let per_step = self.started.get().elapsed().as_secs_f64() / done.max(1) as f64;
         let eta = per_step * (total - done) as f64;
         eprint!(
             "\r[{}{}] step {done}/{total}  {per_step:.2} s/step  eta {eta:.0} s ",
@@ -103,6 +116,13 @@ impl Observer for Terminal {
             eprintln!();
         }
         let _ = std::io::stderr().flush();
+    }
+
+    fn window(&self, index: usize, count: usize) {
+        self.started.set(Instant::now());
+        if self.draw && count > 1 {
+            eprintln!("window {}/{count}", index + 1);
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -145,36 +165,79 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     write_output(&frames, &video, &args.output)
 }
 
-/// Writes next to the destination first and renames, so an interrupted run never leaves an
-/// output that looks complete.
 fn write_output(frames: &candle_core::Tensor, source: &Video, output: &Path) -> Result<()> {
-    let (_, height, width, _) = frames.dims4()?;
-    let staging = output.with_file_name(format!(
-        ".{}.partial",
-        output.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    let _ = std::fs::remove_file(&staging);
-    match Sink::for_path(output) {
+    let staged = stage(output, |staging| match Sink::for_path(output) {
         Sink::Safetensors(_) => frames
-            .save_safetensors("frames", &staging)
-            .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))?,
-        sink => {
+            .save_safetensors("frames", staging)
+            .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display()))),
+        _ => {
+            let (_, height, width, _) = frames.dims4()?;
             let values = frames.flatten_all()?.to_vec1::<f32>()?;
-            let video = quantise(&values, width, height, source.fps);
-            match sink {
-                Sink::Y4m(_) => write_y4m(&video, &staging)?,
-                _ => write_png_dir(&video, &staging)?,
-            }
+            write_frames(&quantise(&values, width, height, source.fps), output, staging)
+        }
+    })?;
+    commit(&staged, output)
+}
+
+/// 8-bit frames as `output` asks: a `.y4m` file, else a PNG folder.
+fn write_frames(video: &Video, output: &Path, staging: &Path) -> Result<()> {
+    match Sink::for_path(output) {
+        Sink::Y4m(_) => write_y4m(video, staging),
+        _ => write_png_dir(video, staging),
+    }
+}
+
+/// Task outputs are 8-bit frames: refuses an output path that asks for anything else.
+fn frames_only(output: &Path) -> Result<()> {
+    match Sink::for_path(output) {
+        Sink::Safetensors(_) => {
+            Err(Error::Output(format!("{}: write frames as a PNG folder or a .y4m file", output.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `.NAME.partial` beside `path`: where an output is written before it takes its name, so an
+/// interrupted run never leaves an output that looks complete.
+fn staging_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".{}.partial", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+}
+
+fn discard(path: &Path) {
+    let _ = std::fs::remove_dir_all(path);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Writes `path`'s staging copy with `write`; nothing is left behind if that fails.
+fn stage(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let staging = staging_path(path);
+    discard(&staging);
+    match write(&staging) {
+        Ok(()) => Ok(staging),
+        Err(e) => {
+            discard(&staging);
+            Err(e)
         }
     }
+}
+
+/// Gives a staged output its final name, replacing an earlier output (a folder only when it
+/// holds nothing but frames we write).
+fn commit(staged: &Path, output: &Path) -> Result<()> {
+    let result = replace(staged, output);
+    if result.is_err() {
+        discard(staged);
+    }
+    result
+}
+
+fn replace(staged: &Path, output: &Path) -> Result<()> {
     if output.is_dir() {
         ensure_only_frames(output)?;
         std::fs::remove_dir_all(output)
             .map_err(|e| Error::Output(format!("cannot replace {}: {e}", output.display())))?;
     }
-    std::fs::rename(&staging, output)
-        .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))
+    std::fs::rename(staged, output).map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))
 }
 
 /// An output folder is replaced only if it holds nothing but frames we would write
@@ -198,6 +261,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Vace(args) => run_vace(args),
+        Command::Extend(args) => tasks::extend(args),
+        Command::Insert(args) => tasks::insert(args),
+        Command::ReplaceBackground(args) => tasks::replace_background(args),
+        Command::Generate(args) => tasks::generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

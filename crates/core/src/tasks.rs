@@ -3,12 +3,42 @@
 //! requests (frames + masks + prompt); see `../shared/docs/models.md`.
 //!
 //! This module fixes the API the CLI, the OpenFX plugin and the GStreamer element share.
+//!
+//! Frames the user keeps come out bit-identical: source frames are copied through, and a
+//! replaced background is composited onto the source frame at its own resolution, so pixels
+//! outside the (dilated, feathered) background mask are the source's bytes. Only the model's
+//! view of the clip is resized (to the working size, see [`working_size`]).
+//!
+//! Masks: an all-black background mask (no background in a frame) leaves that frame as it is
+//! and runs nothing for it; an all-white one regenerates the whole frame, conditioned on the
+//! frames around it.
+
+mod cache;
+mod colour;
+mod plan;
+mod resample;
 
 use std::ops::Range;
+use std::path::PathBuf;
 
+use candle_core::Tensor;
 use serde::Serialize;
 
-use crate::video::Video;
+use cache::{Cache, Key};
+use colour::ChannelStats;
+pub use colour::{Seam, seam};
+
+use crate::model::WanVace;
+use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput};
+use crate::video::{Frame, Video};
+use crate::{Error, Result};
+
+/// Frames in one Wan2.1 window (5 s at its native 16 fps).
+pub const WINDOW_FRAMES: usize = 81;
+/// Pixels of Wan2.1-VACE 1.3B's native 832x480.
+pub const NATIVE_PIXELS: usize = 832 * 480;
+/// Wan2.1's training frame rate, given to generated clips.
+pub const MODEL_FPS: (u32, u32) = (16, 1);
 
 /// What the user asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +84,18 @@ pub struct TaskParams {
     pub mask_dilation: usize,
     /// Soften the composite edge over this many pixels.
     pub mask_feather: usize,
+    /// Pixel count of the model's working size (multiples of 16, aspect kept). `None`: the
+    /// model's native 832x480, or the clip's own size when smaller (clips are never upscaled).
+    pub working_pixels: Option<usize>,
+    /// Frames per model window ([`WINDOW_FRAMES`] for Wan2.1); longer outputs take several.
+    pub window_frames: usize,
+    /// Feed a source with a stated frame rate to the model at its 16 fps, so that motion
+    /// continues at the source's speed (see `Timeline` in this module); false: one to one.
+    pub match_frame_rate: bool,
+    /// A folder of finished windows to reuse and fill (see `tasks/cache.rs`); it does not
+    /// change the output, so it is not part of the record.
+    #[serde(skip)]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for TaskParams {
@@ -68,6 +110,10 @@ impl Default for TaskParams {
             color_match: true,
             mask_dilation: 4,
             mask_feather: 2,
+            working_pixels: None,
+            window_frames: WINDOW_FRAMES,
+            match_frame_rate: true,
+            cache: None,
         }
     }
 }
@@ -89,4 +135,526 @@ pub struct TaskOutput {
     /// clip with its background replaced. Generate: the new clip.
     pub video: Video,
     pub record: GenerationRecord,
+}
+
+impl TaskKind {
+    /// The task's name in records and sidecars, as the CLI spells the command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::ExtendForward { .. } => "extend-forward",
+            TaskKind::ExtendBackward { .. } => "extend-backward",
+            TaskKind::Insert { .. } => "insert",
+            TaskKind::ReplaceBackground => "replace-background",
+            TaskKind::Generate { .. } => "generate",
+        }
+    }
+}
+
+/// The model's working size for a `width` x `height` clip: multiples of `multiple`, aspect
+/// kept, about `pixels` pixels.
+pub fn working_size(width: usize, height: usize, pixels: usize, multiple: usize) -> (usize, usize) {
+    let scale = (pixels as f64 / (width * height) as f64).sqrt();
+    let fit = |side: usize| ((side as f64 * scale / multiple as f64).round() as usize).max(1) * multiple;
+    (fit(width), fit(height))
+}
+
+/// Runs an editing task: the whole result clip and the record of what was generated.
+pub fn run_task(
+    model: &WanVace,
+    kind: &TaskKind,
+    inputs: &TaskInputs,
+    params: &TaskParams,
+    observer: &dyn Observer,
+) -> Result<TaskOutput> {
+    check_params(model, params)?;
+    let mut timeline = Timeline::new(kind, inputs, params)?;
+    let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
+    let generated = timeline.generated();
+    let multiple = model.vae_spatial_factor() * model.patch_size();
+    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(timeline.width * timeline.height));
+    let working = working_size(timeline.width, timeline.height, pixels, multiple);
+    let windows = plan::windows(
+        &pending,
+        params.window_frames,
+        params.context_frames,
+        model.vae_temporal_factor(),
+        timeline.backward,
+    );
+    if !windows.is_empty() {
+        let prompt = model.encode_prompt(&params.prompt)?;
+        let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
+        let cache = params.cache.as_deref().map(|dir| open_cache(dir, model, params)).transpose()?;
+        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache };
+        for (index, window) in windows.iter().enumerate() {
+            if observer.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            observer.window(index, windows.len());
+            timeline.run_window(&request, window.clone(), params.seed.wrapping_add(index as u64))?;
+        }
+    }
+    let record = GenerationRecord {
+        model: model.folder.display().to_string(),
+        task: kind.name().to_string(),
+        generated,
+        params: params.clone(),
+    };
+    Ok(TaskOutput { video: timeline.into_video(), record })
+}
+
+/// The cache and the part of every window's key the whole task shares.
+fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams) -> Result<(Cache, Key)> {
+    let cache = Cache::open(dir)?;
+    let mut key = Key::new();
+    cache::add_model(&mut key, model)?;
+    key.add("prompt", params.prompt.as_bytes());
+    key.add("negative prompt", params.negative_prompt.as_bytes());
+    key.add("steps", &(params.steps as u64).to_le_bytes());
+    key.add("guidance", &params.guidance.to_le_bytes());
+    Ok((cache, key))
+}
+
+fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
+    if params.steps == 0 {
+        return Err(Error::Request("steps must be at least 1".into()));
+    }
+    let (window, temporal) = (params.window_frames, model.vae_temporal_factor());
+    if window == 0 || (window - 1) % temporal != 0 {
+        return Err(Error::Request(format!(
+            "window of {window} frames: a model window holds {temporal}n+1 frames (e.g. {}, {WINDOW_FRAMES})",
+            2 * temporal + 1
+        )));
+    }
+    if 2 * params.context_frames + 1 > window {
+        return Err(Error::Request(format!(
+            "{} context frames need a window of at least {} frames",
+            params.context_frames,
+            2 * params.context_frames + 1
+        )));
+    }
+    if params.working_pixels == Some(0) {
+        return Err(Error::Request("the working size must have at least one pixel".into()));
+    }
+    Ok(())
+}
+
+/// Half-open ranges of the true runs.
+fn runs(flags: &[bool]) -> Vec<Range<usize>> {
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
+        match ranges.last_mut() {
+            Some(last) if last.end == i => last.end = i + 1,
+            _ => ranges.push(i..i + 1),
+        }
+    }
+    ranges
+}
+
+/// One output frame while a task runs.
+enum Slot {
+    /// A source frame, or one an earlier window generated: known to the model (mask 0).
+    Fixed(Frame),
+    /// A frame to generate whole.
+    New,
+    /// A source frame whose background is regenerated; `weight` per pixel, 1 = replace.
+    Replace { source: Frame, weight: Vec<f32> },
+}
+
+impl Slot {
+    fn is_pending(&self) -> bool {
+        !matches!(self, Slot::Fixed(_))
+    }
+}
+
+/// What every window of one task shares.
+struct Request<'a> {
+    model: &'a WanVace,
+    working: (usize, usize),
+    prompt: &'a Prompt,
+    negative: Option<&'a Prompt>,
+    params: &'a TaskParams,
+    observer: &'a dyn Observer,
+    cache: Option<(Cache, Key)>,
+}
+
+/// Where an output frame comes from.
+enum Pick {
+    /// A source frame, copied through.
+    Source(Frame),
+    /// A slot of the model's timeline.
+    Slot(usize),
+}
+
+/// A task as the model sees it, and how its output is put together.
+///
+/// Frame rates: Wan is trained on 16 fps clips, so a model frame is 1/16 s whatever the source
+/// rate. With [`TaskParams::match_frame_rate`] and a source that states its rate (a 23.976, 24,
+/// 25, 29.97, 30 or 50 fps timeline), the context frames are picked from the source 1/16 s
+/// apart (every `fps / 16` source frames, rounded to the nearest frame), so the model sees
+/// motion at the speed it was trained on and continues it at that speed; the new stretch of
+/// the output at the source rate takes, for each of its frames, the model frame nearest in
+/// time. Motion keeps the source's speed; at rates above 16 fps some new frames repeat
+/// (frame interpolation between model frames would smooth that, and is not done). Without a
+/// stated rate, or with matching off, frames are fed one to one.
+struct Timeline {
+    /// The frames the model sees, at its rate.
+    slots: Vec<Slot>,
+    /// The output, frame by frame.
+    output: Vec<Pick>,
+    width: usize,
+    height: usize,
+    fps: Option<(u32, u32)>,
+    /// Windows run from the end towards the start (extend backward).
+    backward: bool,
+    /// Colour of the source frames new frames continue; `None`: no matching.
+    anchor: Option<ChannelStats>,
+}
+
+fn required<'a>(clip: &'a Option<Video>, what: &str, task: &TaskKind) -> Result<&'a Video> {
+    let clip = clip.as_ref().ok_or_else(|| Error::Input(format!("{} needs {what}", task.name())))?;
+    if clip.is_empty() {
+        return Err(Error::Input(format!("{} has no frames", what.trim_start_matches("an ").trim_start_matches("a "))));
+    }
+    Ok(clip)
+}
+
+fn at_least_one(frames: usize) -> Result<()> {
+    if frames == 0 {
+        return Err(Error::Request("the number of frames to generate must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn fixed(frames: Vec<Frame>) -> impl Iterator<Item = Slot> {
+    frames.into_iter().map(Slot::Fixed)
+}
+
+fn new_frames(count: usize) -> impl Iterator<Item = Slot> {
+    std::iter::repeat_with(|| Slot::New).take(count)
+}
+
+fn sources(clip: &Video) -> impl Iterator<Item = Pick> + '_ {
+    clip.frames.iter().cloned().map(Pick::Source)
+}
+
+fn stats(frames: &[Frame]) -> Option<ChannelStats> {
+    ChannelStats::of(frames.iter().map(|f| f.rgb.as_slice()), 255.0)
+}
+
+/// Source frames per model frame (see [`Timeline`]).
+fn source_step(clip: &Video, params: &TaskParams) -> f64 {
+    match clip.fps {
+        Some((num, den)) if params.match_frame_rate => {
+            (num as f64 / den as f64) / (MODEL_FPS.0 as f64 / MODEL_FPS.1 as f64)
+        }
+        _ => 1.0,
+    }
+}
+
+/// Up to `count` source frames one model frame apart, ending on the clip's last frame.
+fn context_before(clip: &Video, step: f64, count: usize) -> Vec<Frame> {
+    let last = clip.len() as f64 - 1.0;
+    let mut picked: Vec<Frame> = (0..count)
+        .map(|k| (last - k as f64 * step).round())
+        .take_while(|&at| at >= 0.0)
+        .map(|at| clip.frames[at as usize].clone())
+        .collect();
+    picked.reverse();
+    picked
+}
+
+/// Up to `count` source frames one model frame apart, starting on the clip's first frame.
+fn context_after(clip: &Video, step: f64, count: usize) -> Vec<Frame> {
+    (0..count)
+        .map(|k| (k as f64 * step).round() as usize)
+        .take_while(|&at| at < clip.len())
+        .map(|at| clip.frames[at].clone())
+        .collect()
+}
+
+/// Model frames that span `frames` new source frames. `closed`: the stretch ends on a fixed
+/// frame (an insert), which sits one model frame after the last new one.
+fn model_frames(frames: usize, step: f64, closed: bool) -> usize {
+    let model = if closed { ((frames + 1) as f64 / step).round() - 1.0 } else { (frames as f64 / step).round() };
+    (model as usize).max(1)
+}
+
+/// The new model frame (1-based) nearest in time to new source frame `at` (1-based), counted
+/// from the fixed frame the stretch starts at.
+fn nearest(at: usize, frames: usize, model: usize, closed: bool) -> usize {
+    let span = if closed { (model + 1) as f64 / (frames + 1) as f64 } else { model as f64 / frames as f64 };
+    ((at as f64 * span).round() as usize).clamp(1, model)
+}
+
+impl Timeline {
+    fn new(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<Self> {
+        let context = params.context_frames;
+        // Matching anchors on the source frames nearest the cut.
+        let near = context.max(1);
+        let (slots, output, clip, backward, anchor) = match *kind {
+            TaskKind::ExtendForward { frames } => {
+                let clip = required(&inputs.clip, "an input clip", kind)?;
+                at_least_one(frames)?;
+                let step = source_step(clip, params);
+                let known = context_before(clip, step, context);
+                let (start, model) = (known.len(), model_frames(frames, step, false));
+                let slots = fixed(known).chain(new_frames(model)).collect();
+                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, false) - 1));
+                let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..]);
+                (slots, sources(clip).chain(new).collect(), clip, false, anchor)
+            }
+            TaskKind::ExtendBackward { frames } => {
+                let clip = required(&inputs.clip, "an input clip", kind)?;
+                at_least_one(frames)?;
+                let step = source_step(clip, params);
+                let known = context_after(clip, step, context);
+                let model = model_frames(frames, step, false);
+                let slots = new_frames(model).chain(fixed(known)).collect();
+                let new = (1..=frames).rev().map(|before| Pick::Slot(model - nearest(before, frames, model, false)));
+                let anchor = stats(&clip.frames[..near.min(clip.len())]);
+                (slots, new.chain(sources(clip)).collect(), clip, true, anchor)
+            }
+            TaskKind::Insert { frames } => {
+                let a = required(&inputs.clip, "a first clip (A)", kind)?;
+                let b = required(&inputs.next, "a second clip (B)", kind)?;
+                at_least_one(frames)?;
+                if (a.width, a.height) != (b.width, b.height) {
+                    return Err(Error::Input(format!(
+                        "clip A is {}x{} but clip B is {}x{}: insert needs clips of one size",
+                        a.width, a.height, b.width, b.height
+                    )));
+                }
+                let step = source_step(a, params);
+                let (tail, head) = (context_before(a, step, context), context_after(b, step, context));
+                let (start, model) = (tail.len(), model_frames(frames, step, true));
+                let slots = fixed(tail).chain(new_frames(model)).chain(fixed(head)).collect();
+                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, true) - 1));
+                let mut anchor_frames = a.frames[a.len().saturating_sub(near)..].to_vec();
+                anchor_frames.extend_from_slice(&b.frames[..near.min(b.len())]);
+                (slots, sources(a).chain(new).chain(sources(b)).collect(), a, false, stats(&anchor_frames))
+            }
+            TaskKind::ReplaceBackground => {
+                let clip = required(&inputs.clip, "an input clip", kind)?;
+                let slots = background_slots(clip, inputs.mask.as_deref(), params)?;
+                (slots, (0..clip.len()).map(Pick::Slot).collect(), clip, false, None)
+            }
+            TaskKind::Generate { frames, width, height } => {
+                at_least_one(frames)?;
+                if width == 0 || height == 0 {
+                    return Err(Error::Request(format!("{width}x{height}: width and height must be at least 1")));
+                }
+                return Ok(Self {
+                    slots: new_frames(frames).collect(),
+                    output: (0..frames).map(Pick::Slot).collect(),
+                    width,
+                    height,
+                    fps: Some(MODEL_FPS),
+                    backward: false,
+                    anchor: None,
+                });
+            }
+        };
+        Ok(Self {
+            slots,
+            output,
+            width: clip.width,
+            height: clip.height,
+            fps: clip.fps,
+            backward,
+            anchor: anchor.filter(|_| params.color_match),
+        })
+    }
+
+    /// Output frames that come from the model.
+    fn generated(&self) -> Vec<Range<usize>> {
+        let flags: Vec<bool> =
+            self.output.iter().map(|pick| matches!(pick, Pick::Slot(i) if self.slots[*i].is_pending())).collect();
+        runs(&flags)
+    }
+
+    /// Generates the pending frames in `positions` (see [`plan`]) and fixes them.
+    fn run_window(&mut self, request: &Request, positions: Range<isize>, seed: u64) -> Result<()> {
+        let (width, height) = request.working;
+        let size = (self.width, self.height);
+        let count = positions.len();
+        let mut pixels: Vec<f32> = Vec::with_capacity(count * width * height * 3);
+        let mut mask: Vec<f32> = Vec::with_capacity(count * width * height);
+        let mut targets = Vec::new();
+        for (offset, position) in positions.enumerate() {
+            let slot = usize::try_from(position).ok().and_then(|p| self.slots.get(p));
+            match slot {
+                None | Some(Slot::New) => {
+                    pixels.resize(pixels.len() + width * height * 3, 0.0);
+                    mask.resize(mask.len() + width * height, 1.0);
+                }
+                Some(Slot::Fixed(frame)) => {
+                    let small = resample::resize(&resample::to_f32(&frame.rgb), size, 3, request.working);
+                    pixels.extend(small.iter().map(|v| 2.0 * (v / 255.0) - 1.0));
+                    mask.resize(mask.len() + width * height, 0.0);
+                }
+                Some(Slot::Replace { source, weight }) => {
+                    let small = resample::resize(&resample::to_f32(&source.rgb), size, 3, request.working);
+                    let weight = resample::resize(weight, size, 1, request.working);
+                    for (pixel, w) in small.chunks_exact(3).zip(weight) {
+                        // Any trace of background at the working size is regenerated.
+                        let replace = w > 1e-6;
+                        pixels.extend(pixel.iter().map(|v| if replace { 0.0 } else { 2.0 * (v / 255.0) - 1.0 }));
+                        mask.push(if replace { 1.0 } else { 0.0 });
+                    }
+                }
+            }
+            if slot.is_some_and(Slot::is_pending) {
+                targets.push((offset, position as usize));
+            }
+        }
+        let shape = [count, height, width, 3];
+        let cached = request.cache.as_ref().map(|(cache, task_key)| {
+            let mut key = task_key.clone();
+            key.add_f32s("pixels", &pixels);
+            key.add_f32s("mask", &mask);
+            key.add("shape", &shape.map(|d| d as u64).map(u64::to_le_bytes).concat());
+            key.add("seed", &seed.to_le_bytes());
+            (cache, cache.get(key, &shape))
+        });
+        let output = match cached {
+            Some((_, (_, Some(stored)))) => stored,
+            cached => {
+                let output = Self::generate(request, pixels, mask, shape, seed)?;
+                if let Some((cache, (key, None))) = cached {
+                    cache.put(&key, &output, &shape)?;
+                }
+                output
+            }
+        };
+        let frame_len = width * height * 3;
+        let mut frames: Vec<Vec<f32>> =
+            targets.iter().map(|&(offset, _)| output[offset * frame_len..][..frame_len].to_vec()).collect();
+        let new: Vec<bool> = targets.iter().map(|&(_, p)| matches!(self.slots[p], Slot::New)).collect();
+        if let Some(anchor) = &self.anchor {
+            let mut whole: Vec<Vec<f32>> =
+                frames.iter().zip(&new).filter(|(_, n)| **n).map(|(f, _)| f.clone()).collect();
+            colour::match_to(&mut whole, anchor);
+            let mut matched = whole.into_iter();
+            for (frame, _) in frames.iter_mut().zip(&new).filter(|(_, n)| **n) {
+                *frame = matched.next().expect("one matched frame per new frame");
+            }
+        }
+        for ((_, position), frame) in targets.into_iter().zip(frames) {
+            let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
+            let full = resample::resize(&scaled, request.working, 3, size);
+            let rgb = match &self.slots[position] {
+                Slot::Replace { source, weight } => composite(&source.rgb, &full, weight),
+                _ => full.iter().map(|&v| resample::to_u8(v)).collect(),
+            };
+            self.slots[position] = Slot::Fixed(Frame { rgb, alpha: None });
+        }
+        Ok(())
+    }
+
+    /// The model's output [F, H, W, 3] in [0, 1] for one window's pixels (in [-1, 1]) and mask.
+    fn generate(
+        request: &Request,
+        pixels: Vec<f32>,
+        mask: Vec<f32>,
+        [count, height, width, _]: [usize; 4],
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let model = request.model;
+        let device = &model.device;
+        let video = Tensor::from_vec(pixels, (count, height, width, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
+        let input = VaceInput {
+            video: video.contiguous()?,
+            mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
+        };
+        let sampling = Sampling {
+            steps: request.params.steps,
+            guidance: request.params.guidance,
+            flow_shift: None,
+            conditioning_scale: 1.0,
+            noise: Noise::Seed(seed),
+        };
+        let output = model.generate(&input, request.prompt, request.negative, &sampling, request.observer)?;
+        Ok(output.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn into_video(self) -> Video {
+        let mut video = Video::new(self.width, self.height, self.fps);
+        let slots = self.slots;
+        video.frames = self
+            .output
+            .into_iter()
+            .map(|pick| match pick {
+                Pick::Source(frame) => frame,
+                Pick::Slot(index) => match &slots[index] {
+                    Slot::Fixed(frame) => frame.clone(),
+                    _ => unreachable!("every window ran, so every slot is fixed"),
+                },
+            })
+            .collect();
+        video
+    }
+}
+
+/// Source where `weight` is 0 (its exact bytes), generated where 1, blended between.
+fn composite(source: &[u8], generated: &[f32], weight: &[f32]) -> Vec<u8> {
+    source
+        .chunks_exact(3)
+        .zip(generated.chunks_exact(3))
+        .zip(weight)
+        .flat_map(|((s, g), &w)| {
+            std::array::from_fn::<u8, 3, _>(|c| {
+                if w == 0.0 { s[c] } else { resample::to_u8(s[c] as f32 * (1.0 - w) + g[c] * w) }
+            })
+        })
+        .collect()
+}
+
+/// One slot per clip frame: the frame as it is where its background mask is empty, else a
+/// replacement with the dilated, feathered mask as composite weight.
+fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams) -> Result<Vec<Slot>> {
+    let pixels = clip.width * clip.height;
+    let background: Vec<Vec<f32>> = match masks {
+        Some(masks) => {
+            if masks.len() != clip.len() {
+                return Err(Error::Input(format!(
+                    "the clip has {} frames but there are {} masks: give one mask per frame",
+                    clip.len(),
+                    masks.len()
+                )));
+            }
+            if let Some(index) = masks.iter().position(|m| m.len() != pixels) {
+                return Err(Error::Input(format!(
+                    "mask {index} has {} pixels but the clip's frames are {}x{}",
+                    masks[index].len(),
+                    clip.width,
+                    clip.height
+                )));
+            }
+            masks.iter().map(|m| m.iter().map(|&v| if v > 127 { 1.0 } else { 0.0 }).collect()).collect()
+        }
+        None => clip
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(index, frame)| match &frame.alpha {
+                Some(alpha) => Ok(alpha.iter().map(|&a| if a < 128 { 1.0 } else { 0.0 }).collect()),
+                None => Err(Error::Input(format!(
+                    "replace-background needs a mask, or frames with an alpha channel (frame {index} has none)"
+                ))),
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok(clip
+        .frames
+        .iter()
+        .zip(background)
+        .map(|(frame, background)| {
+            if background.iter().all(|&b| b == 0.0) {
+                return Slot::Fixed(frame.clone());
+            }
+            let weight =
+                resample::shape_mask(&background, (clip.width, clip.height), params.mask_dilation, params.mask_feather);
+            Slot::Replace { source: frame.clone(), weight }
+        })
+        .collect())
 }

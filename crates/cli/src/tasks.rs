@@ -1,0 +1,209 @@
+//! The editing task commands: `extend`, `insert`, `replace-background`, `generate`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+use soragen_core::model::WanVace;
+use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, WINDOW_FRAMES, run_task};
+use soragen_core::video::Video;
+use soragen_core::{Error, Result};
+
+use crate::{Terminal, commit, discard, frames_only, stage, staging_path, write_frames};
+
+/// Model and generation settings every task command takes.
+#[derive(Args)]
+pub struct Common {
+    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...).
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "")]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    /// Seed of the initial noise (window k of a long output uses seed + k).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 or less: no guidance, half the work).
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    /// Source frames nearest the cut that condition an extension or insert.
+    #[arg(long, default_value_t = 8)]
+    context_frames: usize,
+    /// Leave generated colours as the model made them instead of matching them to the source.
+    #[arg(long)]
+    no_color_match: bool,
+    /// Grow the background mask by this many pixels (tight mattes leave halos).
+    #[arg(long, default_value_t = 4)]
+    mask_dilation: usize,
+    /// Soften the composite edge over this many pixels.
+    #[arg(long, default_value_t = 2)]
+    mask_feather: usize,
+    /// Pixels of the model's working size [default: 832x480, or the clip's own size if smaller].
+    #[arg(long)]
+    working_pixels: Option<usize>,
+    /// Frames per model window (4n+1); longer outputs take several windows.
+    #[arg(long, default_value_t = WINDOW_FRAMES)]
+    window_frames: usize,
+    /// A folder of finished windows to reuse and fill, shareable between machines (e.g. a
+    /// render farm's network share).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Feed frames to the model one to one instead of at its 16 fps (see README).
+    #[arg(long)]
+    no_frame_rate_match: bool,
+    /// Weight and compute dtype.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    dtype: String,
+    /// A folder of PNG images (00000.png, ...) or a .y4m file; the record of what was generated
+    /// goes next to it as OUTPUT.json.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+impl Common {
+    fn params(&self) -> TaskParams {
+        TaskParams {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            seed: self.seed,
+            steps: self.steps,
+            guidance: self.guidance,
+            context_frames: self.context_frames,
+            color_match: !self.no_color_match,
+            mask_dilation: self.mask_dilation,
+            mask_feather: self.mask_feather,
+            working_pixels: self.working_pixels,
+            window_frames: self.window_frames,
+            match_frame_rate: !self.no_frame_rate_match,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+#[derive(Args)]
+pub struct ExtendArgs {
+    /// The clip: a folder of PNG images (name order) or a .y4m file.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long, value_enum, default_value = "forward")]
+    direction: Direction,
+    /// New frames to add.
+    #[arg(long)]
+    frames: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct InsertArgs {
+    /// The clip the new frames continue (PNG folder or .y4m).
+    #[arg(long)]
+    from: PathBuf,
+    /// The clip the new frames lead into, of the same size.
+    #[arg(long)]
+    to: PathBuf,
+    /// New frames between the two clips.
+    #[arg(long)]
+    frames: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct ReplaceBackgroundArgs {
+    /// The clip (PNG folder or .y4m).
+    #[arg(long)]
+    input: PathBuf,
+    /// One mask per frame, same forms as --input: white (grey > 127) = background to replace.
+    /// Without it, the input's alpha channel decides (transparent = background).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    frames: usize,
+    #[arg(long, default_value_t = 832)]
+    width: usize,
+    #[arg(long, default_value_t = 480)]
+    height: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn extend(args: ExtendArgs) -> Result<()> {
+    let kind = match args.direction {
+        Direction::Forward => TaskKind::ExtendForward { frames: args.frames },
+        Direction::Backward => TaskKind::ExtendBackward { frames: args.frames },
+    };
+    let inputs = TaskInputs { clip: Some(Video::read(&args.input)?), ..TaskInputs::default() };
+    run(&kind, &inputs, &args.common)
+}
+
+pub fn insert(args: InsertArgs) -> Result<()> {
+    let inputs = TaskInputs { clip: Some(Video::read(&args.from)?), next: Some(Video::read(&args.to)?), mask: None };
+    run(&TaskKind::Insert { frames: args.frames }, &inputs, &args.common)
+}
+
+pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
+    let mask = match &args.mask {
+        Some(path) => {
+            let masks = Video::read(path)?;
+            let grey = |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
+            Some(masks.mask_bits().into_iter().map(grey).collect())
+        }
+        None => None,
+    };
+    let inputs = TaskInputs { clip: Some(Video::read(&args.input)?), next: None, mask };
+    run(&TaskKind::ReplaceBackground, &inputs, &args.common)
+}
+
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let kind = TaskKind::Generate { frames: args.frames, width: args.width, height: args.height };
+    run(&kind, &TaskInputs::default(), &args.common)
+}
+
+fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
+    frames_only(&common.output)?;
+    let dtype = soragen_models::weights::parse_dtype(&common.dtype)?;
+    let model = WanVace::load(&common.model, dtype, &Device::Cpu)?;
+    let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
+    write(&output, &common.output)
+}
+
+/// `clip.y4m` -> `clip.y4m.json`, `frames/` -> `frames.json`.
+pub fn sidecar_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    output.with_file_name(name)
+}
+
+/// Frames and record are both written in full before either takes its final name.
+fn write(output: &TaskOutput, path: &Path) -> Result<()> {
+    let sidecar = sidecar_path(path);
+    let record = serde_json::to_string_pretty(&output.record)
+        .map_err(|e| Error::Output(format!("cannot describe the output: {e}")))?;
+    let staged_record = staging_path(&sidecar);
+    std::fs::write(&staged_record, record + "\n")
+        .map_err(|e| Error::Output(format!("cannot write {}: {e}", sidecar.display())))?;
+    let written = stage(path, |staging| write_frames(&output.video, path, staging))
+        .and_then(|staged| commit(&staged, path))
+        .and_then(|()| commit(&staged_record, &sidecar));
+    if written.is_err() {
+        discard(&staged_record);
+    }
+    written
+}

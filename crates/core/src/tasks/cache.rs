@@ -1,0 +1,126 @@
+//! A content-addressed store of finished model windows, in a plain directory that machines can
+//! share (a render farm's network share): `ab/abcdef....safetensors`, named by the SHA-256 of
+//! everything that changes the window's output: the model folder's identity, this build's
+//! version, the dtype and device kind, the window's exact input pixels and mask at the working
+//! size, the prompts, steps, guidance and seed. Entries hold the model's raw output at the
+//! working size; compositing and colour matching are redone from the source on every run.
+//! Files appear by rename, so a reader never sees a half-written entry.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::model::WanVace;
+use crate::{Error, Result};
+
+/// A key being built: labelled, length-prefixed fields, so no two field lists hash alike.
+#[derive(Clone)]
+pub(crate) struct Key(Sha256);
+
+impl Key {
+    pub(crate) fn new() -> Self {
+        let mut key = Self(Sha256::new());
+        key.add("format", b"soragen-window-1");
+        key.add("build", env!("CARGO_PKG_VERSION").as_bytes());
+        key
+    }
+
+    pub(crate) fn add(&mut self, label: &str, bytes: &[u8]) {
+        for field in [label.as_bytes(), bytes] {
+            self.0.update((field.len() as u64).to_le_bytes());
+            self.0.update(field);
+        }
+    }
+
+    pub(crate) fn add_f32s(&mut self, label: &str, values: &[f32]) {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add(label, &bytes);
+    }
+
+    fn hex(self) -> String {
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The model as far as its output goes: every small file's content and every weight file's
+/// name, size and safetensors header (tensor names, shapes, offsets); hashing gigabytes of
+/// weights on every run would cost more than it protects against. Plus dtype and device kind.
+pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
+    let mut files = Vec::new();
+    list_files(&model.folder, &mut files)?;
+    files.sort();
+    for file in files {
+        let relative = file.strip_prefix(&model.folder).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+        let unreadable = |e: std::io::Error| Error::Input(format!("cannot read {}: {e}", file.display()));
+        let bytes = if file.extension().is_some_and(|e| e == "safetensors") {
+            let mut reader = std::fs::File::open(&file).map_err(unreadable)?;
+            let size = reader.metadata().map_err(unreadable)?.len();
+            let mut length = [0u8; 8];
+            reader.read_exact(&mut length).map_err(unreadable)?;
+            let mut header = vec![0u8; (u64::from_le_bytes(length).min(size)) as usize];
+            reader.read_exact(&mut header).map_err(unreadable)?;
+            [size.to_le_bytes().as_slice(), &header].concat()
+        } else {
+            std::fs::read(&file).map_err(unreadable)?
+        };
+        key.add(&relative, &bytes);
+    }
+    key.add("dtype", format!("{:?}", model.dtype).as_bytes());
+    key.add("device", if model.device.is_cpu() { b"cpu" } else { b"accelerator" });
+    Ok(())
+}
+
+fn list_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Input(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(&path, files)?;
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Output(format!("cannot use {} as a cache: {e}", dir.display())))?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(&key[..2]).join(format!("{key}.safetensors"))
+    }
+
+    /// The stored output for `key`, if there is one of the expected shape; an unreadable
+    /// entry counts as absent and is overwritten by the next `put`.
+    pub(crate) fn get(&self, key: Key, shape: &[usize]) -> (String, Option<Vec<f32>>) {
+        let key = key.hex();
+        let stored = candle_core::safetensors::load(self.path(&key), &Device::Cpu)
+            .ok()
+            .and_then(|mut tensors| tensors.remove("frames"))
+            .filter(|frames| frames.dims() == shape)
+            .and_then(|frames| frames.flatten_all().ok()?.to_vec1::<f32>().ok());
+        (key, stored)
+    }
+
+    pub(crate) fn put(&self, key: &str, values: &[f32], shape: &[usize]) -> Result<()> {
+        let path = self.path(key);
+        let failed = |e: &dyn std::fmt::Display| Error::Output(format!("cannot write {}: {e}", path.display()));
+        std::fs::create_dir_all(path.parent().expect("entries sit in a subfolder")).map_err(|e| failed(&e))?;
+        // A random name, so two machines filling one share never write the same file.
+        let staging = path.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
+        Tensor::from_slice(values, shape, &Device::Cpu)?
+            .save_safetensors("frames", &staging)
+            .map_err(|e| failed(&e))?;
+        std::fs::rename(&staging, &path).map_err(|e| failed(&e))
+    }
+}

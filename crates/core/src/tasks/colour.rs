@@ -1,0 +1,128 @@
+//! Colour continuity across cuts: matching generated frames to the source they continue, and
+//! the seam metric that measures how visible a cut is.
+
+use crate::video::{Frame, Video};
+
+/// Per-channel mean and standard deviation of RGB values in [0, 1].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ChannelStats {
+    mean: [f64; 3],
+    std: [f64; 3],
+}
+
+impl ChannelStats {
+    /// Pooled over frames of interleaved RGB, values in [0, `scale`].
+    pub(crate) fn of<'a, T: Copy + Into<f64> + 'a>(
+        frames: impl IntoIterator<Item = &'a [T]>,
+        scale: f64,
+    ) -> Option<Self> {
+        let (mut sum, mut squares, mut count) = ([0f64; 3], [0f64; 3], 0usize);
+        for frame in frames {
+            for pixel in frame.chunks_exact(3) {
+                for c in 0..3 {
+                    let v = pixel[c].into() / scale;
+                    sum[c] += v;
+                    squares[c] += v * v;
+                }
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        let mean = sum.map(|s| s / count as f64);
+        let std = std::array::from_fn(|c| (squares[c] / count as f64 - mean[c] * mean[c]).max(0.0).sqrt());
+        Some(Self { mean, std })
+    }
+}
+
+/// Maps generated frames (values in [0, 1], interleaved RGB) so that their pooled per-channel
+/// mean and spread equal `anchor`'s. The anchor is always source frames, never an earlier
+/// window's output, so corrections do not compound from window to window. The gain is bounded
+/// so that a near-flat generated window is not blown up into noise.
+pub(crate) fn match_to(frames: &mut [Vec<f32>], anchor: &ChannelStats) {
+    let Some(current) = ChannelStats::of(frames.iter().map(Vec::as_slice), 1.0) else {
+        return;
+    };
+    let gain: [f64; 3] = std::array::from_fn(|c| (anchor.std[c] / current.std[c].max(1e-4)).clamp(0.25, 4.0));
+    for frame in frames.iter_mut() {
+        for pixel in frame.chunks_exact_mut(3) {
+            for c in 0..3 {
+                let v = (pixel[c] as f64 - current.mean[c]) * gain[c] + anchor.mean[c];
+                pixel[c] = v.clamp(0.0, 1.0) as f32;
+            }
+        }
+    }
+}
+
+/// How visible a cut is, relative to the clip's own motion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seam {
+    /// Step in per-channel mean colour across the cut (summed over channels, 0..255 scale),
+    /// divided by the average such step between consecutive frames of the reference range.
+    pub colour: f64,
+    /// Mean absolute pixel difference across the cut after removing each frame's mean colour,
+    /// divided by the same between consecutive reference frames.
+    pub structure: f64,
+}
+
+fn means(frame: &Frame) -> [f64; 3] {
+    let n = (frame.rgb.len() / 3).max(1) as f64;
+    let mut sum = [0f64; 3];
+    for p in frame.rgb.chunks_exact(3) {
+        for c in 0..3 {
+            sum[c] += p[c] as f64;
+        }
+    }
+    sum.map(|s| s / n)
+}
+
+fn colour_step(a: &Frame, b: &Frame) -> f64 {
+    let (ma, mb) = (means(a), means(b));
+    (0..3).map(|c| (ma[c] - mb[c]).abs()).sum()
+}
+
+fn structure_step(a: &Frame, b: &Frame) -> f64 {
+    let (ma, mb) = (means(a), means(b));
+    let total: f64 = a
+        .rgb
+        .chunks_exact(3)
+        .zip(b.rgb.chunks_exact(3))
+        .map(|(p, q)| (0..3).map(|c| ((p[c] as f64 - ma[c]) - (q[c] as f64 - mb[c])).abs()).sum::<f64>())
+        .sum();
+    total / a.rgb.len().max(1) as f64
+}
+
+/// The seam between frames `cut - 1` and `cut` of `video`, relative to the frame-to-frame
+/// change within `reference` (a range of source frames, at least two). About 1 means the cut
+/// changes no more than an ordinary frame of the source does; each baseline is floored at one
+/// grey level so a static source does not divide by zero.
+pub fn seam(video: &Video, cut: usize, reference: std::ops::Range<usize>) -> Seam {
+    let pairs: Vec<(&Frame, &Frame)> =
+        video.frames[reference.clone()].iter().zip(&video.frames[reference.start + 1..reference.end]).collect();
+    let baseline = |step: fn(&Frame, &Frame) -> f64| {
+        (pairs.iter().map(|(a, b)| step(a, b)).sum::<f64>() / pairs.len().max(1) as f64).max(1.0)
+    };
+    let (before, after) = (&video.frames[cut - 1], &video.frames[cut]);
+    Seam {
+        colour: colour_step(before, after) / baseline(colour_step),
+        structure: structure_step(before, after) / baseline(structure_step),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_moves_mean_and_spread_to_the_anchor() {
+        let anchor = ChannelStats { mean: [0.2, 0.5, 0.7], std: [0.05, 0.1, 0.08] };
+        let mut frames = vec![(0..300).map(|i| (i % 7) as f32 / 10.0 + 0.1).collect::<Vec<f32>>()];
+        match_to(&mut frames, &anchor);
+        let after = ChannelStats::of(frames.iter().map(Vec::as_slice), 1.0).unwrap();
+        for c in 0..3 {
+            assert!((after.mean[c] - anchor.mean[c]).abs() < 1e-3, "{after:?}");
+            assert!((after.std[c] - anchor.std[c]).abs() < 1e-3, "{after:?}");
+        }
+    }
+}

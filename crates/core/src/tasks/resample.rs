@@ -1,0 +1,136 @@
+//! Resampling between a clip's own size and the model's working size, and the mask shaping
+//! (dilation, feather) of background replacement. Planes are f32, interleaved channels.
+
+/// One output sample's taps: the first source index and the normalised weights from there.
+struct Taps {
+    first: usize,
+    weights: Vec<f32>,
+}
+
+/// Triangle (bilinear) filter widened by the scale factor when shrinking, so that downscaling
+/// averages every source pixel (area-like) instead of skipping some (aliasing).
+fn taps(source_len: usize, target_len: usize) -> Vec<Taps> {
+    let scale = source_len as f64 / target_len as f64;
+    let radius = scale.max(1.0);
+    (0..target_len)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            let first = (center - radius).floor().max(0.0) as usize;
+            let last = ((center + radius).ceil() as usize).min(source_len);
+            let mut weights: Vec<f32> =
+                (first..last).map(|j| (1.0 - ((j as f64 + 0.5 - center) / radius).abs()).max(0.0) as f32).collect();
+            let total: f32 = weights.iter().sum();
+            weights.iter_mut().for_each(|w| *w /= total);
+            Taps { first, weights }
+        })
+        .collect()
+}
+
+/// Resizes a `width` x `height` plane of `channels` interleaved values.
+pub(crate) fn resize(
+    plane: &[f32],
+    (width, height): (usize, usize),
+    channels: usize,
+    (new_width, new_height): (usize, usize),
+) -> Vec<f32> {
+    if (width, height) == (new_width, new_height) {
+        return plane.to_vec();
+    }
+    let columns = taps(width, new_width);
+    let mut wide = vec![0f32; new_width * height * channels];
+    for y in 0..height {
+        let row = &plane[y * width * channels..(y + 1) * width * channels];
+        for (x, tap) in columns.iter().enumerate() {
+            for c in 0..channels {
+                wide[(y * new_width + x) * channels + c] =
+                    tap.weights.iter().enumerate().map(|(k, w)| w * row[(tap.first + k) * channels + c]).sum();
+            }
+        }
+    }
+    let rows = taps(height, new_height);
+    let stride = new_width * channels;
+    let mut out = vec![0f32; new_height * stride];
+    for (y, tap) in rows.iter().enumerate() {
+        for (k, w) in tap.weights.iter().enumerate() {
+            let source = &wide[(tap.first + k) * stride..(tap.first + k + 1) * stride];
+            for (o, s) in out[y * stride..(y + 1) * stride].iter_mut().zip(source) {
+                *o += w * s;
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| b as f32).collect()
+}
+
+pub(crate) fn to_u8(value: f32) -> u8 {
+    value.round().clamp(0.0, 255.0) as u8
+}
+
+/// Running maximum (`grow`) or mean over a window of `radius` pixels either side, separably.
+fn filter(plane: &[f32], (width, height): (usize, usize), radius: usize, grow: bool) -> Vec<f32> {
+    let pass = |input: &[f32], len: usize, lines: usize, at: &dyn Fn(usize, usize) -> usize| {
+        let mut out = vec![0f32; input.len()];
+        for line in 0..lines {
+            for i in 0..len {
+                let (lo, hi) = (i.saturating_sub(radius), (i + radius + 1).min(len));
+                let values = (lo..hi).map(|j| input[at(line, j)]);
+                out[at(line, i)] = if grow {
+                    values.fold(0.0, f32::max)
+                } else {
+                    // Outside the frame counts as the nearest edge value's neighbourhood:
+                    // divide by the taps that exist so edges do not fade.
+                    values.sum::<f32>() / (hi - lo) as f32
+                };
+            }
+        }
+        out
+    };
+    let across = pass(plane, width, height, &|y, x| y * width + x);
+    pass(&across, height, width, &|x, y| y * width + x)
+}
+
+/// The composite weight of background replacement: the background mask (1 = replace) grown by
+/// `dilation` pixels and softened over `feather` pixels, never below the original mask so the
+/// old background never shows through.
+pub(crate) fn shape_mask(background: &[f32], size: (usize, usize), dilation: usize, feather: usize) -> Vec<f32> {
+    let grown = if dilation > 0 { filter(background, size, dilation, true) } else { background.to_vec() };
+    let soft = if feather > 0 { filter(&grown, size, feather, false) } else { grown };
+    soft.iter().zip(background).map(|(s, b)| s.max(*b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_is_the_identity_and_flat_stays_flat() {
+        let plane: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32).collect();
+        assert_eq!(resize(&plane, (4, 3), 3, (4, 3)), plane);
+        let flat = vec![77.0; 10 * 6];
+        for size in [(3, 2), (20, 13), (7, 6)] {
+            assert!(resize(&flat, (10, 6), 1, size).iter().all(|v| (v - 77.0).abs() < 1e-4));
+        }
+    }
+
+    #[test]
+    fn halving_averages_pairs() {
+        let plane = vec![0.0, 10.0, 20.0, 30.0];
+        let half = resize(&plane, (4, 1), 1, (2, 1));
+        // Triangle over 2 source pixels each side: weights 1/8, 3/8, 3/8, 1/8 (edge renormalised).
+        assert!(half[0] < half[1] && half[0] > 0.0 && half[1] < 30.0, "{half:?}");
+    }
+
+    #[test]
+    fn mask_grows_and_feathers_outwards_only() {
+        let mut mask = vec![0.0; 9];
+        mask[4] = 1.0;
+        let grown = shape_mask(&mask, (9, 1), 2, 0);
+        assert_eq!(grown, vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        let soft = shape_mask(&mask, (9, 1), 2, 1);
+        assert_eq!(soft[4], 1.0);
+        assert!(soft[1] > 0.0 && soft[1] < 1.0 && soft[0] == 0.0, "{soft:?}");
+    }
+}

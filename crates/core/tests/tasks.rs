@@ -1,0 +1,389 @@
+//! The editing tasks on the tiny random model: frame accounting, kept frames and pixels
+//! bit-identical to the source, determinism, several windows, and clear errors.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::DType;
+use soragen_core::model::WanVace;
+use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, run_task};
+use soragen_core::vace::Observer;
+use soragen_core::video::{Frame, Video};
+use soragen_core::{Error, Result};
+
+fn tiny() -> Arc<WanVace> {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
+    WanVace::shared(&folder, DType::F32).unwrap()
+}
+
+/// Few steps, no guidance, a tiny working size and short windows.
+fn params() -> TaskParams {
+    TaskParams {
+        prompt: "a red car".into(),
+        steps: 2,
+        guidance: 1.0,
+        context_frames: 2,
+        working_pixels: Some(32 * 16),
+        window_frames: 9,
+        ..TaskParams::default()
+    }
+}
+
+/// A dark, slowly moving gradient of a size the model cannot take as it is (40x20), at the
+/// model's 16 fps so that frames are fed one to one.
+fn clip(frames: usize, seed: usize) -> Video {
+    let (width, height) = (40, 20);
+    let mut video = Video::new(width, height, Some((16, 1)));
+    for f in 0..frames {
+        let rgb = (0..width * height)
+            .flat_map(|i| {
+                let (x, y) = (i % width, i / width);
+                [(20 + x + f + seed) as u8, (30 + y * 2) as u8, (40 + (x + y + 3 * f) % 16) as u8]
+            })
+            .collect();
+        video.frames.push(Frame { rgb, alpha: None });
+    }
+    video
+}
+
+fn with_clip(clip: Video) -> TaskInputs {
+    TaskInputs { clip: Some(clip), ..TaskInputs::default() }
+}
+
+/// Records window notifications and steps.
+#[derive(Default)]
+struct Recorder {
+    windows: RefCell<Vec<(usize, usize)>>,
+    steps: RefCell<usize>,
+}
+
+impl Observer for Recorder {
+    fn step(&self, _: usize, _: usize) {
+        *self.steps.borrow_mut() += 1;
+    }
+    fn window(&self, index: usize, count: usize) {
+        self.windows.borrow_mut().push((index, count));
+    }
+}
+
+fn run(kind: TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<TaskOutput> {
+    run_task(&tiny(), &kind, inputs, params, &Recorder::default())
+}
+
+fn differs(a: &Frame, b: &Frame) -> bool {
+    a.rgb != b.rgb
+}
+
+#[test]
+fn extend_forward_appends_new_frames_after_the_untouched_clip() {
+    let source = clip(6, 0);
+    let out = run(TaskKind::ExtendForward { frames: 3 }, &with_clip(source.clone()), &params()).unwrap();
+    assert_eq!(out.video.len(), 9);
+    assert_eq!((out.video.width, out.video.height, out.video.fps), (40, 20, Some((16, 1))));
+    assert_eq!(out.video.frames[..6], source.frames[..], "kept frames must be the source's bytes");
+    assert!(differs(&out.video.frames[6], &source.frames[5]));
+    assert_eq!(out.record.generated, vec![6..9]);
+    assert_eq!(out.record.task, "extend-forward");
+    assert_eq!(out.record.params, params());
+}
+
+#[test]
+fn extend_backward_puts_new_frames_before_the_clip() {
+    let source = clip(5, 1);
+    let out = run(TaskKind::ExtendBackward { frames: 4 }, &with_clip(source.clone()), &params()).unwrap();
+    assert_eq!(out.video.len(), 9);
+    assert_eq!(out.video.frames[4..], source.frames[..]);
+    assert_eq!(out.record.generated, vec![0..4]);
+}
+
+#[test]
+fn insert_is_a_then_new_frames_then_b() {
+    let (a, b) = (clip(4, 0), clip(3, 50));
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let out = run(TaskKind::Insert { frames: 2 }, &inputs, &params()).unwrap();
+    assert_eq!(out.video.len(), 9);
+    assert_eq!(out.video.frames[..4], a.frames[..]);
+    assert_eq!(out.video.frames[6..], b.frames[..]);
+    assert_eq!(out.record.generated, vec![4..6]);
+}
+
+#[test]
+fn generate_makes_the_requested_size_and_count_at_16_fps() {
+    let out = run(TaskKind::Generate { frames: 3, width: 24, height: 20 }, &TaskInputs::default(), &params()).unwrap();
+    assert_eq!((out.video.len(), out.video.width, out.video.height), (3, 24, 20));
+    assert_eq!(out.video.fps, Some((16, 1)));
+    assert_eq!(out.record.generated, vec![0..3]);
+}
+
+/// Left 16 columns background, the rest subject; the second frame has no background at all.
+fn half_masks(source: &Video) -> Vec<Vec<u8>> {
+    let left = (0..source.width * source.height).map(|i| if i % source.width < 16 { 255 } else { 0 }).collect();
+    vec![left, vec![0; source.width * source.height], vec![255; source.width * source.height]]
+}
+
+#[test]
+fn replace_background_keeps_the_subject_bytes_and_frames_without_background() {
+    let source = clip(3, 0);
+    let inputs = TaskInputs { mask: Some(half_masks(&source)), ..with_clip(source.clone()) };
+    let params = TaskParams { mask_dilation: 2, mask_feather: 1, ..params() };
+    let out = run(TaskKind::ReplaceBackground, &inputs, &params).unwrap();
+    assert_eq!(out.video.len(), 3);
+    // Subject beyond dilation + feather: the source's bytes.
+    let first = (&out.video.frames[0].rgb, &source.frames[0].rgb);
+    for y in 0..source.height {
+        for x in 0..source.width {
+            let at = (y * source.width + x) * 3;
+            if x > 16 + 2 {
+                assert_eq!(first.0[at..at + 3], first.1[at..at + 3], "subject pixel ({x}, {y}) changed");
+            }
+        }
+    }
+    let changed = (0..16).filter(|x| first.0[x * 3..x * 3 + 3] != first.1[x * 3..x * 3 + 3]).count();
+    assert!(changed > 8, "background barely replaced ({changed} of 16 pixels)");
+    assert_eq!(out.video.frames[1], source.frames[1], "a frame without background is kept as it is");
+    assert!(differs(&out.video.frames[2], &source.frames[2]), "an all-white mask regenerates the frame");
+    assert_eq!(out.record.generated, vec![0..1, 2..3]);
+}
+
+#[test]
+fn replace_background_takes_the_alpha_channel_without_a_mask() {
+    let mut source = clip(2, 0);
+    for frame in &mut source.frames {
+        frame.alpha = Some((0..40 * 20).map(|i| if i % 40 < 16 { 0 } else { 255 }).collect());
+    }
+    let out = run(TaskKind::ReplaceBackground, &with_clip(source.clone()), &params()).unwrap();
+    assert_eq!(out.record.generated, vec![0..2]);
+    let last = 40 * 20 * 3 - 3;
+    assert_eq!(out.video.frames[0].rgb[last..], source.frames[0].rgb[last..]);
+}
+
+#[test]
+fn an_all_black_mask_changes_nothing_and_runs_no_model() {
+    let source = clip(2, 0);
+    let inputs = TaskInputs { mask: Some(vec![vec![0; 800]; 2]), ..with_clip(source.clone()) };
+    let recorder = Recorder::default();
+    let out = run_task(&tiny(), &TaskKind::ReplaceBackground, &inputs, &params(), &recorder).unwrap();
+    assert_eq!(out.video, source);
+    assert!(out.record.generated.is_empty());
+    assert_eq!(*recorder.steps.borrow(), 0);
+}
+
+#[test]
+fn the_same_request_gives_the_same_frames_and_the_seed_matters() {
+    let inputs = with_clip(clip(4, 0));
+    let kind = TaskKind::ExtendForward { frames: 4 };
+    let first = run(kind.clone(), &inputs, &params()).unwrap();
+    let second = run(kind.clone(), &inputs, &params()).unwrap();
+    assert_eq!(first.video, second.video);
+    let other = run(kind, &inputs, &TaskParams { seed: 1, ..params() }).unwrap();
+    assert_ne!(first.video.frames[5], other.video.frames[5]);
+    assert_eq!(first.video.frames[..4], other.video.frames[..4]);
+}
+
+#[test]
+fn a_clip_shorter_than_the_context_uses_what_there_is() {
+    let source = clip(1, 0);
+    let params = TaskParams { context_frames: 4, ..params() };
+    let out = run(TaskKind::ExtendForward { frames: 2 }, &with_clip(source.clone()), &params).unwrap();
+    assert_eq!(out.video.len(), 3);
+    assert_eq!(out.video.frames[0], source.frames[0]);
+}
+
+#[test]
+fn long_outputs_take_several_windows_each_notified() {
+    let source = clip(3, 0);
+    let recorder = Recorder::default();
+    let kind = TaskKind::ExtendForward { frames: 17 };
+    let out = run_task(&tiny(), &kind, &with_clip(source.clone()), &params(), &recorder).unwrap();
+    assert_eq!(out.video.len(), 20);
+    assert_eq!(out.video.frames[..3], source.frames[..]);
+    assert_eq!(out.record.generated, vec![3..20]);
+    let windows = recorder.windows.borrow();
+    // 9-frame windows with 2 context frames: 7 new frames at most per window.
+    assert!(windows.len() >= 3, "{windows:?}");
+    assert!(windows.iter().enumerate().all(|(i, &(index, count))| index == i && count == windows.len()));
+    assert_eq!(*recorder.steps.borrow(), 2 * windows.len());
+}
+
+#[test]
+fn long_inserts_end_on_clip_b() {
+    let (a, b) = (clip(3, 0), clip(3, 80));
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let out = run(TaskKind::Insert { frames: 15 }, &inputs, &params()).unwrap();
+    assert_eq!(out.video.len(), 21);
+    assert_eq!(out.video.frames[..3], a.frames[..]);
+    assert_eq!(out.video.frames[18..], b.frames[..]);
+}
+
+fn message(result: Result<TaskOutput>) -> String {
+    let error = match result {
+        Ok(out) => panic!("the request must fail, but made {} frames", out.video.len()),
+        Err(error) => error,
+    };
+    assert!(matches!(error, Error::Input(_) | Error::Request(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(!text.contains('\n'), "one line: {text}");
+    text
+}
+
+#[test]
+fn bad_requests_are_one_line_errors() {
+    let p = params();
+    let clip_only = with_clip(clip(3, 0));
+    let cases: Vec<(TaskKind, TaskInputs, TaskParams, &str)> = vec![
+        (TaskKind::ExtendForward { frames: 0 }, clip_only.clone(), p.clone(), "at least 1"),
+        (TaskKind::ExtendForward { frames: 2 }, TaskInputs::default(), p.clone(), "needs an input clip"),
+        (TaskKind::ExtendBackward { frames: 2 }, with_clip(Video::new(4, 4, None)), p.clone(), "has no frames"),
+        (TaskKind::Insert { frames: 2 }, clip_only.clone(), p.clone(), "second clip"),
+        (TaskKind::Generate { frames: 2, width: 0, height: 8 }, TaskInputs::default(), p.clone(), "width and height"),
+        (TaskKind::ReplaceBackground, clip_only.clone(), p.clone(), "alpha"),
+        (
+            TaskKind::ExtendForward { frames: 2 },
+            clip_only.clone(),
+            TaskParams { window_frames: 8, ..p.clone() },
+            "4n+1",
+        ),
+        (
+            TaskKind::ExtendForward { frames: 2 },
+            clip_only.clone(),
+            TaskParams { context_frames: 5, ..p.clone() },
+            "context",
+        ),
+        (TaskKind::ExtendForward { frames: 2 }, clip_only.clone(), TaskParams { steps: 0, ..p.clone() }, "steps"),
+    ];
+    for (kind, inputs, params, expected) in cases {
+        println!("{kind:?}, expecting {expected:?}");
+        let text = message(run(kind.clone(), &inputs, &params));
+        assert!(text.contains(expected), "{kind:?}: {text}");
+    }
+    let mut b = clip(2, 0);
+    b.width = 20;
+    b.height = 40;
+    let inputs = TaskInputs { next: Some(b), ..clip_only.clone() };
+    assert!(message(run(TaskKind::Insert { frames: 2 }, &inputs, &p)).contains("one size"));
+    let inputs = TaskInputs { mask: Some(vec![vec![255; 800]; 2]), ..clip_only.clone() };
+    assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("one mask per frame"));
+    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only };
+    assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels"));
+}
+
+#[test]
+fn finished_windows_come_from_the_cache() {
+    let dir = std::env::temp_dir().join(format!("soragen-task-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cached = TaskParams { cache: Some(dir.clone()), ..params() };
+    let inputs = with_clip(clip(3, 0));
+    let kind = TaskKind::ExtendForward { frames: 10 };
+    let computed = Recorder::default();
+    let first = run_task(&tiny(), &kind, &inputs, &cached, &computed).unwrap();
+    let windows = computed.windows.borrow().len();
+    assert!(windows >= 2 && *computed.steps.borrow() == 2 * windows);
+
+    let reused = Recorder::default();
+    let second = run_task(&tiny(), &kind, &inputs, &cached, &reused).unwrap();
+    assert_eq!(*reused.steps.borrow(), 0, "every window must come from the cache");
+    assert_eq!(second.video, first.video);
+    assert_eq!(second.video, run(kind.clone(), &inputs, &params()).unwrap().video, "the cache changes nothing");
+
+    // Anything that changes the output misses: here the prompt, then a source pixel.
+    let other_prompt = Recorder::default();
+    let cached = TaskParams { prompt: "a blue car".into(), ..cached };
+    run_task(&tiny(), &kind, &inputs, &cached, &other_prompt).unwrap();
+    assert_eq!(*other_prompt.steps.borrow(), 2 * windows);
+    let mut changed = inputs.clone();
+    changed.clip.as_mut().unwrap().frames[2].rgb[0] ^= 1;
+    let other_pixels = Recorder::default();
+    run_task(&tiny(), &kind, &changed, &cached, &other_pixels).unwrap();
+    assert_eq!(*other_pixels.steps.borrow(), 2 * windows);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flat dark clip: the tiny model's noise is mid-grey, far from it, so the cut shows
+/// unless colours are matched.
+#[test]
+fn colour_matching_hides_the_seam() {
+    let mut source = clip(6, 0);
+    for frame in &mut source.frames {
+        frame.rgb.iter_mut().for_each(|v| *v = *v / 3 + 10);
+    }
+    let inputs = with_clip(source);
+    let kind = TaskKind::ExtendForward { frames: 4 };
+    let seam_with = |color_match| {
+        let out = run(kind.clone(), &inputs, &TaskParams { color_match, ..params() }).unwrap();
+        soragen_core::tasks::seam(&out.video, 6, 0..6)
+    };
+    let (matched, unmatched) = (seam_with(true), seam_with(false));
+    println!(
+        "seam colour step, relative to the source's own: {:.2} matched, {:.2} unmatched",
+        matched.colour, unmatched.colour
+    );
+    println!("seam structure step: {:.2} matched, {:.2} unmatched", matched.structure, unmatched.structure);
+    assert!(unmatched.colour > 10.0, "the synthetic case must have a visible seam: {unmatched:?}");
+    assert!(matched.colour < unmatched.colour / 5.0, "{matched:?} vs {unmatched:?}");
+}
+
+/// Distinct frames in order, counting each run of repeats once.
+fn distinct(frames: &[Frame]) -> usize {
+    1 + frames.windows(2).filter(|pair| pair[0] != pair[1]).count()
+}
+
+#[test]
+fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_keep_its_timing() {
+    let mut source = clip(9, 0);
+    source.fps = Some((48, 1));
+    let inputs = with_clip(source.clone());
+    let kind = TaskKind::ExtendForward { frames: 6 };
+    let out = run(kind.clone(), &inputs, &params()).unwrap();
+    assert_eq!((out.video.len(), out.video.fps), (15, Some((48, 1))));
+    assert_eq!(out.video.frames[..9], source.frames[..]);
+    assert_eq!(out.record.generated, vec![9..15]);
+    // 6 frames at 48 fps last 1/8 s: two model frames at 16 fps, each shown for the frames
+    // nearest it in time.
+    assert_eq!(distinct(&out.video.frames[9..]), 2);
+    assert_eq!(out.video.frames[12], out.video.frames[11]);
+
+    let one_to_one = run(kind, &inputs, &TaskParams { match_frame_rate: false, ..params() }).unwrap();
+    assert_eq!(distinct(&one_to_one.video.frames[9..]), 6);
+}
+
+#[test]
+fn a_30_fps_insert_lands_on_clip_b() {
+    let (mut a, mut b) = (clip(4, 0), clip(4, 60));
+    a.fps = Some((30000, 1001));
+    b.fps = a.fps;
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let out = run(TaskKind::Insert { frames: 5 }, &inputs, &params()).unwrap();
+    assert_eq!(out.video.len(), 13);
+    assert_eq!((&out.video.frames[..4], &out.video.frames[9..]), (&a.frames[..], &b.frames[..]));
+    // 6 steps of 1/29.97 s from A's last to B's first frame are about 3 model steps: 2 new
+    // model frames in between.
+    assert_eq!(distinct(&out.video.frames[4..9]), 2);
+}
+
+/// Cancels once `after` steps have run.
+struct CancelAfter {
+    after: usize,
+    steps: RefCell<usize>,
+}
+
+impl Observer for CancelAfter {
+    fn step(&self, _: usize, _: usize) {
+        *self.steps.borrow_mut() += 1;
+    }
+    fn cancelled(&self) -> bool {
+        *self.steps.borrow() >= self.after
+    }
+}
+
+#[test]
+fn cancelling_stops_between_steps_and_windows() {
+    let inputs = with_clip(clip(3, 0));
+    let kind = TaskKind::ExtendForward { frames: 17 };
+    for after in [0, 1, 2, 3] {
+        let observer = CancelAfter { after, steps: RefCell::new(0) };
+        let result = run_task(&tiny(), &kind, &inputs, &params(), &observer);
+        assert!(matches!(result, Err(Error::Cancelled)), "cancel after {after} steps");
+        assert_eq!(*observer.steps.borrow(), after, "no step runs once cancelled");
+    }
+}
