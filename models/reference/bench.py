@@ -48,8 +48,8 @@ def time_diffusers(pipe, inputs, repeats):
     with torch.no_grad():
         cond, uncond = pipe.encode_prompt(PROMPT, NEGATIVE, do_classifier_free_guidance=True,
                                           max_sequence_length=512, device=torch.device("cpu"))
-        context = pipe.prepare_video_latents(video, mask, None, None, torch.device("cpu"))
-        context = torch.cat([context, pipe.prepare_masks(mask, None, None)], dim=1)
+        context = pipe.prepare_video_latents(video, mask, [[]], None, torch.device("cpu"))
+        context = torch.cat([context, pipe.prepare_masks(mask, [[]], None)], dim=1)
         scales = torch.ones(len(BENCH["vace_layers"]))
         pipe.scheduler.set_timesteps(50)
         t = pipe.scheduler.timesteps[0]

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
+from diffusers import AutoencoderKLWan, WanTransformer3DModel, WanVACETransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
 OUT = Path(__file__).resolve().parents[1] / "manifests"
@@ -81,6 +81,11 @@ def main() -> None:
             write(repo, "text_encoder",
                   manifest(text_encoder, {"architectures": ["UMT5EncoderModel"], **UMT5_XXL},
                            torch.bfloat16))
+        # The plain text-to-video 1.3B: the same implementation without the VACE branch.
+        plain = {k: v for k, v in TRANSFORMERS["Wan2.1-VACE-1.3B-diffusers"].items()
+                 if not k.startswith("vace_")}
+        write("Wan2.1-T2V-1.3B-Diffusers", "transformer",
+              manifest(WanTransformer3DModel(**plain), plain, torch.float32))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Every case is a tiny random model saved with `save_pretrained`, plus `io.safeten
     output [B,out,F',H',W'].
 One case also gets `original/diffusion_pytorch_model.safetensors`: the same weights under the
 original Wan release names, checked here against diffusers' own original->diffusers converter.
+The published checkpoints' tensor sets are in models/manifests (manifests.py).
 """
 import json
 
@@ -15,7 +16,7 @@ from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from safetensors.torch import save_file
 
-from common import case_dir, save_io, seeded
+from common import FIXTURES, case_dir, save_io, seeded
 
 PART = "transformer"
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+mod container;
 mod tasks;
 
 use std::cell::Cell;
@@ -132,8 +133,8 @@ impl Observer for Terminal {
 
 fn run_vace(args: VaceArgs) -> Result<()> {
     let dtype = soragen_models::weights::parse_dtype(&args.dtype)?;
-    let video = Video::read(&args.video)?;
-    let masks = Video::read(&args.mask)?;
+    let video = container::read(&args.video)?;
+    let masks = container::read(&args.mask)?;
     if masks.len() != video.len() {
         return Err(Error::Input(format!("{} frames but {} masks", video.len(), masks.len())));
     }
@@ -179,8 +180,11 @@ fn write_output(frames: &candle_core::Tensor, source: &Video, output: &Path) -> 
     commit(&staged, output)
 }
 
-/// 8-bit frames as `output` asks: a `.y4m` file, else a PNG folder.
+/// 8-bit frames as `output` asks: a video file, a `.y4m` file, else a PNG folder.
 fn write_frames(video: &Video, output: &Path, staging: &Path) -> Result<()> {
+    if container::is_container(output) {
+        return container::write(video, output, staging);
+    }
     match Sink::for_path(output) {
         Sink::Y4m(_) => write_y4m(video, staging),
         _ => write_png_dir(video, staging),

@@ -6,10 +6,9 @@ use candle_core::Device;
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, WINDOW_FRAMES, run_task};
-use soragen_core::video::Video;
 use soragen_core::{Error, Result};
 
-use crate::{Terminal, commit, discard, frames_only, stage, staging_path, write_frames};
+use crate::{Terminal, commit, container, discard, frames_only, stage, staging_path, write_frames};
 
 /// Model and generation settings every task command takes.
 #[derive(Args)]
@@ -58,8 +57,9 @@ pub struct Common {
     /// Weight and compute dtype.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     dtype: String,
-    /// A folder of PNG images (00000.png, ...) or a .y4m file; the record of what was generated
-    /// goes next to it as OUTPUT.json.
+    /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
+    /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
+    /// OUTPUT.json.
     #[arg(long)]
     output: PathBuf,
 }
@@ -92,7 +92,7 @@ pub enum Direction {
 
 #[derive(Args)]
 pub struct ExtendArgs {
-    /// The clip: a folder of PNG images (name order) or a .y4m file.
+    /// The clip: a folder of PNG images (name order), a .y4m file, or a video file (via ffmpeg).
     #[arg(long)]
     input: PathBuf,
     #[arg(long, value_enum, default_value = "forward")]
@@ -106,7 +106,7 @@ pub struct ExtendArgs {
 
 #[derive(Args)]
 pub struct InsertArgs {
-    /// The clip the new frames continue (PNG folder or .y4m).
+    /// The clip the new frames continue (PNG folder, .y4m or video file).
     #[arg(long)]
     from: PathBuf,
     /// The clip the new frames lead into, of the same size.
@@ -121,7 +121,7 @@ pub struct InsertArgs {
 
 #[derive(Args)]
 pub struct ReplaceBackgroundArgs {
-    /// The clip (PNG folder or .y4m).
+    /// The clip (PNG folder, .y4m or video file).
     #[arg(long)]
     input: PathBuf,
     /// One mask per frame, same forms as --input: white (grey > 127) = background to replace.
@@ -149,25 +149,26 @@ pub fn extend(args: ExtendArgs) -> Result<()> {
         Direction::Forward => TaskKind::ExtendForward { frames: args.frames },
         Direction::Backward => TaskKind::ExtendBackward { frames: args.frames },
     };
-    let inputs = TaskInputs { clip: Some(Video::read(&args.input)?), ..TaskInputs::default() };
+    let inputs = TaskInputs { clip: Some(container::read(&args.input)?), ..TaskInputs::default() };
     run(&kind, &inputs, &args.common)
 }
 
 pub fn insert(args: InsertArgs) -> Result<()> {
-    let inputs = TaskInputs { clip: Some(Video::read(&args.from)?), next: Some(Video::read(&args.to)?), mask: None };
+    let inputs =
+        TaskInputs { clip: Some(container::read(&args.from)?), next: Some(container::read(&args.to)?), mask: None };
     run(&TaskKind::Insert { frames: args.frames }, &inputs, &args.common)
 }
 
 pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
     let mask = match &args.mask {
         Some(path) => {
-            let masks = Video::read(path)?;
+            let masks = container::read(path)?;
             let grey = |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
             Some(masks.mask_bits().into_iter().map(grey).collect())
         }
         None => None,
     };
-    let inputs = TaskInputs { clip: Some(Video::read(&args.input)?), next: None, mask };
+    let inputs = TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask };
     run(&TaskKind::ReplaceBackground, &inputs, &args.common)
 }
 

@@ -209,3 +209,37 @@ fn a_cache_folder_makes_a_repeated_request_give_the_same_frames() {
     let entries = std::fs::read_dir(dir.join("cache")).unwrap().count();
     assert!(entries >= 1, "the cache holds the finished windows");
 }
+
+/// Video files go through ffmpeg (`apt-get install ffmpeg`): an .mp4 in, a lossless .mkv out.
+#[test]
+fn video_files_are_read_and_written_through_ffmpeg() {
+    let dir = scratch("containers");
+    let source = clip(32, 16, 4, 60);
+    write_y4m(&source, &dir.join("source.y4m")).unwrap();
+    let encoded = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", &path(&dir.join("source.y4m")), "-c:v", "libx264"])
+        .args(["-pix_fmt", "yuv420p", &path(&dir.join("in.mp4"))])
+        .status()
+        .expect("the ffmpeg command (apt-get install ffmpeg)");
+    assert!(encoded.success());
+    let out = dir.join("out.mkv");
+    let run = soragen(&["extend", "--input", &path(&dir.join("in.mp4")), "--frames", "3", "--output", &path(&out)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", &path(&out), "-f", "yuv4mpegpipe", "-pix_fmt", "yuv444p"])
+        .arg(dir.join("back.y4m"))
+        .status()
+        .unwrap();
+    assert!(written.success());
+    let back = Video::read(&dir.join("back.y4m")).unwrap();
+    assert_eq!((back.len(), back.width, back.height, back.fps), (7, 32, 16, Some((24, 1))));
+    assert_eq!(record(&out, "out.mkv.json")["generated"], serde_json::json!([{ "start": 4, "end": 7 }]));
+
+    let run = soragen(&["extend", "--input", &path(&dir.join("broken.mp4")), "--frames", "3", "--output", &path(&out)]);
+    assert!(stderr(&run).contains("does not exist"), "{}", stderr(&run));
+    std::fs::write(dir.join("broken.mp4"), b"not a video").unwrap();
+    let run = soragen(&["extend", "--input", &path(&dir.join("broken.mp4")), "--frames", "3", "--output", &path(&out)]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
+    assert!(stderr(&run).contains("broken.mp4: ffmpeg:"), "{}", stderr(&run));
+}

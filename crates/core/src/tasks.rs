@@ -250,7 +250,7 @@ fn runs(flags: &[bool]) -> Vec<Range<usize>> {
     ranges
 }
 
-/// One output frame while a task runs.
+/// One frame of the model's timeline while a task runs.
 enum Slot {
     /// A source frame, or one an earlier window generated: known to the model (mask 0).
     Fixed(Frame),

@@ -387,3 +387,24 @@ fn cancelling_stops_between_steps_and_windows() {
         assert_eq!(*observer.steps.borrow(), after, "no step runs once cancelled");
     }
 }
+
+fn mean_level(frames: &[Frame]) -> f64 {
+    let total: u64 = frames.iter().flat_map(|f| f.rgb.iter()).map(|&v| v as u64).sum();
+    total as f64 / frames.iter().map(|f| f.rgb.len()).sum::<usize>() as f64
+}
+
+/// Every window is matched to the source, not to the window before it: the last window's
+/// colour stays at the source's however many windows came before.
+#[test]
+fn colour_does_not_drift_over_windows() {
+    let mut source = clip(4, 0);
+    for frame in &mut source.frames {
+        frame.rgb.iter_mut().for_each(|v| *v = *v / 3 + 10);
+    }
+    let recorder = Recorder::default();
+    let kind = TaskKind::ExtendForward { frames: 24 };
+    let out = run_task(&tiny(), &kind, &with_clip(source.clone()), &params(), &recorder).unwrap();
+    assert!(recorder.windows.borrow().len() >= 4);
+    let (anchor, last) = (mean_level(&source.frames[2..]), mean_level(&out.video.frames[24..]));
+    assert!((anchor - last).abs() < 3.0, "source tail {anchor:.1}, last frames {last:.1}");
+}

@@ -5,6 +5,7 @@
 //! The image-to-video variant (CLIP image tokens, `image_dim` / `added_kv_proj_dim`) and the
 //! Wan2.2 per-token timesteps are not implemented.
 
+mod kernels;
 mod layers;
 mod names;
 mod rope;
@@ -15,7 +16,8 @@ use candle_core::{DType, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use layers::{Attention, GeluMlp, Linear, layer_norm_affine};
+use kernels::layer_norm_affine;
+use layers::{Attention, GeluMlp, Linear};
 use rope::{Rope, RopeTables};
 
 /// The diffusers `config.json` of `WanTransformer3DModel` / `WanVACETransformer3DModel`.
@@ -98,16 +100,25 @@ impl Config {
 
     /// Rejects variants this implementation does not cover and inconsistent sizes.
     pub fn validate(&self) -> Result<()> {
-        if self.image_dim.is_some() || self.added_kv_proj_dim.is_some() || self.pos_embed_seq_len.is_some() {
+        if self.image_dim.is_some()
+            || self.added_kv_proj_dim.is_some()
+            || self.pos_embed_seq_len.is_some()
+        {
             bail!(
                 "Wan image-to-video (image_dim / added_kv_proj_dim / pos_embed_seq_len set) is not \
                  supported: only text-to-video and VACE"
             )
         }
         if self.qk_norm.as_deref() != Some(QK_NORM) {
-            bail!("Wan qk_norm {:?} is not supported: only {QK_NORM:?}", self.qk_norm)
+            bail!(
+                "Wan qk_norm {:?} is not supported: only {QK_NORM:?}",
+                self.qk_norm
+            )
         }
-        if self.num_attention_heads == 0 || self.attention_head_dim == 0 || self.attention_head_dim % 2 != 0 {
+        if self.num_attention_heads == 0
+            || self.attention_head_dim == 0
+            || !self.attention_head_dim.is_multiple_of(2)
+        {
             bail!(
                 "Wan needs at least one head and an even head dim (rotary pairs), got {} x {}",
                 self.num_attention_heads,
@@ -122,7 +133,10 @@ impl Config {
                 bail!("VACE layers {layers:?} must include layer 0")
             }
             if let Some(&layer) = layers.iter().find(|&&layer| layer >= self.num_layers) {
-                bail!("VACE layer {layer} is out of range for {} transformer layers", self.num_layers)
+                bail!(
+                    "VACE layer {layer} is out of range for {} transformer layers",
+                    self.num_layers
+                )
             }
         }
         Ok(())
@@ -140,7 +154,11 @@ struct PatchEmbedding {
 impl PatchEmbedding {
     fn load(vb: VarBuilder, in_channels: usize, dim: usize, patch: [usize; 3]) -> Result<Self> {
         let [pt, ph, pw] = patch;
-        Ok(Self { weight: vb.get((dim, in_channels, pt, ph, pw), "weight")?, bias: vb.get(dim, "bias")?, patch })
+        Ok(Self {
+            weight: vb.get((dim, in_channels, pt, ph, pw), "weight")?,
+            bias: vb.get(dim, "bias")?,
+            patch,
+        })
     }
 
     /// `[B, C, F, H, W]` -> tokens `[B, F' * H' * W', dim]` in (frame, row, column) order. Like
@@ -149,11 +167,17 @@ impl PatchEmbedding {
         let (batch, channels, frames, height, width) = x.dims5()?;
         let (dim, weight_channels, ..) = self.weight.dims5()?;
         if channels != weight_channels {
-            bail!("patch embedding expects {weight_channels} channels, got input {:?}", x.shape())
+            bail!(
+                "patch embedding expects {weight_channels} channels, got input {:?}",
+                x.shape()
+            )
         }
         let [pt, ph, pw] = self.patch;
         let (gf, gh, gw) = (frames / pt, height / ph, width / pw);
-        let x = x.narrow(2, 0, gf * pt)?.narrow(3, 0, gh * ph)?.narrow(4, 0, gw * pw)?;
+        let x = x
+            .narrow(2, 0, gf * pt)?
+            .narrow(3, 0, gh * ph)?
+            .narrow(4, 0, gw * pw)?;
         let patch_len = channels * pt * ph * pw;
         let patches = x
             .reshape(vec![batch, channels, gf, pt, gh, ph, gw, pw])?
@@ -205,20 +229,30 @@ impl Block {
 
     /// `x` `[B, L, dim]`, `context` the embedded text `[B, Lt, dim]`, `time_modulation`
     /// `[B or 1, 6, dim]` f32.
-    fn forward(&self, x: &Tensor, context: &Tensor, time_modulation: &Tensor, rope: &RopeTables) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        time_modulation: &Tensor,
+        rope: &RopeTables,
+    ) -> Result<Tensor> {
         let dtype = x.dtype();
         let modulation = self.scale_shift_table.broadcast_add(time_modulation)?;
         let part = |i: usize| modulation.narrow(1, i, 1)?.squeeze(1);
         let modulated_norm = |x: &Tensor, shift: usize| -> Result<Tensor> {
-            layer_norm_affine(x, &(part(shift + 1)? + 1.0)?, &part(shift)?, self.eps)?.to_dtype(dtype)
+            layer_norm_affine(x, &(part(shift + 1)? + 1.0)?, &part(shift)?, self.eps)?
+                .to_dtype(dtype)
         };
 
-        let attn = self.self_attn.self_attention(&modulated_norm(x, 0)?, rope)?;
+        let attn = self
+            .self_attn
+            .self_attention(&modulated_norm(x, 0)?, rope)?;
         let x = gated_residual(x, &attn, &part(2)?)?;
 
         let normed = match &self.cross_norm {
             Some((weight, bias)) => {
-                layer_norm_affine(&x, &weight.unsqueeze(0)?, &bias.unsqueeze(0)?, self.eps)?.to_dtype(dtype)?
+                layer_norm_affine(&x, &weight.unsqueeze(0)?, &bias.unsqueeze(0)?, self.eps)?
+                    .to_dtype(dtype)?
             }
             None => x.clone(),
         };
@@ -266,7 +300,13 @@ struct VaceRun<'a> {
 
 impl VaceRun<'_> {
     /// The scaled hint to add after main block `layer`, if one is due there.
-    fn hint_after(&mut self, layer: usize, context: &Tensor, time_modulation: &Tensor, rope: &RopeTables) -> Result<Option<Tensor>> {
+    fn hint_after(
+        &mut self,
+        layer: usize,
+        context: &Tensor,
+        time_modulation: &Tensor,
+        rope: &RopeTables,
+    ) -> Result<Option<Tensor>> {
         if self.vace.injection_layers.get(self.next_hint) != Some(&layer) {
             return Ok(None);
         }
@@ -279,7 +319,9 @@ impl VaceRun<'_> {
             };
             input = (proj_in.forward(&input)? + latent_tokens)?;
         }
-        self.stream = vace_block.block.forward(&input, context, time_modulation, rope)?;
+        self.stream = vace_block
+            .block
+            .forward(&input, context, time_modulation, rope)?;
         self.next_hint += 1;
         let hint = vace_block.proj_out.forward(&self.stream)?;
         let scale = self.scales[index];
@@ -311,15 +353,20 @@ impl WanTransformer {
         let dim = config.dim();
         let vb_f32 = vb.to_dtype(DType::F32);
         let embedder = vb.pp("condition_embedder");
-        let blocks =
-            (0..config.num_layers).map(|i| Block::load(vb.pp(format!("blocks.{i}")), config)).collect::<Result<_>>()?;
+        let blocks = (0..config.num_layers)
+            .map(|i| Block::load(vb.pp(format!("blocks.{i}")), config))
+            .collect::<Result<_>>()?;
         let vace = match &config.vace_layers {
             Some(layers) => {
                 let blocks = (0..layers.len())
                     .map(|i| {
                         let vb = vb.pp(format!("vace_blocks.{i}"));
                         Ok(VaceBlock {
-                            proj_in: if i == 0 { Some(Linear::load(vb.pp("proj_in"), dim, dim)?) } else { None },
+                            proj_in: if i == 0 {
+                                Some(Linear::load(vb.pp("proj_in"), dim, dim)?)
+                            } else {
+                                None
+                            },
                             block: Block::load(vb.clone(), config)?,
                             proj_out: Linear::load(vb.pp("proj_out"), dim, dim)?,
                         })
@@ -344,10 +391,23 @@ impl WanTransformer {
         Ok(Self {
             config: config.clone(),
             dtype: vb.dtype(),
-            patch_embedding: PatchEmbedding::load(vb.pp("patch_embedding"), config.in_channels, dim, config.patch_size)?,
+            patch_embedding: PatchEmbedding::load(
+                vb.pp("patch_embedding"),
+                config.in_channels,
+                dim,
+                config.patch_size,
+            )?,
             time_embedder: (
-                Linear::load(vb_f32.pp("condition_embedder.time_embedder.linear_1"), config.freq_dim, dim)?,
-                Linear::load(vb_f32.pp("condition_embedder.time_embedder.linear_2"), dim, dim)?,
+                Linear::load(
+                    vb_f32.pp("condition_embedder.time_embedder.linear_1"),
+                    config.freq_dim,
+                    dim,
+                )?,
+                Linear::load(
+                    vb_f32.pp("condition_embedder.time_embedder.linear_2"),
+                    dim,
+                    dim,
+                )?,
             ),
             time_proj: Linear::load(embedder.pp("time_proj"), dim, 6 * dim)?,
             text_embedder: GeluMlp::new(
@@ -362,7 +422,11 @@ impl WanTransformer {
                 config.out_channels() * config.patch_size.iter().product::<usize>(),
             )?,
             scale_shift_table: vb_f32.get((1, 2, dim), "scale_shift_table")?,
-            rope: Rope::new(config.attention_head_dim, config.rope_max_seq_len, vb.device()),
+            rope: Rope::new(
+                config.attention_head_dim,
+                config.rope_max_seq_len,
+                vb.device(),
+            ),
         })
     }
 
@@ -377,8 +441,8 @@ impl WanTransformer {
     ///
     /// `vace` is the control input `[B, vace_in_channels, Fc, H, W]` (`Fc <= F`; missing trailing
     /// frames count as zero tokens, as in diffusers) with one context scale per VACE layer or a
-    /// single one for all. `None` on a VACE model skips the branch, which leaves the plain
-    /// text-to-video model (the VACE main blocks are Wan's).
+    /// single one for all. `None` on a VACE model runs the main blocks without hints (diffusers
+    /// has no such mode: it requires a control input).
     pub fn forward(
         &self,
         latents: &Tensor,
@@ -390,19 +454,32 @@ impl WanTransformer {
         let [pt, ph, pw] = self.config.patch_size;
         let grid = (frames / pt, height / ph, width / pw);
         if grid.0 * grid.1 * grid.2 == 0 {
-            bail!("latents {:?} hold no whole patch of {:?}", latents.shape(), self.config.patch_size)
+            bail!(
+                "latents {:?} hold no whole patch of {:?}",
+                latents.shape(),
+                self.config.patch_size
+            )
         }
         let text_batch = text_embeddings.dims3()?.0;
         if text_batch != batch {
-            bail!("text embeddings {:?} do not match the latent batch {batch}", text_embeddings.shape())
+            bail!(
+                "text embeddings {:?} do not match the latent batch {batch}",
+                text_embeddings.shape()
+            )
         }
         let rope = self.rope.tables(grid)?;
         let (temb, time_modulation) = self.embed_timestep(timestep, batch)?;
-        let context = self.text_embedder.forward(&text_embeddings.to_dtype(self.dtype)?)?;
-        let mut x = self.patch_embedding.forward(&latents.to_dtype(self.dtype)?)?;
+        let context = self
+            .text_embedder
+            .forward(&text_embeddings.to_dtype(self.dtype)?)?;
+        let mut x = self
+            .patch_embedding
+            .forward(&latents.to_dtype(self.dtype)?)?;
 
         let mut vace_run = match (vace, &self.vace) {
-            (Some((control, scales)), Some(branch)) => Some(self.start_vace(branch, control, scales, &x, grid)?),
+            (Some((control, scales)), Some(branch)) => {
+                Some(self.start_vace(branch, control, scales, &x, grid)?)
+            }
             (Some(_), None) => bail!("VACE control given to a Wan transformer without VACE layers"),
             (None, _) => None,
         };
@@ -415,7 +492,9 @@ impl WanTransformer {
             }
         }
 
-        let table = self.scale_shift_table.broadcast_add(&temb.to_dtype(DType::F32)?.unsqueeze(1)?)?;
+        let table = self
+            .scale_shift_table
+            .broadcast_add(&temb.to_dtype(DType::F32)?.unsqueeze(1)?)?;
         let shift = table.narrow(1, 0, 1)?.squeeze(1)?;
         let scale = (table.narrow(1, 1, 1)?.squeeze(1)? + 1.0)?;
         let x = layer_norm_affine(&x, &scale, &shift, self.config.eps)?.to_dtype(self.dtype)?;
@@ -427,13 +506,25 @@ impl WanTransformer {
     fn embed_timestep(&self, timestep: &Tensor, batch: usize) -> Result<(Tensor, Tensor)> {
         let timesteps: Vec<f32> = timestep.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         if timesteps.len() != batch && timesteps.len() != 1 {
-            bail!("expected {batch} timesteps (or one), got {:?}", timestep.shape())
+            bail!(
+                "expected {batch} timesteps (or one), got {:?}",
+                timestep.shape()
+            )
         }
-        let sinusoid = sinusoidal_embedding(&timesteps, self.config.freq_dim, self.scale_shift_table.device())?;
+        let sinusoid = sinusoidal_embedding(
+            &timesteps,
+            self.config.freq_dim,
+            self.scale_shift_table.device(),
+        )?;
         let (linear_1, linear_2) = &self.time_embedder;
-        let temb = linear_2.forward(&linear_1.forward(&sinusoid)?.silu()?)?.to_dtype(self.dtype)?;
+        let temb = linear_2
+            .forward(&linear_1.forward(&sinusoid)?.silu()?)?
+            .to_dtype(self.dtype)?;
         let dim = self.config.dim();
-        let modulation = self.time_proj.forward(&temb.silu()?)?.reshape((timesteps.len(), 6, dim))?;
+        let modulation =
+            self.time_proj
+                .forward(&temb.silu()?)?
+                .reshape((timesteps.len(), 6, dim))?;
         Ok((temb, modulation.to_dtype(DType::F32)?))
     }
 
@@ -449,7 +540,9 @@ impl WanTransformer {
         let scales = match scales.len() {
             1 => vec![scales[0]; vace_layers],
             n if n == vace_layers => scales.to_vec(),
-            n => bail!("got {n} VACE context scales for {vace_layers} VACE layers (give one per layer, or one)"),
+            n => bail!(
+                "got {n} VACE context scales for {vace_layers} VACE layers (give one per layer, or one)"
+            ),
         };
         let (batch, _, control_frames, control_height, control_width) = control.dims5()?;
         let [pt, ph, pw] = self.config.patch_size;
@@ -464,19 +557,33 @@ impl WanTransformer {
                 latent_tokens.dim(0)?
             )
         }
-        let control_tokens = vace.patch_embedding.forward(&control.to_dtype(self.dtype)?)?;
+        let control_tokens = vace
+            .patch_embedding
+            .forward(&control.to_dtype(self.dtype)?)?;
         let missing = tokens - control_tokens.dim(1)?;
         let stream = if missing == 0 {
             control_tokens
         } else {
-            let padding = Tensor::zeros((batch, missing, dim), self.dtype, control_tokens.device())?;
+            let padding =
+                Tensor::zeros((batch, missing, dim), self.dtype, control_tokens.device())?;
             Tensor::cat(&[control_tokens, padding], 1)?
         };
-        Ok(VaceRun { vace, stream, latent_tokens: Some(latent_tokens.clone()), scales, next_hint: 0 })
+        Ok(VaceRun {
+            vace,
+            stream,
+            latent_tokens: Some(latent_tokens.clone()),
+            scales,
+            next_hint: 0,
+        })
     }
 
     /// `[B, L, pt * ph * pw * C]` -> `[B, C, F, H, W]`.
-    fn unpatchify(&self, x: &Tensor, batch: usize, (gf, gh, gw): (usize, usize, usize)) -> Result<Tensor> {
+    fn unpatchify(
+        &self,
+        x: &Tensor,
+        batch: usize,
+        (gf, gh, gw): (usize, usize, usize),
+    ) -> Result<Tensor> {
         let [pt, ph, pw] = self.config.patch_size;
         let channels = self.config.out_channels();
         x.reshape(vec![batch, gf, gh, gw, pt, ph, pw, channels])?
@@ -487,7 +594,11 @@ impl WanTransformer {
 
 /// diffusers `Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0)`: `[cos, sin]` of
 /// `t * 10000^(-i / half)`, zero-padded to an odd `dim`; f32 like the reference.
-fn sinusoidal_embedding(timesteps: &[f32], dim: usize, device: &candle_core::Device) -> Result<Tensor> {
+fn sinusoidal_embedding(
+    timesteps: &[f32],
+    dim: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     let half = dim / 2;
     let freqs: Vec<f32> = (0..half)
         .map(|i| {

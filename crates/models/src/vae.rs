@@ -6,7 +6,7 @@
 //! The Wan2.2 variants (`is_residual`, `patch_size`) are refused.
 
 mod blocks;
-mod causal_conv;
+mod conv;
 mod decoder;
 mod encoder;
 
@@ -14,7 +14,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use causal_conv::{CausalConv3d, FeatureCache};
+use conv::{CausalConv3d, FeatureCache};
 use decoder::Decoder;
 use encoder::Encoder;
 
@@ -119,9 +119,13 @@ impl Config {
         1 << self.encoder_temporal_downsamples()
     }
 
-    /// Latent frames for `frames` input frames (`frames` = 4n + 1).
-    pub fn latent_frames(&self, frames: usize) -> usize {
-        1 + (frames - 1) / self.temporal_compression()
+    /// Latent frames the encoder makes of `frames` video frames, which must be 4n + 1 (the
+    /// first frame alone, then chunks of 4).
+    pub fn latent_frames(&self, frames: usize) -> Result<usize> {
+        if frames == 0 || !(frames - 1).is_multiple_of(ENCODE_CHUNK_FRAMES) {
+            candle_core::bail!("AutoencoderKLWan: frame count must be 4n + 1, got {frames}")
+        }
+        Ok(1 + (frames - 1) / self.temporal_compression())
     }
 
     fn encoder_temporal_downsamples(&self) -> usize {
@@ -173,9 +177,7 @@ impl AutoencoderKLWan {
                 config.in_channels
             )
         }
-        if frames == 0 || (frames - 1) % ENCODE_CHUNK_FRAMES != 0 {
-            candle_core::bail!("AutoencoderKLWan::encode: frame count must be 4n + 1, got {frames}")
-        }
+        config.latent_frames(frames)?;
         let spatial = config.spatial_compression();
         if height % spatial != 0 || width % spatial != 0 || height == 0 || width == 0 {
             candle_core::bail!(
@@ -187,10 +189,7 @@ impl AutoencoderKLWan {
                 "AutoencoderKLWan::encode: more than 2 temporal downsamples cannot run on chunks of 4 frames"
             )
         }
-        let x = video
-            .to_dtype(self.dtype)?
-            .permute((0, 2, 1, 3, 4))?
-            .contiguous()?;
+        let x = to_channels_last(&video.to_dtype(self.dtype)?)?;
         let mut cache = FeatureCache::new();
         let mut chunks = Vec::with_capacity(1 + (frames - 1) / ENCODE_CHUNK_FRAMES);
         let mut start = 0;
@@ -205,10 +204,7 @@ impl AutoencoderKLWan {
         }
         let moments = self.quant_conv.forward(&Tensor::cat(&chunks, 1)?)?;
         // The mean is the first half of the channels (`DiagonalGaussianDistribution`).
-        moments
-            .narrow(2, 0, config.z_dim)?
-            .permute((0, 2, 1, 3, 4))?
-            .contiguous()
+        to_channels_first(&moments.narrow(4, 0, config.z_dim)?)
     }
 
     /// Latents `[B, z_dim, T, h, w]` (un-normalised) -> video `[B, out_channels, F, 8h, 8w]`
@@ -227,10 +223,7 @@ impl AutoencoderKLWan {
                 latents.dims()
             )
         }
-        let z = latents
-            .to_dtype(self.dtype)?
-            .permute((0, 2, 1, 3, 4))?
-            .contiguous()?;
+        let z = to_channels_last(&latents.to_dtype(self.dtype)?)?;
         let z = self.post_quant_conv.forward(&z)?;
         let mut cache = FeatureCache::new();
         let chunks = (0..frames)
@@ -239,10 +232,7 @@ impl AutoencoderKLWan {
                 self.decoder.forward(&z.narrow(1, i, 1)?, &mut cache)
             })
             .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&chunks, 1)?
-            .clamp(-1f32, 1f32)?
-            .permute((0, 2, 1, 3, 4))?
-            .contiguous()
+        to_channels_first(&Tensor::cat(&chunks, 1)?.clamp(-1f32, 1f32)?)
     }
 
     /// `(z - mean) * (1 / std)` per channel, in f32 like the Wan pipelines; `z` is `[B, z_dim, ...]`.
@@ -292,4 +282,14 @@ impl AutoencoderKLWan {
             Tensor::from_vec(inv_std, shape, device)?,
         ))
     }
+}
+
+/// `[B, C, T, H, W]` (the reference layout) -> `[B, T, H, W, C]` (the internal one, see `conv`).
+fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    x.permute((0, 2, 3, 4, 1))?.contiguous()
+}
+
+/// `[B, T, H, W, C]` -> `[B, C, T, H, W]`.
+fn to_channels_first(x: &Tensor) -> Result<Tensor> {
+    x.permute((0, 4, 1, 2, 3))?.contiguous()
 }

@@ -21,7 +21,10 @@ fn case_dirs() -> Vec<PathBuf> {
         .filter(|path| path.join("io.safetensors").exists())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 4, "expected the transformer fixtures in {root:?}");
+    assert!(
+        dirs.len() >= 4,
+        "expected the transformer fixtures in {root:?}"
+    );
     dirs
 }
 
@@ -39,16 +42,34 @@ fn io(dir: &Path) -> HashMap<String, Tensor> {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 /// Runs the model on a case's inputs (the VACE control only when the case has one).
 fn run(model: &WanTransformer, io: &HashMap<String, Tensor>) -> Result<Tensor> {
     let scales: Option<Vec<f64>> = io.get("control_scale").map(|s| {
-        s.to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect()
+        s.to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
     });
     let vace = io.get("control").zip(scales.as_deref());
-    model.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], vace)
+    model.forward(
+        &io["latents"],
+        &io["timestep"],
+        &io["text_embeddings"],
+        vace,
+    )
 }
 
 #[test]
@@ -62,8 +83,14 @@ fn matches_diffusers() {
         assert_eq!(io.contains_key("control"), config.is_vace());
         let output = run(&model, &io).unwrap();
         let diff = max_abs_diff(&output, &io["output"]);
-        println!("{}: max |diff| {diff:.3e}", dir.file_name().unwrap().to_string_lossy());
-        assert!(diff <= TOLERANCE, "{dir:?}: max |diff| {diff} > {TOLERANCE}");
+        println!(
+            "{}: max |diff| {diff:.3e}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        assert!(
+            diff <= TOLERANCE,
+            "{dir:?}: max |diff| {diff} > {TOLERANCE}"
+        );
     }
     assert!(vace_cases >= 3, "expected VACE and plain cases");
 }
@@ -71,14 +98,27 @@ fn matches_diffusers() {
 /// Guidance may run the two branches as one batch or as two calls: same result.
 #[test]
 fn batch_of_two_equals_two_calls() {
-    let dir = case_dirs().into_iter().find(|d| io(d)["latents"].dim(0).unwrap() == 2 && config(d).is_vace()).unwrap();
+    let dir = case_dirs()
+        .into_iter()
+        .find(|d| io(d)["latents"].dim(0).unwrap() == 2 && config(d).is_vace())
+        .unwrap();
     let model = WanTransformer::load(weights(&dir.join(WEIGHTS)), &config(&dir)).unwrap();
     let io = io(&dir);
-    let scales: Vec<f64> = io["control_scale"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let scales: Vec<f64> = io["control_scale"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
     for i in 0..2 {
         let one = |name: &str| io[name].narrow(0, i, 1).unwrap();
         let output = model
-            .forward(&one("latents"), &one("timestep"), &one("text_embeddings"), Some((&one("control"), &scales)))
+            .forward(
+                &one("latents"),
+                &one("timestep"),
+                &one("text_embeddings"),
+                Some((&one("control"), &scales)),
+            )
             .unwrap();
         let diff = max_abs_diff(&output, &io["output"].narrow(0, i, 1).unwrap());
         assert!(diff <= TOLERANCE, "sample {i}: max |diff| {diff}");
@@ -100,16 +140,25 @@ fn loads_original_wan_names() {
         assert_eq!(original.len(), diffusers.len());
         for name in original.keys() {
             let renamed = original_to_diffusers_name(name);
-            assert!(diffusers.contains_key(&renamed), "{name} -> {renamed}: not a diffusers tensor");
+            assert!(
+                diffusers.contains_key(&renamed),
+                "{name} -> {renamed}: not a diffusers tensor"
+            );
             assert_eq!(&diffusers_to_original_name(&renamed), name);
-            assert_eq!(original_to_diffusers_name(&format!("model.diffusion_model.{name}")), renamed);
+            assert_eq!(
+                original_to_diffusers_name(&format!("model.diffusion_model.{name}")),
+                renamed
+            );
         }
 
         let vb = weights(&original_file).rename_f(diffusers_to_original_name);
         let model = WanTransformer::load(vb, &config(&dir)).unwrap();
         let io = io(&dir);
         let diff = max_abs_diff(&run(&model, &io).unwrap(), &io["output"]);
-        println!("{} (original names): max |diff| {diff:.3e}", dir.file_name().unwrap().to_string_lossy());
+        println!(
+            "{} (original names): max |diff| {diff:.3e}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
         assert!(diff <= TOLERANCE);
         checked += 1;
     }
@@ -120,21 +169,45 @@ fn loads_original_wan_names() {
 fn original_names_of_a_full_block() {
     let pairs = [
         ("patch_embedding.weight", "patch_embedding.weight"),
-        ("text_embedding.0.bias", "condition_embedder.text_embedder.linear_1.bias"),
-        ("time_embedding.2.weight", "condition_embedder.time_embedder.linear_2.weight"),
-        ("time_projection.1.weight", "condition_embedder.time_proj.weight"),
+        (
+            "text_embedding.0.bias",
+            "condition_embedder.text_embedder.linear_1.bias",
+        ),
+        (
+            "time_embedding.2.weight",
+            "condition_embedder.time_embedder.linear_2.weight",
+        ),
+        (
+            "time_projection.1.weight",
+            "condition_embedder.time_proj.weight",
+        ),
         ("head.head.bias", "proj_out.bias"),
         ("head.modulation", "scale_shift_table"),
         ("blocks.11.modulation", "blocks.11.scale_shift_table"),
-        ("blocks.0.self_attn.o.weight", "blocks.0.attn1.to_out.0.weight"),
-        ("blocks.2.cross_attn.norm_k.weight", "blocks.2.attn2.norm_k.weight"),
+        (
+            "blocks.0.self_attn.o.weight",
+            "blocks.0.attn1.to_out.0.weight",
+        ),
+        (
+            "blocks.2.cross_attn.norm_k.weight",
+            "blocks.2.attn2.norm_k.weight",
+        ),
         ("blocks.3.norm3.bias", "blocks.3.norm2.bias"),
         ("blocks.3.ffn.0.weight", "blocks.3.ffn.net.0.proj.weight"),
         ("blocks.3.ffn.2.bias", "blocks.3.ffn.net.2.bias"),
         ("vace_patch_embedding.bias", "vace_patch_embedding.bias"),
-        ("vace_blocks.0.before_proj.weight", "vace_blocks.0.proj_in.weight"),
-        ("vace_blocks.4.after_proj.bias", "vace_blocks.4.proj_out.bias"),
-        ("vace_blocks.4.cross_attn.v.bias", "vace_blocks.4.attn2.to_v.bias"),
+        (
+            "vace_blocks.0.before_proj.weight",
+            "vace_blocks.0.proj_in.weight",
+        ),
+        (
+            "vace_blocks.4.after_proj.bias",
+            "vace_blocks.4.proj_out.bias",
+        ),
+        (
+            "vace_blocks.4.cross_attn.v.bias",
+            "vace_blocks.4.attn2.to_v.bias",
+        ),
     ];
     for (original, diffusers) in pairs {
         assert_eq!(original_to_diffusers_name(original), diffusers);
@@ -144,31 +217,109 @@ fn original_names_of_a_full_block() {
 
 #[test]
 fn rejects_unsupported_configs_and_inputs() {
-    let base = config(&case_dirs().into_iter().find(|d| config(d).is_vace()).unwrap());
+    let base = config(
+        &case_dirs()
+            .into_iter()
+            .find(|d| config(d).is_vace())
+            .unwrap(),
+    );
     let invalid = [
-        Config { image_dim: Some(1280), ..base.clone() },
-        Config { added_kv_proj_dim: Some(64), ..base.clone() },
-        Config { qk_norm: None, ..base.clone() },
-        Config { attention_head_dim: 7, ..base.clone() },
-        Config { vace_layers: Some(vec![1]), ..base.clone() },
-        Config { vace_layers: Some(vec![0, base.num_layers]), ..base.clone() },
+        Config {
+            image_dim: Some(1280),
+            ..base.clone()
+        },
+        Config {
+            added_kv_proj_dim: Some(64),
+            ..base.clone()
+        },
+        Config {
+            qk_norm: None,
+            ..base.clone()
+        },
+        Config {
+            attention_head_dim: 7,
+            ..base.clone()
+        },
+        Config {
+            vace_layers: Some(vec![1]),
+            ..base.clone()
+        },
+        Config {
+            vace_layers: Some(vec![0, base.num_layers]),
+            ..base.clone()
+        },
     ];
     for config in invalid {
         assert!(config.validate().is_err(), "accepted {config:?}");
     }
 
-    let vace_dir = case_dirs().into_iter().find(|d| config(d).is_vace()).unwrap();
+    let vace_dir = case_dirs()
+        .into_iter()
+        .find(|d| config(d).is_vace())
+        .unwrap();
     let model = WanTransformer::load(weights(&vace_dir.join(WEIGHTS)), &config(&vace_dir)).unwrap();
     let io = io(&vace_dir);
     let control = &io["control"];
     let too_many_scales = vec![1.0; 9];
-    assert!(model.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((control, &too_many_scales))).is_err());
+    assert!(
+        model
+            .forward(
+                &io["latents"],
+                &io["timestep"],
+                &io["text_embeddings"],
+                Some((control, &too_many_scales))
+            )
+            .is_err()
+    );
     let wide = Tensor::cat(&[control, control], 4).unwrap();
-    assert!(model.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((&wide, &[1.0]))).is_err());
+    assert!(
+        model
+            .forward(
+                &io["latents"],
+                &io["timestep"],
+                &io["text_embeddings"],
+                Some((&wide, &[1.0]))
+            )
+            .is_err()
+    );
 
-    let plain_dir = case_dirs().into_iter().find(|d| !config(d).is_vace()).unwrap();
-    let plain = WanTransformer::load(weights(&plain_dir.join(WEIGHTS)), &config(&plain_dir)).unwrap();
+    let plain_dir = case_dirs()
+        .into_iter()
+        .find(|d| !config(d).is_vace())
+        .unwrap();
+    let plain =
+        WanTransformer::load(weights(&plain_dir.join(WEIGHTS)), &config(&plain_dir)).unwrap();
     let io = self::io(&plain_dir);
     let control = Tensor::zeros((1, 1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap();
-    assert!(plain.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((&control, &[1.0]))).is_err());
+    assert!(
+        plain
+            .forward(
+                &io["latents"],
+                &io["timestep"],
+                &io["text_embeddings"],
+                Some((&control, &[1.0]))
+            )
+            .is_err()
+    );
+}
+
+/// Half-precision weights run (norms, modulation and softmax stay in f32) and stay close.
+#[test]
+fn runs_in_bf16() {
+    for dir in case_dirs() {
+        let file = dir.join(WEIGHTS);
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[file], DType::BF16, &Device::Cpu).unwrap()
+        };
+        let model = WanTransformer::load(vb, &config(&dir)).unwrap();
+        let io = io(&dir);
+        let output = run(&model, &io).unwrap();
+        assert_eq!(output.dtype(), DType::BF16);
+        let diff = max_abs_diff(&output.to_dtype(DType::F32).unwrap(), &io["output"]);
+        println!(
+            "{} bf16: max |diff| {diff:.3e}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        assert!(diff < 0.1, "{dir:?}: bf16 max |diff| {diff}");
+    }
 }

@@ -33,11 +33,14 @@ fn read_config(dir: &Path) -> Config {
 }
 
 fn load_case(dir: &Path) -> (AutoencoderKLWan, HashMap<String, Tensor>) {
+    load_case_as(dir, DType::F32)
+}
+
+fn load_case_as(dir: &Path, dtype: DType) -> (AutoencoderKLWan, HashMap<String, Tensor>) {
     let config = read_config(dir);
     let weights = dir.join("diffusion_pytorch_model.safetensors");
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu).unwrap()
-    };
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &Device::Cpu).unwrap() };
     let vae = AutoencoderKLWan::load(vb, &config).unwrap();
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
     (vae, io)
@@ -138,6 +141,24 @@ fn latent_normalisation_matches_pipeline() {
     }
 }
 
+/// Half-precision weights run end to end (norms in f32) and stay close to the f32 reference.
+#[test]
+fn half_precision_runs() {
+    let dir = fixtures_dir().join("wan21_like");
+    for (dtype, tolerance) in [(DType::F16, 5e-3), (DType::BF16, 5e-2)] {
+        let (vae, io) = load_case_as(&dir, dtype);
+        let decoded = vae.decode(&io["dec0.latents"]).unwrap();
+        assert_eq!(decoded.dtype(), dtype);
+        let diff = max_abs_diff(&decoded.to_dtype(DType::F32).unwrap(), &io["dec0.video"]);
+        println!("{dtype:?} decode: max |diff| {diff:.3e}");
+        assert!(diff <= tolerance, "{dtype:?} decode: {diff}");
+        let encoded = vae.encode(&io["enc0.video"]).unwrap();
+        let diff = max_abs_diff(&encoded.to_dtype(DType::F32).unwrap(), &io["enc0.latents"]);
+        println!("{dtype:?} encode: max |diff| {diff:.3e}");
+        assert!(diff <= tolerance, "{dtype:?} encode: {diff}");
+    }
+}
+
 #[test]
 fn bad_inputs_are_errors() {
     let dir = fixtures_dir().join("wan21_like");
@@ -206,5 +227,6 @@ fn default_config_is_wan21() {
     assert_eq!(config, Config::default());
     assert_eq!(config.spatial_compression(), 8);
     assert_eq!(config.temporal_compression(), 4);
-    assert_eq!(config.latent_frames(81), 21);
+    assert_eq!(config.latent_frames(81).unwrap(), 21);
+    assert!(config.latent_frames(80).is_err());
 }

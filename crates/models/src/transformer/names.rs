@@ -3,11 +3,26 @@
 
 /// Renames at the start of a top-level (non-block) name: (original, diffusers).
 const TOP_LEVEL: &[(&[&str], &[&str])] = &[
-    (&["time_embedding", "0"], &["condition_embedder", "time_embedder", "linear_1"]),
-    (&["time_embedding", "2"], &["condition_embedder", "time_embedder", "linear_2"]),
-    (&["text_embedding", "0"], &["condition_embedder", "text_embedder", "linear_1"]),
-    (&["text_embedding", "2"], &["condition_embedder", "text_embedder", "linear_2"]),
-    (&["time_projection", "1"], &["condition_embedder", "time_proj"]),
+    (
+        &["time_embedding", "0"],
+        &["condition_embedder", "time_embedder", "linear_1"],
+    ),
+    (
+        &["time_embedding", "2"],
+        &["condition_embedder", "time_embedder", "linear_2"],
+    ),
+    (
+        &["text_embedding", "0"],
+        &["condition_embedder", "text_embedder", "linear_1"],
+    ),
+    (
+        &["text_embedding", "2"],
+        &["condition_embedder", "text_embedder", "linear_2"],
+    ),
+    (
+        &["time_projection", "1"],
+        &["condition_embedder", "time_proj"],
+    ),
     (&["head", "head"], &["proj_out"]),
     (&["head", "modulation"], &["scale_shift_table"]),
 ];
@@ -48,12 +63,20 @@ pub fn diffusers_to_original_name(name: &str) -> String {
 fn rename(name: &str, from_original: bool) -> String {
     let segments: Vec<&str> = name.split('.').collect();
     let in_block = matches!(segments.first(), Some(&"blocks" | &"vace_blocks"));
-    let (table, first_renamed) = if in_block { (IN_BLOCK, 2) } else { (TOP_LEVEL, 0) };
+    let (table, first_renamed) = if in_block {
+        (IN_BLOCK, 2)
+    } else {
+        (TOP_LEVEL, 0)
+    };
     let mut renamed: Vec<&str> = segments[..first_renamed.min(segments.len())].to_vec();
     let mut i = renamed.len();
     while i < segments.len() {
         let rule = table.iter().find_map(|&(original, diffusers)| {
-            let (from, to) = if from_original { (original, diffusers) } else { (diffusers, original) };
+            let (from, to) = if from_original {
+                (original, diffusers)
+            } else {
+                (diffusers, original)
+            };
             segments[i..].starts_with(from).then_some((from.len(), to))
         });
         match rule {

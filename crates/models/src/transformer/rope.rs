@@ -47,12 +47,20 @@ pub(super) struct Rope {
 
 impl Rope {
     pub fn new(head_dim: usize, max_positions: usize, device: &Device) -> Self {
-        Self { head_dim, max_positions, device: device.clone(), cache: Mutex::new(HashMap::new()) }
+        Self {
+            head_dim,
+            max_positions,
+            device: device.clone(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn tables(&self, grid: (usize, usize, usize)) -> Result<Arc<RopeTables>> {
         // The cache only ever holds finished tables, so a poisoned lock is still usable.
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(tables) = cache.get(&grid) {
             return Ok(tables.clone());
         }
@@ -74,7 +82,11 @@ impl Rope {
         // Angle per unit position of every pair, axis by axis (f64 like the reference).
         let axis_freqs: Vec<Vec<f64>> = axis_pairs
             .iter()
-            .map(|&n| (0..n).map(|i| 1.0 / THETA.powf((2 * i) as f64 / (2 * n) as f64)).collect())
+            .map(|&n| {
+                (0..n)
+                    .map(|i| 1.0 / THETA.powf((2 * i) as f64 / (2 * n) as f64))
+                    .collect()
+            })
             .collect();
 
         let tokens = frames * height * width;
@@ -96,6 +108,11 @@ impl Rope {
         let cos = Tensor::from_vec(cos, (tokens, pairs), &self.device)?;
         let sin = Tensor::from_vec(sin, (tokens, pairs), &self.device)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        Ok(RopeTables { scaled_cos: (&cos * scale)?, scaled_sin: (&sin * scale)?, cos, sin })
+        Ok(RopeTables {
+            scaled_cos: (&cos * scale)?,
+            scaled_sin: (&sin * scale)?,
+            cos,
+            sin,
+        })
     }
 }

@@ -1,15 +1,13 @@
-//! Building blocks shared by the encoder and decoder. Inputs and outputs are frames-first
-//! `[B, T, C, H, W]` (see `causal_conv`).
+//! Building blocks shared by the encoder and decoder. Inputs and outputs are frames-first,
+//! channels-last `[B, T, H, W, C]` (see `conv`).
 
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::causal_conv::{
-    CausalConv3d, FeatureCache, frames_to_images, images_to_frames, last_frames,
-};
+use super::conv::{CausalConv3d, FeatureCache, last_frames};
 
-/// `WanRMS_norm` (channel-first, no bias): `x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma`,
-/// computed in f32.
+/// `WanRMS_norm` (channel-first in the reference, no bias): `x / max(||x||_2, 1e-12) * sqrt(C) * gamma`
+/// over the channels, computed in f32.
 pub(super) struct ChannelRmsNorm {
     /// Stored as `[C, 1, 1, 1]` (video layers) or `[C, 1, 1]` (attention).
     gamma: Tensor,
@@ -26,19 +24,13 @@ impl ChannelRmsNorm {
         Ok(Self { gamma, channels })
     }
 
-    /// `x` is `[..., C, H, W]`.
+    /// `x` is `[..., C]`, contiguous.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let channel_dim = x.rank() - 3;
-        let xf = x.to_dtype(DType::F32)?;
-        let norm = xf.sqr()?.sum_keepdim(channel_dim)?.sqrt()?.maximum(1e-12)?;
-        let gain = (self
-            .gamma
-            .to_dtype(DType::F32)?
-            .reshape((self.channels, 1, 1))?
-            * (self.channels as f64).sqrt())?;
-        xf.broadcast_div(&norm)?
-            .broadcast_mul(&gain)?
-            .to_dtype(x.dtype())
+        // x * sqrt(C) / ||x|| = x / rms(x): an RMS norm, whose epsilon of 1e-24 / C under the root
+        // stands in for the reference's clamp of ||x|| at 1e-12 (they differ only near 1e-12).
+        let gamma = self.gamma.to_dtype(DType::F32)?.reshape(self.channels)?;
+        let eps = (1e-24 / self.channels as f64) as f32;
+        candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, &gamma, eps)?.to_dtype(x.dtype())
     }
 }
 
@@ -91,55 +83,49 @@ impl ResidualBlock {
 /// `WanAttentionBlock`: single-head self-attention over the pixels of each frame.
 pub(super) struct AttentionBlock {
     norm: ChannelRmsNorm,
-    /// `[3C, C, 1, 1]` and `[3C]`.
-    to_qkv_weight: Tensor,
-    to_qkv_bias: Tensor,
-    /// `[C, C, 1, 1]` and `[C]`.
-    proj_weight: Tensor,
-    proj_bias: Tensor,
+    /// 1x1 convolutions: `[3C, C, 1, 1]` / `[3C]` and `[C, C, 1, 1]` / `[C]`.
+    to_qkv: (Tensor, Tensor),
+    proj: (Tensor, Tensor),
     channels: usize,
 }
 
 impl AttentionBlock {
     pub(super) fn load(vb: VarBuilder, channels: usize) -> Result<Self> {
+        let c = channels;
         Ok(Self {
-            norm: ChannelRmsNorm::load(vb.pp("norm"), channels, true)?,
-            to_qkv_weight: vb.get((3 * channels, channels, 1, 1), "to_qkv.weight")?,
-            to_qkv_bias: vb.get(3 * channels, "to_qkv.bias")?,
-            proj_weight: vb.get((channels, channels, 1, 1), "proj.weight")?,
-            proj_bias: vb.get(channels, "proj.bias")?,
+            norm: ChannelRmsNorm::load(vb.pp("norm"), c, true)?,
+            to_qkv: (
+                vb.get((3 * c, c, 1, 1), "to_qkv.weight")?,
+                vb.get(3 * c, "to_qkv.bias")?,
+            ),
+            proj: (
+                vb.get((c, c, 1, 1), "proj.weight")?,
+                vb.get(c, "proj.bias")?,
+            ),
             channels,
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = x.dims5()?;
-        let n = b * t;
-        let pixels = h * w;
-        let normed = self
-            .norm
-            .forward(&frames_to_images(x)?)?
-            .reshape((n, c, pixels))?;
-        // Channels-first projections: [N, 3C, HW] holds q^T, k^T, v^T stacked.
-        let qkv_t = pointwise(&normed, &self.to_qkv_weight, &self.to_qkv_bias)?;
-        let q = qkv_t.narrow(1, 0, c)?.transpose(1, 2)?;
-        let k_t = qkv_t.narrow(1, c, c)?;
-        let v_t = qkv_t.narrow(1, 2 * c, c)?;
-        let scores = (q.matmul(&k_t)? * (1.0 / (self.channels as f64).sqrt()))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        // (probs @ v)^T = v^T @ probs^T, kept channels-first for the output projection.
-        let attended_t = v_t.matmul(&probs.transpose(1, 2)?)?;
-        let out = pointwise(&attended_t, &self.proj_weight, &self.proj_bias)?;
-        out.reshape((b, t, c, h, w))? + x
+        let (b, t, h, w, c) = x.dims5()?;
+        let (frames, pixels) = (b * t, h * w);
+        let normed = self.norm.forward(x)?.reshape((frames * pixels, c))?;
+        let qkv = pointwise(&normed, &self.to_qkv)?.reshape((frames, pixels, 3 * c))?;
+        let q = qkv.narrow(2, 0, c)?;
+        let k = qkv.narrow(2, c, c)?;
+        let v = qkv.narrow(2, 2 * c, c)?;
+        let scores = (q.matmul(&k.transpose(1, 2)?)? * (1.0 / (self.channels as f64).sqrt()))?;
+        let attended = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let out = pointwise(&attended.reshape((frames * pixels, c))?, &self.proj)?;
+        out.reshape((b, t, h, w, c))? + x
     }
 }
 
-/// A 1x1 convolution on `[N, C, P]` with a `[O, C, 1, 1]` weight: `[N, O, P]`.
-fn pointwise(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (n, _, _) = x.dims3()?;
+/// A 1x1 convolution on pixel rows `[P, C]` with a `[O, C, 1, 1]` weight: `[P, O]`.
+fn pointwise(x: &Tensor, (weight, bias): &(Tensor, Tensor)) -> Result<Tensor> {
     let (out_c, in_c, _, _) = weight.dims4()?;
-    let weight = weight.reshape((out_c, in_c))?.broadcast_left(n)?;
-    weight.matmul(x)?.broadcast_add(&bias.reshape((out_c, 1))?)
+    x.matmul(&weight.reshape((out_c, in_c))?.t()?)?
+        .broadcast_add(bias)
 }
 
 /// `WanMidBlock`: residual, (attention, residual) x num_layers; the reference uses one layer.
@@ -184,9 +170,9 @@ pub(super) enum ResampleMode {
 /// `WanResample`: 2x spatial resampling of every frame, plus, in the 3d modes, 2x temporal
 /// resampling by a causal (3, 1, 1) convolution (`time_conv`).
 pub(super) struct Resample {
-    mode: ResampleMode,
-    /// `resample.1`: the 3x3 convolution after nearest upsampling / before striding.
-    conv: Conv2d,
+    upsample: bool,
+    /// `resample.1`: the 3x3 convolution after nearest upsampling / the strided one.
+    conv: CausalConv3d,
     time_conv: Option<CausalConv3d>,
 }
 
@@ -198,73 +184,56 @@ impl Resample {
         mode: ResampleMode,
         upsample_out_dim: usize,
     ) -> Result<Self> {
-        let (conv_out, conv_config) = match mode {
+        let vb_conv = vb.pp("resample.1");
+        let vb_time = vb.pp("time_conv");
+        let (upsample, conv, time_conv) = match mode {
             ResampleMode::Upsample2d | ResampleMode::Upsample3d => (
-                upsample_out_dim,
-                Conv2dConfig {
-                    padding: 1,
-                    ..Default::default()
-                },
+                true,
+                CausalConv3d::load_per_frame(vb_conv, dim, upsample_out_dim, 3, 1, (1, 1))?,
+                (mode == ResampleMode::Upsample3d)
+                    .then(|| CausalConv3d::load(vb_time, dim, 2 * dim, (3, 1), 1, (1, 0)))
+                    .transpose()?,
             ),
+            // ZeroPad2d((0, 1, 0, 1)) then a stride-2 convolution: one zero row / column after.
             ResampleMode::Downsample2d | ResampleMode::Downsample3d => (
-                dim,
-                Conv2dConfig {
-                    stride: 2,
-                    ..Default::default()
-                },
+                false,
+                CausalConv3d::load_per_frame(vb_conv, dim, dim, 3, 2, (0, 1))?,
+                (mode == ResampleMode::Downsample3d)
+                    .then(|| CausalConv3d::load(vb_time, dim, dim, (3, 1), 2, (0, 0)))
+                    .transpose()?,
             ),
-        };
-        let conv = candle_nn::conv2d(dim, conv_out, 3, conv_config, vb.pp("resample.1"))?;
-        let time_conv = match mode {
-            ResampleMode::Upsample3d => Some(CausalConv3d::load(
-                vb.pp("time_conv"),
-                dim,
-                2 * dim,
-                (3, 1),
-                1,
-                (1, 0),
-            )?),
-            ResampleMode::Downsample3d => Some(CausalConv3d::load(
-                vb.pp("time_conv"),
-                dim,
-                dim,
-                (3, 1),
-                2,
-                (0, 0),
-            )?),
-            ResampleMode::Upsample2d | ResampleMode::Downsample2d => None,
         };
         Ok(Self {
-            mode,
+            upsample,
             conv,
             time_conv,
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor, cache: &mut FeatureCache) -> Result<Tensor> {
-        let x = match (&self.time_conv, self.mode) {
-            (Some(time_conv), ResampleMode::Upsample3d) => upsample_time(time_conv, x, cache)?,
-            _ => x.clone(),
-        };
-        let batch = x.dim(0)?;
-        let images = frames_to_images(&x)?;
-        let images = match self.mode {
-            ResampleMode::Upsample2d | ResampleMode::Upsample3d => {
-                let (_, _, h, w) = images.dims4()?;
-                // Nearest-exact at scale 2 is plain nearest: source index = target index / 2.
-                images.upsample_nearest2d(2 * h, 2 * w)?
+        if self.upsample {
+            let x = match &self.time_conv {
+                Some(time_conv) => upsample_time(time_conv, x, cache)?,
+                None => x.clone(),
+            };
+            self.conv.forward(&upsample_nearest(&x)?)
+        } else {
+            let x = self.conv.forward(x)?;
+            match &self.time_conv {
+                Some(time_conv) => downsample_time(time_conv, &x, cache),
+                None => Ok(x),
             }
-            // ZeroPad2d((0, 1, 0, 1)): one zero column on the right, one zero row at the bottom.
-            ResampleMode::Downsample2d | ResampleMode::Downsample3d => {
-                images.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?
-            }
-        };
-        let x = images_to_frames(&self.conv.forward(&images)?, batch)?;
-        match (&self.time_conv, self.mode) {
-            (Some(time_conv), ResampleMode::Downsample3d) => downsample_time(time_conv, &x, cache),
-            _ => Ok(x),
         }
     }
+}
+
+/// 2x nearest upsampling of every frame (nearest-exact at scale 2 is plain nearest).
+fn upsample_nearest(x: &Tensor) -> Result<Tensor> {
+    let (b, t, h, w, c) = x.dims5()?;
+    x.reshape((b * t, h, 1, w, 1, c))?
+        .broadcast_as((b * t, h, 2, w, 2, c))?
+        .contiguous()?
+        .reshape((b, t, 2 * h, 2 * w, c))
 }
 
 /// Doubles the frame count: each frame becomes the two halves of a causal (3, 1, 1) conv's
@@ -276,10 +245,14 @@ fn upsample_time(time_conv: &CausalConv3d, x: &Tensor, cache: &mut FeatureCache)
     if first_chunk {
         return Ok(x.clone());
     }
-    let (b, t, c, h, w) = x.dims5()?;
+    let (b, t, h, w, c) = x.dims5()?;
     let doubled = time_conv.forward_cached(x, slot)?;
-    // [B, T, 2, C, H, W] -> [B, 2T, C, H, W]: frame 2t + s is half s of output frame t.
-    doubled.reshape((b, 2 * t, c, h, w))
+    // [B, T, H, W, (2, C)] -> [B, T, 2, H, W, C]: frame 2t + s is half s of output frame t.
+    doubled
+        .reshape((b, t, h, w, 2, c))?
+        .permute((0, 1, 4, 2, 3, 5))?
+        .contiguous()?
+        .reshape((b, 2 * t, h, w, c))
 }
 
 /// Halves the frame count with a stride-2 (3, 1, 1) conv over the previous chunk's last frame

@@ -5,7 +5,7 @@ use candle_nn::VarBuilder;
 
 use super::Config;
 use super::blocks::{ChannelRmsNorm, MidBlock, Resample, ResampleMode, ResidualBlock};
-use super::causal_conv::{CausalConv3d, FeatureCache};
+use super::conv::{CausalConv3d, FeatureCache};
 
 /// `WanUpBlock`: `num_res_blocks + 1` residual blocks, then an optional 2x upsampler.
 struct UpBlock {

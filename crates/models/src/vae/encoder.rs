@@ -7,7 +7,7 @@ use super::Config;
 use super::blocks::{
     AttentionBlock, ChannelRmsNorm, MidBlock, Resample, ResampleMode, ResidualBlock,
 };
-use super::causal_conv::{CausalConv3d, FeatureCache};
+use super::conv::{CausalConv3d, FeatureCache};
 
 /// One entry of the reference's flat `down_blocks` list.
 enum DownLayer {

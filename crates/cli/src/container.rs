@@ -1,0 +1,89 @@
+//! Common video files (`.mp4`, `.mov`, `.mkv`, `.webm`) in and out through the `ffmpeg`
+//! command, by way of a temporary `.y4m` that the core reads and writes. `.mkv` is written
+//! losslessly (FFV1, 4:4:4); `.mp4`/`.mov` (H.264) and `.webm` (VP9) are lossy 4:2:0, so frames
+//! kept from the source are bit-identical only in PNG, `.y4m` and `.mkv` outputs.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use soragen_core::video::{Video, write_y4m};
+use soragen_core::{Error, Result};
+
+const CONTAINERS: [&str; 4] = ["mp4", "mov", "mkv", "webm"];
+
+fn extension(path: &Path) -> Option<String> {
+    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
+}
+
+pub fn is_container(path: &Path) -> bool {
+    extension(path).is_some_and(|e| CONTAINERS.contains(&e.as_str()))
+}
+
+/// A scratch file removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("soragen-{:016x}-{name}", rand::random::<u64>())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `ffmpeg ARGS`; `about` names the file in errors.
+fn ffmpeg(args: &[&OsStr], about: &Path, error: fn(String) -> Error) -> Result<()> {
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .map_err(|e| error(format!("{}: video files need the ffmpeg command ({e})", about.display())))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string();
+    Err(error(format!("{}: ffmpeg: {reason}", about.display())))
+}
+
+/// Reads frames: video files through ffmpeg, PNG folders and `.y4m` files as the core does.
+pub fn read(path: &Path) -> Result<Video> {
+    if !is_container(path) {
+        return Video::read(path);
+    }
+    if !path.is_file() {
+        return Err(Error::Input(format!("{} does not exist", path.display())));
+    }
+    let decoded = Scratch::new("decoded.y4m");
+    let mut args: Vec<&OsStr> = vec!["-i".as_ref(), path.as_os_str()];
+    args.extend(["-f", "yuv4mpegpipe", "-pix_fmt", "yuv444p"].map(OsStr::new));
+    args.push(decoded.0.as_os_str());
+    ffmpeg(&args, path, Error::Input)?;
+    Video::read(&decoded.0)
+}
+
+/// Encodes frames into `staging`, a video file of `output`'s kind.
+pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
+    let frames = Scratch::new("frames.y4m");
+    write_y4m(video, &frames.0)?;
+    let codec: &[&str] = match extension(output).as_deref() {
+        Some("mkv") => &["-c:v", "ffv1", "-pix_fmt", "yuv444p"],
+        Some("webm") => &["-c:v", "libvpx-vp9", "-crf", "20", "-b:v", "0", "-pix_fmt", "yuv420p"],
+        _ => &["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-vf", "scale=out_range=tv"],
+    };
+    // The staging name ends in `.partial`: tell ffmpeg the container by name.
+    let format = match extension(output).as_deref() {
+        Some("mkv") => "matroska",
+        Some("webm") => "webm",
+        Some("mov") => "mov",
+        _ => "mp4",
+    };
+    let mut args: Vec<&OsStr> = vec!["-i".as_ref(), frames.0.as_os_str()];
+    args.extend(codec.iter().map(OsStr::new));
+    args.extend([OsStr::new("-f"), OsStr::new(format), staging.as_os_str()]);
+    ffmpeg(&args, output, Error::Output)
+}

@@ -1,0 +1,147 @@
+//! `soragen vace` end to end: the built binary reproduces diffusers' WanVACEPipeline from
+//! `--latents`, is deterministic with `--seed`, and fails in one line without leaving output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::Device;
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline").join(case)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("soragen-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn soragen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_soragen")).args(args).output().unwrap()
+}
+
+fn vace_args<'a>(case: &'a Path, request: &'a serde_json::Value, output: &'a str) -> Vec<String> {
+    let model = case.join(request["model"].as_str().unwrap());
+    [
+        "vace",
+        "--model", model.to_str().unwrap(),
+        "--video", case.join("video").to_str().unwrap(),
+        "--mask", case.join("mask").to_str().unwrap(),
+        "--prompt", request["prompt"].as_str().unwrap(),
+        "--negative-prompt", request["negative"].as_str().unwrap(),
+        "--steps", &request["steps"].to_string(),
+        "--guidance", &request["guidance"].to_string(),
+        "--output", output,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn request(case: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(case.join("request.json")).unwrap()).unwrap()
+}
+
+fn frames(path: &Path) -> candle_core::Tensor {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()["frames"].clone()
+}
+
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+}
+
+#[test]
+fn reproduces_diffusers_from_given_latents() {
+    for name in ["tiny_extend", "wide_background", "single_frame"] {
+        let case = fixture(name);
+        let request = request(&case);
+        let out = scratch(name).join("frames.safetensors");
+        let mut args = vace_args(&case, &request, out.to_str().unwrap());
+        args.extend(["--latents".into(), case.join("latents.safetensors").to_str().unwrap().into()]);
+        let result = Command::new(env!("CARGO_BIN_EXE_soragen")).args(&args).output().unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let diff = max_abs_diff(&frames(&out), &frames(&case.join("expected.safetensors")));
+        println!("{name}: max |diff| = {diff:e}");
+        assert!(diff <= 1e-3, "{name}: {diff}");
+    }
+}
+
+#[test]
+fn same_seed_same_frames_and_png_y4m_outputs() {
+    let case = fixture("tiny_extend");
+    let request = request(&case);
+    let dir = scratch("seed");
+    let run = |output: &Path, seed: &str| {
+        let mut args = vace_args(&case, &request, output.to_str().unwrap());
+        args.extend(["--seed".into(), seed.into()]);
+        let result = Command::new(env!("CARGO_BIN_EXE_soragen")).args(&args).output().unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    };
+    run(&dir.join("a.safetensors"), "7");
+    run(&dir.join("b.safetensors"), "7");
+    run(&dir.join("c.safetensors"), "8");
+    assert_eq!(max_abs_diff(&frames(&dir.join("a.safetensors")), &frames(&dir.join("b.safetensors"))), 0.0);
+    assert!(max_abs_diff(&frames(&dir.join("a.safetensors")), &frames(&dir.join("c.safetensors"))) > 0.01);
+
+    run(&dir.join("pngs"), "7");
+    let pngs = std::fs::read_dir(dir.join("pngs")).unwrap().count();
+    assert_eq!(pngs, 5);
+    run(&dir.join("clip.y4m"), "7");
+    let y4m = std::fs::read(dir.join("clip.y4m")).unwrap();
+    assert!(y4m.starts_with(b"YUV4MPEG2 W32 H32"));
+    assert_eq!(y4m.windows(6).filter(|w| w == b"FRAME\n").count(), 5);
+}
+
+/// Each failure: non-zero exit, exactly one line on stderr, and no output left behind.
+fn assert_fails(args: &[String], output: &Path, expected: &str) {
+    let result = Command::new(env!("CARGO_BIN_EXE_soragen")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "should fail: {args:?}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(expected), "{stderr} lacks {expected}");
+    assert!(!output.exists(), "{} was written", output.display());
+}
+
+#[test]
+fn bad_requests_fail_in_one_line_without_output() {
+    let case = fixture("tiny_extend");
+    let request = request(&case);
+    let dir = scratch("errors");
+    let output = dir.join("out.safetensors");
+    let base = vace_args(&case, &request, output.to_str().unwrap());
+    let set = |mut args: Vec<String>, flag: &str, value: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.to_string();
+        args
+    };
+    let with = |flag: &str, value: &str| set(base.clone(), flag, value);
+
+    assert_fails(&with("--model", "/nowhere"), &output, "no model_index.json");
+    // 4 frames: the model needs 4n+1.
+    let four = dir.join("four");
+    std::fs::create_dir_all(&four).unwrap();
+    for i in 0..4 {
+        std::fs::copy(case.join("video").join(format!("{i:05}.png")), four.join(format!("{i:05}.png"))).unwrap();
+    }
+    assert_fails(&with("--video", four.to_str().unwrap()), &output, "4 frames but 5 masks");
+    let four_and_four = set(with("--video", four.to_str().unwrap()), "--mask", four.to_str().unwrap());
+    assert_fails(&four_and_four, &output, "4n+1 frames");
+    assert_fails(&with("--video", dir.join("missing").to_str().unwrap()), &output, "does not exist");
+    assert_fails(&with("--steps", "0"), &output, "steps must be at least 1");
+    let mut with_latents = base.clone();
+    with_latents.extend(["--latents".into(), fixture("single_frame").join("latents.safetensors").to_str().unwrap().into()]);
+    assert_fails(&with_latents, &output, "latents have shape");
+    let bad_png = dir.join("bad");
+    std::fs::create_dir_all(&bad_png).unwrap();
+    std::fs::write(bad_png.join("00000.png"), b"nope").unwrap();
+    assert_fails(&with("--mask", bad_png.to_str().unwrap()), &output, "unreadable PNG");
+
+    // An output folder holding someone's files is never replaced.
+    let precious = dir.join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), b"mine").unwrap();
+    let result = soragen(&with("--output", precious.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!result.status.success());
+    assert_eq!(std::fs::read(precious.join("notes.txt")).unwrap(), b"mine");
+}
