@@ -1,0 +1,101 @@
+//! Between GStreamer buffers in any supported format and the core's 8-bit RGB frames.
+//! GStreamer's own video converter does the colour work (YUV matrices, chroma siting), through
+//! packed RGBA in both directions.
+
+use gst::glib;
+use gst_video::prelude::*;
+use gst_video::{VideoFormat, VideoFrame, VideoInfo};
+use soragen_core::video::{Frame, Video};
+
+/// Formats both elements accept and produce (system memory).
+pub const FORMATS: [VideoFormat; 7] = [
+    VideoFormat::Rgba,
+    VideoFormat::Rgbx,
+    VideoFormat::Bgra,
+    VideoFormat::Bgrx,
+    VideoFormat::Rgb,
+    VideoFormat::I420,
+    VideoFormat::Nv12,
+];
+
+/// Formats whose alpha channel can carry the background mask.
+pub const ALPHA_FORMATS: [VideoFormat; 2] = [VideoFormat::Rgba, VideoFormat::Bgra];
+
+pub fn caps(formats: &[VideoFormat]) -> gst::Caps {
+    gst_video::VideoCapsBuilder::new().format_list(formats.iter().copied()).build()
+}
+
+/// Packed RGBA of the same geometry and timing as `info` (the converter refuses anything else).
+fn rgba_info(info: &VideoInfo) -> Result<VideoInfo, glib::BoolError> {
+    VideoInfo::builder(VideoFormat::Rgba, info.width(), info.height())
+        .fps(info.fps())
+        .par(info.par())
+        .interlace_mode(info.interlace_mode())
+        .build()
+}
+
+fn converter(from: &VideoInfo, to: &VideoInfo) -> Result<gst_video::VideoConverter, glib::BoolError> {
+    gst_video::VideoConverter::new(from, to, None)
+}
+
+fn fps(info: &VideoInfo) -> Option<(u32, u32)> {
+    let fps = info.fps();
+    (fps.numer() > 0).then(|| (fps.numer() as u32, fps.denom() as u32))
+}
+
+/// Reads buffers of format `info` into a clip; alpha is kept where the format has it.
+pub fn to_video(buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
+    let rgba = rgba_info(info)?;
+    let convert = converter(info, &rgba)?;
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let mut video = Video::new(width, height, fps(info));
+    for buffer in buffers {
+        let source = VideoFrame::from_buffer_readable(buffer.clone(), info)
+            .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+        let target = gst::Buffer::with_size(rgba.size())?;
+        let mut target = VideoFrame::from_buffer_writable(target, &rgba)
+            .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+        convert.frame(&source, &mut target);
+        let stride = target.plane_stride()[0] as usize;
+        let data = target.plane_data(0)?;
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        let mut alpha = info.has_alpha().then(|| Vec::with_capacity(width * height));
+        for row in data.chunks(stride).take(height) {
+            for pixel in row[..width * 4].chunks_exact(4) {
+                rgb.extend_from_slice(&pixel[..3]);
+                if let Some(alpha) = alpha.as_mut() {
+                    alpha.push(pixel[3]);
+                }
+            }
+        }
+        video.frames.push(Frame { rgb, alpha });
+    }
+    Ok(video)
+}
+
+/// Writes one core frame as a new buffer of format `info` (opaque where the frame has no alpha).
+pub fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolError> {
+    let rgba = rgba_info(info)?;
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    if frame.rgb.len() != width * height * 3 {
+        return Err(glib::bool_error!("generated frame does not match {}x{}", width, height));
+    }
+    let mut source = VideoFrame::from_buffer_writable(gst::Buffer::with_size(rgba.size())?, &rgba)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    let stride = source.plane_stride()[0] as usize;
+    let data = source.plane_data_mut(0)?;
+    for (y, row) in data.chunks_mut(stride).take(height).enumerate() {
+        for (x, pixel) in row[..width * 4].chunks_exact_mut(4).enumerate() {
+            let i = y * width + x;
+            pixel[..3].copy_from_slice(&frame.rgb[i * 3..i * 3 + 3]);
+            pixel[3] = frame.alpha.as_ref().map_or(255, |a| a[i]);
+        }
+    }
+    if info.format() == VideoFormat::Rgba {
+        return Ok(source.into_buffer());
+    }
+    let mut target = VideoFrame::from_buffer_writable(gst::Buffer::with_size(info.size())?, info)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    converter(&rgba, info)?.frame(&source, &mut target);
+    Ok(target.into_buffer())
+}

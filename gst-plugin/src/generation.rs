@@ -1,0 +1,264 @@
+//! What both elements share: the generation properties, loading the model, progress on the bus
+//! with cancellation, and the meta that marks generated buffers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use gst::glib;
+use gst::prelude::*;
+use soragen_core::model::WanVace;
+use soragen_core::tasks::TaskParams;
+use soragen_core::vace::Observer;
+
+/// Name of the custom meta on every generated buffer; its structure holds `model`, `prompt`,
+/// `seed` and `task`.
+pub const GENERATED_META: &str = "GstSoragenGeneratedMeta";
+
+/// Name of the element messages that report progress: `step`, `total` (denoising steps of the
+/// current window), `window`, `windows` (0-based window of how many).
+pub const PROGRESS_MESSAGE: &str = "soragen-progress";
+
+pub fn register_meta() {
+    if !gst::meta::CustomMeta::is_registered(GENERATED_META) {
+        gst::meta::CustomMeta::register(GENERATED_META, &[]);
+    }
+}
+
+/// Properties both elements have, with their defaults.
+#[derive(Clone, Debug)]
+pub struct GenerationSettings {
+    pub model: Option<PathBuf>,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub steps: u32,
+    pub guidance: f64,
+    pub seed: u64,
+    pub device: String,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        let params = TaskParams::default();
+        Self {
+            model: None,
+            prompt: params.prompt,
+            negative_prompt: params.negative_prompt,
+            steps: params.steps as u32,
+            guidance: params.guidance,
+            seed: params.seed,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl GenerationSettings {
+    pub fn properties() -> Vec<glib::ParamSpec> {
+        let defaults = Self::default();
+        // The model and the device are fixed once the model is loaded (READY -> PAUSED).
+        vec![
+            glib::ParamSpecString::builder("model")
+                .nick("Model")
+                .blurb("Folder of a Wan2.1-VACE model in diffusers layout (model_index.json, transformer/, vae/, ...)")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("prompt")
+                .nick("Prompt")
+                .blurb("What the generated frames show")
+                .default_value(Some(defaults.prompt.as_str()))
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("negative-prompt")
+                .nick("Negative prompt")
+                .blurb("What the generated frames should not show (used when guidance > 1)")
+                .default_value(Some(defaults.negative_prompt.as_str()))
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecUInt::builder("steps")
+                .nick("Steps")
+                .blurb("Denoising steps per generation: more is slower and finer")
+                .minimum(1)
+                .maximum(1000)
+                .default_value(defaults.steps)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecDouble::builder("guidance")
+                .nick("Guidance")
+                .blurb("Classifier-free guidance scale; 1 or less disables guidance (twice as fast)")
+                .minimum(0.0)
+                .maximum(30.0)
+                .default_value(defaults.guidance)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecUInt64::builder("seed")
+                .nick("Seed")
+                .blurb("Random seed: the same seed, prompt and frames give the same output")
+                .default_value(defaults.seed)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("device")
+                .nick("Device")
+                .blurb("Where the model runs: \"cpu\" or \"cuda:N\" (needs a CUDA build)")
+                .default_value(Some(defaults.device.as_str()))
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Sets one of the shared properties; false when `name` is not one of them. An invalid value
+    /// is refused with a warning and the old value kept.
+    pub fn set_property(&mut self, element: &gst::Element, name: &str, value: &glib::Value) -> bool {
+        match name {
+            "model" => {
+                self.model = value.get::<Option<String>>().expect("type checked upstream").filter(|s| !s.is_empty()).map(PathBuf::from)
+            }
+            "prompt" => self.prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            "negative-prompt" => {
+                self.negative_prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+            }
+            "steps" => self.steps = value.get().expect("type checked upstream"),
+            "guidance" => self.guidance = value.get().expect("type checked upstream"),
+            "seed" => self.seed = value.get().expect("type checked upstream"),
+            "device" => {
+                let device = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default();
+                if parse_device(&device).is_some() {
+                    self.device = device;
+                } else {
+                    glib::g_warning!(
+                        "soragen",
+                        "{}: invalid device {device:?}: use \"cpu\" or \"cuda:N\"; keeping {:?}",
+                        element.name(),
+                        self.device
+                    );
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn property(&self, name: &str) -> Option<glib::Value> {
+        Some(match name {
+            "model" => self.model.as_ref().map(|m| m.display().to_string()).to_value(),
+            "prompt" => self.prompt.to_value(),
+            "negative-prompt" => self.negative_prompt.to_value(),
+            "steps" => self.steps.to_value(),
+            "guidance" => self.guidance.to_value(),
+            "seed" => self.seed.to_value(),
+            "device" => self.device.to_value(),
+            _ => return None,
+        })
+    }
+
+    /// The model, loaded once per process and shared by every element using the same folder.
+    pub fn load_model(&self) -> Result<Arc<WanVace>, gst::ErrorMessage> {
+        let Some(folder) = &self.model else {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("No model set: set the 'model' property to a Wan2.1-VACE model folder")
+            ));
+        };
+        let fail = |e: soragen_core::Error| {
+            gst::error_msg!(gst::LibraryError::Init, ("Cannot load the model {}: {e}", folder.display()))
+        };
+        match parse_device(&self.device) {
+            Some(None) => WanVace::shared(folder, candle_core::DType::F32).map_err(fail),
+            Some(Some(ordinal)) => {
+                let device = candle_core::Device::new_cuda(ordinal).map_err(|e| fail(e.into()))?;
+                WanVace::load(folder, candle_core::DType::F32, &device).map_err(fail)
+            }
+            None => unreachable!("set_property only stores valid devices"),
+        }
+    }
+
+    pub fn task_params(&self) -> TaskParams {
+        TaskParams {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            seed: self.seed,
+            steps: self.steps as usize,
+            guidance: self.guidance,
+            ..TaskParams::default()
+        }
+    }
+}
+
+/// `cpu` -> Some(None), `cuda:N` (or `cuda`) -> Some(Some(N)), anything else -> None.
+fn parse_device(device: &str) -> Option<Option<usize>> {
+    match device {
+        "cpu" => Some(None),
+        "cuda" => Some(Some(0)),
+        _ => device.strip_prefix("cuda:")?.parse().ok().map(Some),
+    }
+}
+
+/// Reports denoising progress as element messages and stops at the next step once `cancel` is
+/// set (by a flush or a state change to READY).
+pub struct BusProgress<'a> {
+    pub element: &'a gst::Element,
+    pub cancel: &'a AtomicBool,
+    window: AtomicU32,
+    windows: AtomicU32,
+}
+
+impl<'a> BusProgress<'a> {
+    pub fn new(element: &'a gst::Element, cancel: &'a AtomicBool) -> Self {
+        Self { element, cancel, window: AtomicU32::new(0), windows: AtomicU32::new(1) }
+    }
+}
+
+impl Observer for BusProgress<'_> {
+    fn step(&self, done: usize, total: usize) {
+        let structure = gst::Structure::builder(PROGRESS_MESSAGE)
+            .field("step", done as u32)
+            .field("total", total as u32)
+            .field("window", self.window.load(Ordering::Relaxed))
+            .field("windows", self.windows.load(Ordering::Relaxed))
+            .build();
+        let _ = self.element.post_message(gst::message::Element::builder(structure).src(self.element).build());
+    }
+
+    fn window(&self, index: usize, count: usize) {
+        self.window.store(index as u32, Ordering::Relaxed);
+        self.windows.store(count as u32, Ordering::Relaxed);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+/// Gives a generated buffer its own timing: `offset` is the frame number at the stream's frame
+/// rate (as `videotestsrc` counts), left unset without a rate.
+pub fn stamp(buffer: &mut gst::BufferRef, pts: gst::ClockTime, duration: gst::ClockTime, fps: Option<gst::Fraction>) {
+    buffer.set_pts(pts);
+    buffer.set_dts(gst::ClockTime::NONE);
+    buffer.set_duration(duration);
+    let frame = fps.filter(|fps| fps.numer() > 0).and_then(|fps| {
+        pts.nseconds()
+            .mul_div_round(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds())
+    });
+    if let Some(frame) = frame {
+        buffer.set_offset(frame);
+        buffer.set_offset_end(frame + 1);
+    }
+}
+
+/// Attaches the meta that marks a buffer as generated.
+pub fn mark_generated(buffer: &mut gst::BufferRef, record: &GeneratedBy) {
+    let mut meta = gst::meta::CustomMeta::add(buffer, GENERATED_META).expect("meta registered at plugin load");
+    let s = meta.mut_structure();
+    s.set("model", &record.model);
+    s.set("prompt", &record.prompt);
+    s.set("seed", record.seed);
+    s.set("task", &record.task);
+}
+
+/// What the meta of a generated buffer says.
+#[derive(Clone, Debug)]
+pub struct GeneratedBy {
+    pub model: String,
+    pub prompt: String,
+    pub seed: u64,
+    pub task: String,
+}

@@ -1,0 +1,152 @@
+//! The built plugin in the real tools: `gst-inspect-1.0` lists it, `gst-launch-1.0` runs every
+//! mode with `videotestsrc` and the tiny model, and we count the buffers reaching `fakesink`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const TINY_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny");
+
+/// A folder holding only the plugin cargo built for this test (its `deps/` folder holds every
+/// other shared library too, which GStreamer would try to load), plus a fresh registry.
+fn plugin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        let built = deps.join("libgstsoragen.so");
+        assert!(built.is_file(), "cargo builds the cdylib next to the test: {}", built.display());
+        let dir = std::env::temp_dir().join(format!("soragen-gst-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&built, dir.join("libgstsoragen.so")).unwrap();
+        dir
+    })
+}
+
+fn gst_tool(tool: &str, args: &[&str]) -> Output {
+    let dir = plugin_dir();
+    // A hung pipeline fails the test instead of stalling the suite.
+    Command::new("timeout")
+        .arg("120")
+        .arg(tool)
+        .args(args)
+        .env("GST_PLUGIN_PATH", dir)
+        .env("GST_REGISTRY", dir.join("registry.bin"))
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} must be installed (gstreamer1.0-tools): {e}"))
+}
+
+/// Runs a pipeline; returns its output and how many buffers reached the fakesink.
+fn launch(pipeline: &str) -> (Output, usize) {
+    let mut args = vec!["-v"];
+    args.extend(pipeline.split_whitespace());
+    let output = gst_tool("gst-launch-1.0", &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let buffers = stdout.lines().filter(|l| l.contains("last-message = chain")).count();
+    (output, buffers)
+}
+
+fn assert_buffers(pipeline: &str, expected: usize) {
+    let (output, buffers) = launch(pipeline);
+    assert!(output.status.success(), "{pipeline}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(buffers, expected, "{pipeline}");
+}
+
+fn source(count: u32, format: &str) -> String {
+    format!("videotestsrc num-buffers={count} ! video/x-raw,format={format},width=32,height=32,framerate=16/1")
+}
+
+const SINK: &str = "fakesink silent=false";
+
+fn inspect(name: &str) -> String {
+    let output = gst_tool("gst-inspect-1.0", &["--no-colors", name]);
+    assert!(output.status.success(), "gst-inspect-1.0 {name}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn gst_inspect_documents_both_elements() {
+    let soragen = inspect("soragen");
+    for expected in [
+        "Filter/Effect/Video",
+        "passthrough",
+        "extend-forward",
+        "extend-backward",
+        "insert",
+        "replace-background",
+        "context-frames",
+        "negative-prompt",
+        "processing-latency",
+        "insert-at",
+        "Range: 1 - 1000 Default: 50",
+        "format: { (string)RGBA, (string)RGBx, (string)BGRA, (string)BGRx, (string)RGB, (string)I420, (string)NV12 }",
+    ] {
+        assert!(soragen.contains(expected), "missing {expected:?} in\n{soragen}");
+    }
+    let source = inspect("soragensrc");
+    assert!(source.contains("Source/Video") && source.contains("num-frames"), "{source}");
+}
+
+#[test]
+fn passthrough_lets_every_frame_through() {
+    assert_buffers(&format!("{} ! soragen ! {SINK}", source(5, "I420")), 5);
+}
+
+#[test]
+fn extend_forward_adds_frames_after_the_last() {
+    assert_buffers(
+        &format!("{} ! soragen mode=extend-forward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "NV12")),
+        8,
+    );
+}
+
+#[test]
+fn extend_backward_adds_frames_before_the_first() {
+    assert_buffers(
+        &format!("{} ! soragen mode=extend-backward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "BGRx")),
+        8,
+    );
+}
+
+#[test]
+fn insert_fills_the_boundary_concat_makes() {
+    let piece = source(3, "RGB");
+    assert_buffers(
+        &format!(
+            "concat name=c ! soragen mode=insert frames=2 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK} {piece} ! c. {piece} ! c."
+        ),
+        8,
+    );
+}
+
+#[test]
+fn replace_background_keeps_every_frame() {
+    assert_buffers(
+        &format!("{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "RGBA")),
+        5,
+    );
+}
+
+#[test]
+fn soragensrc_generates_the_requested_frames() {
+    assert_buffers(
+        &format!("soragensrc num-frames=5 steps=2 model={TINY_MODEL} ! video/x-raw,format=I420,width=32,height=32 ! {SINK}"),
+        5,
+    );
+}
+
+#[test]
+fn a_bad_model_stops_the_pipeline_with_an_error() {
+    let (output, _) = launch(&format!("{} ! soragen mode=extend-forward model=/nonexistent ! {SINK}", source(5, "RGBA")));
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("Cannot load the model /nonexistent"), "{text}");
+}
+
+#[test]
+fn an_out_of_range_value_is_refused_with_a_warning() {
+    let (output, buffers) = launch(&format!("{} ! soragen steps=0 ! {SINK}", source(2, "RGBA")));
+    assert!(output.status.success());
+    assert_eq!(buffers, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("steps"), "{stderr}");
+}
