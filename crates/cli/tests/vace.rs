@@ -48,7 +48,7 @@ fn frames(path: &Path) -> candle_core::Tensor {
 }
 
 fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    soragen_models::max_abs_diff(a, b).unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
@@ -263,10 +263,4 @@ pub fn read_latents(path: &Path, device: &Device) -> Result<Tensor> {
         .get("latents")
         .cloned()
         .ok_or_else(|| Error::Input(format!("{} holds no tensor named `latents`", path.display())))
-}
-
-/// Largest absolute difference between two tensors of one shape (for parity checks).
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let diff = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
-    Ok(diff.flatten_all()?.max(D::Minus1)?.to_scalar::<f32>()?)
 }

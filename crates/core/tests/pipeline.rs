@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use soragen_core::model::WanVace;
-use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, max_abs_diff, read_latents};
+use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, read_latents};
+use soragen_models::max_abs_diff;
 use soragen_core::video::Video;
 
 const TOLERANCE: f32 = 1e-3;

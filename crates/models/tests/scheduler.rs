@@ -34,18 +34,7 @@ fn values(tensor: &Tensor) -> Vec<f64> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    soragen_models::max_abs_diff(a, b).unwrap()
 }
 
 /// Replays the fixture's closed loop (model output = 0.5 * sample + noise[i]) from the

@@ -108,17 +108,7 @@ fn tokenizer_matches_transformers() {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    soragen_models::max_abs_diff(a, b).unwrap()
 }
 
 fn encoder_cases() -> Vec<PathBuf> {

@@ -41,17 +41,7 @@ fn io(dir: &Path) -> HashMap<String, Tensor> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    soragen_models::max_abs_diff(a, b).unwrap()
 }
 
 /// Runs the model on a case's inputs (the VACE control only when the case has one).

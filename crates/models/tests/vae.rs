@@ -47,17 +47,7 @@ fn load_case_as(dir: &Path, dtype: DType) -> (AutoencoderKLWan, HashMap<String, 
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    soragen_models::max_abs_diff(a, b).unwrap()
 }
 
 /// Names `prefix{i}.suffix` present in `io`, in order.

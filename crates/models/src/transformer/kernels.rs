@@ -305,16 +305,7 @@ mod tests {
     use candle_core::{DType, Device, Tensor};
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        crate::max_abs_diff(a, b).unwrap()
     }
 
     #[test]
