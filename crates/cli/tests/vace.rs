@@ -145,3 +145,29 @@ fn bad_requests_fail_in_one_line_without_output() {
     assert!(!result.status.success());
     assert_eq!(std::fs::read(precious.join("notes.txt")).unwrap(), b"mine");
 }
+
+#[test]
+fn ctrl_c_stops_between_steps_and_writes_nothing() {
+    let case = fixture("tiny_extend");
+    let request = request(&case);
+    let output = scratch("interrupt").join("out.y4m");
+    let mut args = vace_args(&case, &request, output.to_str().unwrap());
+    let steps = args.iter().position(|a| a == "--steps").unwrap();
+    args[steps + 1] = "100000".into();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_soragen"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed().as_secs() < 20, "did not stop within a step");
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("cancelled, nothing written"), "{stderr}");
+    assert!(!output.exists());
+}

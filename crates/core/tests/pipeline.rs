@@ -118,3 +118,32 @@ fn bad_model_folders_are_clear_errors() {
     let message = load_error(&mismatched);
     assert!(message.contains("vae") && message.contains("shape"), "{message}");
 }
+
+/// A transformer stored under the original Wan release names (`blocks.N.self_attn.q`, ...)
+/// loads through the same folder loader and gives the same frames.
+#[test]
+fn original_wan_tensor_names_give_the_same_frames() {
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/tiny_extend");
+    let renamed = tiny_copy("original-names");
+    let file = renamed.join("transformer/diffusion_pytorch_model.safetensors");
+    let tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let original: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| (soragen_models::transformer::diffusers_to_original_name(&name), t))
+        .collect();
+    assert!(original.contains_key("blocks.0.self_attn.q.weight"));
+    candle_core::safetensors::save(&original, &file).unwrap();
+
+    let device = Device::Cpu;
+    let video = Video::read(&case.join("video")).unwrap();
+    let masks = Video::read(&case.join("mask")).unwrap();
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap();
+    let run = |folder: &Path| {
+        let model = WanVace::load(folder, DType::F32, &device).unwrap();
+        let sampling = Sampling { steps: 2, guidance: 1.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(3) };
+        let prompt = model.encode_prompt("a harbour at dawn").unwrap();
+        model.generate(&input, &prompt, None, &sampling, &Silent).unwrap()
+    };
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
+    assert_eq!(max_abs_diff(&run(&tiny), &run(&renamed)).unwrap(), 0.0);
+}
