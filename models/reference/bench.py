@@ -112,7 +112,7 @@ def main():
         f"| {name} | {ours[key]:.3f} s | {theirs[key]:.3f} s | {ours[key] / theirs[key]:.2f} |"
         for name, key in rows)
     import diffusers
-    report = f"""# Benchmarks
+    report = f"""## VACE: one denoising step and one VAE decode, Soragen vs diffusers
 
 Measured by `python models/reference/bench.py --threads {args.threads} --repeats {args.repeats}`
 (median of {args.repeats} runs after a warm-up), Soragen and diffusers {diffusers.__version__} /
@@ -130,8 +130,22 @@ the Wan2.1 VAE architecture (base 96, multipliers 1, 2, 4, 4); {FRAMES} frames a
 Peak memory (whole process, peak RSS): Soragen {ours['peak_rss_mib']:.0f} MiB, diffusers
 {theirs['peak_rss_mib']:.0f} MiB (the diffusers process also holds torch and the Python runtime).
 """
-    (REPO / "BENCHMARKS.md").write_text(report)
+    replace_section(REPO / "BENCHMARKS.md", report)
     print(report)
+
+
+def replace_section(path: Path, section: str) -> None:
+    """Replaces this benchmark's section of BENCHMARKS.md (from its heading to the next `## `),
+    keeping the other benchmarks' sections."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    heading = section.splitlines()[0]
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    path.write_text(text)
 
 
 if __name__ == "__main__":
