@@ -268,6 +268,111 @@ fn replace_background_regenerates_windows_of_frames() {
     assert_eq!(pts_in_frames(&rest), vec![2]);
 }
 
+/// `soragen` in replace-background with its mask pad requested, RGBx video (no alpha: the
+/// masks must come from the pad), playing; returns the video and the mask harness.
+fn replace_background_with_mask_pad(properties: &str, mask_size: u32) -> (Harness, Harness) {
+    let mut video = element_harness(&format!(
+        "soragen model={TINY_MODEL} steps=2 mode=replace-background prompt=\"a harbour\" seed=7 {properties}"
+    ));
+    let mut mask = Harness::with_element(&video.element().unwrap(), Some("mask"), None);
+    mask.set_src_caps_str(&format!("video/x-raw,format=GRAY8,width={mask_size},height={mask_size},framerate=8/1"));
+    video.set_src_caps_str(&caps("RGBx"));
+    video.play();
+    (video, mask)
+}
+
+/// A grey mask at `FRAME * start` lasting `frames` frames, every pixel at `level`.
+fn mask_frame(level: u8, start: u64, frames: u64, size: u32) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(vec![level; (size * size) as usize]);
+    let b = buffer.get_mut().unwrap();
+    b.set_pts(FRAME * start);
+    b.set_duration(FRAME * frames);
+    buffer
+}
+
+/// Pushes masks on their own thread, as their own streaming thread would (a mask waits until
+/// the video has reached it).
+fn push_masks(mut mask: Harness, masks: Vec<gst::Buffer>) -> std::thread::JoinHandle<Harness> {
+    std::thread::spawn(move || {
+        for buffer in masks {
+            let _ = mask.push(buffer);
+        }
+        mask
+    })
+}
+
+#[test]
+fn replace_background_matches_masks_from_the_mask_pad_by_running_time() {
+    let (mut h, mask) = replace_background_with_mask_pad("frames=4", SIZE);
+    // Masks at half the video's rate: white (all background) over frames 0-1, black (no
+    // background) over frames 2-3.
+    let masks = push_masks(mask, vec![mask_frame(255, 0, 2, SIZE), mask_frame(0, 2, 2, SIZE)]);
+    let inputs: Vec<_> = (0..4).map(frame).collect();
+    for input in &inputs {
+        h.push(input.clone()).unwrap();
+    }
+    masks.join().unwrap();
+    let output = pull_all(&mut h);
+    assert_eq!(pts_in_frames(&output), vec![0, 1, 2, 3]);
+    assert_generated_frames(&output[..2], 0);
+    assert_untouched(&output[2], &inputs[2], 0);
+    assert_untouched(&output[3], &inputs[3], 0);
+}
+
+#[test]
+fn a_mask_of_another_size_is_an_error() {
+    let (mut h, mut mask) = replace_background_with_mask_pad("frames=2", SIZE / 2);
+    let bus = bus_for(&h);
+    h.push(frame(0)).unwrap();
+    mask.push(mask_frame(255, 0, 2, SIZE / 2)).unwrap();
+    assert_eq!(h.push(frame(1)), Err(gst::FlowError::NotNegotiated));
+    let text = error_text(&bus);
+    assert!(text.contains("masks are 16x16 but the video is 32x32"), "{text}");
+}
+
+#[test]
+fn a_frame_before_the_first_mask_is_an_error() {
+    let (mut h, mask) = replace_background_with_mask_pad("frames=2", SIZE);
+    let bus = bus_for(&h);
+    let masks = push_masks(mask, vec![mask_frame(255, 2, 2, SIZE)]);
+    h.push(frame(0)).unwrap();
+    assert_eq!(h.push(frame(1)), Err(gst::FlowError::Error));
+    let text = error_text(&bus);
+    assert!(text.contains("no mask for the frame") && text.contains("the mask stream starts at"), "{text}");
+    h.push_event(gst::event::Eos::new());
+    masks.join().unwrap();
+}
+
+#[test]
+fn a_mask_stream_that_ends_before_the_video_is_an_error() {
+    let (mut h, mut mask) = replace_background_with_mask_pad("frames=2", SIZE);
+    let bus = bus_for(&h);
+    h.push(frame(0)).unwrap();
+    mask.push(mask_frame(255, 0, 1, SIZE)).unwrap();
+    assert!(mask.push_event(gst::event::Eos::new()));
+    assert_eq!(h.push(frame(1)), Err(gst::FlowError::Error));
+    let text = error_text(&bus);
+    assert!(text.contains("the mask stream ended (EOS) before the video"), "{text}");
+}
+
+#[test]
+fn the_mask_pad_serves_only_replace_background() {
+    init();
+    let element = gst::ElementFactory::make("soragen")
+        .property_from_str("mode", "extend-forward")
+        .property("model", TINY_MODEL)
+        .build()
+        .unwrap();
+    assert!(element.request_pad_simple("mask").is_some());
+    let template = element.pad_template("mask").unwrap();
+    assert!(element.request_pad(&template, None, None).is_none(), "one mask pad at most");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    assert!(element.set_state(gst::State::Paused).is_err());
+    assert!(error_text(&bus).contains("The mask pad serves only mode=replace-background"));
+    element.set_state(gst::State::Null).unwrap();
+}
+
 #[test]
 fn generated_frames_come_out_in_the_input_format() {
     for format in ["RGBx", "BGRA", "BGRx", "RGB", "I420", "NV12"] {

@@ -78,6 +78,7 @@ fn gst_inspect_documents_both_elements() {
         "processing-latency",
         "insert-at",
         "Range: 1 - 1000 Default: 50",
+        "SINK template: 'mask'",
         "format: { (string)RGBA, (string)RGBx, (string)BGRA, (string)BGRx, (string)RGB, (string)I420, (string)NV12 }",
     ] {
         assert!(soragen.contains(expected), "missing {expected:?} in\n{soragen}");
@@ -122,6 +123,19 @@ fn insert_fills_the_boundary_concat_makes() {
 fn replace_background_keeps_every_frame() {
     assert_buffers(
         &format!("{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "RGBA")),
+        5,
+    );
+}
+
+#[test]
+fn replace_background_takes_masks_from_a_second_pad() {
+    let mask = "videotestsrc num-buffers=5 pattern=white ! video/x-raw,format=GRAY8,width=32,height=32,framerate=16/1";
+    assert_buffers(
+        &format!(
+            // The mask pad first: until it exists, the video pad offers only formats with alpha.
+            "soragen name=s mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK} {mask} ! s.mask {} ! s.sink",
+            source(5, "RGB")
+        ),
         5,
     );
 }

@@ -15,6 +15,7 @@ use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use super::Mode;
+use super::mask::{self, MaskError, MaskStream};
 use crate::frames;
 use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
 
@@ -93,6 +94,8 @@ struct Job {
     info: Option<VideoInfo>,
     model: Option<Arc<WanVace>>,
     frame_duration: gst::ClockTime,
+    /// The video segment, to match held frames with masks by running time.
+    segment: gst::FormattedSegment<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -197,6 +200,7 @@ impl State {
             info: self.info.clone(),
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
+            segment: self.segment.clone(),
         }
     }
 
@@ -278,9 +282,13 @@ impl State {
 pub struct Soragen {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
+    /// Replace-background's grey mask stream, when requested.
+    mask_pad: Mutex<Option<gst::Pad>>,
+    masks: MaskStream,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    /// Set by FLUSH_START and PAUSED -> READY: a running generation stops at its next step.
+    /// Set by FLUSH_START and PAUSED -> READY: a running generation (or a wait for masks) stops
+    /// at its next step.
     cancel: AtomicBool,
 }
 
@@ -318,7 +326,12 @@ impl Soragen {
                 }
                 state.collecting
             }
-            Mode::ReplaceBackground => true,
+            Mode::ReplaceBackground => {
+                if let Some(end) = running_end(&state.segment, &buffer, state.frame_duration()) {
+                    self.masks.video_reached(end);
+                }
+                true
+            }
         };
         if !hold {
             state.remember(&buffer);
@@ -348,7 +361,13 @@ impl Soragen {
     /// Runs a job's generation, then pushes its output in order. Called with no lock held.
     fn run(&self, job: Job) -> Result<gst::FlowSuccess, gst::FlowError> {
         let generated = match (&job.task, &job.info, &job.model) {
-            (Some((kind, clip, next)), Some(info), Some(model)) => self.generate(model, kind, clip, next, info)?,
+            (Some((kind, clip, next)), Some(info), Some(model)) => {
+                let masks = match kind {
+                    TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, &job, info)?),
+                    _ => None,
+                };
+                self.generate(model, kind, clip, next, masks, info)?
+            }
             (Some(_), ..) => return Err(gst::FlowError::NotNegotiated),
             (None, ..) => vec![],
         };
@@ -416,6 +435,7 @@ impl Soragen {
         kind: &TaskKind,
         clip: &[gst::Buffer],
         next: &[gst::Buffer],
+        mask: Option<Vec<Vec<u8>>>,
         info: &VideoInfo,
     ) -> Result<Vec<(usize, gst::Buffer)>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
@@ -426,7 +446,7 @@ impl Soragen {
         let inputs = TaskInputs {
             clip: Some(frames::to_video(clip, info).map_err(convert_failed)?),
             next: (!next.is_empty()).then(|| frames::to_video(next, info)).transpose().map_err(convert_failed)?,
-            mask: None,
+            mask,
         };
         let params = soragen_core::tasks::TaskParams {
             context_frames: settings.context_frames as usize,
@@ -464,16 +484,95 @@ impl Soragen {
         Ok(buffers)
     }
 
+    fn mask_pad(&self) -> Option<gst::Pad> {
+        lock(&self.mask_pad).clone()
+    }
+
+    /// The masks of a replace-background window's frames from the mask pad, waiting for them.
+    fn masks_for(&self, clip: &[gst::Buffer], job: &Job, info: &VideoInfo) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+        let linked = self.mask_pad().is_some_and(|pad| pad.is_linked());
+        let times: Option<Vec<_>> = clip
+            .iter()
+            .map(|buffer| {
+                let middle = buffer.duration().unwrap_or(job.frame_duration) / 2;
+                job.segment.to_running_time(buffer.pts()? + middle)
+            })
+            .collect();
+        let result = match (linked, times) {
+            (false, _) => Err(MaskError::NotLinked),
+            (true, None) => Err(MaskError::Untimed),
+            (true, Some(times)) => self.masks.masks_for(&times, (info.width(), info.height()), &self.cancel),
+        };
+        result.map_err(|e| match e {
+            MaskError::Cancelled => gst::FlowError::Flushing,
+            MaskError::Size { .. } => {
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{e}"));
+                gst::FlowError::NotNegotiated
+            }
+            e => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
+                gst::FlowError::Error
+            }
+        })
+    }
+
+    fn mask_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match self.masks.push(buffer) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(MaskError::Flushing) => Err(gst::FlowError::Flushing),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// The mask pad's events stay with the mask stream: none goes downstream.
+    fn mask_event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::FlushStart(_) => self.masks.stop(),
+            EventView::FlushStop(_) => self.masks.start(),
+            EventView::Caps(caps) => match VideoInfo::from_caps(caps.caps()) {
+                Ok(info) => self.masks.set_caps(info),
+                Err(_) => {
+                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid mask caps {}", caps.caps()));
+                    return false;
+                }
+            },
+            EventView::Segment(segment) => match segment.segment().clone().downcast::<gst::ClockTime>() {
+                Ok(segment) => self.masks.set_segment(segment),
+                Err(_) => {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ("Only time segments are supported on the mask pad"));
+                    return false;
+                }
+            },
+            EventView::Eos(_) => self.masks.end(),
+            _ => {}
+        }
+        true
+    }
+
+    fn mask_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        match query.view() {
+            // The template's grey formats, at any size (the size is checked against the video's).
+            gst::QueryView::Caps(_) | gst::QueryView::AcceptCaps(_) => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+            _ => false,
+        }
+    }
+
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         use gst::EventView;
         gst::log!(CAT, obj = pad, "handling event {event:?}");
         match event.view() {
             EventView::FlushStart(_) => {
                 self.cancel.store(true, Ordering::SeqCst);
+                self.masks.wake();
                 self.srcpad.push_event(event)
             }
             EventView::FlushStop(_) => {
                 lock(&self.state).reset_stream();
+                self.masks.video_ended(false);
                 self.cancel.store(false, Ordering::SeqCst);
                 self.srcpad.push_event(event)
             }
@@ -490,12 +589,18 @@ impl Soragen {
                     return false;
                 }
                 let mut state = lock(&self.state);
-                if state.mode == Mode::ReplaceBackground && !frames::ALPHA_FORMATS.contains(&info.format()) {
+                if state.mode == Mode::ReplaceBackground
+                    && self.mask_pad().is_none()
+                    && !frames::ALPHA_FORMATS.contains(&info.format())
+                {
                     drop(state);
                     gst::element_imp_error!(
                         self,
                         gst::CoreError::Negotiation,
-                        ("replace-background takes its mask from the alpha channel: {:?} has none (use RGBA or BGRA)", info.format())
+                        (
+                            "replace-background without a mask pad takes its mask from the alpha channel: {:?} has none (use RGBA or BGRA, or link a grey mask stream to the mask pad)",
+                            info.format()
+                        )
                     );
                     return false;
                 }
@@ -542,7 +647,11 @@ impl Soragen {
                 drop(state);
                 self.drain(false).is_ok() && self.srcpad.push_event(event)
             }
-            EventView::Eos(_) => self.drain(true).is_ok() && self.srcpad.push_event(event),
+            EventView::Eos(_) => {
+                let drained = self.drain(true).is_ok();
+                self.masks.video_ended(true);
+                drained && self.srcpad.push_event(event)
+            }
             _ if event.is_serialized() => self.forward_in_order(event),
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
@@ -563,6 +672,7 @@ impl Soragen {
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Caps(q) = query.view_mut()
             && lock(&self.settings).mode == Mode::ReplaceBackground
+            && self.mask_pad().is_none()
         {
             // The mask comes from the alpha channel: offer only formats that have one.
             let downstream = self.srcpad.peer_query_caps(q.filter_owned().as_ref());
@@ -644,6 +754,8 @@ impl ObjectSubclass for Soragen {
         Self {
             sinkpad,
             srcpad,
+            mask_pad: Mutex::default(),
+            masks: MaskStream::default(),
             settings: Mutex::default(),
             state: Mutex::default(),
             cancel: AtomicBool::new(false),
@@ -792,6 +904,9 @@ impl ElementImpl for Soragen {
             vec![
                 gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
                 gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                // Replace-background: white = background, one mask per video frame by running time.
+                gst::PadTemplate::new("mask", gst::PadDirection::Sink, gst::PadPresence::Request, &frames::caps(&mask::FORMATS))
+                    .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -801,6 +916,14 @@ impl ElementImpl for Soragen {
         match transition {
             gst::StateChange::ReadyToPaused => {
                 let settings = lock(&self.settings).clone();
+                if settings.mode != Mode::ReplaceBackground && self.mask_pad().is_some() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Pad,
+                        ("The mask pad serves only mode=replace-background: release it or change the mode")
+                    );
+                    return Err(gst::StateChangeError);
+                }
                 let model = if settings.mode == Mode::Passthrough {
                     None
                 } else {
@@ -821,9 +944,14 @@ impl ElementImpl for Soragen {
                     ..State::default()
                 };
                 self.cancel.store(false, Ordering::SeqCst);
+                self.masks.start();
             }
-            // Stops a running generation so that deactivating the pads does not wait for it.
-            gst::StateChange::PausedToReady => self.cancel.store(true, Ordering::SeqCst),
+            // Stops a running generation (and waits for masks) so that deactivating the pads
+            // does not wait for them.
+            gst::StateChange::PausedToReady => {
+                self.cancel.store(true, Ordering::SeqCst);
+                self.masks.stop();
+            }
             _ => {}
         }
         let success = self.parent_change_state(transition)?;
@@ -832,4 +960,42 @@ impl ElementImpl for Soragen {
         }
         Ok(success)
     }
+
+    fn request_new_pad(&self, template: &gst::PadTemplate, _name: Option<&str>, _caps: Option<&gst::Caps>) -> Option<gst::Pad> {
+        if template.name_template() != "mask" || self.mask_pad().is_some() {
+            gst::warning!(CAT, imp = self, "there is one mask pad at most");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(template)
+            .name("mask")
+            .chain_function(|_pad, parent, buffer| {
+                Soragen::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.mask_chain(buffer))
+            })
+            .event_function(|_pad, parent, event| {
+                Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_event(event))
+            })
+            .query_function(|pad, parent, query| {
+                Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_query(pad, query))
+            })
+            .build();
+        self.obj().add_pad(&pad).ok()?;
+        *lock(&self.mask_pad) = Some(pad.clone());
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        self.masks.stop();
+        let _ = pad.set_active(false);
+        let _ = self.obj().remove_pad(pad);
+        *lock(&self.mask_pad) = None;
+    }
+}
+
+/// Running time where `buffer` ends.
+fn running_end(
+    segment: &gst::FormattedSegment<gst::ClockTime>,
+    buffer: &gst::Buffer,
+    frame_duration: gst::ClockTime,
+) -> Option<gst::ClockTime> {
+    segment.to_running_time(buffer.pts()? + buffer.duration().unwrap_or(frame_duration))
 }

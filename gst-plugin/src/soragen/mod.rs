@@ -6,6 +6,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod mask;
 
 /// What the element does to the stream.
 #[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
@@ -31,7 +32,7 @@ pub enum Mode {
     )]
     Insert,
     #[enum_value(
-        name = "Replace background: regenerate where the alpha channel is transparent, in windows of 'frames'",
+        name = "Replace background: regenerate the background (white in the grey stream on the 'mask' pad, else transparent alpha), in windows of 'frames'",
         nick = "replace-background"
     )]
     ReplaceBackground,
