@@ -373,6 +373,113 @@ fn the_mask_pad_serves_only_replace_background() {
     element.set_state(gst::State::Null).unwrap();
 }
 
+fn segment_with(rate: f64, stop: Option<gst::ClockTime>) -> gst::Event {
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_rate(rate);
+    segment.set_stop(stop);
+    gst::event::Segment::new(&segment)
+}
+
+/// The segments the element pushed so far, leaving its other events out.
+fn pushed_segments(h: &mut Harness) -> Vec<gst::FormattedSegment<gst::ClockTime>> {
+    std::iter::from_fn(|| h.try_pull_event())
+        .filter_map(|e| match e.view() {
+            gst::EventView::Segment(s) => Some(s.segment().clone().downcast::<gst::ClockTime>().unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn extending_moves_the_segment_stop_by_the_new_frames() {
+    for mode in ["extend-forward", "extend-backward"] {
+        let mut h = harness(&format!("mode={mode} frames=3 context-frames=1 prompt=\"a harbour\" seed=7"));
+        let _startup = pushed_segments(&mut h);
+        assert!(h.push_event(segment_with(1.0, Some(FRAME * 4))));
+        assert_eq!(pushed_segments(&mut h).last().unwrap().stop(), Some(FRAME * 7), "{mode}");
+    }
+}
+
+#[test]
+fn insert_moves_the_segment_stop_by_what_it_pushes_back() {
+    let mut h = harness("mode=insert frames=3 context-frames=1 prompt=\"a harbour\" seed=7");
+    assert!(h.push_event(segment_with(1.0, Some(FRAME * 5))));
+    h.push(frame(0)).unwrap();
+    assert!(h.push_event(gst::event::Gap::builder(FRAME).duration(FRAME).build()));
+    let _before = pushed_segments(&mut h);
+    h.push(frame(2)).unwrap();
+    h.push(frame(3)).unwrap();
+    // 3 new frames in a 1-frame gap push the rest back by 2 frames: so does the stop.
+    assert_eq!(pushed_segments(&mut h).last().unwrap().stop(), Some(FRAME * 7));
+    assert_eq!(pts_in_frames(&pull_all(&mut h)), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn the_duration_query_counts_the_new_frames() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=5 ! {} ! soragen name=s mode=extend-forward frames=3 model={TINY_MODEL} ! fakesink",
+        caps("RGBA")
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    assert!(pipeline.state(gst::ClockTime::from_seconds(30)).0.is_ok());
+    let soragen = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("s").unwrap();
+    let duration = soragen.static_pad("src").unwrap().query_duration::<gst::ClockTime>();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(duration, Some(FRAME * 8), "5 frames + 3 new ones");
+}
+
+#[test]
+fn insert_measures_gaps_in_timestamps_at_any_rate() {
+    for rate in [0.5, 2.0] {
+        // A jump of 8 frames: the 3 new frames go just before the second piece.
+        let mut h = harness("mode=insert frames=3 context-frames=2 prompt=\"a harbour\" seed=7");
+        assert!(h.push_event(segment_with(rate, None)));
+        for index in [0, 1, 10, 11] {
+            h.push(frame(index)).unwrap();
+        }
+        assert_eq!(pts_in_frames(&pull_all(&mut h)), vec![0, 1, 7, 8, 9, 10, 11], "rate {rate}");
+        let gap = std::iter::from_fn(|| h.try_pull_event()).find(|e| e.type_() == gst::EventType::Gap).unwrap();
+        let gst::EventView::Gap(gap) = gap.view() else { unreachable!() };
+        assert_eq!(gap.get(), (FRAME * 2, Some(FRAME * 5)), "rate {rate}");
+        // A gap event of 1 frame: the second piece moves back by 2 frames.
+        let mut h = harness("mode=insert frames=3 context-frames=2 prompt=\"a harbour\" seed=7");
+        assert!(h.push_event(segment_with(rate, None)));
+        h.push(frame(0)).unwrap();
+        h.push(frame(1)).unwrap();
+        assert!(h.push_event(gst::event::Gap::builder(FRAME * 2).duration(FRAME).build()));
+        for index in 3..5 {
+            h.push(frame(index)).unwrap();
+        }
+        assert_eq!(pts_in_frames(&pull_all(&mut h)), vec![0, 1, 2, 3, 4, 5, 6], "rate {rate}");
+    }
+}
+
+#[test]
+fn held_frames_count_in_running_time_at_the_segment_rate() {
+    let mut h = harness("mode=extend-backward frames=3 context-frames=2");
+    h.set_upstream_latency(gst::ClockTime::ZERO);
+    assert!(h.push_event(segment_with(0.5, None)));
+    assert_eq!(h.query_latency(), Some(FRAME * 4), "2 frames at half speed");
+}
+
+#[test]
+fn extend_and_insert_refuse_reverse_playback() {
+    for mode in ["extend-forward", "extend-backward", "insert"] {
+        let mut h = harness(&format!("mode={mode}"));
+        let bus = bus_for(&h);
+        h.push_event(segment_with(-1.0, Some(FRAME * 10)));
+        assert!(error_text(&bus).contains("cannot run in reverse playback"), "{mode}");
+        assert!(h.push(frame(0)).is_err(), "{mode}: no frame goes through");
+    }
+    let mut h = harness("mode=replace-background frames=1");
+    let bus = bus_for(&h);
+    h.push_event(segment_with(-1.0, Some(FRAME * 10)));
+    h.push(frame(0)).unwrap();
+    assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none(), "replace-background plays in reverse");
+}
+
 #[test]
 fn generated_frames_come_out_in_the_input_format() {
     for format in ["RGBx", "BGRA", "BGRx", "RGB", "I420", "NV12"] {
@@ -501,6 +608,7 @@ fn a_bad_model_fails_ready_to_paused_with_a_message() {
     element.set_bus(Some(&bus));
     assert!(element.set_state(gst::State::Paused).is_err());
     assert!(error_text(&bus).contains("No model set"));
+    element.set_state(gst::State::Null).unwrap();
 }
 
 #[test]

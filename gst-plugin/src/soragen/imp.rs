@@ -144,6 +144,39 @@ impl State {
             .unwrap_or(FALLBACK_FRAME_DURATION)
     }
 
+    /// Stream time (timestamps) that passes in `running` time at the segment's rate.
+    fn timestamp_span(&self, running: gst::ClockTime) -> gst::ClockTime {
+        gst::ClockTime::from_nseconds((running.nseconds() as f64 * self.segment.rate().abs()) as u64)
+    }
+
+    /// Running time that `span` of timestamps takes at the segment's rate.
+    fn running_span(&self, span: gst::ClockTime) -> gst::ClockTime {
+        gst::ClockTime::from_nseconds((span.nseconds() as f64 / self.segment.rate().abs()) as u64)
+    }
+
+    /// How much longer the output is than the input so far: the generated frames that move
+    /// the stream (known in advance when extending; grows with each insert).
+    fn extension(&self) -> gst::ClockTime {
+        match self.mode {
+            Mode::ExtendForward | Mode::ExtendBackward => self.frame_duration() * self.frames,
+            Mode::Insert => self.shift,
+            Mode::Passthrough | Mode::ReplaceBackground => gst::ClockTime::ZERO,
+        }
+    }
+
+    /// The input segment with its stop and duration moved by the extension.
+    fn output_segment(&self) -> gst::FormattedSegment<gst::ClockTime> {
+        let extension = self.extension();
+        let mut segment = self.segment.clone();
+        if let Some(stop) = segment.stop() {
+            segment.set_stop(stop + extension);
+        }
+        if let Some(duration) = segment.duration() {
+            segment.set_duration(duration + extension);
+        }
+        segment
+    }
+
     /// Forgets everything about the stream so far (flush, caps change, stop), keeping the setup.
     fn reset_stream(&mut self) {
         self.held.clear();
@@ -185,7 +218,7 @@ impl State {
             boundary = true;
         }
         let jump = match (self.segment.to_running_time(pts), self.last_end_running_time) {
-            (Some(start), Some(end)) => start > end + self.frame_duration() / 2,
+            (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2,
             _ => false,
         };
         (boundary || jump) && !self.recent.is_empty()
@@ -229,7 +262,7 @@ impl State {
         }
         let first_pts = held_buffers[0].pts().unwrap_or(gst::ClockTime::ZERO);
         let gap = match (self.segment.to_running_time(first_pts), self.last_end_running_time) {
-            (Some(start), Some(end)) => start.saturating_sub(end),
+            (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)),
             _ => gst::ClockTime::ZERO,
         };
         if let Some(last) = held_buffers.last() {
@@ -266,6 +299,10 @@ impl State {
                 if gap > new_frames_span {
                     let gap_start = (first_pts + shift_before).saturating_sub(gap);
                     lead.push(gst::event::Gap::builder(gap_start).duration(gap - new_frames_span).build());
+                }
+                // The stream got longer: so does its segment.
+                if self.shift != shift_before && (self.segment.stop().is_some() || self.segment.duration().is_some()) {
+                    lead.push(gst::event::Segment::new(&self.output_segment()));
                 }
                 let previous = std::mem::take(&mut self.recent).into();
                 let skip = held_buffers.len().saturating_sub(self.context_frames);
@@ -620,13 +657,30 @@ impl Soragen {
                     return false;
                 };
                 let mut state = lock(&self.state);
+                if segment.rate() < 0.0 && matches!(state.mode, Mode::ExtendForward | Mode::ExtendBackward | Mode::Insert) {
+                    drop(state);
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::NotImplemented,
+                        ("Extend and insert modes cannot run in reverse playback (segment rate {}): play forward", segment.rate())
+                    );
+                    return false;
+                }
                 state.segment = segment;
                 // A new segment after frames (as `concat` makes) is a boundary between pieces.
                 if state.mode == Mode::Insert && !state.recent.is_empty() {
                     state.collecting = true;
                 }
+                let output = state.output_segment();
+                let extended = output != state.segment;
                 drop(state);
-                self.srcpad.push_event(event)
+                // The rate may have changed the running time held frames take.
+                self.update_latency();
+                if extended {
+                    self.srcpad.push_event(gst::event::Segment::builder(&output).seqnum(event.seqnum()).build())
+                } else {
+                    self.srcpad.push_event(event)
+                }
             }
             EventView::Gap(_) => {
                 let mut state = lock(&self.state);
@@ -684,6 +738,19 @@ impl Soragen {
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Duration(q) = query.view_mut()
+            && q.format() == gst::Format::Time
+        {
+            let mut upstream = gst::query::Duration::new(gst::Format::Time);
+            if !self.sinkpad.peer_query(&mut upstream) {
+                return false;
+            }
+            match upstream.result() {
+                gst::GenericFormattedValue::Time(Some(duration)) => q.set(duration + lock(&self.state).extension()),
+                unknown => q.set(unknown),
+            }
+            return true;
+        }
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
             let mut upstream = gst::query::Latency::new();
             if !self.sinkpad.peer_query(&mut upstream) {
@@ -698,7 +765,8 @@ impl Soragen {
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
-    /// Held frames x frame duration + the processing budget, for modes that hold frames.
+    /// The running time held frames take at the segment's rate + the processing budget, for
+    /// modes that hold frames.
     fn own_latency(&self) -> gst::ClockTime {
         let settings = lock(&self.settings);
         let (held, budget) = (settings.held_frames(), settings.processing_latency);
@@ -706,7 +774,8 @@ impl Soragen {
         if held == 0 {
             return gst::ClockTime::ZERO;
         }
-        lock(&self.state).frame_duration() * held + budget
+        let state = lock(&self.state);
+        state.running_span(state.frame_duration() * held) + budget
     }
 
     /// Posts a Latency message when our latency changed since the last one.
