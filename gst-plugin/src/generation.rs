@@ -34,7 +34,39 @@ pub struct GenerationSettings {
     pub steps: u32,
     pub guidance: f64,
     pub seed: u64,
-    pub device: String,
+    pub device: DeviceChoice,
+}
+
+/// Where the model runs, as the `device` property says: `auto`, `cpu` or `cuda:N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The GPU in a CUDA build when one opens, else the CPU (with one log line saying why).
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// Reads `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(0)),
+            _ => text.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Auto => write!(f, "auto"),
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
 }
 
 impl Default for GenerationSettings {
@@ -47,7 +79,7 @@ impl Default for GenerationSettings {
             steps: params.steps as u32,
             guidance: params.guidance,
             seed: params.seed,
-            device: "cpu".into(),
+            device: DeviceChoice::default(),
         }
     }
 }
@@ -98,8 +130,8 @@ impl GenerationSettings {
                 .build(),
             glib::ParamSpecString::builder("device")
                 .nick("Device")
-                .blurb("Where the model runs: \"cpu\" or \"cuda:N\" (needs a CUDA build)")
-                .default_value(Some(defaults.device.as_str()))
+                .blurb("Where the model runs: \"auto\" (the GPU in a CUDA build when one opens, else the CPU), \"cpu\", or \"cuda:N\" (GPU N; needs a CUDA build)")
+                .default_value(Some(defaults.device.to_string().as_str()))
                 .mutable_ready()
                 .build(),
         ]
@@ -120,16 +152,15 @@ impl GenerationSettings {
             "guidance" => self.guidance = value.get().expect("type checked upstream"),
             "seed" => self.seed = value.get().expect("type checked upstream"),
             "device" => {
-                let device = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default();
-                if parse_device(&device).is_some() {
-                    self.device = device;
-                } else {
-                    glib::g_warning!(
+                let text = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default();
+                match DeviceChoice::parse(&text) {
+                    Some(device) => self.device = device,
+                    None => glib::g_warning!(
                         "soragen",
-                        "{}: invalid device {device:?}: use \"cpu\" or \"cuda:N\"; keeping {:?}",
+                        "{}: invalid device {text:?}: use \"auto\", \"cpu\" or \"cuda:N\"; keeping \"{}\"",
                         element.name(),
                         self.device
-                    );
+                    ),
                 }
             }
             _ => return false,
@@ -145,7 +176,7 @@ impl GenerationSettings {
             "steps" => self.steps.to_value(),
             "guidance" => self.guidance.to_value(),
             "seed" => self.seed.to_value(),
-            "device" => self.device.to_value(),
+            "device" => self.device.to_string().to_value(),
             _ => return None,
         })
     }
@@ -161,13 +192,13 @@ impl GenerationSettings {
         let fail = |e: soragen_core::Error| {
             gst::error_msg!(gst::LibraryError::Init, ("Cannot load the model {}: {e}", folder.display()))
         };
-        match parse_device(&self.device) {
-            Some(None) => WanVace::shared(folder, candle_core::DType::F32).map_err(fail),
-            Some(Some(ordinal)) => {
+        match self.device {
+            // Until the core chooses devices, the shared copy is the CPU's.
+            DeviceChoice::Auto | DeviceChoice::Cpu => WanVace::shared(folder, candle_core::DType::F32).map_err(fail),
+            DeviceChoice::Cuda(ordinal) => {
                 let device = candle_core::Device::new_cuda(ordinal).map_err(|e| fail(e.into()))?;
                 WanVace::load(folder, candle_core::DType::F32, &device).map_err(fail)
             }
-            None => unreachable!("set_property only stores valid devices"),
         }
     }
 
@@ -180,15 +211,6 @@ impl GenerationSettings {
             guidance: self.guidance,
             ..TaskParams::default()
         }
-    }
-}
-
-/// `cpu` -> Some(None), `cuda:N` (or `cuda`) -> Some(Some(N)), anything else -> None.
-fn parse_device(device: &str) -> Option<Option<usize>> {
-    match device {
-        "cpu" => Some(None),
-        "cuda" => Some(Some(0)),
-        _ => device.strip_prefix("cuda:")?.parse().ok().map(Some),
     }
 }
 

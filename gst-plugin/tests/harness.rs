@@ -625,10 +625,15 @@ fn replace_background_refuses_formats_without_alpha() {
 fn an_invalid_device_is_refused_and_the_old_value_kept() {
     init();
     let element = gst::ElementFactory::make("soragen").build().unwrap();
+    assert_eq!(element.property::<String>("device"), "auto");
     element.set_property("device", "gpu");
-    assert_eq!(element.property::<String>("device"), "cpu");
-    element.set_property("device", "cuda:1");
-    assert_eq!(element.property::<String>("device"), "cuda:1");
+    assert_eq!(element.property::<String>("device"), "auto");
+    for device in ["cpu", "cuda:1", "auto"] {
+        element.set_property("device", device);
+        assert_eq!(element.property::<String>("device"), device);
+    }
+    element.set_property("device", "cuda");
+    assert_eq!(element.property::<String>("device"), "cuda:0");
 }
 
 #[test]

@@ -78,6 +78,8 @@ fn gst_inspect_documents_both_elements() {
         "processing-latency",
         "insert-at",
         "Range: 1 - 1000 Default: 50",
+        "\"auto\" (the GPU in a CUDA build when one opens, else the CPU), \"cpu\", or \"cuda:N\"",
+
         "SINK template: 'mask'",
         "format: { (string)RGBA, (string)RGBx, (string)BGRA, (string)BGRx, (string)RGB, (string)I420, (string)NV12 }",
     ] {
