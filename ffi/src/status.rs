@@ -21,6 +21,8 @@ impl Status {
     pub const REPLY_YES: Status = Status(kOfxStatReplyYes);
     pub const REPLY_NO: Status = Status(kOfxStatReplyNo);
     pub const REPLY_DEFAULT: Status = Status(kOfxStatReplyDefault);
+    pub const GPU_OUT_OF_MEMORY: Status = Status(kOfxStatGPUOutOfMemory);
+    pub const GPU_RENDER_FAILED: Status = Status(kOfxStatGPURenderFailed);
 
     pub(crate) fn check(code: OfxStatus) -> Result<()> {
         if code == kOfxStatOK { Ok(()) } else { Err(Status(code)) }
@@ -44,6 +46,8 @@ impl fmt::Debug for Status {
             kOfxStatReplyYes => "ReplyYes",
             kOfxStatReplyNo => "ReplyNo",
             kOfxStatReplyDefault => "ReplyDefault",
+            kOfxStatGPUOutOfMemory => "GPUOutOfMemory",
+            kOfxStatGPURenderFailed => "GPURenderFailed",
             code => return write!(f, "Status({code})"),
         };
         f.write_str(name)

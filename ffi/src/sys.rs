@@ -3,6 +3,7 @@
 
 pub use openfx::sys::generic::core::*;
 pub use openfx::sys::generic::property::*;
+pub use openfx::sys::image_effect_v1::gpu_render::*;
 pub use openfx::sys::image_effect_v1::image_effect::*;
 pub use openfx::sys::image_effect_v1::memory::*;
 pub use openfx::sys::image_effect_v1::message::*;

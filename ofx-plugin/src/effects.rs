@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{Depth, ImageEffect, Result, Status};
 
-use crate::params;
+use crate::{cuda, params};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EffectKind {
@@ -134,7 +134,7 @@ impl EffectKind {
         // guard their own caches.
         props.set_strings(kOfxImageEffectPluginRenderThreadSafety, &[kOfxImageEffectRenderInstanceSafe])?;
         props.set_bool(kOfxImageEffectPluginPropHostFrameThreading, false)?;
-        Ok(())
+        cuda::describe(props)
     }
 
     /// The DescribeInContext action: clips and parameters.

@@ -75,19 +75,30 @@ impl Instance {
         lock(&self.generating)
     }
 
-    /// The model in `folder`, loaded once per process.
-    pub fn model(&self, folder: &str) -> std::result::Result<Arc<WanVace>, Failure> {
+    /// The model in `folder` when this or another instance holds it loaded; an error when no
+    /// folder is set.
+    pub fn loaded_model(&self, folder: &str) -> std::result::Result<Option<Arc<WanVace>>, Failure> {
         if folder.is_empty() {
             return Err(Failure::User(
                 "no model: set Model to a Wan2.1-VACE model folder (or SORAGEN_MODEL before starting the host)".into(),
             ));
         }
-        let mut model = lock(&self.model);
-        if let Some(loaded) = model.as_ref().filter(|m| m.folder == Path::new(folder)) {
-            return Ok(loaded.clone());
+        let holds = |instance: &Instance| lock(&instance.model).as_ref().filter(|m| m.folder == Path::new(folder)).cloned();
+        if let Some(own) = holds(self) {
+            return Ok(Some(own));
         }
+        let others: Vec<Arc<Instance>> = lock(&INSTANCES).values().cloned().collect();
+        let found = others.iter().find_map(|other| holds(other));
+        if let Some(model) = &found {
+            *lock(&self.model) = Some(model.clone());
+        }
+        Ok(found)
+    }
+
+    /// Loads the model in `folder` (once per process) and holds it for this instance.
+    pub fn load_model(&self, folder: &str) -> std::result::Result<Arc<WanVace>, Failure> {
         let loaded = WanVace::shared(Path::new(folder), DType::F32)?;
-        *model = Some(loaded.clone());
+        *lock(&self.model) = Some(loaded.clone());
         Ok(loaded)
     }
 

@@ -2,8 +2,10 @@
 //! binary (`Soragen.ofx` in `Soragen.ofx.bundle`). Every exported function and action entry
 //! catches panics (in `soragen_ofx_ffi::dispatch`/`set_host`): nothing unwinds into the host.
 
+mod cuda;
 mod effects;
 mod instance;
+mod memory;
 mod params;
 mod pixels;
 mod plan;

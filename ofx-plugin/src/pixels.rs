@@ -6,6 +6,8 @@ use std::hash::{Hash, Hasher};
 use soragen_core::video::Frame;
 use soragen_ofx_ffi::{Components, Depth, Image, RectI};
 
+use crate::memory::{OutOfMemory, zeroed};
+
 fn read(bytes: &[u8], depth: Depth, index: usize) -> f32 {
     match depth {
         Depth::Byte => bytes[index] as f32 / 255.0,
@@ -54,10 +56,10 @@ fn frame_row(rect: &RectI, y: i32) -> usize {
 
 /// The image's pixels inside `rect` as an 8-bit frame (black where the image has none); alpha
 /// kept for RGBA images.
-pub fn to_frame(image: &Image, rect: RectI) -> Frame {
+pub fn to_frame(image: &Image, rect: RectI) -> Result<Frame, OutOfMemory> {
     let (width, height) = (rect.width(), rect.height());
-    let mut rgb = vec![0u8; width * height * 3];
-    let mut alpha = (image.components == Components::Rgba).then(|| vec![0u8; width * height]);
+    let mut rgb = zeroed(width * height * 3)?;
+    let mut alpha = if image.components == Components::Rgba { Some(zeroed(width * height)?) } else { None };
     let inside = rect.intersect(&image.bounds);
     for y in inside.y1..inside.y2 {
         let Some(row) = image.row(y) else { continue };
@@ -71,20 +73,20 @@ pub fn to_frame(image: &Image, rect: RectI) -> Frame {
             }
         }
     }
-    Frame { rgb, alpha }
+    Ok(Frame { rgb, alpha })
 }
 
 /// A matte from a mask image: its alpha, or luma when it has none (white = subject).
-pub fn to_matte(image: &Image, rect: RectI) -> Vec<u8> {
-    let frame = to_frame(image, rect);
-    match (image.components, frame.alpha) {
+pub fn to_matte(image: &Image, rect: RectI) -> Result<Vec<u8>, OutOfMemory> {
+    let frame = to_frame(image, rect)?;
+    Ok(match (image.components, frame.alpha) {
         (Components::Rgb, _) | (_, None) => frame
             .rgb
             .chunks_exact(3)
             .map(|p| ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8)
             .collect(),
         (_, Some(alpha)) => alpha,
-    }
+    })
 }
 
 /// Hash of an image's pixels and layout: the cache key of hosts without unique identifiers.

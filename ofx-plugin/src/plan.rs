@@ -81,6 +81,15 @@ pub struct Timing {
     pub next: Option<Range>,
     /// The instance's frame range (the transition's length; where a generator sits).
     pub effect: Range,
+    /// The Transition parameter at the time (Transition context): the host's own word on how
+    /// far into the transition the frame is, 0 at its start and 1 at its end.
+    pub transition: Option<f64>,
+}
+
+/// Which of a transition's `frames` frames the Transition parameter's `position` is (`position`
+/// k/n is frame k; the epsilon keeps k/n*n from rounding down to k-1).
+pub fn transition_frame(position: f64, frames: i64) -> i64 {
+    ((position * frames as f64 + 1e-6).floor() as i64).clamp(0, frames - 1)
 }
 
 fn span(first: i64, last: i64) -> Vec<i64> {
@@ -119,9 +128,11 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
         }
         (EffectKind::Insert, Context::Transition) => {
             let (s, e) = timing.effect;
-            if time < s || time > e {
-                return Err(outside());
-            }
+            let offset = match timing.transition {
+                Some(position) => transition_frame(position, len(timing.effect)),
+                None if (s..=e).contains(&time) => time - s,
+                None => return Err(outside()),
+            };
             let (from, to) = (source()?, timing.next.ok_or_else(|| missing("SourceTo"))?);
             // The frames just before and after the transition; inside it where the clips end there.
             let before = span((s - k).max(from.0), (s - 1).min(from.1));
@@ -133,7 +144,7 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
                 source_times: if before.is_empty() { vec![s.clamp(from.0, from.1)] } else { before },
                 next_times: if after.is_empty() { vec![e.clamp(to.0, to.1)] } else { after },
             };
-            generate(window, time - s)
+            generate(window, offset)
         }
         (EffectKind::Insert, _) => {
             let (a0, a1) = source()?;
@@ -225,7 +236,7 @@ mod tests {
     }
 
     fn timing(source: Range) -> Timing {
-        Timing { source: Some(source), next: None, effect: source }
+        Timing { source: Some(source), next: None, effect: source, transition: None }
     }
 
     #[test]
@@ -252,7 +263,7 @@ mod tests {
     #[test]
     fn insert_in_general_runs_a_then_new_frames_then_b() {
         let s = settings(3, 2, false);
-        let t = Timing { source: Some((0, 4)), next: Some((0, 5)), effect: (0, 4) };
+        let t = Timing { source: Some((0, 4)), next: Some((0, 5)), effect: (0, 4), transition: None };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
         let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::General, &t, &s, 7).unwrap() else { panic!() };
         assert_eq!((window.source_times, window.next_times, offset), (vec![3, 4], vec![0, 1], 2));
@@ -263,11 +274,27 @@ mod tests {
     #[test]
     fn transition_fills_its_own_length_from_the_frames_around_it() {
         let s = settings(99, 2, false);
-        let t = Timing { source: Some((0, 20)), next: Some((0, 30)), effect: (10, 14) };
+        let t = Timing { source: Some((0, 20)), next: Some((0, 30)), effect: (10, 14), transition: None };
         let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap() else { panic!() };
         assert_eq!((window.frames, &window.source_times, &window.next_times, offset), (5, &vec![8, 9], &vec![15, 16], 2));
-        let needed = frames_needed(&FramePlan::Generate { window, offset }, false);
+        let needed = frames_needed(&FramePlan::Generate { window: window.clone(), offset }, false);
         assert_eq!(needed, vec![(Role::Source, (8, 9)), (Role::Next, (15, 16))]);
+        // The Transition parameter, where the host gives it, decides the frame, not the time.
+        let at = |position| plan(EffectKind::Insert, Context::Transition, &Timing { transition: Some(position), ..t }, &s, 99);
+        assert_eq!(at(0.0), Ok(FramePlan::Generate { window: window.clone(), offset: 0 }));
+        assert_eq!(at(0.6), Ok(FramePlan::Generate { window, offset: 3 }));
+    }
+
+    #[test]
+    fn the_transition_position_picks_each_frame_once() {
+        for frames in [1, 2, 5, 7, 10, 24, 49, 100] {
+            let picked: Vec<i64> = (0..frames).map(|k| transition_frame(k as f64 / frames as f64, frames)).collect();
+            assert_eq!(picked, (0..frames).collect::<Vec<_>>(), "{frames} frames at k/n");
+        }
+        assert_eq!(transition_frame(1.0, 5), 4, "the end of the transition is its last frame");
+        assert_eq!(transition_frame(0.999, 5), 4);
+        assert_eq!(transition_frame(-0.5, 5), 0);
+        assert_eq!(transition_frame(7.0, 5), 4);
     }
 
     #[test]

@@ -5,16 +5,19 @@ use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::ffi::CStr;
 use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::Arc;
 
 use soragen_core::tasks::{TaskInputs, run_task};
 use soragen_core::vace::Observer;
-use soragen_core::video::Video;
+use soragen_core::video::{Frame, Video};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{Clip, Image, ImageEffect, MessageKind, PropertySet, RectI, Status};
 
+use crate::cuda;
 use crate::effects::{Context, MASK_CLIP, NEXT_CLIP};
 use crate::instance::{self, Generated, Instance};
+use crate::memory::{self, ModelSizes, OutOfMemory};
 use crate::params::Settings;
 use crate::pixels;
 use crate::plan::{self, FramePlan, Role, Timing, Window, WindowTask};
@@ -28,6 +31,16 @@ pub enum Failure {
     User(String),
     /// The host or the user stopped the render.
     Cancelled,
+    /// Not enough memory to go on: shown, and `kOfxStatErrMemory` for the host.
+    OutOfMemory(String),
+    /// A GPU render that could not run: shown, and `kOfxStatGPURenderFailed` for the host.
+    Gpu(String),
+}
+
+impl From<OutOfMemory> for Failure {
+    fn from(error: OutOfMemory) -> Self {
+        Failure::OutOfMemory(error.to_string())
+    }
 }
 
 impl From<Status> for Failure {
@@ -47,16 +60,17 @@ impl From<soragen_core::Error> for Failure {
 
 /// Reports a failure to the host: user-facing ones through the message suite.
 pub fn report(effect: ImageEffect, result: Result<(), Failure>) -> soragen_ofx_ffi::Result<()> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(Failure::Host(status)) => Err(status),
-        Err(Failure::User(message)) => {
-            // A failed message post must not hide the failure itself.
-            let _ = effect.set_persistent_message(MessageKind::Error, &format!("Soragen: {message}"));
-            Err(Status::FAILED)
-        }
-        Err(Failure::Cancelled) => Err(Status::FAILED),
-    }
+    let (message, status) = match result {
+        Ok(()) => return Ok(()),
+        Err(Failure::Host(status)) => return Err(status),
+        Err(Failure::Cancelled) => return Err(Status::FAILED),
+        Err(Failure::User(message)) => (message, Status::FAILED),
+        Err(Failure::OutOfMemory(message)) => (message, Status::ERR_MEMORY),
+        Err(Failure::Gpu(message)) => (message, Status::GPU_RENDER_FAILED),
+    };
+    // A failed message post must not hide the failure itself.
+    let _ = effect.set_persistent_message(MessageKind::Error, &format!("Soragen: {message}"));
+    Err(status)
 }
 
 fn clip_name(context: Context, role: Role) -> &'static CStr {
@@ -87,7 +101,8 @@ impl Instance {
         self.effect.inputs(self.context).iter().any(|input| input.name == clip_name(self.context, role))
     }
 
-    fn timing(&self, effect: ImageEffect) -> soragen_ofx_ffi::Result<Timing> {
+    /// The clips' and the effect's frame ranges, and the transition's position at `time`.
+    fn timing(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Timing> {
         let connected_range = |role| -> soragen_ofx_ffi::Result<Option<(i64, i64)>> {
             if !self.has_role(role) {
                 return Ok(None);
@@ -95,7 +110,17 @@ impl Instance {
             let clip = self.clip(effect, role)?;
             Ok(if clip.connected() { Some(range(clip.properties)?) } else { None })
         };
-        Ok(Timing { source: connected_range(Role::Source)?, next: connected_range(Role::Next)?, effect: range(effect.properties()?)? })
+        let transition = if self.context == Context::Transition {
+            Some(effect.params()?.param(kOfxImageEffectTransitionParamName)?.double(time)?)
+        } else {
+            None
+        };
+        Ok(Timing {
+            source: connected_range(Role::Source)?,
+            next: connected_range(Role::Next)?,
+            effect: range(effect.properties()?)?,
+            transition,
+        })
     }
 
     fn settings(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Settings> {
@@ -125,7 +150,7 @@ pub fn time_domain(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ffi::Re
         return Err(Status::REPLY_DEFAULT);
     }
     let settings = instance.settings(effect, 0.0)?;
-    let (first, last) = plan::time_domain(instance.effect, &instance.timing(effect)?, &settings).ok_or(Status::REPLY_DEFAULT)?;
+    let (first, last) = plan::time_domain(instance.effect, &instance.timing(effect, 0.0)?, &settings).ok_or(Status::REPLY_DEFAULT)?;
     out.set_doubles(kOfxImageEffectPropFrameRange, &[first as f64, last as f64])
 }
 
@@ -133,7 +158,7 @@ pub fn frames_needed(effect: ImageEffect, args: PropertySet, out: PropertySet) -
     let instance = instance::get(effect)?;
     let time = args.double(kOfxPropTime)?;
     let settings = instance.settings(effect, time)?;
-    let Ok(plan) = plan::plan(instance.effect, instance.context, &instance.timing(effect)?, &settings, frame(time)) else {
+    let Ok(plan) = plan::plan(instance.effect, instance.context, &instance.timing(effect, time)?, &settings, frame(time)) else {
         // No such output frame: render will say why; nothing to fetch.
         return Err(Status::REPLY_DEFAULT);
     };
@@ -159,13 +184,14 @@ pub fn regions_of_interest(effect: ImageEffect, args: PropertySet, out: Property
 }
 
 pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
+    cuda::refuse_device_images(args)?;
     let instance = instance::get(effect)?;
     let time = args.double(kOfxPropTime)?;
     let [x1, y1, x2, y2] = args.ints(kOfxImageEffectPropRenderWindow)?;
     let window = RectI { x1, y1, x2, y2 };
     let scale = args.doubles::<2>(kOfxImageEffectPropRenderScale)?;
     let settings = instance.settings(effect, time)?;
-    let plan = plan::plan(instance.effect, instance.context, &instance.timing(effect)?, &settings, frame(time))
+    let plan = plan::plan(instance.effect, instance.context, &instance.timing(effect, time)?, &settings, frame(time))
         .map_err(Failure::User)?;
     let mut output = effect
         .clip(kOfxImageEffectOutputClipName)?
@@ -238,11 +264,12 @@ fn identify(images: &[Image], key: &mut DefaultHasher) {
 fn read_clip(images: &[Image]) -> Result<(Video, RectI), Failure> {
     let rect = images[0].bounds;
     let mut video = Video::new(rect.width(), rect.height(), None);
+    video.frames.try_reserve_exact(images.len()).map_err(|_| OutOfMemory { bytes: images.len() * size_of::<Frame>() })?;
     for image in images {
         if image.bounds != rect {
             return Err(Failure::User("input frames change size inside one window".into()));
         }
-        video.frames.push(pixels::to_frame(image, rect));
+        video.frames.push(pixels::to_frame(image, rect)?);
     }
     Ok((video, rect))
 }
@@ -268,8 +295,14 @@ impl Instance {
             inputs.clip = Some(video);
             if !masks.is_empty() {
                 // Masks say where the subject is; the task wants the background (> 127).
-                let background = masks.iter().map(|m| pixels::to_matte(m, rect).into_iter().map(|v| 255 - v).collect());
-                inputs.mask = Some(background.collect());
+                let mut background = Vec::new();
+                background.try_reserve_exact(masks.len()).map_err(|_| OutOfMemory { bytes: masks.len() * size_of::<Vec<u8>>() })?;
+                for mask in &masks {
+                    let mut matte = pixels::to_matte(mask, rect)?;
+                    matte.iter_mut().for_each(|v| *v = 255 - *v);
+                    background.push(matte);
+                }
+                inputs.mask = Some(background);
             }
             rect
         } else {
@@ -289,7 +322,12 @@ impl Instance {
         if let Some(hit) = self.cached(key) {
             return Ok(hit);
         }
-        let model = self.model(&settings.model)?;
+        let loaded = self.loaded_model(&settings.model)?;
+        self.check_memory(&settings.model, loaded.is_none(), window, rect, settings)?;
+        let model = match loaded {
+            Some(model) => model,
+            None => self.load_model(&settings.model)?,
+        };
         let mut params = settings.task.clone();
         if draft {
             params.steps = params.steps.div_ceil(2);
@@ -307,5 +345,22 @@ impl Instance {
         let generated = Arc::new(Generated { video: output.video, first_output, rect });
         self.store(key, generated.clone());
         Ok(generated)
+    }
+
+    /// Refuses a generation that would not fit in memory (see `memory.rs`): the model's weights
+    /// when it is not loaded yet, plus the window's activations.
+    fn check_memory(&self, folder: &str, with_weights: bool, window: &Window, rect: RectI, settings: &Settings) -> Result<(), Failure> {
+        // A folder whose sizes cannot be read does not load either; the loader says why, better.
+        let Ok(sizes) = ModelSizes::read(Path::new(folder)) else { return Ok(()) };
+        let frames = if window.edits_in_place() { window.frames } else { window.frames + window.source_times.len() + window.next_times.len() };
+        let activations = sizes.activations(&memory::Window {
+            frames,
+            width: rect.width(),
+            height: rect.height(),
+            window_frames: settings.task.window_frames,
+            guidance: settings.task.guidance > 1.0,
+        });
+        let need = activations + if with_weights { sizes.weights } else { 0 };
+        memory::check(need, memory::budget().map_err(Failure::User)?.as_ref()).map_err(Failure::OutOfMemory)
     }
 }

@@ -187,10 +187,16 @@ fn insert_transition_fills_the_transition_from_both_clips() {
     quick(&instance, 99, 2);
     let needed = instance.frames_needed(12.0).unwrap();
     assert_eq!((needed["SourceFrom"].clone(), needed["SourceTo"].clone()), (vec![8.0, 9.0], vec![15.0, 16.0]));
-    for t in 10..=14 {
-        assert_generated(&instance.render(t as f64).unwrap());
-    }
+    let frames: Vec<_> = (10..=14).map(|t| instance.render(t as f64).unwrap()).collect();
+    frames.iter().for_each(assert_generated);
     assert_eq!(instance.log().progress_starts, 1, "one generation for the transition");
+    // The host's Transition parameter picks the frame (floor(position * length)), whatever the time.
+    for (position, frame) in [(0.0, 0), (0.6, 3), (0.999, 4), (1.0, 4)] {
+        instance.pin_transition(Some(position));
+        assert_eq!(instance.render(11.0).unwrap(), frames[frame], "position {position}");
+    }
+    instance.pin_transition(None);
+    assert_eq!(instance.log().progress_starts, 1, "all from the one generation");
     assert_all_released(&instance);
 }
 

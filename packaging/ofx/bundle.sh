@@ -3,7 +3,7 @@
 #
 #   packaging/ofx/bundle.sh [--debug] [--install]
 #
-# The bundle lands in target/ofx/Soragen.ofx.bundle. --install copies it into the first folder
+# Release builds are stripped (strip from binutils, or $STRIP). The bundle lands in target/ofx/Soragen.ofx.bundle. --install copies it into the first folder
 # of OFX_PLUGIN_PATH, or /usr/OFX/Plugins when that is unset (which usually needs root).
 set -eu
 
@@ -19,9 +19,9 @@ for arg in "$@"; do
 done
 
 case "$(uname -s)-$(uname -m)" in
-    Linux-x86_64) arch=Linux-x86-64; library=libsoragen_ofx.so ;;
-    Linux-aarch64) arch=Linux-arm-64; library=libsoragen_ofx.so ;;
-    Darwin-*) arch=MacOS; library=libsoragen_ofx.dylib ;;
+    Linux-x86_64) arch=Linux-x86-64; library=libsoragen_ofx.so; strip_flags=--strip-unneeded ;;
+    Linux-aarch64) arch=Linux-arm-64; library=libsoragen_ofx.so; strip_flags=--strip-unneeded ;;
+    Darwin-*) arch=MacOS; library=libsoragen_ofx.dylib; strip_flags=-x ;;
     *) echo "unsupported platform $(uname -s)-$(uname -m)" >&2; exit 1 ;;
 esac
 
@@ -38,6 +38,10 @@ bundle="$target/ofx/Soragen.ofx.bundle"
 rm -rf "$bundle"
 mkdir -p "$bundle/Contents/$arch" "$bundle/Contents/Resources"
 cp "$target/$profile/$library" "$bundle/Contents/$arch/Soragen.ofx"
+if [ "$profile" = release ]; then
+    # Symbols and debug information are for developers; hosts need the exported entry points only.
+    "${STRIP:-strip}" $strip_flags "$bundle/Contents/$arch/Soragen.ofx"
+fi
 sed "s/@VERSION@/$version/g" "$root/packaging/ofx/Info.plist.in" > "$bundle/Contents/Info.plist"
 # Hosts show Resources/<plugin identifier>.png next to each effect.
 python3 "$root/packaging/ofx/icon.py" "$bundle/Contents/Resources" \

@@ -1,5 +1,8 @@
-//! Shared by the host-profile tests: the bundle built from this crate's cdylib, one host per
-//! test process, and instance set-up on the tiny model.
+//! Shared by the host-profile tests: the bundle under test, one host per test process, and
+//! instance set-up on the tiny model.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -19,9 +22,17 @@ pub fn tiny_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny").canonicalize().expect("models/tiny")
 }
 
-/// `Soragen.ofx.bundle` laid out as packaging/ofx does, around the cdylib cargo built for this
-/// test (it sits next to the test binary in `deps/`).
-fn bundle() -> PathBuf {
+/// Environment variable naming a built `Soragen.ofx.bundle` (e.g. packaging/ofx/bundle.sh's
+/// release bundle) for every test to load instead of this build's cdylib.
+pub const BUNDLE_ENV: &str = "SORAGEN_OFX_BUNDLE";
+
+/// The bundle under test: `SORAGEN_OFX_BUNDLE`, else `Soragen.ofx.bundle` laid out as
+/// packaging/ofx does around the cdylib cargo built for this test (next to the test binary in
+/// `deps/`).
+pub fn bundle() -> PathBuf {
+    if let Some(given) = std::env::var_os(BUNDLE_ENV) {
+        return PathBuf::from(given);
+    }
     let test_binary = std::env::current_exe().unwrap();
     let built = test_binary.parent().unwrap().join("libsoragen_ofx.so");
     assert!(built.is_file(), "{} not built", built.display());

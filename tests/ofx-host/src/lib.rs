@@ -13,6 +13,7 @@ mod pixels;
 mod props;
 mod suites;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct Profile {
     pub top_down_rows: bool,
     /// Report unconnected optional inputs as connected (Resolve does).
     pub unconnected_look_connected: bool,
+    /// Offer CUDA render and CUDA streams, and render with CUDA where the effect supports it.
+    pub cuda: bool,
 }
 
 impl Profile {
@@ -52,7 +55,11 @@ impl Profile {
         unique_ids: false,
         top_down_rows: true,
         unconnected_look_connected: true,
+        cuda: false,
     };
+
+    /// Resolve with GPU rendering on CUDA.
+    pub const RESOLVE_CUDA: Profile = Profile { name: "org.soragen.testhost.resolve-cuda", cuda: true, ..Profile::RESOLVE };
 
     pub const NUKE: Profile = Profile {
         name: "org.soragen.testhost.nuke",
@@ -62,6 +69,7 @@ impl Profile {
         unique_ids: true,
         top_down_rows: false,
         unconnected_look_connected: false,
+        cuda: false,
     };
 }
 
@@ -130,6 +138,8 @@ impl Host {
             (kOfxImageEffectPropSetableFielding, vec![Value::Int(0)]),
             (kOfxParamHostPropSupportsStringAnimation, vec![Value::Int(0)]),
             (kOfxParamHostPropMaxParameters, vec![Value::Int(-1)]),
+            (kOfxImageEffectPropCudaRenderSupported, vec![Value::str(if profile.cuda { "true" } else { "false" })]),
+            (kOfxImageEffectPropCudaStreamSupported, vec![Value::str(if profile.cuda { "true" } else { "false" })]),
             (suites::OFFERS_V2, vec![Value::Int(profile.offers_v2 as i32)]),
         ]));
         let ofx_host = Box::new(OfxHost { host: props.handle(), fetchSuite: Some(suites::fetch_suite) });
@@ -277,7 +287,8 @@ impl Host {
             obj.params.params.lock().unwrap().push((name.clone(), instance_param));
         }
         status(self.call(plugin, kOfxActionCreateInstance, &*obj as *const EffectObj as *const c_void, None, None))?;
-        let instance = Instance { host: self, plugin, obj, frame: RectI { x1: 0, y1: 0, x2: frame.0 as i32, y2: frame.1 as i32 } };
+        let frame = RectI { x1: 0, y1: 0, x2: frame.0 as i32, y2: frame.1 as i32 };
+        let instance = Instance { host: self, plugin, obj, frame, transition_position: Cell::new(None), force_cuda: Cell::new(false) };
         instance.clip_preferences()?;
         if setup.context == kOfxImageEffectContextGeneral
             && let Some((first, last)) = instance.time_domain()?
@@ -325,6 +336,11 @@ pub struct Instance<'h> {
     obj: Box<EffectObj>,
     /// The output frame in pixels.
     pub frame: RectI,
+    /// The Transition parameter's value for every action, where a test fixes it; else the
+    /// host sets it from the time, as hosts animate it.
+    transition_position: Cell<Option<f64>>,
+    /// Send CUDA renders whatever the effect declared, as a misbehaving host would.
+    force_cuda: Cell<bool>,
 }
 
 impl Instance<'_> {
@@ -347,6 +363,36 @@ impl Instance<'_> {
 
     pub fn log(&self) -> Log {
         self.obj.log.lock().unwrap().clone()
+    }
+
+    /// Fixes the Transition parameter (Transition context) at `position` for later actions;
+    /// None: the host sets it from each action's time again.
+    pub fn pin_transition(&self, position: Option<f64>) {
+        self.transition_position.set(position);
+    }
+
+    /// Sets the Transition parameter for an action at `time`: (time - first) / length over the
+    /// instance's frame range, 0 on its first frame, as hosts animate it.
+    fn position_transition(&self, time: f64) {
+        if self.obj.props.string(kOfxImageEffectPropContext).as_deref() != kOfxImageEffectContextTransition.to_str().ok() {
+            return;
+        }
+        let range = self.obj.props.doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
+        let (first, length) = (range[0], range[1] - range[0] + 1.0);
+        let position = self.transition_position.get().unwrap_or((time - first) / length);
+        self.set(kOfxImageEffectTransitionParamName.to_str().unwrap(), Value::Double(position));
+    }
+
+    /// Sends every later render as a CUDA render, even where the effect did not declare CUDA
+    /// support (a misbehaving host).
+    pub fn force_cuda_renders(&self, force: bool) {
+        self.force_cuda.set(force);
+    }
+
+    /// Whether renders go through CUDA: the host offers it and the effect declared it.
+    fn renders_with_cuda(&self) -> bool {
+        let declared = self.obj.props.string(kOfxImageEffectPropCudaRenderSupported).as_deref() == Some("true");
+        self.force_cuda.get() || (self.host.profile.cuda && declared)
     }
 
     pub fn stop(&self, stop: Stop) {
@@ -394,6 +440,7 @@ impl Instance<'_> {
 
     /// GetFramesNeeded at `time`: ranges by clip name.
     pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
+        self.position_transition(time);
         let args = PropSet::new([(kOfxPropTime, vec![Value::Double(time)])]);
         let needed = self.per_clip(kOfxImageEffectActionGetFramesNeeded, &args, kOfxImageClipPropFrameRange_)?;
         self.obj.log.lock().unwrap().frames_needed = needed.clone();
@@ -434,6 +481,7 @@ impl Instance<'_> {
         let scale = *self.obj.scale.lock().unwrap();
         self.frames_needed(time)?;
         self.regions_of_interest(time, scale, window)?;
+        self.position_transition(time);
         let output = self.obj.clip(kOfxImageEffectOutputClipName.to_str().unwrap()).expect("output clip");
         let depth = Depth::from_name(&output.props.string(kOfxImageEffectPropPixelDepth).unwrap()).unwrap();
         let components = Components::from_name(&output.props.string(kOfxImageEffectPropComponents).unwrap()).unwrap();
@@ -447,6 +495,11 @@ impl Instance<'_> {
             (kOfxImageEffectPropInteractiveRenderStatus, vec![Value::Int(0)]),
             (kOfxImageEffectPropRenderQualityDraft, vec![Value::Int(0)]),
         ]);
+        if self.renders_with_cuda() {
+            // This host has no GPU of its own: it only tells the effect, and records it.
+            args.set(kOfxImageEffectPropCudaEnabled, vec![Value::Int(1)]);
+            self.obj.log.lock().unwrap().cuda_renders += 1;
+        }
         let result = status(self.call(kOfxImageEffectActionRender, Some(&args), None));
         let buffer = self.obj.output.lock().unwrap().take().expect("output buffer");
         result.map(|()| buffer.to_pixels())

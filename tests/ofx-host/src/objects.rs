@@ -34,6 +34,8 @@ pub struct Log {
     pub frames_needed: BTreeMap<String, Vec<f64>>,
     /// The last GetRegionsOfInterest answer: clip name -> rectangle.
     pub regions_of_interest: BTreeMap<String, Vec<f64>>,
+    /// Renders sent with `kOfxImageEffectPropCudaEnabled`.
+    pub cuda_renders: usize,
 }
 
 /// When to say stop: after this many progress updates, through abort() or progressUpdate.
