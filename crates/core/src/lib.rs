@@ -1,5 +1,6 @@
 //! Soragen's inference core, shared by the CLI, the OpenFX plugin and the GStreamer element.
 
+pub mod hub;
 pub mod model;
 pub mod tasks;
 pub mod vace;

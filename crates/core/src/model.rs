@@ -41,15 +41,26 @@ fn part_dir(folder: &Path, part: &str) -> Result<PathBuf> {
     }
 }
 
+/// How the parts' tensors are served while the model is built.
+#[derive(Clone, Copy)]
+enum Tensors {
+    /// Read from the files.
+    Read,
+    /// Placeholders of the files' tensors: checks the folder without reading its data.
+    Checked,
+}
+
 /// Loads one part's weights and builds it, then insists every tensor was used.
 fn load_part<T>(
     dir: &Path,
-    dtype: DType,
-    device: &Device,
+    (dtype, device, tensors): (DType, &Device, Tensors),
     rename: Option<fn(&str) -> String>,
     build: impl FnOnce(candle_nn::VarBuilder<'static>) -> candle_core::Result<T>,
 ) -> Result<T> {
-    let weights = Weights::open_dir(dir)?;
+    let weights = match tensors {
+        Tensors::Read => Weights::open_dir(dir)?,
+        Tensors::Checked => Weights::open_dir(dir)?.as_placeholders(),
+    };
     let mut vb = weights.var_builder(dtype, device);
     if let Some(rename) = rename {
         vb = vb.rename_f(rename);
@@ -86,6 +97,18 @@ impl WanVace {
     }
 
     pub fn load(folder: &Path, dtype: DType, device: &Device) -> Result<Arc<Self>> {
+        Self::build(folder, (dtype, device, Tensors::Read)).map(Arc::new)
+    }
+
+    /// Checks a model folder as [`Self::load`] does (every part present, every tensor there
+    /// with the shape the configs ask for, none left unused) without reading the weights, so
+    /// even a 14B model is checked in moments and without memory.
+    pub fn verify(folder: &Path) -> Result<()> {
+        Self::build(folder, (DType::BF16, &Device::Cpu, Tensors::Checked)).map(drop)
+    }
+
+    fn build(folder: &Path, serve: (DType, &Device, Tensors)) -> Result<Self> {
+        let (dtype, device, _) = serve;
         if !folder.join("model_index.json").is_file() {
             return Err(Error::Input(format!(
                 "{} is not a diffusers model folder (no model_index.json)",
@@ -97,11 +120,11 @@ impl WanVace {
 
         let dir = part_dir(folder, "text_encoder")?;
         let config: text_encoder::Config = read_config(&dir.join("config.json"))?;
-        let text_encoder = load_part(&dir, dtype, device, None, |vb| UMT5EncoderModel::load(vb, &config))?;
+        let text_encoder = load_part(&dir, serve, None, |vb| UMT5EncoderModel::load(vb, &config))?;
 
         let dir = part_dir(folder, "vae")?;
         let config: vae::Config = read_config(&dir.join("config.json"))?;
-        let vae = load_part(&dir, DType::F32, device, None, |vb| AutoencoderKLWan::load(vb, &config))?;
+        let vae = load_part(&dir, (DType::F32, device, serve.2), None, |vb| AutoencoderKLWan::load(vb, &config))?;
 
         let dir = part_dir(folder, "transformer")?;
         let config: transformer::Config = read_config(&dir.join("config.json"))?;
@@ -109,7 +132,7 @@ impl WanVace {
         // `blocks.N.self_attn.q` ...): serve those names under diffusers' ones.
         let original = Weights::open_dir(&dir)?.contains("blocks.0.self_attn.q.weight");
         let rename = original.then_some(diffusers_to_original_name as fn(&str) -> String);
-        let transformer = load_part(&dir, dtype, device, rename, |vb| WanTransformer::load(vb, &config))?;
+        let transformer = load_part(&dir, serve, rename, |vb| WanTransformer::load(vb, &config))?;
         if !config.is_vace() {
             return Err(Error::Input(format!(
                 "{}: the transformer has no VACE layers; editing needs a Wan2.1-VACE model",
@@ -118,7 +141,7 @@ impl WanVace {
         }
 
         let scheduler = SchedulerConfig::from_file(part_dir(folder, "scheduler")?.join("scheduler_config.json"))?;
-        Ok(Arc::new(Self {
+        Ok(Self {
             folder: folder.to_path_buf(),
             device: device.clone(),
             dtype,
@@ -127,7 +150,7 @@ impl WanVace {
             vae,
             transformer,
             scheduler,
-        }))
+        })
     }
 
     pub fn vae_spatial_factor(&self) -> usize {

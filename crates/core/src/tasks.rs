@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use cache::{Cache, Key};
 use colour::ChannelStats;
+use resample::{Between, between};
 pub use colour::{Seam, seam};
 
 use crate::model::WanVace;
@@ -281,8 +282,8 @@ struct Request<'a> {
 enum Pick {
     /// A source frame, copied through.
     Source(Frame),
-    /// A slot of the model's timeline.
-    Slot(usize),
+    /// A moment of the model's timeline: one slot, or a time-weighted blend of two neighbours.
+    Model(Between),
 }
 
 /// A task as the model sees it, and how its output is put together.
@@ -291,11 +292,12 @@ enum Pick {
 /// rate. With [`TaskParams::match_frame_rate`] and a source that states its rate (a 23.976, 24,
 /// 25, 29.97, 30 or 50 fps timeline), the context frames are picked from the source 1/16 s
 /// apart (every `fps / 16` source frames, rounded to the nearest frame), so the model sees
-/// motion at the speed it was trained on and continues it at that speed; the new stretch of
-/// the output at the source rate takes, for each of its frames, the model frame nearest in
-/// time. Motion keeps the source's speed; at rates above 16 fps some new frames repeat
-/// (frame interpolation between model frames would smooth that, and is not done). Without a
-/// stated rate, or with matching off, frames are fed one to one.
+/// motion at the speed it was trained on and continues it at that speed; each frame of the new
+/// stretch of the output at the source rate is the two model frames around its moment, blended
+/// by how near it is to each (a frame that falls on a model frame is that frame exactly; the
+/// first and last new frames blend with the fixed frames the stretch starts or ends at). Motion
+/// keeps the source's speed and stays smooth above 16 fps. Without a stated rate, or with
+/// matching off, frames are fed one to one.
 struct Timeline {
     /// The frames the model sees, at its rate.
     slots: Vec<Slot>,
@@ -331,6 +333,10 @@ fn fixed(frames: Vec<Frame>) -> impl Iterator<Item = Slot> {
 
 fn new_frames(count: usize) -> impl Iterator<Item = Slot> {
     std::iter::repeat_with(|| Slot::New).take(count)
+}
+
+fn exact(slot: usize) -> Pick {
+    Pick::Model(Between::at(slot))
 }
 
 fn sources(clip: &Video) -> impl Iterator<Item = Pick> + '_ {
@@ -379,11 +385,21 @@ fn model_frames(frames: usize, step: f64, closed: bool) -> usize {
     (model as usize).max(1)
 }
 
-/// The new model frame (1-based) nearest in time to new source frame `at` (1-based), counted
-/// from the fixed frame the stretch starts at.
-fn nearest(at: usize, frames: usize, model: usize, closed: bool) -> usize {
-    let span = if closed { (model + 1) as f64 / (frames + 1) as f64 } else { model as f64 / frames as f64 };
-    ((at as f64 * span).round() as usize).clamp(1, model)
+/// The moment of new source frame `at` (1-based) in model frames after the fixed frame the
+/// stretch starts at, as numerator and denominator: `frames` new source frames span `model` new
+/// model frames (`closed`: up to the fixed frame after them).
+fn model_time(at: usize, frames: usize, model: usize, closed: bool) -> (isize, usize) {
+    let (numerator, denominator) = if closed { (at * (model + 1), frames + 1) } else { (at * model, frames) };
+    (numerator as isize, denominator)
+}
+
+/// The output's new frames when the stretch runs forward from slot `first_new` (its first new
+/// model frame) in a timeline of `slots`.
+fn stretch(frames: usize, model: usize, closed: bool, first_new: usize, slots: usize) -> impl Iterator<Item = Pick> {
+    (1..=frames).map(move |at| {
+        let (numerator, denominator) = model_time(at, frames, model, closed);
+        Pick::Model(between(numerator + (first_new as isize - 1) * denominator as isize, denominator, slots))
+    })
 }
 
 impl Timeline {
@@ -398,8 +414,8 @@ impl Timeline {
                 let step = source_step(clip, params);
                 let known = context_before(clip, step, context);
                 let (start, model) = (known.len(), model_frames(frames, step, false));
-                let slots = fixed(known).chain(new_frames(model)).collect();
-                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, false) - 1));
+                let slots: Vec<Slot> = fixed(known).chain(new_frames(model)).collect();
+                let new = stretch(frames, model, false, start, slots.len());
                 let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..]);
                 (slots, sources(clip).chain(new).collect(), clip, false, anchor)
             }
@@ -409,8 +425,12 @@ impl Timeline {
                 let step = source_step(clip, params);
                 let known = context_after(clip, step, context);
                 let model = model_frames(frames, step, false);
-                let slots = new_frames(model).chain(fixed(known)).collect();
-                let new = (1..=frames).rev().map(|before| Pick::Slot(model - nearest(before, frames, model, false)));
+                let slots: Vec<Slot> = new_frames(model).chain(fixed(known)).collect();
+                let len = slots.len();
+                let new = (1..=frames).rev().map(move |before| {
+                    let (numerator, denominator) = model_time(before, frames, model, false);
+                    Pick::Model(between((model * denominator) as isize - numerator, denominator, len))
+                });
                 let anchor = stats(&clip.frames[..near.min(clip.len())]);
                 (slots, new.chain(sources(clip)).collect(), clip, true, anchor)
             }
@@ -427,8 +447,8 @@ impl Timeline {
                 let step = source_step(a, params);
                 let (tail, head) = (context_before(a, step, context), context_after(b, step, context));
                 let (start, model) = (tail.len(), model_frames(frames, step, true));
-                let slots = fixed(tail).chain(new_frames(model)).chain(fixed(head)).collect();
-                let new = (1..=frames).map(|at| Pick::Slot(start + nearest(at, frames, model, true) - 1));
+                let slots: Vec<Slot> = fixed(tail).chain(new_frames(model)).chain(fixed(head)).collect();
+                let new = stretch(frames, model, true, start, slots.len());
                 let mut anchor_frames = a.frames[a.len().saturating_sub(near)..].to_vec();
                 anchor_frames.extend_from_slice(&b.frames[..near.min(b.len())]);
                 (slots, sources(a).chain(new).chain(sources(b)).collect(), a, false, stats(&anchor_frames))
@@ -436,7 +456,7 @@ impl Timeline {
             TaskKind::ReplaceBackground => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
                 let slots = background_slots(clip, inputs.mask.as_deref(), params)?;
-                (slots, (0..clip.len()).map(Pick::Slot).collect(), clip, false, None)
+                (slots, (0..clip.len()).map(exact).collect(), clip, false, None)
             }
             TaskKind::Generate { frames, width, height } => {
                 at_least_one(frames)?;
@@ -445,7 +465,7 @@ impl Timeline {
                 }
                 return Ok(Self {
                     slots: new_frames(frames).collect(),
-                    output: (0..frames).map(Pick::Slot).collect(),
+                    output: (0..frames).map(exact).collect(),
                     width,
                     height,
                     fps: Some(MODEL_FPS),
@@ -467,8 +487,11 @@ impl Timeline {
 
     /// Output frames that come from the model.
     fn generated(&self) -> Vec<Range<usize>> {
+        let generated = |moment: &Between| {
+            self.slots[moment.from].is_pending() || (moment.weight > 0.0 && self.slots[moment.to].is_pending())
+        };
         let flags: Vec<bool> =
-            self.output.iter().map(|pick| matches!(pick, Pick::Slot(i) if self.slots[*i].is_pending())).collect();
+            self.output.iter().map(|pick| matches!(pick, Pick::Model(moment) if generated(moment))).collect();
         runs(&flags)
     }
 
@@ -577,18 +600,46 @@ impl Timeline {
         Ok(output.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// The output clip. Each slot's frame is moved into the output, or released, after the
+    /// last output frame that uses it, so the output is never held twice.
     fn into_video(self) -> Video {
         let mut video = Video::new(self.width, self.height, self.fps);
-        let slots = self.slots;
+        let mut last_use = vec![None; self.slots.len()];
+        for (index, pick) in self.output.iter().enumerate() {
+            if let Pick::Model(moment) = pick {
+                last_use[moment.from] = Some(index);
+                last_use[moment.to] = Some(index);
+            }
+        }
+        let mut slots: Vec<Option<Frame>> = self
+            .slots
+            .into_iter()
+            .zip(&last_use)
+            .map(|(slot, used)| match slot {
+                Slot::Fixed(frame) => used.map(|_| frame),
+                _ => unreachable!("every window ran, so every slot is fixed"),
+            })
+            .collect();
         video.frames = self
             .output
             .into_iter()
-            .map(|pick| match pick {
+            .enumerate()
+            .map(|(index, pick)| match pick {
                 Pick::Source(frame) => frame,
-                Pick::Slot(index) => match &slots[index] {
-                    Slot::Fixed(frame) => frame.clone(),
-                    _ => unreachable!("every window ran, so every slot is fixed"),
-                },
+                Pick::Model(moment) => {
+                    let last = |slot: usize| last_use[slot] == Some(index);
+                    let frame = match (moment.weight == 0.0, last(moment.from)) {
+                        (true, true) => slots[moment.from].take(),
+                        (true, false) => slots[moment.from].clone(),
+                        (false, _) => slots[moment.from].as_ref().zip(slots[moment.to].as_ref()).map(|(from, to)| {
+                            Frame { rgb: resample::blend(&from.rgb, &to.rgb, moment.weight), alpha: None }
+                        }),
+                    };
+                    for slot in [moment.from, moment.to].into_iter().filter(|&slot| last(slot)) {
+                        slots[slot] = None;
+                    }
+                    frame.expect("a slot is released only after its last use")
+                }
             })
             .collect();
         video

@@ -328,8 +328,16 @@ fn distinct(frames: &[Frame]) -> usize {
     1 + frames.windows(2).filter(|pair| pair[0] != pair[1]).count()
 }
 
+/// Every byte of `frame` is `first` and `second` mixed with `weight` on `second`, rounded.
+fn assert_blend(frame: &Frame, first: &Frame, second: &Frame, weight: f32) {
+    for ((&v, &a), &b) in frame.rgb.iter().zip(&first.rgb).zip(&second.rgb) {
+        let expected = a as f32 * (1.0 - weight) + b as f32 * weight;
+        assert!((v as f32 - expected).abs() <= 0.5 + 1e-4, "{v} is not {a} and {b} mixed at {weight}");
+    }
+}
+
 #[test]
-fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_keep_its_timing() {
+fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_are_interpolated_in_time() {
     let mut source = clip(9, 0);
     source.fps = Some((48, 1));
     let inputs = with_clip(source.clone());
@@ -338,13 +346,35 @@ fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_keep_its_timing() {
     assert_eq!((out.video.len(), out.video.fps), (15, Some((48, 1))));
     assert_eq!(out.video.frames[..9], source.frames[..]);
     assert_eq!(out.record.generated, vec![9..15]);
-    // 6 frames at 48 fps last 1/8 s: two model frames at 16 fps, each shown for the frames
-    // nearest it in time.
-    assert_eq!(distinct(&out.video.frames[9..]), 2);
-    assert_eq!(out.video.frames[12], out.video.frames[11]);
+    // 6 frames at 48 fps last 1/8 s: two model frames at 16 fps, which new frames 3 and 6 fall
+    // on exactly; the others lie a third and two thirds of the way from the frame before.
+    let frames = &out.video.frames;
+    let (last_source, first_model, second_model) = (&source.frames[8], &frames[11], &frames[14]);
+    assert_ne!(first_model, second_model);
+    assert_eq!(distinct(&frames[9..]), 6);
+    assert_blend(&frames[9], last_source, first_model, 1.0 / 3.0);
+    assert_blend(&frames[10], last_source, first_model, 2.0 / 3.0);
+    assert_blend(&frames[12], first_model, second_model, 1.0 / 3.0);
+    assert_blend(&frames[13], first_model, second_model, 2.0 / 3.0);
 
     let one_to_one = run(kind, &inputs, &TaskParams { match_frame_rate: false, ..params() }).unwrap();
     assert_eq!(distinct(&one_to_one.video.frames[9..]), 6);
+}
+
+#[test]
+fn a_48_fps_extension_backward_is_interpolated_towards_the_clip() {
+    let mut source = clip(9, 0);
+    source.fps = Some((48, 1));
+    let out = run(TaskKind::ExtendBackward { frames: 6 }, &with_clip(source.clone()), &params()).unwrap();
+    assert_eq!(out.video.frames[6..], source.frames[..]);
+    assert_eq!(out.record.generated, vec![0..6]);
+    // Model frames 3 and 6 frames before the clip, blends between.
+    let frames = &out.video.frames;
+    let (earlier_model, later_model) = (&frames[0], &frames[3]);
+    assert_blend(&frames[1], earlier_model, later_model, 1.0 / 3.0);
+    assert_blend(&frames[2], earlier_model, later_model, 2.0 / 3.0);
+    assert_blend(&frames[4], later_model, &source.frames[0], 1.0 / 3.0);
+    assert_blend(&frames[5], later_model, &source.frames[0], 2.0 / 3.0);
 }
 
 #[test]
@@ -357,8 +387,12 @@ fn a_30_fps_insert_lands_on_clip_b() {
     assert_eq!(out.video.len(), 13);
     assert_eq!((&out.video.frames[..4], &out.video.frames[9..]), (&a.frames[..], &b.frames[..]));
     // 6 steps of 1/29.97 s from A's last to B's first frame are about 3 model steps: 2 new
-    // model frames in between.
-    assert_eq!(distinct(&out.video.frames[4..9]), 2);
+    // model frames in between, on new frames 2 and 4; the others halfway between neighbours.
+    let frames = &out.video.frames;
+    assert_eq!(distinct(&frames[4..9]), 5);
+    assert_blend(&frames[4], &a.frames[3], &frames[5], 0.5);
+    assert_blend(&frames[6], &frames[5], &frames[7], 0.5);
+    assert_blend(&frames[8], &frames[7], &b.frames[0], 0.5);
 }
 
 /// Cancels once `after` steps have run.

@@ -140,6 +140,14 @@ impl Weights {
         Arc::new(Self { origin: origin.to_string(), files: vec![], entries, used: Mutex::default() })
     }
 
+    /// Placeholders (see [`Self::placeholders`]) of exactly these tensors: builds a model
+    /// against a checkpoint's names, shapes and dtypes without reading or holding its data.
+    pub fn as_placeholders(&self) -> Arc<Self> {
+        let entries =
+            self.entries.iter().map(|(name, entry)| (name.clone(), Entry { file: None, ..entry.clone() })).collect();
+        Arc::new(Self { origin: self.origin.clone(), files: vec![], entries, used: Mutex::default() })
+    }
+
     /// A `VarBuilder` over these tensors, converting each to `dtype` on `device`.
     pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
         let backend: Box<dyn SimpleBackend> = Box::new(Backend(Arc::clone(self)));

@@ -1,5 +1,6 @@
-//! Resampling between a clip's own size and the model's working size, and the mask shaping
-//! (dilation, feather) of background replacement. Planes are f32, interleaved channels.
+//! Resampling between a clip's own size and the model's working size, in time between the
+//! source's frame rate and the model's, and the mask shaping (dilation, feather) of background
+//! replacement. Planes are f32, interleaved channels.
 
 /// One output sample's taps: the first source index and the normalised weights from there.
 struct Taps {
@@ -69,6 +70,45 @@ pub(crate) fn to_u8(value: f32) -> u8 {
     value.round().clamp(0.0, 255.0) as u8
 }
 
+/// A moment on a sequence of frames: at frame `from`, or `weight` of the way from it to the
+/// next frame `to`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Between {
+    pub from: usize,
+    pub to: usize,
+    pub weight: f32,
+}
+
+impl Between {
+    /// Exactly frame `index`.
+    pub fn at(index: usize) -> Self {
+        Self { from: index, to: index, weight: 0.0 }
+    }
+}
+
+/// The moment `numerator / denominator` frames after frame 0 of a sequence of `len` frames,
+/// held within it. Exact integer arithmetic: a moment that falls on a frame is that frame, with
+/// weight 0.
+pub(crate) fn between(numerator: isize, denominator: usize, len: usize) -> Between {
+    let denominator = denominator.max(1) as isize;
+    let end = (len.max(1) - 1) as isize;
+    let clamped = numerator.clamp(0, end * denominator);
+    let from = clamped.div_euclid(denominator);
+    let rest = clamped.rem_euclid(denominator);
+    if rest == 0 {
+        return Between::at(from as usize);
+    }
+    Between { from: from as usize, to: from as usize + 1, weight: (rest as f64 / denominator as f64) as f32 }
+}
+
+/// `first` where `weight` is 0 (its exact bytes), `second` where 1, mixed in proportion between.
+pub(crate) fn blend(first: &[u8], second: &[u8], weight: f32) -> Vec<u8> {
+    if weight == 0.0 {
+        return first.to_vec();
+    }
+    first.iter().zip(second).map(|(&a, &b)| to_u8(a as f32 * (1.0 - weight) + b as f32 * weight)).collect()
+}
+
 /// Running maximum (`grow`) or mean over a window of `radius` pixels either side, separably.
 fn filter(plane: &[f32], (width, height): (usize, usize), radius: usize, grow: bool) -> Vec<f32> {
     let pass = |input: &[f32], len: usize, lines: usize, at: &dyn Fn(usize, usize) -> usize| {
@@ -121,6 +161,33 @@ mod tests {
         let half = resize(&plane, (4, 1), 1, (2, 1));
         // Triangle over 2 source pixels each side: weights 1/8, 3/8, 3/8, 1/8 (edge renormalised).
         assert!(half[0] < half[1] && half[0] > 0.0 && half[1] < 30.0, "{half:?}");
+    }
+
+    #[test]
+    fn moments_advance_monotonically_and_land_exactly_on_frames() {
+        // 24 fps source frames on 16 fps model frames: every third falls on a frame.
+        let moments: Vec<Between> = (0..=12).map(|at| between(at * 2, 3, 20)).collect();
+        for (at, moment) in moments.iter().enumerate() {
+            let time = moment.from as f32 + moment.weight;
+            assert!((time - at as f32 * 2.0 / 3.0).abs() < 1e-6, "{at}: {moment:?}");
+            if at % 3 == 0 {
+                assert_eq!(*moment, Between::at(at * 2 / 3));
+            } else {
+                assert!(moment.weight > 0.0 && moment.weight < 1.0 && moment.to == moment.from + 1);
+            }
+        }
+        assert!(moments.windows(2).all(|p| (p[0].from, p[0].weight) < (p[1].from, p[1].weight)));
+        // Held within the sequence.
+        assert_eq!(between(-5, 3, 4), Between::at(0));
+        assert_eq!(between(100, 3, 4), Between::at(3));
+    }
+
+    #[test]
+    fn blends_weigh_by_time_and_keep_exact_bytes_at_zero() {
+        let (first, second) = (vec![0, 100, 255, 7], vec![30, 100, 0, 8]);
+        assert_eq!(blend(&first, &second, 0.0), first);
+        assert_eq!(blend(&first, &second, 1.0), second);
+        assert_eq!(blend(&first, &second, 1.0 / 3.0), vec![10, 100, 170, 7]);
     }
 
     #[test]
