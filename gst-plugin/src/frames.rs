@@ -1,6 +1,10 @@
 //! Between GStreamer buffers in any supported format and the core's 8-bit RGB frames.
 //! GStreamer's own video converter does the colour work (YUV matrices, chroma siting), through
-//! packed RGBA in both directions.
+//! packed RGBA in both directions. In a CUDA build, frames in CUDA memory of the model's GPU
+//! are converted there (`crate::cuda`).
+
+#[cfg(feature = "cuda")]
+use std::sync::Arc;
 
 use gst::glib;
 use gst_video::prelude::*;
@@ -23,6 +27,49 @@ pub const ALPHA_FORMATS: [VideoFormat; 2] = [VideoFormat::Rgba, VideoFormat::Bgr
 
 pub fn caps(formats: &[VideoFormat]) -> gst::Caps {
     gst_video::VideoCapsBuilder::new().format_list(formats.iter().copied()).build()
+}
+
+/// The element's caps for `formats`: in a CUDA build, first those the CUDA path takes in CUDA
+/// memory, then all in system memory.
+pub fn element_caps(formats: &[VideoFormat]) -> gst::Caps {
+    #[cfg(feature = "cuda")]
+    let caps = {
+        let mut all = crate::cuda::caps(formats);
+        all.merge(caps(formats));
+        all
+    };
+    #[cfg(not(feature = "cuda"))]
+    let caps = caps(formats);
+    caps
+}
+
+/// Where the negotiated caps keep frames, and so how they are read and written.
+#[derive(Clone, Default)]
+pub enum FrameMemory {
+    #[default]
+    System,
+    /// `memory:CUDAMemory` on the model's GPU.
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<crate::cuda::CudaFrames>),
+}
+
+impl FrameMemory {
+    pub fn to_video(&self, buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Self::Cuda(cuda) if buffers.iter().all(|buffer| cuda.is_ours(buffer)) => cuda.to_video(buffers, info),
+            // CUDA memory of another context is mapped through host memory, like system memory.
+            _ => to_video(buffers, info),
+        }
+    }
+
+    pub fn to_buffers(&self, frames: &[&Frame], info: &VideoInfo) -> Result<Vec<gst::Buffer>, glib::BoolError> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Self::Cuda(cuda) => cuda.to_buffers(frames, info),
+            Self::System => frames.iter().map(|frame| to_buffer(frame, info)).collect(),
+        }
+    }
 }
 
 /// Packed RGBA of the same geometry and timing as `info` (the converter refuses anything else).

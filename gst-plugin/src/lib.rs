@@ -9,6 +9,8 @@
 
 use gst::glib;
 
+#[cfg(feature = "cuda")]
+mod cuda;
 mod frames;
 pub mod generation;
 pub mod soragen;

@@ -16,7 +16,9 @@ use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
-use crate::frames;
+#[cfg(feature = "cuda")]
+use crate::cuda::{self, CudaFrames};
+use crate::frames::{self, FrameMemory};
 use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -96,6 +98,7 @@ struct Job {
     frame_duration: gst::ClockTime,
     /// The video segment, to match held frames with masks by running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
+    memory: FrameMemory,
 }
 
 #[derive(Default)]
@@ -107,6 +110,8 @@ struct State {
     insert_at: Vec<gst::ClockTime>,
     model: Option<Arc<WanVace>>,
     info: Option<VideoInfo>,
+    /// Where the negotiated caps keep frames.
+    memory: FrameMemory,
     segment: gst::FormattedSegment<gst::ClockTime>,
     held: VecDeque<Held>,
     /// The latest frames that went through: context of the next extension or insert (extra
@@ -234,6 +239,7 @@ impl State {
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
             segment: self.segment.clone(),
+            memory: self.memory.clone(),
         }
     }
 
@@ -322,6 +328,9 @@ pub struct Soragen {
     /// Replace-background's grey mask stream, when requested.
     mask_pad: Mutex<Option<gst::Pad>>,
     masks: MaskStream,
+    /// The model's GPU shared with the pipeline (from READY -> PAUSED), or why not.
+    #[cfg(feature = "cuda")]
+    cuda: Mutex<Result<Arc<CudaFrames>, String>>,
     settings: Mutex<Settings>,
     state: Mutex<State>,
     /// Set by FLUSH_START and PAUSED -> READY: a running generation (or a wait for masks) stops
@@ -403,7 +412,7 @@ impl Soragen {
                     TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, &job, info)?),
                     _ => None,
                 };
-                self.generate(model, kind, clip, next, masks, info)?
+                self.generate(model, (kind, clip, next), masks, info, &job.memory)?
             }
             (Some(_), ..) => return Err(gst::FlowError::NotNegotiated),
             (None, ..) => vec![],
@@ -469,11 +478,10 @@ impl Soragen {
     fn generate(
         &self,
         model: &WanVace,
-        kind: &TaskKind,
-        clip: &[gst::Buffer],
-        next: &[gst::Buffer],
+        (kind, clip, next): (&TaskKind, &[gst::Buffer], &[gst::Buffer]),
         mask: Option<Vec<Vec<u8>>>,
         info: &VideoInfo,
+        memory: &FrameMemory,
     ) -> Result<Vec<(usize, gst::Buffer)>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let convert_failed = |e: glib::BoolError| {
@@ -481,8 +489,8 @@ impl Soragen {
             gst::FlowError::Error
         };
         let inputs = TaskInputs {
-            clip: Some(frames::to_video(clip, info).map_err(convert_failed)?),
-            next: (!next.is_empty()).then(|| frames::to_video(next, info)).transpose().map_err(convert_failed)?,
+            clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
+            next: (!next.is_empty()).then(|| memory.to_video(next, info)).transpose().map_err(convert_failed)?,
             mask,
         };
         let params = soragen_core::tasks::TaskParams {
@@ -512,13 +520,17 @@ impl Soragen {
             seed: settings.generation.seed,
             task: output.record.task.clone(),
         };
-        let mut buffers = vec![];
-        for index in output.record.generated.iter().flat_map(Clone::clone) {
-            let mut buffer = frames::to_buffer(&output.video.frames[index], info).map_err(convert_failed)?;
-            mark_generated(buffer.make_mut(), &record);
-            buffers.push((index, buffer));
-        }
-        Ok(buffers)
+        let indices: Vec<usize> = output.record.generated.iter().flat_map(Clone::clone).collect();
+        let new_frames: Vec<_> = indices.iter().map(|&index| &output.video.frames[index]).collect();
+        let buffers = memory.to_buffers(&new_frames, info).map_err(convert_failed)?;
+        Ok(indices
+            .into_iter()
+            .zip(buffers)
+            .map(|(index, mut buffer)| {
+                mark_generated(buffer.make_mut(), &record);
+                (index, buffer)
+            })
+            .collect())
     }
 
     fn mask_pad(&self) -> Option<gst::Pad> {
@@ -641,9 +653,18 @@ impl Soragen {
                     );
                     return false;
                 }
+                let memory = match self.memory_for(caps.caps(), state.mode) {
+                    Ok(memory) => memory,
+                    Err(reason) => {
+                        drop(state);
+                        gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{reason}"));
+                        return false;
+                    }
+                };
                 // Frames of another format cannot serve as context for the new ones.
                 state.reset_stream();
                 state.info = Some(info);
+                state.memory = memory;
                 drop(state);
                 self.update_latency();
                 self.srcpad.push_event(event)
@@ -724,20 +745,96 @@ impl Soragen {
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
-        if let gst::QueryViewMut::Caps(q) = query.view_mut()
-            && lock(&self.settings).mode == Mode::ReplaceBackground
-            && self.mask_pad().is_none()
-        {
-            // The mask comes from the alpha channel: offer only formats that have one.
-            let downstream = self.srcpad.peer_query_caps(q.filter_owned().as_ref());
-            let caps = downstream.intersect_with_mode(&frames::caps(&frames::ALPHA_FORMATS), gst::CapsIntersectMode::First);
-            q.set_result(&caps);
-            return true;
+        if let gst::QueryViewMut::Caps(_) = query.view_mut() {
+            let answered = gst::Pad::query_default(pad, Some(&*self.obj()), query);
+            if let gst::QueryViewMut::Caps(q) = query.view_mut()
+                && let Some(caps) = q.result_owned()
+            {
+                let mut caps = self.usable_caps(caps);
+                if lock(&self.settings).mode == Mode::ReplaceBackground && self.mask_pad().is_none() {
+                    // The mask comes from the alpha channel: offer only formats that have one.
+                    caps = caps.intersect_with_mode(&frames::element_caps(&frames::ALPHA_FORMATS), gst::CapsIntersectMode::First);
+                }
+                q.set_result(&caps);
+            }
+            return answered;
         }
-        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+        self.answer_context_query(query) || gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    /// Leaves out CUDA memory when the mode touches frames and the model's GPU is not shared.
+    fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
+        #[cfg(feature = "cuda")]
+        if lock(&self.settings).mode != Mode::Passthrough && lock(&self.cuda).is_err() {
+            let mut system = gst::Caps::new_empty();
+            for (structure, features) in caps.iter_with_features() {
+                if !features.contains(cuda::CAPS_FEATURE) {
+                    system.get_mut().expect("new caps").append_structure_full(structure.to_owned(), Some(features.to_owned()));
+                }
+            }
+            return system;
+        }
+        caps
+    }
+
+    /// Answers a `gst.cuda.context` query with the model's GPU context, when shared.
+    fn answer_context_query(&self, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if let gst::QueryView::Context(_) = query.view()
+            && let Ok(cuda) = lock(&self.cuda).as_ref()
+        {
+            return cuda.answer_context_query(self.obj().upcast_ref(), query);
+        }
+        let _ = query;
+        false
+    }
+
+    /// How frames of `caps` are read and written: CUDA memory needs the model on a GPU shared
+    /// with the pipeline, unless the mode never touches frames.
+    fn memory_for(&self, caps: &gst::CapsRef, mode: Mode) -> Result<FrameMemory, String> {
+        #[cfg(feature = "cuda")]
+        if cuda::is_cuda_caps(caps) && mode != Mode::Passthrough {
+            return match lock(&self.cuda).as_ref() {
+                Ok(cuda) => Ok(FrameMemory::Cuda(cuda.clone())),
+                Err(reason) => Err(format!("Frames in CUDA memory need the model on a GPU shared with the pipeline: {reason}")),
+            };
+        }
+        let _ = (caps, mode);
+        Ok(FrameMemory::System)
+    }
+
+    /// From READY -> PAUSED: shares the model's GPU with the pipeline (a have-context message
+    /// offers our context to the other CUDA elements), or notes why not.
+    #[cfg(feature = "cuda")]
+    fn share_gpu(&self, model: Option<&WanVace>) {
+        let shared = match model {
+            Some(model) if model.device.is_cuda() => CudaFrames::new(&model.device).map(Arc::new),
+            Some(_) => Err("the model runs on the CPU".into()),
+            None => Err("passthrough loads no model".into()),
+        };
+        match &shared {
+            Ok(cuda) => {
+                let element = self.obj();
+                let _ = element.post_message(cuda.have_context_message(element.upcast_ref()));
+            }
+            Err(reason) => gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}"),
+        }
+        *lock(&self.cuda) = shared;
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Caps(_) = query.view_mut() {
+            let answered = gst::Pad::query_default(pad, Some(&*self.obj()), query);
+            if let gst::QueryViewMut::Caps(q) = query.view_mut()
+                && let Some(caps) = q.result_owned()
+            {
+                q.set_result(&self.usable_caps(caps));
+            }
+            return answered;
+        }
+        if self.answer_context_query(query) {
+            return true;
+        }
         if let gst::QueryViewMut::Duration(q) = query.view_mut()
             && q.format() == gst::Format::Time
         {
@@ -825,6 +922,8 @@ impl ObjectSubclass for Soragen {
             srcpad,
             mask_pad: Mutex::default(),
             masks: MaskStream::default(),
+            #[cfg(feature = "cuda")]
+            cuda: Mutex::new(Err("not started".into())),
             settings: Mutex::default(),
             state: Mutex::default(),
             cancel: AtomicBool::new(false),
@@ -969,7 +1068,7 @@ impl ElementImpl for Soragen {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = frames::caps(&frames::FORMATS);
+            let caps = frames::element_caps(&frames::FORMATS);
             vec![
                 gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
                 gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
@@ -1004,6 +1103,8 @@ impl ElementImpl for Soragen {
                         }
                     }
                 };
+                #[cfg(feature = "cuda")]
+                self.share_gpu(model.as_deref());
                 *lock(&self.state) = State {
                     mode: settings.mode,
                     frames: settings.frames as u64,
@@ -1026,6 +1127,10 @@ impl ElementImpl for Soragen {
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
             *lock(&self.state) = State::default();
+            #[cfg(feature = "cuda")]
+            {
+                *lock(&self.cuda) = Err("stopped".into());
+            }
         }
         Ok(success)
     }
