@@ -49,7 +49,7 @@ fn core_error(e: soragen_core::Error) -> glib::BoolError {
 /// # Safety
 /// `ptr` must be a new, non-null `GstObject` of type `T` that the caller owns.
 unsafe fn take_object<T: glib::object::ObjectType + FromGlibPtrFull<*mut T::GlibType>>(ptr: *mut T::GlibType) -> T {
-    let object = ptr as glib::ffi::gpointer;
+    let object = ptr as *mut glib::gobject_ffi::GObject;
     // SAFETY: as promised by the caller.
     unsafe {
         if glib::gobject_ffi::g_object_is_floating(object) != glib::ffi::GFALSE {

@@ -18,9 +18,6 @@ pub const MAP_CUDA: gst::ffi::GstMapFlags = gst::ffi::GST_MAP_FLAG_LAST << 1;
 /// `GST_CAPS_FEATURE_MEMORY_CUDA_MEMORY`.
 pub const CAPS_FEATURE: &str = "memory:CUDAMemory";
 
-/// `GST_CUDA_CONTEXT_TYPE`: the type of contexts that carry a `GstCudaContext`.
-pub const CONTEXT_TYPE: &str = "gst.cuda.context";
-
 /// `GstCudaContext`, a `GstObject` holding a `CUcontext`.
 #[repr(C)]
 pub struct GstCudaContext {
