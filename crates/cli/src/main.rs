@@ -68,9 +68,9 @@ struct VaceArgs {
     /// Initial noise from a .safetensors file holding `latents` [1, C, F', H/8, W/8].
     #[arg(long)]
     latents: Option<PathBuf>,
-    /// Weight and compute dtype.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
-    dtype: String,
+    /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
+    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
+    dtype: Option<String>,
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
@@ -131,8 +131,19 @@ impl Observer for Terminal {
     }
 }
 
+/// The device the models run on (see `soragen_core::device`) and the dtype `--dtype` names, or
+/// the one that suits the device.
+fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_core::DType)> {
+    let device = soragen_core::device::model_device();
+    let dtype = match dtype {
+        Some(name) => soragen_models::weights::parse_dtype(name)?,
+        None => soragen_core::device::default_dtype(&device),
+    };
+    Ok((device, dtype))
+}
+
 fn run_vace(args: VaceArgs) -> Result<()> {
-    let dtype = soragen_models::weights::parse_dtype(&args.dtype)?;
+    let (device, dtype) = device_and_dtype(args.dtype.as_deref())?;
     let video = container::read(&args.video)?;
     let masks = container::read(&args.mask)?;
     if masks.len() != video.len() {
@@ -144,7 +155,6 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
-    let device = candle_core::Device::Cpu;
     let model = WanVace::load(&args.model, dtype, &device)?;
     model.check_size(video.len(), video.height, video.width)?;
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;

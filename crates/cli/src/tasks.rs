@@ -2,13 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, WINDOW_FRAMES, run_task};
 use soragen_core::{Error, Result};
 
-use crate::{Terminal, commit, container, discard, frames_only, stage, staging_path, write_frames};
+use crate::{Terminal, commit, container, device_and_dtype, discard, frames_only, stage, staging_path, write_frames};
 
 /// Model and generation settings every task command takes.
 #[derive(Args)]
@@ -54,9 +53,9 @@ pub struct Common {
     /// Feed frames to the model one to one instead of at its 16 fps (see README).
     #[arg(long)]
     no_frame_rate_match: bool,
-    /// Weight and compute dtype.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
-    dtype: String,
+    /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
+    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
+    dtype: Option<String>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
     /// OUTPUT.json.
@@ -179,8 +178,8 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 
 fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
     frames_only(&common.output)?;
-    let dtype = soragen_models::weights::parse_dtype(&common.dtype)?;
-    let model = WanVace::load(&common.model, dtype, &Device::Cpu)?;
+    let (device, dtype) = device_and_dtype(common.dtype.as_deref())?;
+    let model = WanVace::load(&common.model, dtype, &device)?;
     let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
     write(&output, &common.output)
 }

@@ -1,5 +1,7 @@
 //! Soragen's inference core, shared by the CLI, the OpenFX plugin and the GStreamer element.
 
+pub mod device;
+pub mod gpu;
 pub mod hub;
 pub mod model;
 pub mod tasks;
@@ -21,6 +23,10 @@ pub enum Error {
     Model(candle_core::Error),
     /// The user or host cancelled; nothing was produced.
     Cancelled,
+    /// The GPU ran out of memory: hosts free their caches and say so (OpenFX has a status for it).
+    GpuOutOfMemory,
+    /// Any other CUDA failure, in one line.
+    Gpu(String),
 }
 
 impl fmt::Display for Error {
@@ -30,16 +36,39 @@ impl fmt::Display for Error {
             // candle errors may carry a backtrace after the first line: keep one line.
             Error::Model(e) => f.write_str(e.to_string().lines().next().unwrap_or("model error")),
             Error::Cancelled => f.write_str("cancelled"),
+            Error::GpuOutOfMemory => f.write_str("out of GPU memory"),
+            Error::Gpu(m) => write!(f, "GPU error: {m}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
 
+/// CUDA's and cuBLAS's names for a failed allocation, as they appear in candle's errors.
+const GPU_OUT_OF_MEMORY: [&str; 2] = ["CUDA_ERROR_OUT_OF_MEMORY", "CUBLAS_STATUS_ALLOC_FAILED"];
+
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Model(e)
+        // candle reports a failed GPU allocation like any other error; hosts must tell it apart.
+        let text = e.to_string();
+        if GPU_OUT_OF_MEMORY.iter().any(|name| text.contains(name)) { Error::GpuOutOfMemory } else { Error::Model(e) }
     }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_allocation_failures_inside_candle_become_out_of_memory() {
+        let cuda = candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into());
+        assert!(matches!(Error::from(cuda), Error::GpuOutOfMemory));
+        let cublas = candle_core::Error::Msg("CublasError(CUBLAS_STATUS_ALLOC_FAILED)".into());
+        assert_eq!(Error::from(cublas).to_string(), "out of GPU memory");
+        let other = candle_core::Error::Msg("shape mismatch".into());
+        assert!(matches!(Error::from(other), Error::Model(_)));
+        assert_eq!(Error::Gpu("CUDA_ERROR_LAUNCH_FAILED".into()).to_string(), "GPU error: CUDA_ERROR_LAUNCH_FAILED");
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, DeviceLocation, Tensor};
 use soragen_models::scheduler::{Scheduler, SchedulerConfig};
 use soragen_models::text_encoder::{self, UMT5EncoderModel};
 use soragen_models::tokenizer::T5Tokenizer;
@@ -14,6 +14,7 @@ use soragen_models::transformer::{self, WanTransformer, diffusers_to_original_na
 use soragen_models::vae::{self, AutoencoderKLWan};
 use soragen_models::weights::{Weights, read_config};
 
+use crate::device::model_device;
 use crate::vace::Prompt;
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ pub const MAX_PROMPT_TOKENS: usize = 512;
 pub struct WanVace {
     pub folder: PathBuf,
     pub device: Device,
-    /// Compute dtype of the transformer and the text encoder; the VAE runs in f32 on the CPU.
+    /// Compute dtype of the transformer and the text encoder; the VAE runs in f32.
     pub dtype: DType,
     pub(crate) tokenizer: T5Tokenizer,
     pub(crate) text_encoder: UMT5EncoderModel,
@@ -74,23 +75,32 @@ fn first_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// Models loaded in this process, by folder and dtype: every plugin instance and element of a
-/// process shares one copy of the weights while any of them holds it.
-fn loaded() -> &'static Mutex<HashMap<(PathBuf, DType), Weak<WanVace>>> {
-    static LOADED: OnceLock<Mutex<HashMap<(PathBuf, DType), Weak<WanVace>>>> = OnceLock::new();
+/// Which copy of a model: its folder, the device it lives on and its compute dtype.
+type ModelKey = (PathBuf, DeviceLocation, DType);
+
+/// Models loaded in this process: every plugin instance and element of a process shares one
+/// copy of the weights per device and dtype while any of them holds it.
+fn loaded() -> &'static Mutex<HashMap<ModelKey, Weak<WanVace>>> {
+    static LOADED: OnceLock<Mutex<HashMap<ModelKey, Weak<WanVace>>>> = OnceLock::new();
     LOADED.get_or_init(Mutex::default)
 }
 
 impl WanVace {
-    /// The process-wide copy of a model, loaded on first use (on the CPU).
+    /// The process-wide copy of a model on [`model_device`], loaded on first use.
     pub fn shared(folder: &Path, dtype: DType) -> Result<Arc<Self>> {
-        let key = (folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()), dtype);
+        Self::shared_on(folder, &model_device(), dtype)
+    }
+
+    /// The process-wide copy of a model on `device`, loaded on first use.
+    pub fn shared_on(folder: &Path, device: &Device, dtype: DType) -> Result<Arc<Self>> {
+        let folder_key = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+        let key = (folder_key, device.location(), dtype);
         // Loading under the lock makes a second caller wait for the first load, not repeat it.
         let mut loaded = loaded().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
             return Ok(model);
         }
-        let model = Self::load(folder, dtype, &Device::Cpu)?;
+        let model = Self::load(folder, dtype, device)?;
         loaded.retain(|_, m| m.strong_count() > 0);
         loaded.insert(key, Arc::downgrade(&model));
         Ok(model)
