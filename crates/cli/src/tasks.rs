@@ -13,9 +13,10 @@ use crate::{Terminal, commit, container, discard, frames_only, stage, staging_pa
 /// Model and generation settings every task command takes.
 #[derive(Args)]
 pub struct Common {
-    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...).
+    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...), or a Hugging
+    /// Face repository id (owner/name[@revision]), fetched into the Hugging Face cache if missing.
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     #[arg(long, default_value = "")]
     prompt: String,
     #[arg(long, default_value = "")]
@@ -180,7 +181,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
     frames_only(&common.output)?;
     let dtype = soragen_models::weights::parse_dtype(&common.dtype)?;
-    let model = WanVace::load(&common.model, dtype, &Device::Cpu)?;
+    let model = WanVace::load(&crate::models::model_folder(&common.model)?, dtype, &Device::Cpu)?;
     let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
     write(&output, &common.output)
 }
