@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 mod container;
+mod models;
 mod tasks;
 
 use std::cell::Cell;
@@ -36,13 +37,19 @@ enum Command {
     ReplaceBackground(tasks::ReplaceBackgroundArgs),
     /// Text to video.
     Generate(tasks::GenerateArgs),
+    /// Lists, fetches and verifies models in the Hugging Face cache.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
 }
 
 #[derive(clap::Args)]
 struct VaceArgs {
-    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...).
+    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...), or a Hugging
+    /// Face repository id (owner/name[@revision]), fetched into the Hugging Face cache if missing.
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     /// Source frames: a folder of PNG images (name order) or a .y4m file.
     #[arg(long)]
     video: PathBuf,
@@ -155,7 +162,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
-    let model = WanVace::load(&args.model, dtype, &device)?;
+    let model = WanVace::load(&models::model_folder(&args.model)?, dtype, &device)?;
     model.check_size(video.len(), video.height, video.width)?;
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;
     let noise = match &args.latents {
@@ -279,6 +286,7 @@ fn main() -> ExitCode {
         Command::Insert(args) => tasks::insert(args),
         Command::ReplaceBackground(args) => tasks::replace_background(args),
         Command::Generate(args) => tasks::generate(args),
+        Command::Models { command } => models::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

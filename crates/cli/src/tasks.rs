@@ -12,9 +12,10 @@ use crate::{Terminal, commit, container, device_and_dtype, discard, frames_only,
 /// Model and generation settings every task command takes.
 #[derive(Args)]
 pub struct Common {
-    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...).
+    /// Model folder in diffusers layout (model_index.json, transformer/, vae/, ...), or a Hugging
+    /// Face repository id (owner/name[@revision]), fetched into the Hugging Face cache if missing.
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     #[arg(long, default_value = "")]
     prompt: String,
     #[arg(long, default_value = "")]
@@ -179,7 +180,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
     frames_only(&common.output)?;
     let (device, dtype) = device_and_dtype(common.dtype.as_deref())?;
-    let model = WanVace::load(&common.model, dtype, &device)?;
+    let model = WanVace::load(&crate::models::model_folder(&common.model)?, dtype, &device)?;
     let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
     write(&output, &common.output)
 }
