@@ -117,7 +117,10 @@ fn bad_requests_fail_in_one_line_without_output() {
     };
     let with = |flag: &str, value: &str| set(base.clone(), flag, value);
 
-    assert_fails(&with("--model", "/nowhere"), &output, "no model_index.json");
+    assert_fails(&with("--model", "/nowhere"), &output, "no such model folder, and not a repository id");
+    let empty = dir.join("empty-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails(&with("--model", empty.to_str().unwrap()), &output, "no model_index.json");
     // 4 frames: the model needs 4n+1.
     let four = dir.join("four");
     std::fs::create_dir_all(&four).unwrap();
