@@ -100,8 +100,9 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "soragen-core", "--example", "bench_vace"],
                    cwd=REPO, check=True)
     env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads)}
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     ours = json.loads(subprocess.run(
-        [str(REPO / "target/release/examples/bench_vace"), str(work / "model"),
+        [str(target / "release/examples/bench_vace"), str(work / "model"),
          str(work / "inputs.safetensors"), str(args.repeats)],
         env=env, check=True, capture_output=True, text=True).stdout)
     theirs = time_diffusers(pipe, inputs, args.repeats)
@@ -129,6 +130,17 @@ the Wan2.1 VAE architecture (base 96, multipliers 1, 2, 4, 4); {FRAMES} frames a
 
 Peak memory (whole process, peak RSS): Soragen {ours['peak_rss_mib']:.0f} MiB, diffusers
 {theirs['peak_rss_mib']:.0f} MiB (the diffusers process also holds torch and the Python runtime).
+
+Where the step's time goes: matrix products. Per sample and block (8 main + 4 VACE blocks, two
+samples for guidance), diffusers multiplies 497 M MACs: the feed-forward 168 M, self-attention
+136 M (projections 84 M, scores and values 52 M), cross-attention 193 M of which 151 M are the
+keys and values of the 512 text tokens and the attention over them. Soragen computes the
+text keys and values once per generation (`WanVace::conditioning`) instead of in every
+forward, and stores the prompt's padding tokens (identical zero embeddings, hence identical
+keys and values) as one key weighted by their count, so its cross-attention attends to the
+prompt's own tokens plus one: 349 M MACs per sample and block, 30% fewer. The linear layers
+run as single `gemm` calls with the bias and residual added in the product, and attention
+runs per head and block of queries on the rayon pool, its output written in place.
 """
     replace_section(REPO / "BENCHMARKS.md", report)
     print(report)
@@ -144,7 +156,7 @@ def replace_section(path: Path, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     path.write_text(text)
 
 

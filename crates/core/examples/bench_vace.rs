@@ -48,14 +48,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let negative = wan.encode_prompt("blurry, low quality")?;
     let sampling =
         Sampling { steps: 50, guidance: 5.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(0) };
-    let context = wan.vace_context(&input)?.to_dtype(wan.dtype)?;
+    // Once per generation: the VACE context and the text keys of both prompts.
+    let conditioning = wan.conditioning(&input, &prompt, Some(&negative), &sampling)?;
 
     let mut scheduler = wan.scheduler(None)?;
     scheduler.set_timesteps(sampling.steps)?;
     let t = scheduler.timesteps()[0];
     let step = median_seconds(repeats, || {
         scheduler.reset();
-        let velocity = wan.velocity(&latents, t, &context, &prompt, Some(&negative), &sampling).unwrap();
+        let velocity = wan.velocity(&latents, t, &conditioning).unwrap();
         scheduler.step(&velocity, t, &latents).unwrap();
     });
     let decode = median_seconds(repeats, || {

@@ -10,6 +10,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::Distribution;
+use soragen_models::transformer::TextContext;
 
 use crate::model::WanVace;
 use crate::video::Video;
@@ -96,6 +97,17 @@ impl Observer for Silent {
     fn step(&self, _: usize, _: usize) {}
 }
 
+/// What the denoising steps of one generation are conditioned on ([`WanVace::conditioning`]).
+pub struct Conditioning {
+    /// The VACE context, one copy per batch entry (prompt, then negative prompt).
+    control: Tensor,
+    /// VACE context scale per VACE layer.
+    scales: Vec<f64>,
+    text: TextContext,
+    /// With guidance: the batch is (prompt, negative prompt), combined with this scale.
+    guidance: Option<f64>,
+}
+
 /// Prompt embeddings, computed once per prompt and reusable across generations.
 #[derive(Clone)]
 pub struct Prompt {
@@ -177,37 +189,48 @@ impl WanVace {
         }
     }
 
-    /// The guided flow velocity at timestep `t`: the transformer on the prompt and, with
-    /// guidance, on the negative prompt, combined as `uncond + g * (cond - uncond)`.
-    pub fn velocity(
+    /// Everything the denoising steps are conditioned on, prepared once per generation: the
+    /// VACE context of the clip and the transformer's text keys of the prompt and, with
+    /// guidance, of the negative prompt (the two batched together).
+    pub fn conditioning(
         &self,
-        latents: &Tensor,
-        t: f64,
-        context: &Tensor,
+        input: &VaceInput,
         prompt: &Prompt,
         negative: Option<&Prompt>,
         sampling: &Sampling,
-    ) -> Result<Tensor> {
+    ) -> Result<Conditioning> {
+        let control = self.vace_context(input)?.to_dtype(self.dtype)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
-        let predict = |latents: &Tensor, context: &Tensor, embeddings: &Tensor| -> Result<Tensor> {
-            let batch = latents.dim(0)?;
-            let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
-            let out = self.transformer.forward(&latents.to_dtype(self.dtype)?, &timestep, embeddings, Some((context, &scales)))?;
-            Ok(out.to_dtype(DType::F32)?)
+        let (control, text, guidance) = match negative {
+            // Both branches in one batch of two: larger matrix products run faster on the CPU
+            // than two calls, and give the same numbers (the transformer is per-sample).
+            Some(negative) if sampling.uses_guidance() => (
+                Tensor::cat(&[&control, &control], 0)?,
+                Tensor::cat(&[&prompt.embeddings, &negative.embeddings], 0)?,
+                Some(sampling.guidance),
+            ),
+            _ => (control, prompt.embeddings.clone(), None),
         };
-        match negative {
-            Some(negative) if sampling.uses_guidance() => {
-                // Both branches in one batch of two: larger matrix products run faster on the
-                // CPU than two calls, and give the same numbers (the transformer is per-sample).
-                let both = predict(
-                    &Tensor::cat(&[latents, latents], 0)?,
-                    &Tensor::cat(&[context, context], 0)?,
-                    &Tensor::cat(&[&prompt.embeddings, &negative.embeddings], 0)?,
-                )?;
-                let (conditional, unconditional) = (both.narrow(0, 0, 1)?, both.narrow(0, 1, 1)?);
-                Ok((&unconditional + ((conditional - &unconditional)? * sampling.guidance)?)?)
+        let text = self.transformer.text_context(&text)?;
+        Ok(Conditioning { control, scales, text, guidance })
+    }
+
+    /// The guided flow velocity at timestep `t`: the transformer on the prompt and, with
+    /// guidance, on the negative prompt, combined as `uncond + g * (cond - uncond)`.
+    pub fn velocity(&self, latents: &Tensor, t: f64, conditioning: &Conditioning) -> Result<Tensor> {
+        let batch = conditioning.control.dim(0)?;
+        let latents = latents.to_dtype(self.dtype)?;
+        let latents = if batch == 1 { latents } else { Tensor::cat(&vec![&latents; batch], 0)? };
+        let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
+        let control = Some((&conditioning.control, conditioning.scales.as_slice()));
+        let out = self.transformer.forward_with_text(&latents, &timestep, &conditioning.text, control)?;
+        let out = out.to_dtype(DType::F32)?;
+        match conditioning.guidance {
+            Some(guidance) => {
+                let (conditional, unconditional) = (out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?);
+                Ok((&unconditional + ((conditional - &unconditional)? * guidance)?)?)
             }
-            _ => predict(latents, context, &prompt.embeddings),
+            None => Ok(out),
         }
     }
 
@@ -230,7 +253,7 @@ impl WanVace {
             (true, Some(n)) => Some(n),
             (false, _) => None,
         };
-        let context = self.vace_context(input)?.to_dtype(self.dtype)?;
+        let conditioning = self.conditioning(input, prompt, negative, sampling)?;
         let mut latents = self.initial_latents(&sampling.noise, self.latent_shape(frames, height, width))?;
         let mut scheduler = self.scheduler(sampling.flow_shift)?;
         scheduler.set_timesteps(sampling.steps)?;
@@ -239,7 +262,7 @@ impl WanVace {
             if observer.cancelled() {
                 return Err(Error::Cancelled);
             }
-            let velocity = self.velocity(&latents, t, &context, prompt, negative, sampling)?;
+            let velocity = self.velocity(&latents, t, &conditioning)?;
             latents = scheduler.step(&velocity, t, &latents)?;
             observer.step(index + 1, timesteps.len());
         }

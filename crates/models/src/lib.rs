@@ -1,6 +1,7 @@
 //! Wan2.1 + VACE model parts, each matching its reference implementation
 //! (`diffusers`, `transformers`) on the same weights.
 
+mod cpu;
 pub mod scheduler;
 pub mod text_encoder;
 pub mod tokenizer;

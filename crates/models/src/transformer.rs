@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use kernels::layer_norm_affine;
-use layers::{Attention, GeluMlp, Linear};
+use layers::{Attention, GeluMlp, Linear, MergedText, TextKeys};
 use rope::{Rope, RopeTables};
 
 /// The diffusers `config.json` of `WanTransformer3DModel` / `WanVACETransformer3DModel`.
@@ -227,12 +227,12 @@ impl Block {
         })
     }
 
-    /// `x` `[B, L, dim]`, `context` the embedded text `[B, Lt, dim]`, `time_modulation`
+    /// `x` `[B, L, dim]`, `text` this block's keys of the embedded text, `time_modulation`
     /// `[B or 1, 6, dim]` f32.
     fn forward(
         &self,
         x: &Tensor,
-        context: &Tensor,
+        text: &TextKeys,
         time_modulation: &Tensor,
         rope: &RopeTables,
     ) -> Result<Tensor> {
@@ -256,7 +256,7 @@ impl Block {
             }
             None => x.clone(),
         };
-        let x = (&x + self.cross_attn.cross_attention(&normed, context)?)?;
+        let x = self.cross_attn.cross_attention(&normed, text, &x)?;
 
         let ffn = self.ffn.forward(&modulated_norm(&x, 3)?)?;
         gated_residual(&x, &ffn, &part(5)?)
@@ -299,16 +299,17 @@ struct VaceRun<'a> {
 }
 
 impl VaceRun<'_> {
-    /// The scaled hint to add after main block `layer`, if one is due there.
-    fn hint_after(
+    /// `x` with the scaled hint added if one is due after main block `layer`.
+    fn add_hint_after(
         &mut self,
         layer: usize,
-        context: &Tensor,
+        x: Tensor,
+        text: &[TextKeys],
         time_modulation: &Tensor,
         rope: &RopeTables,
-    ) -> Result<Option<Tensor>> {
+    ) -> Result<Tensor> {
         if self.vace.injection_layers.get(self.next_hint) != Some(&layer) {
-            return Ok(None);
+            return Ok(x);
         }
         let index = self.next_hint;
         let vace_block = &self.vace.blocks[index];
@@ -317,16 +318,25 @@ impl VaceRun<'_> {
             let Some(latent_tokens) = self.latent_tokens.take() else {
                 bail!("only the first VACE block takes the latent tokens")
             };
-            input = (proj_in.forward(&input)? + latent_tokens)?;
+            input = proj_in.add_to(&latent_tokens, &input, 1.0)?;
         }
         self.stream = vace_block
             .block
-            .forward(&input, context, time_modulation, rope)?;
+            .forward(&input, &text[index], time_modulation, rope)?;
         self.next_hint += 1;
-        let hint = vace_block.proj_out.forward(&self.stream)?;
-        let scale = self.scales[index];
-        Ok(Some(if scale == 1.0 { hint } else { (hint * scale)? }))
+        vace_block
+            .proj_out
+            .add_to(&x, &self.stream, self.scales[index])
     }
+}
+
+/// Text conditioning of a [`WanTransformer`], made by [`WanTransformer::text_context`].
+pub struct TextContext {
+    batch: usize,
+    /// Per main block.
+    blocks: Vec<TextKeys>,
+    /// Per VACE block.
+    vace_blocks: Vec<TextKeys>,
 }
 
 /// Wan2.1 transformer, plain or VACE (see the module docs).
@@ -434,6 +444,33 @@ impl WanTransformer {
         &self.config
     }
 
+    /// The text conditioning for [`Self::forward_with_text`]: every block's cross-attention
+    /// keys and values of `text_embeddings` `[B, Lt, text_dim]` (the text encoder output),
+    /// computed once for all the denoising steps of a prompt.
+    pub fn text_context(&self, text_embeddings: &Tensor) -> Result<TextContext> {
+        let merged = MergedText::new(text_embeddings)?;
+        let embedded = MergedText {
+            tokens: self
+                .text_embedder
+                .forward(&merged.tokens.to_dtype(self.dtype)?)?,
+            ..merged
+        };
+        Ok(TextContext {
+            batch: text_embeddings.dim(0)?,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|block| block.cross_attn.text_keys(&embedded))
+                .collect::<Result<_>>()?,
+            vace_blocks: self
+                .vace
+                .iter()
+                .flat_map(|vace| &vace.blocks)
+                .map(|vace_block| vace_block.block.cross_attn.text_keys(&embedded))
+                .collect::<Result<_>>()?,
+        })
+    }
+
     /// Predicts the flow velocity `[B, out_channels, F, H, W]` (each extent cut down to a whole
     /// number of patches) for `latents` `[B, in_channels, F, H, W]` at `timestep` `[B]` (or
     /// `[1]`, values on the 0..1000 scale), conditioned on the text encoder output
@@ -450,6 +487,22 @@ impl WanTransformer {
         text_embeddings: &Tensor,
         vace: Option<(&Tensor, &[f64])>,
     ) -> Result<Tensor> {
+        self.forward_with_text(
+            latents,
+            timestep,
+            &self.text_context(text_embeddings)?,
+            vace,
+        )
+    }
+
+    /// [`Self::forward`] on text prepared by [`Self::text_context`].
+    pub fn forward_with_text(
+        &self,
+        latents: &Tensor,
+        timestep: &Tensor,
+        text: &TextContext,
+        vace: Option<(&Tensor, &[f64])>,
+    ) -> Result<Tensor> {
         let (batch, _, frames, height, width) = latents.dims5()?;
         let [pt, ph, pw] = self.config.patch_size;
         let grid = (frames / pt, height / ph, width / pw);
@@ -460,18 +513,14 @@ impl WanTransformer {
                 self.config.patch_size
             )
         }
-        let text_batch = text_embeddings.dims3()?.0;
-        if text_batch != batch {
+        if text.batch != batch {
             bail!(
-                "text embeddings {:?} do not match the latent batch {batch}",
-                text_embeddings.shape()
+                "text of batch {} does not match the latent batch {batch}",
+                text.batch
             )
         }
         let rope = self.rope.tables(grid)?;
         let (temb, time_modulation) = self.embed_timestep(timestep, batch)?;
-        let context = self
-            .text_embedder
-            .forward(&text_embeddings.to_dtype(self.dtype)?)?;
         let mut x = self
             .patch_embedding
             .forward(&latents.to_dtype(self.dtype)?)?;
@@ -483,12 +532,10 @@ impl WanTransformer {
             (Some(_), None) => bail!("VACE control given to a Wan transformer without VACE layers"),
             (None, _) => None,
         };
-        for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, &context, &time_modulation, &rope)?;
-            if let Some(run) = vace_run.as_mut()
-                && let Some(hint) = run.hint_after(layer, &context, &time_modulation, &rope)?
-            {
-                x = (x + hint)?;
+        for (layer, (block, keys)) in self.blocks.iter().zip(&text.blocks).enumerate() {
+            x = block.forward(&x, keys, &time_modulation, &rope)?;
+            if let Some(run) = vace_run.as_mut() {
+                x = run.add_hint_after(layer, x, &text.vace_blocks, &time_modulation, &rope)?;
             }
         }
 

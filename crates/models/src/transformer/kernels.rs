@@ -3,9 +3,14 @@
 //! and dtypes the callers fall back to candle ops.
 //!
 //! The loops are branch-free over plain slices so that they auto-vectorise, and rows are
-//! split over `candle_core::utils::get_num_threads()` threads.
+//! split over the rayon pool (the one candle's matrix products use).
 
 use candle_core::{CpuStorage, CustomOp3, DType, InplaceOp1, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use gemm::Parallelism;
+
+use crate::cpu::{F32Values, Strided, gemm};
 
 /// `exp` in f32 to about 1 ulp (Cephes `expf`): `2^n * p(r)` with `r = x - n ln 2`.
 #[inline(always)]
@@ -79,23 +84,22 @@ fn run_widest(kernel: &impl RowKernel, first_row: usize, rows: &mut [f32]) {
     kernel.run(first_row, rows)
 }
 
-/// Runs `kernel` over `data` cut into whole rows of `row_len`, the rows split over threads.
+/// Runs `kernel` over `data` cut into whole rows of `row_len`, the rows split over the rayon
+/// pool.
 fn par_rows(data: &mut [f32], row_len: usize, kernel: &impl RowKernel) {
-    const MIN_ELEMENTS_PER_THREAD: usize = 1 << 14;
+    const MIN_ELEMENTS_PER_TASK: usize = 1 << 14;
     let rows = data.len().checked_div(row_len).unwrap_or(0);
-    let threads = candle_core::utils::get_num_threads()
-        .min(data.len() / MIN_ELEMENTS_PER_THREAD)
+    let tasks = candle_core::utils::get_num_threads()
+        .min(data.len() / MIN_ELEMENTS_PER_TASK)
         .clamp(1, rows.max(1));
-    if threads == 1 {
+    if tasks == 1 {
         run_widest(kernel, 0, data);
         return;
     }
-    let rows_per_thread = rows.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (i, chunk) in data.chunks_mut(rows_per_thread * row_len).enumerate() {
-            scope.spawn(move || run_widest(kernel, i * rows_per_thread, chunk));
-        }
-    });
+    let rows_per_task = rows.div_ceil(tasks);
+    data.par_chunks_mut(rows_per_task * row_len)
+        .enumerate()
+        .for_each(|(i, chunk)| run_widest(kernel, i * rows_per_task, chunk));
 }
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -137,20 +141,28 @@ impl InplaceOp1 for SoftmaxInPlace {
         par_rows(
             contiguous_f32_mut(storage, layout)?,
             row_len,
-            &SoftmaxRows { row_len },
+            &SoftmaxRows {
+                row_len,
+                bias: None,
+            },
         );
         Ok(())
     }
 }
 
-struct SoftmaxRows {
+struct SoftmaxRows<'a> {
     row_len: usize,
+    /// Added to every row first, `[row_len]`.
+    bias: Option<&'a [f32]>,
 }
 
-impl RowKernel for SoftmaxRows {
+impl RowKernel for SoftmaxRows<'_> {
     #[inline(always)]
     fn run(&self, _: usize, rows: &mut [f32]) {
         for row in rows.chunks_exact_mut(self.row_len) {
+            if let Some(bias) = self.bias {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
             let max = lane_fold(row, f32::NEG_INFINITY, |v| v, f32::max);
             for v in row.iter_mut() {
                 *v = exp(*v - max);
@@ -161,6 +173,102 @@ impl RowKernel for SoftmaxRows {
             }
         }
     }
+}
+
+/// Queries per task of [`attention`]: their logits against all keys stay in the cache.
+const ATTENTION_QUERY_BLOCK: usize = 64;
+
+/// The output buffer of [`attention`], written by the tasks at disjoint places.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes its own rows of its own head (see `attention`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// Softmax attention of already-scaled queries `q` `[B, H, Lq, Dh]` over keys and values
+/// `[B, H, Lk, Dh]`, with `key_bias` `[Lk]` added to every query's logits; returns
+/// `[B, Lq, H * Dh]`. On the CPU in f32 (else `None`): blocks of queries of one head are the
+/// tasks of the rayon pool, each two single-threaded products around a softmax, written
+/// straight into the heads-interleaved output.
+pub(super) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    let (batch, heads, q_len, head_dim) = q.dims4()?;
+    let k_len = k.dim(2)?;
+    if k.dims() != [batch, heads, k_len, head_dim]
+        || v.dims() != k.dims()
+        || key_bias.is_some_and(|bias| bias.dims() != [k_len])
+    {
+        bail!(
+            "attention cannot take q {:?}, k {:?}, v {:?} and key bias {:?}",
+            q.shape(),
+            k.shape(),
+            v.shape(),
+            key_bias.map(Tensor::shape)
+        )
+    }
+    let (Some(q), Some(k), Some(v)) = (F32Values::of(q), F32Values::of(k), F32Values::of(v)) else {
+        return Ok(None);
+    };
+    let bias = match key_bias.map(F32Values::of) {
+        Some(None) => return Ok(None),
+        bias => bias.flatten(),
+    };
+    let (q, k, v) = (q.get(), k.get(), v.get());
+    let softmax = SoftmaxRows {
+        row_len: k_len,
+        bias: bias.as_ref().map(F32Values::get),
+    };
+    let dim = heads * head_dim;
+    let mut out = vec![0f32; batch * q_len * dim];
+    let shared_out = SharedOut(out.as_mut_ptr());
+    let blocks = q_len.div_ceil(ATTENTION_QUERY_BLOCK);
+    (0..batch * heads * blocks).into_par_iter().for_each_init(
+        Vec::new,
+        |logits: &mut Vec<f32>, task| {
+            let (head_index, block) = (task / blocks, task % blocks);
+            let (sample, head) = (head_index / heads, head_index % heads);
+            let first = block * ATTENTION_QUERY_BLOCK;
+            let rows = ATTENTION_QUERY_BLOCK.min(q_len - first);
+            let q = &q[(head_index * q_len + first) * head_dim..][..rows * head_dim];
+            let k = &k[head_index * k_len * head_dim..][..k_len * head_dim];
+            let v = &v[head_index * k_len * head_dim..][..k_len * head_dim];
+            logits.resize(rows * k_len, 0.0);
+            let out = shared_out;
+            // SAFETY: all operands are row-major within the slices taken above; the output
+            // rows `first..first + rows` of `sample`, columns of `head`, are this task's only.
+            unsafe {
+                gemm(
+                    (rows, k_len, head_dim),
+                    Strided::rows(logits.as_mut_ptr(), k_len),
+                    false,
+                    Strided::rows(q.as_ptr(), head_dim),
+                    Strided::transposed(k.as_ptr(), head_dim),
+                    1.0,
+                    Parallelism::None,
+                );
+                run_widest(&softmax, 0, logits);
+                let out_start = (sample * q_len + first) * dim + head * head_dim;
+                gemm(
+                    (rows, head_dim, k_len),
+                    Strided::rows(out.0.add(out_start), dim),
+                    false,
+                    Strided::rows(logits.as_ptr(), k_len),
+                    Strided::rows(v.as_ptr(), head_dim),
+                    1.0,
+                    Parallelism::None,
+                );
+            }
+        },
+    );
+    Ok(Some(Tensor::from_vec(
+        out,
+        (batch, q_len, dim),
+        &candle_core::Device::Cpu,
+    )?))
 }
 
 /// GELU, tanh approximation. Takes ownership because on CPU it overwrites `x`.
@@ -328,6 +436,34 @@ mod tests {
         let expected = x.gelu().unwrap();
         let ours = super::gelu_tanh(x.copy().unwrap()).unwrap();
         assert!(max_abs_diff(&ours, &expected) < 1e-4);
+    }
+
+    #[test]
+    fn attention_matches_candle() {
+        // Several query blocks, a key count that is no multiple of the SIMD width, a bias.
+        let device = Device::Cpu;
+        let (batch, heads, q_len, k_len, head_dim) = (2, 3, 150, 37, 16);
+        let randn =
+            |shape: (usize, usize, usize, usize)| Tensor::randn(0f32, 1.0, shape, &device).unwrap();
+        let q = randn((batch, heads, q_len, head_dim));
+        let k = randn((batch, heads, k_len, head_dim));
+        let v = randn((batch, heads, k_len, head_dim));
+        let bias = Tensor::randn(0f32, 1.0, k_len, &device).unwrap();
+        let logits = q
+            .matmul(&k.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap();
+        let expected = probs
+            .matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((batch, q_len, heads * head_dim))
+            .unwrap();
+        let ours = super::attention(&q, &k, &v, Some(&bias)).unwrap().unwrap();
+        assert!(max_abs_diff(&ours, &expected) < 1e-5);
     }
 
     #[test]
