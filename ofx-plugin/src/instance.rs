@@ -2,10 +2,11 @@
 //! windows. Instances are found by their handle.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use candle_core::DType;
+use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
 use soragen_core::video::Video;
 use soragen_ofx_ffi::sys::*;
@@ -75,29 +76,34 @@ impl Instance {
         lock(&self.generating)
     }
 
-    /// The model in `folder` when this or another instance holds it loaded; an error when no
-    /// folder is set.
-    pub fn loaded_model(&self, folder: &str) -> std::result::Result<Option<Arc<WanVace>>, Failure> {
-        if folder.is_empty() {
+    /// The model folder the Model parameter names: a folder, or a repository id looked up in
+    /// the Hugging Face cache (and fetched there when missing and not offline).
+    pub fn model_folder(spec: &str) -> std::result::Result<PathBuf, Failure> {
+        if spec.is_empty() {
             return Err(Failure::User(
-                "no model: set Model to a Wan2.1-VACE model folder (or SORAGEN_MODEL before starting the host)".into(),
+                "no model: set Model to a Wan2.1-VACE model folder or repository id (or SORAGEN_MODEL before starting the host)".into(),
             ));
         }
-        let holds = |instance: &Instance| lock(&instance.model).as_ref().filter(|m| m.folder == Path::new(folder)).cloned();
+        Ok(resolve_model(spec)?)
+    }
+
+    /// The model in `folder` when this or another instance holds it loaded.
+    pub fn loaded_model(&self, folder: &Path) -> Option<Arc<WanVace>> {
+        let holds = |instance: &Instance| lock(&instance.model).as_ref().filter(|m| m.folder == folder).cloned();
         if let Some(own) = holds(self) {
-            return Ok(Some(own));
+            return Some(own);
         }
         let others: Vec<Arc<Instance>> = lock(&INSTANCES).values().cloned().collect();
         let found = others.iter().find_map(|other| holds(other));
         if let Some(model) = &found {
             *lock(&self.model) = Some(model.clone());
         }
-        Ok(found)
+        found
     }
 
     /// Loads the model in `folder` (once per process) and holds it for this instance.
-    pub fn load_model(&self, folder: &str) -> std::result::Result<Arc<WanVace>, Failure> {
-        let loaded = WanVace::shared(Path::new(folder), DType::F32)?;
+    pub fn load_model(&self, folder: &Path) -> std::result::Result<Arc<WanVace>, Failure> {
+        let loaded = WanVace::shared(folder, DType::F32)?;
         *lock(&self.model) = Some(loaded.clone());
         Ok(loaded)
     }

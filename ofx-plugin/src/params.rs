@@ -54,7 +54,7 @@ const COMMON: &[Spec] = &[
     spec(STEPS, "Steps", "Denoising steps: more is slower and finer.", Kind::Int { default: 30, range: (1, 200), display: (1, 100) }),
     spec(GUIDANCE, "Guidance", "How strongly to follow the prompt; 1 turns guidance off (twice as fast).", Kind::Double { default: 5.0, range: (1.0, 20.0), display: (1.0, 10.0) }),
     spec(CONTEXT_FRAMES, "Context Frames", "Source frames next to the cut that the new frames continue from.", Kind::Int { default: 8, range: (1, 40), display: (1, 24) }),
-    spec(MODEL, "Model", "Wan2.1-VACE model folder (diffusers layout). Defaults to the SORAGEN_MODEL environment variable.", Kind::Text { multi_line: false }),
+    spec(MODEL, "Model", "Wan2.1-VACE model: a folder (diffusers layout) or a Hugging Face repository id such as Wan-AI/Wan2.1-VACE-1.3B-diffusers (fetched once into the Hugging Face cache). Defaults to the SORAGEN_MODEL environment variable.", Kind::Text { multi_line: false }),
     spec(COLOR_MATCH, "Colour Matching", "Match colour and brightness of new frames to the source they continue.", Kind::Bool { default: true }),
     spec(DRAFT, "Draft Quality", "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.", Kind::Bool { default: false }),
 ];

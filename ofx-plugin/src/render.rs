@@ -322,11 +322,12 @@ impl Instance {
         if let Some(hit) = self.cached(key) {
             return Ok(hit);
         }
-        let loaded = self.loaded_model(&settings.model)?;
-        self.check_memory(&settings.model, loaded.is_none(), window, rect, settings)?;
+        let folder = Instance::model_folder(&settings.model)?;
+        let loaded = self.loaded_model(&folder);
+        self.check_memory(&folder, loaded.is_none(), window, rect, settings)?;
         let model = match loaded {
             Some(model) => model,
-            None => self.load_model(&settings.model)?,
+            None => self.load_model(&folder)?,
         };
         let mut params = settings.task.clone();
         if draft {
@@ -349,9 +350,9 @@ impl Instance {
 
     /// Refuses a generation that would not fit in memory (see `memory.rs`): the model's weights
     /// when it is not loaded yet, plus the window's activations.
-    fn check_memory(&self, folder: &str, with_weights: bool, window: &Window, rect: RectI, settings: &Settings) -> Result<(), Failure> {
+    fn check_memory(&self, folder: &Path, with_weights: bool, window: &Window, rect: RectI, settings: &Settings) -> Result<(), Failure> {
         // A folder whose sizes cannot be read does not load either; the loader says why, better.
-        let Ok(sizes) = ModelSizes::read(Path::new(folder)) else { return Ok(()) };
+        let Ok(sizes) = ModelSizes::read(folder) else { return Ok(()) };
         let frames = if window.edits_in_place() { window.frames } else { window.frames + window.source_times.len() + window.next_times.len() };
         let activations = sizes.activations(&memory::Window {
             frames,
