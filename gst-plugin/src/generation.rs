@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use gst::glib;
 use gst::prelude::*;
+use soragen_core::device::{DeviceRequest, default_dtype, model_device, open_device};
+use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
 use soragen_core::tasks::TaskParams;
 use soragen_core::vace::Observer;
@@ -91,7 +93,7 @@ impl GenerationSettings {
         vec![
             glib::ParamSpecString::builder("model")
                 .nick("Model")
-                .blurb("Folder of a Wan2.1-VACE model in diffusers layout (model_index.json, transformer/, vae/, ...)")
+                .blurb("A Wan2.1-VACE model: a folder in diffusers layout (model_index.json, transformer/, vae/, ...) or a Hugging Face repository id such as Wan-AI/Wan2.1-VACE-1.3B-diffusers (looked up in, or fetched into, the Hugging Face cache)")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecString::builder("prompt")
@@ -186,20 +188,22 @@ impl GenerationSettings {
         let Some(folder) = &self.model else {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ("No model set: set the 'model' property to a Wan2.1-VACE model folder")
+                ("No model set: set the 'model' property to a Wan2.1-VACE model folder or repository id")
             ));
         };
         let fail = |e: soragen_core::Error| {
             gst::error_msg!(gst::LibraryError::Init, ("Cannot load the model {}: {e}", folder.display()))
         };
-        match self.device {
-            // Until the core chooses devices, the shared copy is the CPU's.
-            DeviceChoice::Auto | DeviceChoice::Cpu => WanVace::shared(folder, candle_core::DType::F32).map_err(fail),
-            DeviceChoice::Cuda(ordinal) => {
-                let device = candle_core::Device::new_cuda(ordinal).map_err(|e| fail(e.into()))?;
-                WanVace::load(folder, candle_core::DType::F32, &device).map_err(fail)
-            }
-        }
+        // A folder, or a repository id looked up in (and fetched into) the Hugging Face cache.
+        let folder = resolve_model(&folder.to_string_lossy()).map_err(fail)?;
+        let device = match self.device {
+            DeviceChoice::Auto => model_device(),
+            DeviceChoice::Cpu => candle_core::Device::Cpu,
+            DeviceChoice::Cuda(ordinal) => open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
+                gst::error_msg!(gst::LibraryError::Init, ("Cannot use device cuda:{ordinal}: {reason}"))
+            })?,
+        };
+        WanVace::shared_on(&folder, &device, default_dtype(&device)).map_err(fail)
     }
 
     pub fn task_params(&self) -> TaskParams {

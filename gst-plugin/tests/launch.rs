@@ -22,7 +22,7 @@ fn plugin_dir() -> &'static PathBuf {
     })
 }
 
-fn gst_tool(tool: &str, args: &[&str]) -> Output {
+fn gst_tool(tool: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let dir = plugin_dir();
     // A hung pipeline fails the test instead of stalling the suite.
     Command::new("timeout")
@@ -31,15 +31,21 @@ fn gst_tool(tool: &str, args: &[&str]) -> Output {
         .args(args)
         .env("GST_PLUGIN_PATH", dir)
         .env("GST_REGISTRY", dir.join("registry.bin"))
+        .envs(envs.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("{tool} must be installed (gstreamer1.0-tools): {e}"))
 }
 
 /// Runs a pipeline; returns its output and how many buffers reached the fakesink.
 fn launch(pipeline: &str) -> (Output, usize) {
+    launch_with(pipeline, &[])
+}
+
+/// [`launch`] with extra environment variables.
+fn launch_with(pipeline: &str, envs: &[(&str, &str)]) -> (Output, usize) {
     let mut args = vec!["-v"];
     args.extend(pipeline.split_whitespace());
-    let output = gst_tool("gst-launch-1.0", &args);
+    let output = gst_tool("gst-launch-1.0", &args, envs);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let buffers = stdout.lines().filter(|l| l.contains("last-message = chain")).count();
     (output, buffers)
@@ -58,7 +64,7 @@ fn source(count: u32, format: &str) -> String {
 const SINK: &str = "fakesink silent=false";
 
 fn inspect(name: &str) -> String {
-    let output = gst_tool("gst-inspect-1.0", &["--no-colors", name]);
+    let output = gst_tool("gst-inspect-1.0", &["--no-colors", name], &[]);
     assert!(output.status.success(), "gst-inspect-1.0 {name}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -156,6 +162,19 @@ fn a_bad_model_stops_the_pipeline_with_an_error() {
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("Cannot load the model /nonexistent"), "{text}");
+}
+
+#[test]
+fn a_repository_id_is_looked_up_in_the_hugging_face_cache() {
+    let cache = std::env::temp_dir().join(format!("soragen-gst-empty-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&cache).unwrap();
+    let envs = [("HF_HUB_CACHE", cache.to_str().unwrap()), ("HF_HUB_OFFLINE", "1")];
+    let pipeline = format!("{} ! soragen mode=extend-forward model=nobody/no-such-model ! {SINK}", source(5, "RGBA"));
+    let (output, _) = launch_with(&pipeline, &envs);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("Cannot load the model nobody/no-such-model"), "{text}");
+    assert!(text.contains("offline"), "{text}");
 }
 
 #[test]
