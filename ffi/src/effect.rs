@@ -1,7 +1,7 @@
 use std::ffi::{CStr, CString, c_void};
 
 use crate::host::Host;
-use crate::image::Image;
+use crate::image::{Image, Memory};
 use crate::param::ParamSet;
 use crate::property::{PropertySet, suite_fn};
 use crate::status::{Result, Status};
@@ -180,12 +180,14 @@ impl Clip {
     }
 
     /// The image at `time`, or None where the clip has no frame (the host answers Failed).
-    pub fn image(&self, time: f64) -> Result<Option<Image>> {
+    /// `memory` says where the render's images are: host memory, or CUDA device memory in a
+    /// render with `kOfxImageEffectPropCudaEnabled` set.
+    pub fn image(&self, time: f64, memory: Memory) -> Result<Option<Image>> {
         let mut image = std::ptr::null_mut();
         // SAFETY: the handle is live for this action; NULL region asks for the whole frame.
         let status = unsafe { suite_fn!(self.host.effect, clipGetImage)(self.handle, time, std::ptr::null(), &mut image) };
         match status {
-            kOfxStatOK => Image::new(PropertySet::new(image, self.host.property)?, self.host).map(Some),
+            kOfxStatOK => Image::new(PropertySet::new(image, self.host.property)?, self.host, memory).map(Some),
             kOfxStatFailed => Ok(None),
             other => Err(Status(other)),
         }

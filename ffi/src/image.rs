@@ -86,10 +86,19 @@ impl Components {
     }
 }
 
+/// Where a render's images are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    Host,
+    /// CUDA device memory (a CUDA render): never read or written from the CPU.
+    Cuda,
+}
+
 /// An image fetched from a clip; released back to the host on drop.
 pub struct Image {
     properties: PropertySet,
     host: &'static Host,
+    memory: Memory,
     data: *mut u8,
     pub bounds: RectI,
     /// Bytes from one row to the next; negative when rows run downwards in memory.
@@ -99,7 +108,7 @@ pub struct Image {
 }
 
 impl Image {
-    pub(crate) fn new(properties: PropertySet, host: &'static Host) -> Result<Self> {
+    pub(crate) fn new(properties: PropertySet, host: &'static Host, memory: Memory) -> Result<Self> {
         let release = ReleaseOnError { properties, host };
         let data = properties.pointer(kOfxImagePropData)? as *mut u8;
         let [x1, y1, x2, y2] = properties.ints(kOfxImagePropBounds)?;
@@ -112,7 +121,7 @@ impl Image {
             return Err(Status::ERR_IMAGE_FORMAT);
         }
         std::mem::forget(release);
-        Ok(Self { properties, host, data, bounds, row_bytes, depth, components })
+        Ok(Self { properties, host, memory, data, bounds, row_bytes, depth, components })
     }
 
     /// Bytes per pixel.
@@ -125,15 +134,28 @@ impl Image {
         self.properties.string(kOfxImagePropUniqueIdentifier).ok().filter(|id| !id.is_empty())
     }
 
+    /// Where the pixels are.
+    pub fn memory(&self) -> Memory {
+        self.memory
+    }
+
+    /// A device image's address (pixel (x1, y1), OpenFX's bottom row) and its row bytes; None
+    /// for host memory.
+    pub fn device_pixels(&self) -> Option<(u64, isize)> {
+        (self.memory == Memory::Cuda).then_some((self.data as u64, self.row_bytes))
+    }
+
+    /// Row `y`'s first byte in host memory: None outside the bounds and for device images.
     fn row_start(&self, y: i32) -> Option<*mut u8> {
-        if y < self.bounds.y1 || y >= self.bounds.y2 {
+        if self.memory != Memory::Host || y < self.bounds.y1 || y >= self.bounds.y2 {
             return None;
         }
         // SAFETY: y is inside the bounds, so the offset stays inside the host's buffer.
         Some(unsafe { self.data.offset((y - self.bounds.y1) as isize * self.row_bytes) })
     }
 
-    /// The bytes of row `y` (all of the image's columns); None outside the bounds.
+    /// The bytes of row `y` (all of the image's columns); None outside the bounds and for
+    /// device images.
     pub fn row(&self, y: i32) -> Option<&[u8]> {
         let start = self.row_start(y)?;
         // SAFETY: a row holds width * pixel_bytes bytes (checked against row_bytes in `new`).

@@ -21,7 +21,7 @@ mod status;
 
 pub use effect::{Clip, ImageEffect, MessageKind};
 pub use entry::{Action, Call, dispatch, set_host};
-pub use image::{Components, Depth, Image, RectI};
+pub use image::{Components, Depth, Image, Memory, RectI};
 pub use param::{Param, ParamSet};
 pub use property::PropertySet;
 pub use status::{Result, Status};

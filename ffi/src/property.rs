@@ -155,7 +155,7 @@ impl PropertySet {
         Ok(values)
     }
 
-    pub(crate) fn pointer(&self, name: &CStr) -> Result<*mut c_void> {
+    pub fn pointer(&self, name: &CStr) -> Result<*mut c_void> {
         let mut value: *mut c_void = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.
         Status::check(unsafe { suite_fn!(self.suite, propGetPointer)(self.handle, name.as_ptr(), 0, &mut value) })?;

@@ -78,15 +78,19 @@ pub fn to_frame(image: &Image, rect: RectI) -> Result<Frame, OutOfMemory> {
 
 /// A matte from a mask image: its alpha, or luma when it has none (white = subject).
 pub fn to_matte(image: &Image, rect: RectI) -> Result<Vec<u8>, OutOfMemory> {
-    let frame = to_frame(image, rect)?;
-    Ok(match (image.components, frame.alpha) {
+    Ok(matte_of(to_frame(image, rect)?, image.components))
+}
+
+/// A mask image's matte from its frame: alpha, or luma for images without alpha.
+pub fn matte_of(frame: Frame, components: Components) -> Vec<u8> {
+    match (components, frame.alpha) {
         (Components::Rgb, _) | (_, None) => frame
             .rgb
             .chunks_exact(3)
             .map(|p| ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8)
             .collect(),
         (_, Some(alpha)) => alpha,
-    })
+    }
 }
 
 /// Hash of an image's pixels and layout: the cache key of hosts without unique identifiers.

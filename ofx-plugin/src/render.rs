@@ -12,9 +12,9 @@ use soragen_core::tasks::{TaskInputs, run_task};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video};
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{Clip, Image, ImageEffect, MessageKind, PropertySet, RectI, Status};
+use soragen_ofx_ffi::{Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status};
 
-use crate::cuda;
+use crate::cuda::{self, DeviceRender};
 use crate::effects::{Context, MASK_CLIP, NEXT_CLIP};
 use crate::instance::{self, Generated, Instance};
 use crate::memory::{self, ModelSizes, OutOfMemory};
@@ -35,6 +35,8 @@ pub enum Failure {
     OutOfMemory(String),
     /// A GPU render that could not run: shown, and `kOfxStatGPURenderFailed` for the host.
     Gpu(String),
+    /// The GPU ran out of memory: caches freed, shown, and `kOfxStatGPUOutOfMemory`.
+    GpuOutOfMemory,
 }
 
 impl From<OutOfMemory> for Failure {
@@ -53,6 +55,8 @@ impl From<soragen_core::Error> for Failure {
     fn from(error: soragen_core::Error) -> Self {
         match error {
             soragen_core::Error::Cancelled => Failure::Cancelled,
+            soragen_core::Error::GpuOutOfMemory => Failure::GpuOutOfMemory,
+            soragen_core::Error::Gpu(message) => Failure::Gpu(message),
             other => Failure::User(other.to_string()),
         }
     }
@@ -67,6 +71,7 @@ pub fn report(effect: ImageEffect, result: Result<(), Failure>) -> soragen_ofx_f
         Err(Failure::User(message)) => (message, Status::FAILED),
         Err(Failure::OutOfMemory(message)) => (message, Status::ERR_MEMORY),
         Err(Failure::Gpu(message)) => (message, Status::GPU_RENDER_FAILED),
+        Err(Failure::GpuOutOfMemory) => (GPU_OUT_OF_MEMORY.into(), Status::GPU_OUT_OF_MEMORY),
     };
     // A failed message post must not hide the failure itself.
     let _ = effect.set_persistent_message(MessageKind::Error, &format!("Soragen: {message}"));
@@ -184,8 +189,30 @@ pub fn regions_of_interest(effect: ImageEffect, args: PropertySet, out: Property
 }
 
 pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
-    cuda::refuse_device_images(args)?;
+    let gpu = cuda::begin(args)?;
     let instance = instance::get(effect)?;
+    let on_gpu = gpu.is_some();
+    let result = render_with(effect, args, &instance, gpu.as_ref());
+    let result = match (result, gpu) {
+        (Ok(()), Some(gpu)) => gpu.finish(),
+        (result, _) => result,
+    };
+    match result {
+        Err(Failure::GpuOutOfMemory) => {
+            // Free what we hold before the host retries (or falls back to the CPU).
+            instance.purge();
+            // A render on host memory reports it like any other lack of memory.
+            Err(if on_gpu { Failure::GpuOutOfMemory } else { Failure::OutOfMemory(GPU_OUT_OF_MEMORY.into()) })
+        }
+        other => other,
+    }
+}
+
+const GPU_OUT_OF_MEMORY: &str = "out of GPU memory (Soragen's caches are freed): try a draft, fewer frames or a smaller model";
+
+/// Renders on the host's images: in host memory, or on the GPU where `gpu` is given.
+fn render_with(effect: ImageEffect, args: PropertySet, instance: &Instance, gpu: Option<&DeviceRender>) -> Result<(), Failure> {
+    let memory = if gpu.is_some() { Memory::Cuda } else { Memory::Host };
     let time = args.double(kOfxPropTime)?;
     let [x1, y1, x2, y2] = args.ints(kOfxImageEffectPropRenderWindow)?;
     let window = RectI { x1, y1, x2, y2 };
@@ -195,40 +222,47 @@ pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
         .map_err(Failure::User)?;
     let mut output = effect
         .clip(kOfxImageEffectOutputClipName)?
-        .image(time)?
+        .image(time, memory)?
         .ok_or_else(|| Failure::User(format!("the host gave no output image at frame {time}")))?;
     match plan {
         FramePlan::Keep { role, time } => {
-            let source = fetch(&instance, effect, role, time)?;
-            pixels::copy_image(&mut output, window, &source);
+            let source = fetch(instance, effect, role, time, memory)?;
+            match gpu {
+                Some(gpu) => gpu.copy_image(&output, window, &source)?,
+                None => pixels::copy_image(&mut output, window, &source),
+            }
         }
         FramePlan::Generate { window: generation, offset } => {
             // Hosts ask for drafts by render scale (proxies, previews) or by render quality.
             let draft = settings.draft
                 || scale.iter().any(|s| *s < 1.0)
                 || args.bool(kOfxImageEffectPropRenderQualityDraft).unwrap_or(false);
-            let generated = instance.generated(effect, &generation, &settings, scale, draft)?;
+            let generated = instance.generated(effect, gpu, &generation, &settings, scale, draft)?;
             let new_frame = generated
                 .video
                 .frames
                 .get(generated.first_output + offset)
                 .ok_or_else(|| Failure::User(format!("the model returned too few frames for frame {time}")))?;
             // In-place edits keep source pixels: copy them exactly where they survived.
-            let unchanged = if generation.edits_in_place() { Some(fetch(&instance, effect, Role::Source, frame(time))?) } else { None };
-            pixels::write_frame(&mut output, window, new_frame, generated.rect, unchanged.as_ref());
+            let unchanged =
+                if generation.edits_in_place() { Some(fetch(instance, effect, Role::Source, frame(time), memory)?) } else { None };
+            match gpu {
+                Some(gpu) => gpu.write_frame(&output, window, new_frame, generated.rect, unchanged.as_ref())?,
+                None => pixels::write_frame(&mut output, window, new_frame, generated.rect, unchanged.as_ref()),
+            }
         }
     }
     effect.clear_persistent_message();
     Ok(())
 }
 
-fn fetch(instance: &Instance, effect: ImageEffect, role: Role, time: i64) -> Result<Image, Failure> {
+fn fetch(instance: &Instance, effect: ImageEffect, role: Role, time: i64, memory: Memory) -> Result<Image, Failure> {
     let clip = instance.clip(effect, role)?;
     let missing = || Failure::User(format!("the {} input has no frame {time}", clip_name(instance.context, role).to_string_lossy()));
     if !clip.connected() {
         return Err(missing());
     }
-    clip.image(time as f64)?.ok_or_else(missing)
+    clip.image(time as f64, memory)?.ok_or_else(missing)
 }
 
 /// Progress through the host's progress suite; cancels on the host's abort or the user's.
@@ -249,19 +283,39 @@ impl Observer for HostProgress {
     }
 }
 
-/// Adds the images' content to the cache key: the host's identifier where it gives one, else
-/// the pixels.
-fn identify(images: &[Image], key: &mut DefaultHasher) {
-    for image in images {
-        match image.unique_id() {
-            Some(id) => id.hash(key),
-            None => pixels::content_hash(image, key),
-        }
+/// Adds one image's content to the cache key: the host's identifier where it gives one, else
+/// its pixels; for device images, `read`: what was read of them (the model sees only that).
+fn identify(image: &Image, read: &[&[u8]], key: &mut DefaultHasher) {
+    match (image.unique_id(), image.memory()) {
+        (Some(id), _) => id.hash(key),
+        (None, Memory::Host) => pixels::content_hash(image, key),
+        (None, Memory::Cuda) => (image.bounds, read).hash(key),
     }
 }
 
+fn identify_clip(images: &[Image], video: &Video, key: &mut DefaultHasher) {
+    for (image, frame) in images.iter().zip(&video.frames) {
+        identify(image, &[&frame.rgb, frame.alpha.as_deref().unwrap_or_default()], key);
+    }
+}
+
+/// Mask images as mattes over `rect` (white = subject).
+fn read_mattes(masks: &[Image], rect: RectI, gpu: Option<&DeviceRender>) -> Result<Vec<Vec<u8>>, Failure> {
+    let Some(gpu) = gpu else {
+        return Ok(masks.iter().map(|mask| pixels::to_matte(mask, rect)).collect::<Result<Vec<_>, _>>()?);
+    };
+    if masks.iter().any(|mask| mask.bounds != rect) {
+        return Err(Failure::User("on the GPU the mask must cover the source's frame exactly".into()));
+    }
+    // CUDA images are RGBA: the matte is the alpha.
+    Ok(gpu.frames(masks)?.into_iter().map(|frame| pixels::matte_of(frame, Components::Rgba)).collect())
+}
+
 /// Images of one clip at the window's times as the core's video, and where its pixels sit.
-fn read_clip(images: &[Image]) -> Result<(Video, RectI), Failure> {
+fn read_clip(images: &[Image], gpu: Option<&DeviceRender>) -> Result<(Video, RectI), Failure> {
+    if let Some(gpu) = gpu {
+        return gpu.read_clip(images);
+    }
     let rect = images[0].bounds;
     let mut video = Video::new(rect.width(), rect.height(), None);
     video.frames.try_reserve_exact(images.len()).map_err(|_| OutOfMemory { bytes: images.len() * size_of::<Frame>() })?;
@@ -276,8 +330,17 @@ fn read_clip(images: &[Image]) -> Result<(Video, RectI), Failure> {
 
 impl Instance {
     /// The window's frames: from the cache, or generated now (and cached only when complete).
-    fn generated(&self, effect: ImageEffect, window: &Window, settings: &Settings, scale: [f64; 2], draft: bool) -> Result<Arc<Generated>, Failure> {
-        let fetch_all = |role, times: &[i64]| times.iter().map(|&t| fetch(self, effect, role, t)).collect::<Result<Vec<_>, _>>();
+    fn generated(
+        &self,
+        effect: ImageEffect,
+        gpu: Option<&DeviceRender>,
+        window: &Window,
+        settings: &Settings,
+        scale: [f64; 2],
+        draft: bool,
+    ) -> Result<Arc<Generated>, Failure> {
+        let memory = if gpu.is_some() { Memory::Cuda } else { Memory::Host };
+        let fetch_all = |role, times: &[i64]| times.iter().map(|&t| fetch(self, effect, role, t, memory)).collect::<Result<Vec<_>, _>>();
         let sources = fetch_all(Role::Source, &window.source_times)?;
         let nexts = fetch_all(Role::Next, &window.next_times)?;
         let masks = if self.reads_mask(effect, settings) { fetch_all(Role::Mask, &window.source_times)? } else { vec![] };
@@ -286,19 +349,17 @@ impl Instance {
         (self.effect, window.task, window.first, window.frames).hash(&mut key);
         serde_json::to_string(&settings.task).unwrap_or_default().hash(&mut key);
         (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
-        for images in [&sources, &nexts, &masks] {
-            identify(images, &mut key);
-        }
         let mut inputs = TaskInputs::default();
         let rect = if !sources.is_empty() {
-            let (video, rect) = read_clip(&sources)?;
+            let (video, rect) = read_clip(&sources, gpu)?;
+            identify_clip(&sources, &video, &mut key);
             inputs.clip = Some(video);
             if !masks.is_empty() {
-                // Masks say where the subject is; the task wants the background (> 127).
                 let mut background = Vec::new();
                 background.try_reserve_exact(masks.len()).map_err(|_| OutOfMemory { bytes: masks.len() * size_of::<Vec<u8>>() })?;
-                for mask in &masks {
-                    let mut matte = pixels::to_matte(mask, rect)?;
+                for (mask, mut matte) in masks.iter().zip(read_mattes(&masks, rect, gpu)?) {
+                    identify(mask, &[&matte], &mut key);
+                    // Masks say where the subject is; the task wants the background (> 127).
                     matte.iter_mut().for_each(|v| *v = 255 - *v);
                     background.push(matte);
                 }
@@ -310,7 +371,9 @@ impl Instance {
             RectI { x1: 0, y1: 0, x2: (width * scale[0]).round() as i32, y2: (height * scale[1]).round() as i32 }
         };
         if !nexts.is_empty() {
-            inputs.next = Some(read_clip(&nexts)?.0);
+            let (video, _) = read_clip(&nexts, gpu)?;
+            identify_clip(&nexts, &video, &mut key);
+            inputs.next = Some(video);
         }
         rect.hash(&mut key);
         let key = key.finish();

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use soragen_ofx_ffi::sys::*;
 
-pub use objects::{EffectObj, Footage, Log, Message, Stop};
+pub use objects::{DeviceMemory, EffectObj, Footage, Log, Message, Stop};
 pub use pixels::Pixels;
 pub use props::{PropSet, Value};
 pub use soragen_ofx_ffi::{Components, Depth, RectI};
@@ -288,7 +288,7 @@ impl Host {
         }
         status(self.call(plugin, kOfxActionCreateInstance, &*obj as *const EffectObj as *const c_void, None, None))?;
         let frame = RectI { x1: 0, y1: 0, x2: frame.0 as i32, y2: frame.1 as i32 };
-        let instance = Instance { host: self, plugin, obj, frame, transition_position: Cell::new(None), force_cuda: Cell::new(false) };
+        let instance = Instance { host: self, plugin, obj, frame, transition_position: Cell::new(None), force_cuda: Cell::new(None) };
         instance.clip_preferences()?;
         if setup.context == kOfxImageEffectContextGeneral
             && let Some((first, last)) = instance.time_domain()?
@@ -339,8 +339,8 @@ pub struct Instance<'h> {
     /// The Transition parameter's value for every action, where a test fixes it; else the
     /// host sets it from the time, as hosts animate it.
     transition_position: Cell<Option<f64>>,
-    /// Send CUDA renders whatever the effect declared, as a misbehaving host would.
-    force_cuda: Cell<bool>,
+    /// Send CUDA renders (or not) whatever the effect declared.
+    force_cuda: Cell<Option<bool>>,
 }
 
 impl Instance<'_> {
@@ -383,16 +383,22 @@ impl Instance<'_> {
         self.set(kOfxImageEffectTransitionParamName.to_str().unwrap(), Value::Double(position));
     }
 
-    /// Sends every later render as a CUDA render, even where the effect did not declare CUDA
-    /// support (a misbehaving host).
-    pub fn force_cuda_renders(&self, force: bool) {
-        self.force_cuda.set(force);
+    /// Renders with CUDA put every image of the render in `memory` (a GPU's, which a test with
+    /// a GPU provides) and pass its stream; without it, CUDA renders only carry the flag.
+    pub fn use_device_memory(&self, memory: Arc<dyn DeviceMemory>) {
+        *self.obj.device_memory.lock().unwrap() = Some(memory);
+    }
+
+    /// Sends every later render as a CUDA render (`true`: even where the effect did not declare
+    /// CUDA support, as a misbehaving host would) or on host memory (`false`).
+    pub fn force_cuda_renders(&self, cuda: bool) {
+        self.force_cuda.set(Some(cuda));
     }
 
     /// Whether renders go through CUDA: the host offers it and the effect declared it.
     fn renders_with_cuda(&self) -> bool {
         let declared = self.obj.props.string(kOfxImageEffectPropCudaRenderSupported).as_deref() == Some("true");
-        self.force_cuda.get() || (self.host.profile.cuda && declared)
+        self.force_cuda.get().unwrap_or(self.host.profile.cuda && declared)
     }
 
     pub fn stop(&self, stop: Stop) {
@@ -495,13 +501,29 @@ impl Instance<'_> {
             (kOfxImageEffectPropInteractiveRenderStatus, vec![Value::Int(0)]),
             (kOfxImageEffectPropRenderQualityDraft, vec![Value::Int(0)]),
         ]);
-        if self.renders_with_cuda() {
-            // This host has no GPU of its own: it only tells the effect, and records it.
+        let device_memory = self.obj.device_memory.lock().unwrap().clone();
+        let cuda = self.renders_with_cuda();
+        if cuda {
+            // Without device memory this host has no GPU of its own: it only sets the flag.
             args.set(kOfxImageEffectPropCudaEnabled, vec![Value::Int(1)]);
             self.obj.log.lock().unwrap().cuda_renders += 1;
         }
+        let device_output = match (&device_memory, cuda) {
+            (Some(memory), true) => {
+                args.set(kOfxImageEffectPropCudaStream, vec![Value::Pointer(memory.stream())]);
+                let buffer = self.obj.output.lock().unwrap();
+                Some(memory.upload(&buffer.as_ref().expect("output buffer").data))
+            }
+            _ => None,
+        };
+        *self.obj.device_render.lock().unwrap() = device_output.map(|address| (device_memory.clone().expect("device memory"), address));
         let result = status(self.call(kOfxImageEffectActionRender, Some(&args), None));
-        let buffer = self.obj.output.lock().unwrap().take().expect("output buffer");
+        let mut buffer = self.obj.output.lock().unwrap().take().expect("output buffer");
+        if let Some((memory, address)) = self.obj.device_render.lock().unwrap().take() {
+            // Like a host after the render: its stream orders the read after the plugin's work.
+            memory.download(address, &mut buffer.data);
+            memory.free(address);
+        }
         result.map(|()| buffer.to_pixels())
     }
 

@@ -106,10 +106,37 @@ pub struct ClipObj {
     pub effect: usize,
 }
 
+/// GPU memory for a host that renders with CUDA; a test with a GPU provides it. Addresses
+/// are device pointers; all work goes on `stream` (0: none, the plugin must finish itself).
+pub trait DeviceMemory: Send + Sync {
+    /// A device copy of `bytes`, finished before the plugin sees it.
+    fn upload(&self, bytes: &[u8]) -> usize;
+    /// Reads `bytes.len()` bytes from `address`, after the plugin's work on the stream.
+    fn download(&self, address: usize, bytes: &mut [u8]);
+    fn free(&self, address: usize);
+    /// The `CUstream` renders pass as `kOfxImageEffectPropCudaStream`.
+    fn stream(&self) -> usize;
+}
+
+/// An image's pixels as lent: host memory, or a device copy freed with the image.
+pub enum Lending {
+    /// The host buffer an input image's data points into, kept until it is released.
+    Host { _buffer: Option<Vec<u8>> },
+    Device(Arc<dyn DeviceMemory>, usize),
+}
+
+impl Drop for Lending {
+    fn drop(&mut self) {
+        if let Lending::Device(memory, address) = self {
+            memory.free(*address);
+        }
+    }
+}
+
 /// An image lent to the plugin. `props` comes first: the image handle is its address.
 pub struct ImageObj {
     pub props: PropSet,
-    _buffer: Option<Vec<u8>>,
+    _pixels: Lending,
 }
 
 /// Host-side memory for an image, rows in the given order.
@@ -160,9 +187,14 @@ impl ImageBuffer {
 
     /// The property set describing this buffer (data points at pixel (x1, y1)).
     pub fn props(&mut self, unique_id: Option<String>, scale: f64) -> PropSet {
-        let first_row = self.row_offset(self.bounds.y1);
+        let base = self.data.as_mut_ptr() as usize;
+        self.props_at(base, unique_id, scale)
+    }
+
+    /// The property set describing a copy of this buffer at address `base` (host or device).
+    pub fn props_at(&self, base: usize, unique_id: Option<String>, scale: f64) -> PropSet {
         let row_bytes = self.stride() as i32 * if self.top_down { -1 } else { 1 };
-        let data = self.data[first_row..].as_mut_ptr() as usize;
+        let data = base + self.row_offset(self.bounds.y1);
         let b = self.bounds;
         let props = PropSet::new([
             (kOfxPropType, vec![Value::str("OfxTypeImage")]),
@@ -185,8 +217,8 @@ impl ImageBuffer {
 }
 
 impl ImageObj {
-    pub fn new(props: PropSet, buffer: Option<Vec<u8>>) -> Self {
-        ImageObj { props, _buffer: buffer }
+    pub fn new(props: PropSet, pixels: Lending) -> Self {
+        ImageObj { props, _pixels: pixels }
     }
 }
 
@@ -202,6 +234,10 @@ pub struct EffectObj {
     pub time: Mutex<f64>,
     /// Render scale of the render in progress: input images come at this scale.
     pub scale: Mutex<f64>,
+    /// GPU memory for CUDA renders, where a test gives it.
+    pub device_memory: Mutex<Option<Arc<dyn DeviceMemory>>>,
+    /// The CUDA render in progress: its memory and the output's device copy.
+    pub device_render: Mutex<Option<(Arc<dyn DeviceMemory>, usize)>>,
 }
 
 impl EffectObj {
@@ -216,6 +252,8 @@ impl EffectObj {
             top_down,
             time: Mutex::new(0.0),
             scale: Mutex::new(1.0),
+            device_memory: Mutex::default(),
+            device_render: Mutex::default(),
         }
     }
 

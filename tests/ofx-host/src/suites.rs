@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use soragen_ofx_ffi::sys::*;
 
-use crate::objects::{ClipObj, EffectObj, ImageBuffer, ImageObj, Message, ParamObj, ParamSetObj};
+use crate::objects::{ClipObj, EffectObj, ImageBuffer, ImageObj, Lending, Message, ParamObj, ParamSetObj};
 use crate::props::{PROPERTY_SUITE, PropSet, Value};
 
 /// Host property telling fetchSuite whether to offer the V2 message and progress suites.
@@ -100,10 +100,14 @@ unsafe extern "C" fn clip_get_image(c: OfxImageClipHandle, time: OfxTime, _regio
     let Some(c) = (unsafe { clip(c) }) else { return kOfxStatErrBadHandle };
     let Some(e) = (unsafe { effect(c.effect as _) }) else { return kOfxStatErrBadHandle };
     let scale = *e.scale.lock().unwrap();
+    let device = e.device_render.lock().unwrap().clone();
     let obj = if c.name == kOfxImageEffectOutputClipName.to_str().unwrap() {
         let mut output = e.output.lock().unwrap();
         let Some(buffer) = output.as_mut() else { return kOfxStatFailed };
-        ImageObj::new(buffer.props(None, scale), None)
+        match &device {
+            Some((_, address)) => ImageObj::new(buffer.props_at(*address, None, scale), Lending::Host { _buffer: None }),
+            None => ImageObj::new(buffer.props(None, scale), Lending::Host { _buffer: None }),
+        }
     } else {
         let footage = c.footage.lock().unwrap().clone();
         let Some(footage) = footage else { return kOfxStatFailed };
@@ -112,9 +116,17 @@ unsafe extern "C" fn clip_get_image(c: OfxImageClipHandle, time: OfxTime, _regio
         let pixels = pixels.scaled(scale);
         let mut buffer = ImageBuffer::from_pixels(&pixels, e.top_down);
         let id = footage.unique_ids.then(|| format!("{}:{frame}:{scale}:{}", c.name, pixels.data.iter().map(|&b| b as u64).sum::<u64>()));
-        let props = buffer.props(id, scale);
         e.log.lock().unwrap().fetched.push((c.name.clone(), time));
-        ImageObj::new(props, Some(std::mem::take(&mut buffer.data)))
+        match device {
+            Some((memory, _)) => {
+                let address = memory.upload(&buffer.data);
+                ImageObj::new(buffer.props_at(address, id, scale), Lending::Device(memory, address))
+            }
+            None => {
+                let props = buffer.props(id, scale);
+                ImageObj::new(props, Lending::Host { _buffer: Some(std::mem::take(&mut buffer.data)) })
+            }
+        }
     };
     e.log.lock().unwrap().lent += 1;
     let boxed = Box::new(obj);

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::Device;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg, sys,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg, result, sys,
 };
 use candle_core::cuda_backend::cudarc::nvrtc;
 
-use super::layout::{DeviceImage, ImageLayout};
+use super::layout::{DeviceImage, ImageLayout, Position, Region};
 use super::pixels::check_frame;
 use super::stream::{StreamOrder, StreamPlan};
 use crate::video::{Frame, Video};
@@ -23,6 +23,7 @@ const TILE: u32 = 16;
 struct Kernels {
     import: CudaFunction,
     export: CudaFunction,
+    compose: CudaFunction,
 }
 
 pub(crate) fn gpu_error(e: DriverError) -> Error {
@@ -45,18 +46,47 @@ fn kernels(context: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
     let kernels = Arc::new(Kernels {
         import: module.load_function("import_image").map_err(gpu_error)?,
         export: module.load_function("export_image").map_err(gpu_error)?,
+        compose: module.load_function("compose_region").map_err(gpu_error)?,
     });
     compiled.insert(context.ordinal(), kernels.clone());
     Ok(kernels)
 }
 
+/// How many CUDA devices the driver reports, without creating a context: 0 where there is no
+/// driver, or it cannot start.
+pub fn cuda_device_count() -> usize {
+    // A missing driver library makes cudarc panic where it loads libraries at run time.
+    let count = std::panic::catch_unwind(|| result::init().and_then(|()| result::device::get_count()));
+    match count {
+        Ok(Ok(count)) => usize::try_from(count).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The device of the CUDA context current on this thread (the one a host renders with), or
+/// None when no context is current.
+pub fn current_device_ordinal() -> Result<Option<usize>> {
+    let Some(_) = result::ctx::get_current().map_err(gpu_error)? else { return Ok(None) };
+    let mut device = 0;
+    // SAFETY: a context is current; the call writes one device number.
+    unsafe { sys::cuCtxGetDevice(&mut device) }.result().map_err(gpu_error)?;
+    Ok(Some(device as usize))
+}
+
 fn launch_config(layout: &ImageLayout) -> Result<LaunchConfig> {
+    grid(layout.width, layout.height)
+        .ok_or_else(|| Error::Input(format!("a {}x{} image is too large for the GPU conversion", layout.width, layout.height)))
+}
+
+/// One thread per pixel of a `width` x `height` area, when the grid and the kernels' int
+/// coordinates can hold it.
+fn grid(width: usize, height: usize) -> Option<LaunchConfig> {
     let blocks = |pixels: usize| u32::try_from(pixels.div_ceil(TILE as usize)).ok();
-    match (blocks(layout.width), blocks(layout.height)) {
-        (Some(x), Some(y)) if y <= 65_535 && i32::try_from(layout.width).is_ok() => {
-            Ok(LaunchConfig { grid_dim: (x, y, 1), block_dim: (TILE, TILE, 1), shared_mem_bytes: 0 })
+    match (blocks(width), blocks(height)) {
+        (Some(x), Some(y)) if y <= 65_535 && i32::try_from(width).is_ok() && i32::try_from(height).is_ok() => {
+            Some(LaunchConfig { grid_dim: (x.max(1), y.max(1), 1), block_dim: (TILE, TILE, 1), shared_mem_bytes: 0 })
         }
-        _ => Err(Error::Input(format!("a {}x{} image is too large for the GPU conversion", layout.width, layout.height))),
+        _ => None,
     }
 }
 
@@ -171,6 +201,92 @@ impl ImageConverter {
         // SAFETY: the arguments match the kernel's signature; the caller vouches for the image.
         unsafe { launch.launch(config) }.map_err(gpu_error)?;
         // Dropping the staging buffers frees them in stream order, after the kernel.
+        Ok(())
+    }
+
+    /// Queues copying `source` (placed at `at` over the output) into `region` of `output`,
+    /// bytes as they are: kept frames come out bit-identical. Pixels of the region the source
+    /// does not cover become zero.
+    ///
+    /// # Safety
+    /// Both images must be device memory of this context that their layouts describe, the
+    /// source written by work queued on this stream (or finished), the output not used by the
+    /// host until this stream has passed this point.
+    pub unsafe fn copy_region(&self, output: &DeviceImage, region: Region, source: &DeviceImage, at: Position) -> Result<()> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.compose(output, region, Some((source, at)), None) }
+    }
+
+    /// Queues writing `frame` (`width` x `height`, placed at `at`) into `region` of `output`,
+    /// opaque, zero where the frame does not reach. Where `unchanged` (an in-place edit's
+    /// source, placed over the output) has a pixel that reads as exactly the generated colour,
+    /// that pixel is written instead, at full precision.
+    ///
+    /// # Safety
+    /// As [`ImageConverter::copy_region`].
+    pub unsafe fn write_region(
+        &self,
+        output: &DeviceImage,
+        region: Region,
+        frame: &Frame,
+        (width, height): (usize, usize),
+        at: Position,
+        unchanged: Option<(&DeviceImage, Position)>,
+    ) -> Result<()> {
+        if frame.rgb.len() != 3 * width * height {
+            return Err(Error::Output(format!("a frame of {} bytes is not {width}x{height} RGB", frame.rgb.len())));
+        }
+        // SAFETY: passed on from the caller.
+        unsafe { self.compose(output, region, unchanged, Some((frame, width, height, at))) }
+    }
+
+    /// Launches `compose_region` (see `convert.cu`).
+    unsafe fn compose(
+        &self,
+        output: &DeviceImage,
+        region: Region,
+        source: Option<(&DeviceImage, Position)>,
+        frame: Option<(&Frame, usize, usize, Position)>,
+    ) -> Result<()> {
+        region.check_inside(&output.layout)?;
+        if region.width == 0 || region.height == 0 {
+            return Ok(());
+        }
+        if let Some((image, _)) = source
+            && image.layout.format != output.layout.format
+        {
+            return Err(Error::Input(format!(
+                "a {:?} image cannot be copied into a {:?} one",
+                image.layout.format, output.layout.format
+            )));
+        }
+        let config = grid(region.width, region.height)
+            .ok_or_else(|| Error::Input(format!("a {}x{} region is too large for the GPU", region.width, region.height)))?;
+        let int = |value: usize| i32::try_from(value).map_err(|_| Error::Input(format!("{value} pixels is too large for the GPU")));
+        let (out_top, out_step, format) = (output.row_address(0), output.layout.down_step() as i64, output.layout.format.kernel_code());
+        let (left, top, width, height) = (int(region.left)?, int(region.top)?, int(region.width)?, int(region.height)?);
+        let null: u64 = 0;
+        let (source_top, source_step, source_at, source_width, source_height) = match source {
+            Some((image, at)) => {
+                (image.row_address(0), image.layout.down_step() as i64, at, int(image.layout.width)?, int(image.layout.height)?)
+            }
+            None => (null, 0, Position { left: 0, top: 0 }, 0, 0),
+        };
+        let rgb = frame.map(|(frame, ..)| self.stream.clone_htod(&frame.rgb)).transpose().map_err(gpu_error)?;
+        let (frame_at, frame_width, frame_height) = match frame {
+            Some((_, width, height, at)) => (at, int(width)?, int(height)?),
+            None => (Position { left: 0, top: 0 }, 0, 0),
+        };
+        let mut launch = self.stream.launch_builder(&self.kernels.compose);
+        launch.arg(&out_top).arg(&out_step).arg(&format).arg(&left).arg(&top).arg(&width).arg(&height);
+        launch.arg(&source_top).arg(&source_step).arg(&source_at.left).arg(&source_at.top).arg(&source_width).arg(&source_height);
+        match &rgb {
+            Some(rgb) => launch.arg(rgb),
+            None => launch.arg(&null),
+        };
+        launch.arg(&frame_at.left).arg(&frame_at.top).arg(&frame_width).arg(&frame_height);
+        // SAFETY: the arguments match the kernel's signature; the caller vouches for the images.
+        unsafe { launch.launch(config) }.map_err(gpu_error)?;
         Ok(())
     }
 

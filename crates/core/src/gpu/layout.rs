@@ -136,6 +136,39 @@ impl DeviceImage {
     }
 }
 
+/// A rectangle of an image's pixels: columns `left..left + width` and picture rows
+/// `top..top + height` (row 0 is the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub left: usize,
+    pub top: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Region {
+    /// Checks that the region lies inside an image of `layout`'s size.
+    pub fn check_inside(&self, layout: &ImageLayout) -> Result<()> {
+        let fits = |start: usize, length: usize, limit: usize| start.checked_add(length).is_some_and(|end| end <= limit);
+        if fits(self.left, self.width, layout.width) && fits(self.top, self.height, layout.height) {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "a {}x{} region at ({}, {}) is not inside a {}x{} image",
+                self.width, self.height, self.left, self.top, layout.width, layout.height
+            )))
+        }
+    }
+}
+
+/// Where another picture lies over an image: its top-left pixel at column `left`, row `top`
+/// of the image (negative: left of or above the image's first pixel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub left: i64,
+    pub top: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ mod stream;
 mod convert;
 
 #[cfg(feature = "cuda")]
-pub use convert::ImageConverter;
-pub use layout::{DeviceImage, ImageLayout, PixelFormat};
+pub use convert::{ImageConverter, cuda_device_count, current_device_ordinal};
+pub use layout::{DeviceImage, ImageLayout, PixelFormat, Position, Region};
 pub use pixels::{read_image, write_image};
 pub use stream::{StreamOrder, StreamPlan};
