@@ -34,9 +34,13 @@ cuda_toolchain() {
   stubs="$PWD/$toolchain/stubs"
   mkdir -p "$stubs"
   : >"$stubs/empty.c"
-  for lib in cuda nvrtc cublas cublasLt curand cudart; do
+  for lib in cuda nvrtc cublas cublasLt curand; do
     [ -f "$stubs/lib$lib.so" ] || cc -shared -o "$stubs/lib$lib.so" "$stubs/empty.c"
   done
+  # candle-kernels links its MoE kernels (libmoe.a, called from candle's quantized code) and
+  # -lcudart for them: the static CUDA runtime serves that without a libcudart.so to load (it
+  # opens the driver's libcuda itself, when first used).
+  echo "INPUT($root/lib/libcudart_static.a)" >"$stubs/libcudart.so"
   export CARGO_BUILD_TARGET="$host"
   export "CARGO_TARGET_$(echo "$host" | tr 'a-z.-' 'A-Z__')_RUSTFLAGS=--cfg feature=\"dynamic-loading\" -L native=$stubs"
 

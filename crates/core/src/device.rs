@@ -85,6 +85,32 @@ pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
     }
 }
 
+/// The device models run on unless a host chooses another, decided once per process.
+pub fn model_device() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let request = match std::env::var(DEVICE_VARIABLE) {
+                Ok(text) => DeviceRequest::parse(&text),
+                Err(_) => Ok(DeviceRequest::preferred()),
+            };
+            match request.and_then(open_device) {
+                Ok(device) => device,
+                Err(reason) => {
+                    eprintln!("soragen: running on the CPU: {reason}");
+                    Device::Cpu
+                }
+            }
+        })
+        .clone()
+}
+
+/// The compute precision that suits a device: bf16 on a GPU (half the memory, tensor cores),
+/// f32 on the CPU (where bf16 is slower and reproduces the reference less closely).
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cuda() { DType::BF16 } else { DType::F32 }
+}
+
 /// The shared libraries a CUDA run loads (cudarc in its run-time loading mode): the driver's
 /// libcuda, NVRTC (the conversion kernels of `soragen_core::gpu`), cuBLAS, cuBLASLt and cuRAND
 /// (candle's device).
