@@ -1,7 +1,7 @@
 # Sourced by .ci/run and tests/gpu/run.sh: `cuda_toolchain` puts CUDA 13 from PyPI (a venv in
-# target/cuda-toolchain) on PATH and tells cudarc which version it is. `cuda_toolchain runtime`
-# adds the libraries a cuda build links and loads (NVRTC, cuBLAS, cuRAND) and a link name for
-# the driver's libcuda, which only an NVIDIA driver provides.
+# target/cuda-toolchain) on PATH, tells cudarc which version it is, and makes every cuda build a
+# run-time loading build (below). `cuda_toolchain runtime` adds the libraries a cuda build loads
+# (NVRTC, cuBLAS, cuRAND) to LD_LIBRARY_PATH; the driver's libcuda comes with an NVIDIA driver.
 cuda_toolchain() {
   local toolchain=target/cuda-toolchain
   local wheels=(nvidia-cuda-nvcc==13.5.37 nvidia-cuda-runtime==13.5.37 nvidia-cuda-crt==13.5.37 nvidia-cuda-cccl==13.3.5.0.6)
@@ -15,19 +15,36 @@ cuda_toolchain() {
   export CUDA_ROOT="$root" CUDA_PATH="$root" PATH="$root/bin:$PATH"
   # cudarc 0.19.10 knows CUDA up to 13.4; the wheels are 13.5, which it would refuse by name.
   export CUDARC_CUDA_VERSION=13040
+
+  # Load the CUDA libraries at run time instead of linking them, so that a cuda build starts, and
+  # falls back to the CPU, where there is no NVIDIA driver. candle 0.11.1 turns on cudarc's
+  # `dynamic-linking` (DT_NEEDED on libcuda.so.1, NVRTC, cuBLAS, cuRAND) and cudarc's build
+  # script refuses `dynamic-loading` beside it, but cudarc's code only asks for
+  # `dynamic-loading`, and with an explicit --target build scripts do not get the target's
+  # rustflags. So cudarc compiles in loading mode (dlopen on first use), its build script still
+  # asks the linker for -lcuda and the rest, and rustc's --as-needed drops them, unreferenced.
+  # Empty stand-ins for those libraries let the link find them where no driver is. No other crate
+  # in the dependency graph reads that feature. Binaries land in target/<host triple>/<profile>.
+  if [ -n "${RUSTFLAGS:-}${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+    echo "cuda_toolchain: unset RUSTFLAGS: it would replace the flags of the run-time loading build" >&2
+    return 1
+  fi
+  local host stubs lib
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  stubs="$PWD/$toolchain/stubs"
+  mkdir -p "$stubs"
+  : >"$stubs/empty.c"
+  for lib in cuda nvrtc cublas cublasLt curand; do
+    [ -f "$stubs/lib$lib.so" ] || cc -shared -o "$stubs/lib$lib.so" "$stubs/empty.c"
+  done
+  # candle-kernels links its MoE kernels (libmoe.a, called from candle's quantized code) and
+  # -lcudart for them: the static CUDA runtime serves that without a libcudart.so to load (it
+  # opens the driver's libcuda itself, when first used).
+  echo "INPUT($root/lib/libcudart_static.a)" >"$stubs/libcudart.so"
+  export CARGO_BUILD_TARGET="$host"
+  export "CARGO_TARGET_$(echo "$host" | tr 'a-z.-' 'A-Z__')_RUSTFLAGS=--cfg feature=\"dynamic-loading\" -L native=$stubs"
+
   if [ "${1:-}" = runtime ]; then
-    # The wheels ship versioned names only; the linker asks for the plain ones.
-    local lib
-    for lib in nvrtc cublas cublasLt curand; do
-      ln -sf "$(ls "$root"/lib/lib$lib.so.* | head -n 1)" "$root/lib/lib$lib.so"
-    done
-    local libcuda
-    libcuda="$(ldconfig -p | awk '/libcuda\.so\.1 /{print $NF; exit}')"
-    if [ -z "$libcuda" ]; then
-      echo "no libcuda.so.1: install the NVIDIA driver" >&2
-      return 1
-    fi
-    ln -sf "$libcuda" "$root/lib/libcuda.so"
     export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
 }

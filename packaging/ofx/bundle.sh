@@ -1,8 +1,10 @@
 #!/bin/sh
 # Builds Soragen.ofx.bundle (the OpenFX plugin) and optionally installs it.
 #
-#   packaging/ofx/bundle.sh [--debug] [--install]
+#   packaging/ofx/bundle.sh [--debug] [--cuda] [--install]
 #
+# --cuda builds with the cargo feature `cuda`, after `. .ci/cuda-toolchain.sh && cuda_toolchain`
+# (a run-time loading build, see README.md's CUDA: it loads without the NVIDIA driver).
 # Release builds are stripped (strip from binutils, or $STRIP). The bundle lands in target/ofx/Soragen.ofx.bundle. --install copies it into the first folder
 # of OFX_PLUGIN_PATH, or /usr/OFX/Plugins when that is unset (which usually needs root).
 set -eu
@@ -10,11 +12,13 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 profile=release
 install=no
+features=
 for arg in "$@"; do
     case "$arg" in
         --debug) profile=debug ;;
         --install) install=yes ;;
-        *) echo "usage: $0 [--debug] [--install]" >&2; exit 2 ;;
+        --cuda) features="--features cuda" ;;
+        *) echo "usage: $0 [--debug] [--cuda] [--install]" >&2; exit 2 ;;
     esac
 done
 
@@ -25,19 +29,26 @@ case "$(uname -s)-$(uname -m)" in
     *) echo "unsupported platform $(uname -s)-$(uname -m)" >&2; exit 1 ;;
 esac
 
+if [ -n "$features" ] && [ -z "${CARGO_BUILD_TARGET:-}" ]; then
+    echo "--cuda: run '. .ci/cuda-toolchain.sh && cuda_toolchain' first" >&2
+    exit 2
+fi
+
 cd "$root"
 if [ "$profile" = release ]; then
-    cargo build --release -p soragen-ofx
+    cargo build --release -p soragen-ofx $features
 else
-    cargo build -p soragen-ofx
+    cargo build -p soragen-ofx $features
 fi
 target=${CARGO_TARGET_DIR:-$root/target}
+# An explicit target (cuda_toolchain sets one) puts the build in target/<triple>/<profile>.
+built="$target${CARGO_BUILD_TARGET:+/$CARGO_BUILD_TARGET}/$profile"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 bundle="$target/ofx/Soragen.ofx.bundle"
 rm -rf "$bundle"
 mkdir -p "$bundle/Contents/$arch" "$bundle/Contents/Resources"
-cp "$target/$profile/$library" "$bundle/Contents/$arch/Soragen.ofx"
+cp "$built/$library" "$bundle/Contents/$arch/Soragen.ofx"
 if [ "$profile" = release ]; then
     # Symbols and debug information are for developers; hosts need the exported entry points only.
     "${STRIP:-strip}" $strip_flags "$bundle/Contents/$arch/Soragen.ofx"

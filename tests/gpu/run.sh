@@ -41,9 +41,16 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for steps in 1 5; do
   start=$(date +%s.%N)
-  SORAGEN_DEVICE=cuda target/release/soragen generate --model "$model" --prompt "a harbour at dawn, boats" \
-    --frames 81 --width 832 --height 480 --steps "$steps" --seed 0 --output "$out/$steps.y4m"
+  # cuda_toolchain builds for an explicit target (run-time loading of the CUDA libraries).
+  # (stderr both shown and kept: a fallback to the CPU would time the CPU.)
+  { SORAGEN_DEVICE=cuda "target/$CARGO_BUILD_TARGET/release/soragen" generate --model "$model" \
+      --prompt "a harbour at dawn, boats" --frames 81 --width 832 --height 480 --steps "$steps" \
+      --seed 0 --output "$out/$steps.y4m" 2>&1 1>&3 | tee "$out/stderr" >&2; } 3>&1
   end=$(date +%s.%N)
+  if grep -q "running on the CPU" "$out/stderr"; then
+    echo "the cuda build fell back to the CPU: no timing on the GPU" >&2
+    exit 1
+  fi
   seconds[$steps]=$(awk "BEGIN { printf \"%.2f\", $end - $start }")
 done
 # Two step counts: the difference is 4 steps of the transformer (with guidance), the rest is

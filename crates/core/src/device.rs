@@ -1,9 +1,14 @@
 //! Where the models run and in which precision.
 //!
 //! A build with the `cuda` feature runs on CUDA device 0 when it opens; without the feature, or
-//! when no device opens (no GPU, a driver that fails to start), everything runs on the CPU and
-//! the cuda build says why in one line on stderr. `SORAGEN_DEVICE=cpu` (or `cuda`, `cuda:N`)
-//! overrides the choice, e.g. to compare both in one build.
+//! when no device opens (no NVIDIA driver, a missing CUDA library, no GPU, a driver that fails to
+//! start), everything runs on the CPU and the cuda build says why in one line on stderr.
+//! `SORAGEN_DEVICE=cpu` (or `cuda`, `cuda:N`) overrides the choice, e.g. to compare both in one
+//! build.
+//!
+//! A cuda build made as `.ci/cuda-toolchain.sh` makes it loads the driver and the CUDA libraries
+//! at run time (cudarc's `dynamic-loading`), so it starts without them; cudarc panics where one
+//! is missing, so `open_device` looks for each first and catches any panic left.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -55,10 +60,25 @@ pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
             if let Some(device) = opened.get(&ordinal) {
                 return Ok(device.clone());
             }
-            let device = Device::new_cuda(ordinal).map_err(|e| {
-                let reason = e.to_string();
+            let fail = |reason: &str| {
                 format!("CUDA device {ordinal} did not open: {}", reason.lines().next().unwrap_or("unknown error"))
-            })?;
+            };
+            #[cfg(feature = "cuda")]
+            if let Some(missing) = missing_cuda_library() {
+                return Err(fail(&missing));
+            }
+            let device = match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+                Ok(Ok(device)) => device,
+                Ok(Err(e)) => return Err(fail(&e.to_string())),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "CUDA panicked".into());
+                    return Err(fail(&message));
+                }
+            };
             opened.insert(ordinal, device.clone());
             Ok(device)
         }
@@ -89,6 +109,46 @@ pub fn model_device() -> Device {
 /// f32 on the CPU (where bf16 is slower and reproduces the reference less closely).
 pub fn default_dtype(device: &Device) -> DType {
     if device.is_cuda() { DType::BF16 } else { DType::F32 }
+}
+
+/// The shared libraries a CUDA run loads (cudarc in its run-time loading mode): the driver's
+/// libcuda, NVRTC (the conversion kernels of `soragen_core::gpu`), cuBLAS, cuBLASLt and cuRAND
+/// (candle's device).
+#[cfg(feature = "cuda")]
+const CUDA_LIBRARIES: [&str; 5] = ["cuda", "nvrtc", "cublas", "cublasLt", "curand"];
+
+/// The file names cudarc tries for a library on Linux (CUDA 13 bindings), the usual one first.
+#[cfg(feature = "cuda")]
+fn library_names(library: &str) -> Vec<String> {
+    let suffixes: &[&str] = if library == "cuda" { &[".1", ""] } else { &["", ".13", ".12", ".11", ".10", ".9", ".1"] };
+    suffixes.iter().map(|suffix| format!("lib{library}.so{suffix}")).collect()
+}
+
+/// The first of `names` the dynamic loader opens, if any.
+#[cfg(feature = "cuda")]
+fn first_loadable(names: &[String]) -> Option<&str> {
+    // SAFETY: loading runs a library's initialisers; these are NVIDIA's CUDA libraries, which
+    // cudarc loads anyway (or a test's libc).
+    names.iter().map(String::as_str).find(|name| unsafe { libloading::Library::new(name) }.is_ok())
+}
+
+/// Why a CUDA run cannot load its libraries, in one line; None where all of them load. (Other
+/// systems than Linux name them differently; the panic guard in `open_device` remains.)
+#[cfg(feature = "cuda")]
+fn missing_cuda_library() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let names = CUDA_LIBRARIES.iter().map(|library| library_names(library)).find(|names| first_loadable(names).is_none())?;
+    Some(if names[0] == "libcuda.so.1" {
+        "no NVIDIA driver (libcuda.so.1 not found)".to_string()
+    } else {
+        format!(
+            "the CUDA library {} is missing (install CUDA 13's NVRTC, cuBLAS and cuRAND, or add their \
+             folder to LD_LIBRARY_PATH)",
+            names[1]
+        )
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +194,22 @@ mod tests {
         }
         // An ordinal no machine has fails with a reason, never a panic.
         assert!(open_device(DeviceRequest::Cuda(4096)).is_err());
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_cuda_build_without_the_driver_says_so_in_one_line() {
+        let names = ["libsoragen-no-such-library.so".to_string(), "libc.so.6".to_string()];
+        assert_eq!(first_loadable(&names), Some("libc.so.6"));
+        assert_eq!(first_loadable(&names[..1]), None);
+        assert_eq!(library_names("cuda"), ["libcuda.so.1", "libcuda.so"]);
+        assert!(library_names("cublas").contains(&"libcublas.so.13".to_string()));
+        if first_loadable(&library_names("cuda")).is_none() {
+            // A machine without the NVIDIA driver, where a run-time loading build gets this far.
+            let reason = open_device(DeviceRequest::Cuda(0)).unwrap_err();
+            assert_eq!(reason, "CUDA device 0 did not open: no NVIDIA driver (libcuda.so.1 not found)");
+            assert!(model_device().is_cpu());
+        }
     }
 
     #[cfg(feature = "cuda")]
