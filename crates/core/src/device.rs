@@ -135,7 +135,7 @@ fn first_loadable(names: &[String]) -> Option<&str> {
 /// Why a CUDA run cannot load its libraries, in one line; None where all of them load. (Other
 /// systems than Linux name them differently; the panic guard in `open_device` remains.)
 #[cfg(feature = "cuda")]
-fn missing_cuda_library() -> Option<String> {
+pub(crate) fn missing_cuda_library() -> Option<String> {
     if !cfg!(target_os = "linux") {
         return None;
     }

@@ -55,7 +55,11 @@ fn kernels(context: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
 /// How many CUDA devices the driver reports, without creating a context: 0 where there is no
 /// driver, or it cannot start.
 pub fn cuda_device_count() -> usize {
-    // A missing driver library makes cudarc panic where it loads libraries at run time.
+    // cudarc panics on a missing library where it loads them at run time: look first, and catch
+    // what is left.
+    if crate::device::missing_cuda_library().is_some() {
+        return 0;
+    }
     let count = std::panic::catch_unwind(|| result::init().and_then(|()| result::device::get_count()));
     match count {
         Ok(Ok(count)) => usize::try_from(count).unwrap_or(0),
