@@ -4,11 +4,12 @@
 //! are converted there (`crate::cuda`).
 
 #[cfg(feature = "cuda")]
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use gst::glib;
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrame, VideoInfo};
+use soragen_core::model::WanVace;
 use soragen_core::video::{Frame, Video};
 
 /// Formats both elements accept and produce (system memory).
@@ -72,6 +73,103 @@ impl FrameMemory {
     }
 }
 
+/// The model's GPU as shared with the pipeline from READY -> PAUSED (cuda build), or why not:
+/// it decides whether caps in CUDA memory are offered and how their frames are read and written.
+pub struct SharedGpu {
+    #[cfg(feature = "cuda")]
+    cuda: Mutex<Result<Arc<crate::cuda::CudaFrames>, String>>,
+}
+
+// Derivable only in the CPU build, where the struct is empty.
+#[allow(clippy::derivable_impls)]
+impl Default for SharedGpu {
+    fn default() -> Self {
+        Self {
+            #[cfg(feature = "cuda")]
+            cuda: Mutex::new(Err("not started".into())),
+        }
+    }
+}
+
+impl SharedGpu {
+    #[cfg(feature = "cuda")]
+    fn shared(&self) -> std::sync::MutexGuard<'_, Result<Arc<crate::cuda::CudaFrames>, String>> {
+        self.cuda.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shares the GPU `model` runs on with the pipeline (a have-context message from `element`
+    /// offers our CUDA context to the other CUDA elements), or says why not.
+    pub fn share(&self, element: &gst::Element, model: Option<&WanVace>) -> Result<(), String> {
+        #[cfg(feature = "cuda")]
+        {
+            let shared = match model {
+                Some(model) if model.device.is_cuda() => crate::cuda::CudaFrames::new(&model.device).map(Arc::new),
+                Some(_) => Err("the model runs on the CPU".into()),
+                None => Err("no model is loaded".into()),
+            };
+            if let Ok(cuda) = &shared {
+                let _ = element.post_message(cuda.have_context_message(element));
+            }
+            let result = shared.as_ref().map(|_| ()).map_err(String::clone);
+            *self.shared() = shared;
+            result
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (element, model);
+            Err("this build has no CUDA support".into())
+        }
+    }
+
+    /// Stops sharing (PAUSED -> READY).
+    pub fn stop(&self) {
+        #[cfg(feature = "cuda")]
+        {
+            *self.shared() = Err("stopped".into());
+        }
+    }
+
+    /// `caps` without CUDA memory unless the GPU is shared.
+    pub fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
+        #[cfg(feature = "cuda")]
+        if self.shared().is_err() {
+            let mut system = gst::Caps::new_empty();
+            for (structure, features) in caps.iter_with_features() {
+                if !features.contains(crate::cuda::CAPS_FEATURE) {
+                    system.get_mut().expect("new caps").append_structure_full(structure.to_owned(), Some(features.to_owned()));
+                }
+            }
+            return system;
+        }
+        caps
+    }
+
+    /// Answers a `gst.cuda.context` query with our context, when shared.
+    pub fn answer_context_query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if let gst::QueryView::Context(_) = query.view()
+            && let Ok(cuda) = self.shared().as_ref()
+        {
+            return cuda.answer_context_query(element, query);
+        }
+        let _ = (element, query);
+        false
+    }
+
+    /// How frames of `caps` are read and written: CUDA memory needs the GPU shared.
+    pub fn memory_for(&self, caps: &gst::CapsRef) -> Result<FrameMemory, String> {
+        #[cfg(feature = "cuda")]
+        if crate::cuda::is_cuda_caps(caps) {
+            return match self.shared().as_ref() {
+                Ok(cuda) => Ok(FrameMemory::Cuda(cuda.clone())),
+                Err(reason) => Err(format!("Frames in CUDA memory need the model on a GPU shared with the pipeline: {reason}")),
+            };
+        }
+        let _ = caps;
+        Ok(FrameMemory::System)
+    }
+}
+
 /// Packed RGBA of the same geometry and timing as `info` (the converter refuses anything else).
 fn rgba_info(info: &VideoInfo) -> Result<VideoInfo, glib::BoolError> {
     VideoInfo::builder(VideoFormat::Rgba, info.width(), info.height())
@@ -91,7 +189,7 @@ fn fps(info: &VideoInfo) -> Option<(u32, u32)> {
 }
 
 /// Reads buffers of format `info` into a clip; alpha is kept where the format has it.
-pub fn to_video(buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
+fn to_video(buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
     let rgba = rgba_info(info)?;
     let convert = converter(info, &rgba)?;
     let (width, height) = (info.width() as usize, info.height() as usize);
@@ -121,7 +219,7 @@ pub fn to_video(buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib
 }
 
 /// Writes one core frame as a new buffer of format `info` (opaque where the frame has no alpha).
-pub fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolError> {
+fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolError> {
     let rgba = rgba_info(info)?;
     let (width, height) = (info.width() as usize, info.height() as usize);
     if frame.rgb.len() != width * height * 3 {

@@ -4,8 +4,7 @@
 //! them. `tests/gpu/run.sh` runs this file on a GPU machine.
 #![cfg(feature = "cuda")]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 
 use gst::prelude::*;
 use gst_check::Harness;
@@ -29,15 +28,17 @@ fn has_cuda(caps: &gst::CapsRef) -> bool {
 #[test]
 fn the_templates_offer_rgba_and_bgra_in_cuda_memory_first() {
     init();
-    let factory = gst::ElementFactory::find("soragen").unwrap();
-    for name in ["sink", "src"] {
-        let template = factory.static_pad_templates().into_iter().find(|t| t.name_template() == name).unwrap();
-        let caps = template.caps();
-        let (first, features) = caps.iter_with_features().next().unwrap();
-        assert!(features.contains(CUDA), "{name}: {caps}");
-        let formats: Vec<String> = first.get::<gst::List>("format").unwrap().iter().map(|f| f.get().unwrap()).collect();
-        assert_eq!(formats, ["RGBA", "BGRA"], "{name}");
-        assert_eq!(caps.size(), 2, "then every format in system memory: {caps}");
+    for (element, pads) in [("soragen", &["sink", "src"][..]), ("soragensrc", &["src"][..])] {
+        let factory = gst::ElementFactory::find(element).unwrap();
+        for &name in pads {
+            let template = factory.static_pad_templates().into_iter().find(|t| t.name_template() == name).unwrap();
+            let caps = template.caps();
+            let (first, features) = caps.iter_with_features().next().unwrap();
+            assert!(features.contains(CUDA), "{element} {name}: {caps}");
+            let formats: Vec<String> = first.get::<gst::List>("format").unwrap().iter().map(|f| f.get().unwrap()).collect();
+            assert_eq!(formats, ["RGBA", "BGRA"], "{element} {name}");
+            assert_eq!(caps.size(), 2, "then every format in system memory: {caps}");
+        }
     }
 }
 
@@ -77,10 +78,72 @@ fn cuda_caps_without_a_gpu_model_refuse_negotiation_with_the_reason() {
     assert!(text.contains("CUDA memory need the model on a GPU") && text.contains("the model runs on the CPU"), "{text}");
 }
 
+#[test]
+fn text_to_video_offers_cuda_memory_only_when_the_model_is_on_a_gpu() {
+    init();
+    let source = format!("soragensrc name=s device=cpu num-frames=1 steps=1 model={TINY_MODEL}");
+    let error = run(&format!("{source} ! video/x-raw(memory:CUDAMemory),width=16,height=16 ! fakesink name=sink"))
+        .err()
+        .expect("CUDA memory cannot be negotiated with the model on the CPU");
+    assert!(error.contains("not-negotiated") || error.contains("not negotiated"), "{error}");
+    // The same source in system memory.
+    let output = run(&format!("{source} ! video/x-raw,format=RGBA,width=16,height=16 ! fakesink name=sink")).unwrap();
+    assert!(!has_cuda(&output.caps), "{}", output.caps);
+    assert_eq!((output.frames.len(), output.generated), (1, 1));
+}
+
+/// What a pipeline with our element `s` and a `fakesink` named `sink` made.
+struct Output {
+    /// Each buffer the sink got, as bytes.
+    frames: Vec<Vec<u8>>,
+    /// How many of our buffers carry the generated meta.
+    generated: usize,
+    /// Our source pad's caps.
+    caps: gst::Caps,
+}
+
+/// Runs `description` to EOS, or says what error it stopped with.
+fn run(description: &str) -> Result<Output, String> {
+    let pipeline = gst::parse::launch(description).unwrap().downcast::<gst::Bin>().unwrap();
+    let (frames, generated) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(0)));
+    let ours = pipeline.by_name("s").unwrap().static_pad("src").unwrap();
+    let marked = generated.clone();
+    ours.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer()
+            && gst::meta::CustomMeta::from_buffer(buffer, GENERATED_META).is_ok()
+        {
+            *marked.lock().unwrap() += 1;
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let received = frames.clone();
+    pipeline.by_name("sink").unwrap().static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            received.lock().unwrap().push(buffer.map_readable().unwrap().to_vec());
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(300), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("EOS or an error");
+    let caps = ours.current_caps();
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(error) = message.view() {
+        return Err(format!("{} ({:?})", error.error(), error.debug()));
+    }
+    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    let generated = *generated.lock().unwrap();
+    Ok(Output { frames, generated, caps: caps.expect("negotiated caps") })
+}
+
 /// Why the GPU pipeline cannot run here, if it cannot.
 fn gpu_pipeline_missing() -> Option<String> {
-    if let Err(e) = candle_core::Device::new_cuda(0) {
-        return Some(format!("no CUDA device ({e})"));
+    use soragen_core::device::{DeviceRequest, open_device};
+    if let Err(reason) = open_device(DeviceRequest::Cuda(0)) {
+        return Some(reason);
     }
     ["cudaupload", "cudadownload"]
         .into_iter()
@@ -89,40 +152,46 @@ fn gpu_pipeline_missing() -> Option<String> {
 }
 
 #[test]
-fn a_pipeline_in_cuda_memory_extends_on_the_gpu() {
+fn a_pipeline_in_cuda_memory_extends_on_the_gpu_as_in_system_memory() {
     init();
     if let Some(reason) = gpu_pipeline_missing() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=5 ! video/x-raw,format=RGBA,width=32,height=32,framerate=16/1 ! cudaupload ! \
-         soragen name=s mode=extend-forward frames=3 context-frames=2 steps=2 device=cuda:0 model={TINY_MODEL} ! \
-         cudadownload ! video/x-raw,format=RGBA ! fakesink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Bin>()
-    .unwrap();
-    let (buffers, generated) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (counted, marked) = (buffers.clone(), generated.clone());
-    pipeline.by_name("s").unwrap().static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(buffer) = info.buffer() {
-            counted.fetch_add(1, Ordering::SeqCst);
-            if gst::meta::CustomMeta::from_buffer(buffer, GENERATED_META).is_ok() {
-                marked.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        gst::PadProbeReturn::Ok
-    });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let message = pipeline
-        .bus()
+    let extend = |upload: &str, download: &str| {
+        run(&format!(
+            "videotestsrc num-buffers=5 ! video/x-raw,format=RGBA,width=32,height=32,framerate=16/1 ! {upload} \
+             soragen name=s mode=extend-forward frames=3 context-frames=2 steps=2 device=cuda:0 model={TINY_MODEL} ! \
+             {download} video/x-raw,format=RGBA ! fakesink name=sink"
+        ))
         .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
-        .expect("EOS or an error");
-    let caps = pipeline.by_name("s").unwrap().static_pad("src").unwrap().current_caps();
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
-    assert!(caps.as_deref().is_some_and(has_cuda), "negotiated in CUDA memory: {caps:?}");
-    assert_eq!((buffers.load(Ordering::SeqCst), generated.load(Ordering::SeqCst)), (8, 3));
+    };
+    let on_gpu = extend("cudaupload !", "cudadownload !");
+    assert!(has_cuda(&on_gpu.caps), "negotiated in CUDA memory: {}", on_gpu.caps);
+    assert_eq!((on_gpu.frames.len(), on_gpu.generated), (8, 3));
+    // The same model on the same GPU, frames in system memory: the GPU conversions are exact.
+    let in_system_memory = extend("", "");
+    assert!(!has_cuda(&in_system_memory.caps));
+    assert!(on_gpu.frames == in_system_memory.frames, "CUDA memory and system memory outputs differ");
+}
+
+#[test]
+fn text_to_video_writes_cuda_memory_as_in_system_memory() {
+    init();
+    if let Some(reason) = gpu_pipeline_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let generate = |caps: &str, download: &str| {
+        run(&format!(
+            "soragensrc name=s num-frames=5 steps=2 seed=7 device=cuda:0 model={TINY_MODEL} ! \
+             {caps},format=RGBA,width=32,height=32,framerate=16/1 ! {download} fakesink name=sink"
+        ))
+        .unwrap()
+    };
+    let on_gpu = generate("video/x-raw(memory:CUDAMemory)", "cudadownload !");
+    assert!(has_cuda(&on_gpu.caps), "negotiated in CUDA memory: {}", on_gpu.caps);
+    assert_eq!((on_gpu.frames.len(), on_gpu.generated), (5, 5));
+    let in_system_memory = generate("video/x-raw", "");
+    assert!(on_gpu.frames == in_system_memory.frames, "CUDA memory and system memory outputs differ");
 }

@@ -7,19 +7,12 @@ mod fake_hub;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fake_hub::FakeHub;
+use fake_hub::{FakeHub, tiny};
 
 const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
-fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny")
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("soragen-models-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fake_hub::scratch("models", name)
 }
 
 /// `soragen ARGS...` with the cache in `cache`, the hub at `endpoint`, offline if asked.

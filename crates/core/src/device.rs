@@ -8,7 +8,8 @@
 //!
 //! A cuda build made as `.ci/cuda-toolchain.sh` makes it loads the driver and the CUDA libraries
 //! at run time (cudarc's `dynamic-loading`), so it starts without them; cudarc panics where one
-//! is missing, so `open_device` looks for each first and catches any panic left.
+//! is missing, or where the driver predates CUDA 13 and lacks a function, so `open_device` looks
+//! for each library and asks the driver's version first, and catches any panic left.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -64,25 +65,38 @@ pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
                 format!("CUDA device {ordinal} did not open: {}", reason.lines().next().unwrap_or("unknown error"))
             };
             #[cfg(feature = "cuda")]
-            if let Some(missing) = missing_cuda_library() {
-                return Err(fail(&missing));
+            if let Some(reason) = cuda_unavailable() {
+                return Err(fail(&reason));
             }
-            let device = match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+            let device = match catch_cuda_panic(|| Device::new_cuda(ordinal)) {
                 Ok(Ok(device)) => device,
                 Ok(Err(e)) => return Err(fail(&e.to_string())),
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "CUDA panicked".into());
-                    return Err(fail(&message));
-                }
+                Err(panic) => return Err(fail(&panic)),
             };
             opened.insert(ordinal, device.clone());
             Ok(device)
         }
     }
+}
+
+/// Runs `f`, turning a panic into its message without printing it: cudarc panics where a CUDA
+/// library lacks a function, and the caller reports that in its own one line. (The panic hook is
+/// process-wide: a panic on another thread meanwhile also goes unprinted, though still caught
+/// wherever it is.)
+pub(crate) fn catch_cuda_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _only_one = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let printing = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(printing);
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "CUDA panicked".into())
+    })
 }
 
 /// The device models run on unless a host chooses another, decided once per process.
@@ -132,23 +146,67 @@ fn first_loadable(names: &[String]) -> Option<&str> {
     names.iter().map(String::as_str).find(|name| unsafe { libloading::Library::new(name) }.is_ok())
 }
 
-/// Why a CUDA run cannot load its libraries, in one line; None where all of them load. (Other
-/// systems than Linux name them differently; the panic guard in `open_device` remains.)
+/// The oldest driver a cuda build runs with: it calls the CUDA 13 driver API, whose functions
+/// older drivers lack (cudarc would panic on the first one missing).
 #[cfg(feature = "cuda")]
-pub(crate) fn missing_cuda_library() -> Option<String> {
+const OLDEST_DRIVER: i32 = 13000;
+
+/// Why a driver supporting CUDA `version` (as `cuDriverGetVersion` says: 12040 is 12.4) cannot
+/// run this build, if it cannot.
+#[cfg(feature = "cuda")]
+fn driver_too_old(version: i32) -> Option<String> {
+    let release = |version: i32| format!("{}.{}", version / 1000, version % 1000 / 10);
+    (version < OLDEST_DRIVER).then(|| {
+        format!(
+            "the NVIDIA driver supports CUDA {}, this build needs CUDA {} or later (update the driver)",
+            release(version),
+            release(OLDEST_DRIVER)
+        )
+    })
+}
+
+/// The CUDA version the driver `library` supports, if it says.
+#[cfg(feature = "cuda")]
+fn driver_version(library: &str) -> Option<i32> {
+    type GetVersion = unsafe extern "C" fn(*mut std::ffi::c_int) -> std::ffi::c_int;
+    // SAFETY: the driver's libcuda; cuDriverGetVersion(int *) writes one int and may be called
+    // before cuInit.
+    unsafe {
+        let library = libloading::Library::new(library).ok()?;
+        let get_version = library.get::<GetVersion>(b"cuDriverGetVersion\0").ok()?;
+        let mut version = 0;
+        (get_version(&mut version) == 0).then_some(version)
+    }
+}
+
+/// Why a CUDA run cannot start, in one line: a library it loads is missing, or the driver is
+/// too old; None where it can. (Other systems than Linux name the libraries differently; the
+/// panic guard in `open_device` remains.)
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_unavailable() -> Option<String> {
     if !cfg!(target_os = "linux") {
         return None;
     }
-    let names = CUDA_LIBRARIES.iter().map(|library| library_names(library)).find(|names| first_loadable(names).is_none())?;
-    Some(if names[0] == "libcuda.so.1" {
-        "no NVIDIA driver (libcuda.so.1 not found)".to_string()
-    } else {
-        format!(
-            "the CUDA library {} is missing (install CUDA 13's NVRTC, cuBLAS and cuRAND, or add their \
-             folder to LD_LIBRARY_PATH)",
-            names[1]
-        )
-    })
+    for library in CUDA_LIBRARIES {
+        let names = library_names(library);
+        match first_loadable(&names) {
+            None if library == "cuda" => return Some("no NVIDIA driver (libcuda.so.1 not found)".into()),
+            None => {
+                return Some(format!(
+                    "the CUDA library {} is missing (install CUDA 13's NVRTC, cuBLAS and cuRAND, or add their \
+                     folder to LD_LIBRARY_PATH)",
+                    names[1]
+                ));
+            }
+            Some(driver) if library == "cuda" => {
+                if let Some(reason) = driver_version(driver).and_then(driver_too_old) {
+                    return Some(reason);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -210,6 +268,39 @@ mod tests {
             assert_eq!(reason, "CUDA device 0 did not open: no NVIDIA driver (libcuda.so.1 not found)");
             assert!(model_device().is_cpu());
         }
+    }
+
+    #[test]
+    fn a_cuda_panic_becomes_its_message_unprinted_and_printing_resumes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Counts the panics of this test's thread that reach the hook, then prints as before.
+        static PRINTED: AtomicUsize = AtomicUsize::new(0);
+        let this_test = std::thread::current().id();
+        let printing = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() == this_test {
+                PRINTED.fetch_add(1, Ordering::SeqCst);
+            }
+            printing(info)
+        }));
+        assert_eq!(catch_cuda_panic(|| 7), Ok(7));
+        assert_eq!(catch_cuda_panic(|| panic!("Expected symbol in library")), Err("Expected symbol in library".into()));
+        assert_eq!(catch_cuda_panic(|| std::panic::panic_any(3)), Err("CUDA panicked".into()));
+        assert_eq!(PRINTED.load(Ordering::SeqCst), 0, "the panics were printed");
+        let _ = std::panic::catch_unwind(|| panic!("an expected panic, printed"));
+        assert_eq!(PRINTED.load(Ordering::SeqCst), 1, "the hook was not put back");
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_driver_older_than_cuda_13_is_named_with_what_to_do() {
+        assert_eq!(
+            driver_too_old(12040).as_deref(),
+            Some("the NVIDIA driver supports CUDA 12.4, this build needs CUDA 13.0 or later (update the driver)")
+        );
+        assert_eq!(driver_too_old(13000), None);
+        assert_eq!(driver_too_old(13020), None);
+        assert_eq!(driver_version("libsoragen-no-such-driver.so"), None);
     }
 
     #[cfg(feature = "cuda")]

@@ -119,14 +119,14 @@ impl WanVace {
     /// multiples of 16 (VAE spatial factor x patch size).
     pub fn check_size(&self, frames: usize, height: usize, width: usize) -> Result<()> {
         let (temporal, spatial) = (self.vae_temporal_factor(), self.vae_spatial_factor() * self.patch_size());
-        if frames == 0 || (frames - 1) % temporal != 0 {
+        if frames == 0 || !(frames - 1).is_multiple_of(temporal) {
             return Err(Error::Request(format!(
                 "{frames} frames: the model needs {temporal}n+1 frames (e.g. {}, {}, 81)",
                 temporal + 1,
                 2 * temporal + 1
             )));
         }
-        if height == 0 || width == 0 || height % spatial != 0 || width % spatial != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(spatial) || !width.is_multiple_of(spatial) {
             return Err(Error::Request(format!(
                 "{width}x{height}: width and height must be non-zero multiples of {spatial}"
             )));

@@ -8,21 +8,14 @@ mod fake_hub;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use fake_hub::FakeHub;
+use fake_hub::{FakeHub, tiny};
 use soragen_core::hub::{Hub, ModelId};
 use soragen_core::model::WanVace;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny")
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("soragen-hub-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fake_hub::scratch("hub", name)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -198,15 +198,15 @@ impl Weights {
             let shape = expected.map(|s| format!(" (shape {:?})", s.dims())).unwrap_or_default();
             return Err(err(format!("missing tensor {name}{shape} in {}", self.origin)));
         };
-        if let Some(expected) = expected {
-            if expected.dims() != entry.shape.as_slice() {
-                return Err(err(format!(
-                    "{}: tensor {name} has shape {:?}, expected {:?}",
-                    self.where_is(entry),
-                    entry.shape,
-                    expected.dims()
-                )));
-            }
+        if let Some(expected) = expected
+            && expected.dims() != entry.shape.as_slice()
+        {
+            return Err(err(format!(
+                "{}: tensor {name} has shape {:?}, expected {:?}",
+                self.where_is(entry),
+                entry.shape,
+                expected.dims()
+            )));
         }
         if entry.dtype.is_float() != dtype.is_float() {
             return Err(err(format!(

@@ -16,9 +16,7 @@ use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
-#[cfg(feature = "cuda")]
-use crate::cuda::{self, CudaFrames};
-use crate::frames::{self, FrameMemory};
+use crate::frames::{self, FrameMemory, SharedGpu};
 use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -329,8 +327,7 @@ pub struct Soragen {
     mask_pad: Mutex<Option<gst::Pad>>,
     masks: MaskStream,
     /// The model's GPU shared with the pipeline (from READY -> PAUSED), or why not.
-    #[cfg(feature = "cuda")]
-    cuda: Mutex<Result<Arc<CudaFrames>, String>>,
+    gpu: SharedGpu,
     settings: Mutex<Settings>,
     state: Mutex<State>,
     /// Set by FLUSH_START and PAUSED -> READY: a running generation (or a wait for masks) stops
@@ -764,62 +761,16 @@ impl Soragen {
 
     /// Leaves out CUDA memory when the mode touches frames and the model's GPU is not shared.
     fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
-        #[cfg(feature = "cuda")]
-        if lock(&self.settings).mode != Mode::Passthrough && lock(&self.cuda).is_err() {
-            let mut system = gst::Caps::new_empty();
-            for (structure, features) in caps.iter_with_features() {
-                if !features.contains(cuda::CAPS_FEATURE) {
-                    system.get_mut().expect("new caps").append_structure_full(structure.to_owned(), Some(features.to_owned()));
-                }
-            }
-            return system;
-        }
-        caps
+        if lock(&self.settings).mode == Mode::Passthrough { caps } else { self.gpu.usable_caps(caps) }
     }
 
-    /// Answers a `gst.cuda.context` query with the model's GPU context, when shared.
     fn answer_context_query(&self, query: &mut gst::QueryRef) -> bool {
-        #[cfg(feature = "cuda")]
-        if let gst::QueryView::Context(_) = query.view()
-            && let Ok(cuda) = lock(&self.cuda).as_ref()
-        {
-            return cuda.answer_context_query(self.obj().upcast_ref(), query);
-        }
-        let _ = query;
-        false
+        self.gpu.answer_context_query(self.obj().upcast_ref(), query)
     }
 
-    /// How frames of `caps` are read and written: CUDA memory needs the model on a GPU shared
-    /// with the pipeline, unless the mode never touches frames.
+    /// How frames of `caps` are read and written; passthrough never touches them.
     fn memory_for(&self, caps: &gst::CapsRef, mode: Mode) -> Result<FrameMemory, String> {
-        #[cfg(feature = "cuda")]
-        if cuda::is_cuda_caps(caps) && mode != Mode::Passthrough {
-            return match lock(&self.cuda).as_ref() {
-                Ok(cuda) => Ok(FrameMemory::Cuda(cuda.clone())),
-                Err(reason) => Err(format!("Frames in CUDA memory need the model on a GPU shared with the pipeline: {reason}")),
-            };
-        }
-        let _ = (caps, mode);
-        Ok(FrameMemory::System)
-    }
-
-    /// From READY -> PAUSED: shares the model's GPU with the pipeline (a have-context message
-    /// offers our context to the other CUDA elements), or notes why not.
-    #[cfg(feature = "cuda")]
-    fn share_gpu(&self, model: Option<&WanVace>) {
-        let shared = match model {
-            Some(model) if model.device.is_cuda() => CudaFrames::new(&model.device).map(Arc::new),
-            Some(_) => Err("the model runs on the CPU".into()),
-            None => Err("passthrough loads no model".into()),
-        };
-        match &shared {
-            Ok(cuda) => {
-                let element = self.obj();
-                let _ = element.post_message(cuda.have_context_message(element.upcast_ref()));
-            }
-            Err(reason) => gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}"),
-        }
-        *lock(&self.cuda) = shared;
+        if mode == Mode::Passthrough { Ok(FrameMemory::System) } else { self.gpu.memory_for(caps) }
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -922,8 +873,7 @@ impl ObjectSubclass for Soragen {
             srcpad,
             mask_pad: Mutex::default(),
             masks: MaskStream::default(),
-            #[cfg(feature = "cuda")]
-            cuda: Mutex::new(Err("not started".into())),
+            gpu: SharedGpu::default(),
             settings: Mutex::default(),
             state: Mutex::default(),
             cancel: AtomicBool::new(false),
@@ -1103,8 +1053,9 @@ impl ElementImpl for Soragen {
                         }
                     }
                 };
-                #[cfg(feature = "cuda")]
-                self.share_gpu(model.as_deref());
+                if let Err(reason) = self.gpu.share(self.obj().upcast_ref(), model.as_deref()) {
+                    gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}");
+                }
                 *lock(&self.state) = State {
                     mode: settings.mode,
                     frames: settings.frames as u64,
@@ -1127,10 +1078,7 @@ impl ElementImpl for Soragen {
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
             *lock(&self.state) = State::default();
-            #[cfg(feature = "cuda")]
-            {
-                *lock(&self.cuda) = Err("stopped".into());
-            }
+            self.gpu.stop();
         }
         Ok(success)
     }

@@ -12,7 +12,7 @@ use gst_video::VideoInfo;
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
-use crate::frames;
+use crate::frames::{self, FrameMemory, SharedGpu};
 use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -40,6 +40,8 @@ impl Default for Settings {
 struct State {
     model: Option<Arc<WanVace>>,
     info: Option<VideoInfo>,
+    /// Where the negotiated caps keep frames.
+    memory: FrameMemory,
     /// The generated clip, once generated, minus the frames already pushed.
     pending: Option<VecDeque<gst::Buffer>>,
 }
@@ -48,6 +50,8 @@ struct State {
 pub struct SoragenSrc {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// The model's GPU shared with the pipeline (from start), or why not.
+    gpu: SharedGpu,
     /// Set by unlock (flush, PAUSED -> READY): a running generation stops at its next step.
     cancel: AtomicBool,
 }
@@ -57,7 +61,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SoragenSrc {
-    fn generate(&self, model: &WanVace, info: &VideoInfo) -> Result<VecDeque<gst::Buffer>, gst::FlowError> {
+    fn generate(&self, model: &WanVace, info: &VideoInfo, memory: &FrameMemory) -> Result<VecDeque<gst::Buffer>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let kind = TaskKind::Generate {
             frames: settings.num_frames as usize,
@@ -84,22 +88,21 @@ impl SoragenSrc {
         let duration = gst::ClockTime::SECOND
             .mul_div_floor(info.fps().denom() as u64, info.fps().numer().max(1) as u64)
             .unwrap_or(gst::ClockTime::ZERO);
-        output
-            .video
-            .frames
-            .iter()
+        let frames: Vec<_> = output.video.frames.iter().collect();
+        let buffers = memory.to_buffers(&frames, info).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
+            gst::FlowError::Error
+        })?;
+        Ok(buffers
+            .into_iter()
             .zip(0u64..)
-            .map(|(frame, index)| {
-                let mut buffer = frames::to_buffer(frame, info).map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
-                    gst::FlowError::Error
-                })?;
+            .map(|(mut buffer, index)| {
                 let buffer_mut = buffer.make_mut();
                 stamp(buffer_mut, duration * index, duration, Some(info.fps()));
                 mark_generated(buffer_mut, &record);
-                Ok(buffer)
+                buffer
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -171,7 +174,7 @@ impl ElementImpl for SoragenSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = frames::caps(&frames::FORMATS);
+            let caps = frames::element_caps(&frames::FORMATS);
             vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
         });
         PAD_TEMPLATES.as_ref()
@@ -181,6 +184,9 @@ impl ElementImpl for SoragenSrc {
 impl BaseSrcImpl for SoragenSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let model = lock(&self.settings).generation.load_model()?;
+        if let Err(reason) = self.gpu.share(self.obj().upcast_ref(), Some(&model)) {
+            gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}");
+        }
         *lock(&self.state) = State { model: Some(model), ..State::default() };
         self.cancel.store(false, Ordering::SeqCst);
         Ok(())
@@ -188,7 +194,21 @@ impl BaseSrcImpl for SoragenSrc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *lock(&self.state) = State::default();
+        self.gpu.stop();
         Ok(())
+    }
+
+    /// The template's caps, without CUDA memory unless the model's GPU is shared.
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let caps = self.gpu.usable_caps(self.obj().src_pad().pad_template_caps());
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        self.gpu.answer_context_query(self.obj().upcast_ref(), query) || BaseSrcImplExt::parent_query(self, query)
     }
 
     fn is_seekable(&self) -> bool {
@@ -207,8 +227,10 @@ impl BaseSrcImpl for SoragenSrc {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = VideoInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
+        let memory = self.gpu.memory_for(caps).map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
         let mut state = lock(&self.state);
         state.info = Some(info);
+        state.memory = memory;
         state.pending = None;
         Ok(())
     }
@@ -231,9 +253,10 @@ impl PushSrcImpl for SoragenSrc {
             let (Some(model), Some(info)) = (state.model.clone(), state.info.clone()) else {
                 return Err(gst::FlowError::NotNegotiated);
             };
+            let memory = state.memory.clone();
             // Generation runs unlocked: unlock() and queries must not wait for it.
             drop(state);
-            let clip = self.generate(&model, &info)?;
+            let clip = self.generate(&model, &info, &memory)?;
             state = lock(&self.state);
             state.pending = Some(clip);
         }

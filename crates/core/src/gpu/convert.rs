@@ -57,10 +57,10 @@ fn kernels(context: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
 pub fn cuda_device_count() -> usize {
     // cudarc panics on a missing library where it loads them at run time: look first, and catch
     // what is left.
-    if crate::device::missing_cuda_library().is_some() {
+    if crate::device::cuda_unavailable().is_some() {
         return 0;
     }
-    let count = std::panic::catch_unwind(|| result::init().and_then(|()| result::device::get_count()));
+    let count = crate::device::catch_cuda_panic(|| result::init().and_then(|()| result::device::get_count()));
     match count {
         Ok(Ok(count)) => usize::try_from(count).unwrap_or(0),
         _ => 0,

@@ -124,7 +124,7 @@ impl DeviceImage {
         if data == 0 {
             return Err(Error::Input("the host gave a null image pointer".into()));
         }
-        if layout.format == PixelFormat::RgbaF32 && data % 4 != 0 {
+        if layout.format == PixelFormat::RgbaF32 && !data.is_multiple_of(4) {
             return Err(Error::Input(format!("float image data at {data:#x} is not aligned to 4 bytes")));
         }
         Ok(Self { data, layout })

@@ -16,6 +16,19 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The tiny model both crates test with.
+pub fn tiny() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny")
+}
+
+/// A new, empty folder for one test, `name`, of the suite `suite`.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("soragen-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub struct FakeHub {
     /// `http://127.0.0.1:PORT`, for `HF_ENDPOINT`.
     pub endpoint: String,
@@ -91,10 +104,10 @@ impl Site {
             if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("range") {
-                    range = value.trim().strip_prefix("bytes=").map(str::to_string);
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("range")
+            {
+                range = value.trim().strip_prefix("bytes=").map(str::to_string);
             }
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
