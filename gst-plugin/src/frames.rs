@@ -75,25 +75,18 @@ impl FrameMemory {
 
 /// The model's GPU as shared with the pipeline from READY -> PAUSED (cuda build), or why not:
 /// it decides whether caps in CUDA memory are offered and how their frames are read and written.
+/// Before the model loads, CUDA memory is offered (as the templates do), so that pipelines asking
+/// for it can be linked.
+#[derive(Default)]
 pub struct SharedGpu {
+    /// None until the model loads.
     #[cfg(feature = "cuda")]
-    cuda: Mutex<Result<Arc<crate::cuda::CudaFrames>, String>>,
-}
-
-// Derivable only in the CPU build, where the struct is empty.
-#[allow(clippy::derivable_impls)]
-impl Default for SharedGpu {
-    fn default() -> Self {
-        Self {
-            #[cfg(feature = "cuda")]
-            cuda: Mutex::new(Err("not started".into())),
-        }
-    }
+    cuda: Mutex<Option<Result<Arc<crate::cuda::CudaFrames>, String>>>,
 }
 
 impl SharedGpu {
     #[cfg(feature = "cuda")]
-    fn shared(&self) -> std::sync::MutexGuard<'_, Result<Arc<crate::cuda::CudaFrames>, String>> {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Option<Result<Arc<crate::cuda::CudaFrames>, String>>> {
         self.cuda.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -111,7 +104,7 @@ impl SharedGpu {
                 let _ = element.post_message(cuda.have_context_message(element));
             }
             let result = shared.as_ref().map(|_| ()).map_err(String::clone);
-            *self.shared() = shared;
+            *self.shared() = Some(shared);
             result
         }
         #[cfg(not(feature = "cuda"))]
@@ -125,14 +118,14 @@ impl SharedGpu {
     pub fn stop(&self) {
         #[cfg(feature = "cuda")]
         {
-            *self.shared() = Err("stopped".into());
+            *self.shared() = None;
         }
     }
 
-    /// `caps` without CUDA memory unless the GPU is shared.
+    /// `caps` without CUDA memory once the model loaded and its GPU could not be shared.
     pub fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
         #[cfg(feature = "cuda")]
-        if self.shared().is_err() {
+        if let Some(Err(_)) = *self.shared() {
             let mut system = gst::Caps::new_empty();
             for (structure, features) in caps.iter_with_features() {
                 if !features.contains(crate::cuda::CAPS_FEATURE) {
@@ -148,7 +141,7 @@ impl SharedGpu {
     pub fn answer_context_query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
         #[cfg(feature = "cuda")]
         if let gst::QueryView::Context(_) = query.view()
-            && let Ok(cuda) = self.shared().as_ref()
+            && let Some(Ok(cuda)) = self.shared().as_ref()
         {
             return cuda.answer_context_query(element, query);
         }
@@ -160,9 +153,11 @@ impl SharedGpu {
     pub fn memory_for(&self, caps: &gst::CapsRef) -> Result<FrameMemory, String> {
         #[cfg(feature = "cuda")]
         if crate::cuda::is_cuda_caps(caps) {
+            let need = "Frames in CUDA memory need the model on a GPU shared with the pipeline";
             return match self.shared().as_ref() {
-                Ok(cuda) => Ok(FrameMemory::Cuda(cuda.clone())),
-                Err(reason) => Err(format!("Frames in CUDA memory need the model on a GPU shared with the pipeline: {reason}")),
+                Some(Ok(cuda)) => Ok(FrameMemory::Cuda(cuda.clone())),
+                Some(Err(reason)) => Err(format!("{need}: {reason}")),
+                None => Err(format!("{need}: the model is not loaded")),
             };
         }
         let _ = caps;

@@ -52,6 +52,10 @@ fn paused_on_the_cpu(properties: &str) -> gst::Element {
 
 #[test]
 fn cuda_memory_is_offered_only_when_the_model_is_on_a_gpu() {
+    init();
+    // Before the model loads, as the templates say: gst-launch links CUDA caps then.
+    let unloaded = gst::ElementFactory::make("soragen").property_from_str("mode", "extend-forward").build().unwrap();
+    assert!(has_cuda(&unloaded.static_pad("sink").unwrap().query_caps(None)));
     let generating = paused_on_the_cpu("mode=extend-forward");
     let caps = generating.static_pad("sink").unwrap().query_caps(None);
     assert!(!has_cuda(&caps) && !caps.is_empty(), "{caps}");
