@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use gst::glib;
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrame, VideoInfo};
-use soragen_core::model::WanVace;
+use candle_core::Device;
 use soragen_core::video::{Frame, Video};
 
 /// Formats both elements accept and produce (system memory).
@@ -73,13 +73,19 @@ impl FrameMemory {
     }
 }
 
-/// The model's GPU as shared with the pipeline from READY -> PAUSED (cuda build), or why not:
-/// it decides whether caps in CUDA memory are offered and how their frames are read and written.
-/// Before the model loads, CUDA memory is offered (as the templates do), so that pipelines asking
-/// for it can be linked.
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new("soragen-gpu", gst::DebugColorFlags::empty(), Some("Soragen's GPU shared with the pipeline"))
+});
+
+/// The model's GPU as shared with the pipeline (cuda build), or why not: it decides whether caps
+/// in CUDA memory are offered and how their frames are read and written. The elements share the
+/// GPU the `device` property names from NULL -> READY, before any CUDA element of the pipeline
+/// looks for a context (at READY -> PAUSED, downstream first), so that all of them take ours.
+/// Until then CUDA memory is offered (as the templates do), so that pipelines asking for it can
+/// be linked.
 #[derive(Default)]
 pub struct SharedGpu {
-    /// None until the model loads.
+    /// None until a device is shared or refused.
     #[cfg(feature = "cuda")]
     cuda: Mutex<Option<Result<Arc<crate::cuda::CudaFrames>, String>>>,
 }
@@ -90,15 +96,27 @@ impl SharedGpu {
         self.cuda.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Shares the GPU `model` runs on with the pipeline (a have-context message from `element`
-    /// offers our CUDA context to the other CUDA elements), or says why not.
-    pub fn share(&self, element: &gst::Element, model: Option<&WanVace>) -> Result<(), String> {
+    /// Shares `device` (the model's) with the pipeline, unless it is already shared: a
+    /// have-context message from `element` offers our CUDA context to the other CUDA elements.
+    /// Logs why not where it cannot.
+    pub fn share(&self, element: &gst::Element, device: &Device) {
+        if let Err(reason) = self.try_share(element, device) {
+            gst::info!(CAT, obj = element, "no frames in CUDA memory: {reason}");
+        }
+    }
+
+    fn try_share(&self, element: &gst::Element, device: &Device) -> Result<(), String> {
         #[cfg(feature = "cuda")]
         {
-            let shared = match model {
-                Some(model) if model.device.is_cuda() => crate::cuda::CudaFrames::new(&model.device).map(Arc::new),
-                Some(_) => Err("the model runs on the CPU".into()),
-                None => Err("no model is loaded".into()),
+            if let Some(Ok(cuda)) = self.shared().as_ref()
+                && cuda.device().same_device(device)
+            {
+                return Ok(());
+            }
+            let shared = if device.is_cuda() {
+                crate::cuda::CudaFrames::new(device).map(Arc::new)
+            } else {
+                Err("the model runs on the CPU".into())
             };
             if let Ok(cuda) = &shared {
                 let _ = element.post_message(cuda.have_context_message(element));
@@ -109,12 +127,12 @@ impl SharedGpu {
         }
         #[cfg(not(feature = "cuda"))]
         {
-            let _ = (element, model);
+            let _ = (element, device);
             Err("this build has no CUDA support".into())
         }
     }
 
-    /// Stops sharing (PAUSED -> READY).
+    /// Stops sharing (READY -> NULL).
     pub fn stop(&self) {
         #[cfg(feature = "cuda")]
         {
@@ -122,7 +140,7 @@ impl SharedGpu {
         }
     }
 
-    /// `caps` without CUDA memory once the model loaded and its GPU could not be shared.
+    /// `caps` without CUDA memory once the GPU could not be shared.
     pub fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
         #[cfg(feature = "cuda")]
         if let Some(Err(_)) = *self.shared() {
@@ -157,7 +175,7 @@ impl SharedGpu {
             return match self.shared().as_ref() {
                 Some(Ok(cuda)) => Ok(FrameMemory::Cuda(cuda.clone())),
                 Some(Err(reason)) => Err(format!("{need}: {reason}")),
-                None => Err(format!("{need}: the model is not loaded")),
+                None => Err(format!("{need}: no device is open")),
             };
         }
         let _ = caps;

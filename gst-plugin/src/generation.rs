@@ -196,14 +196,19 @@ impl GenerationSettings {
         };
         // A folder, or a repository id looked up in (and fetched into) the Hugging Face cache.
         let folder = resolve_model(&folder.to_string_lossy()).map_err(fail)?;
-        let device = match self.device {
-            DeviceChoice::Auto => model_device(),
-            DeviceChoice::Cpu => candle_core::Device::Cpu,
+        let device = self.open_device()?;
+        WanVace::shared_on(&folder, &device, default_dtype(&device)).map_err(fail)
+    }
+
+    /// The device the `device` property names, opened (one handle per GPU in the process).
+    pub fn open_device(&self) -> Result<candle_core::Device, gst::ErrorMessage> {
+        match self.device {
+            DeviceChoice::Auto => Ok(model_device()),
+            DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
             DeviceChoice::Cuda(ordinal) => open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
                 gst::error_msg!(gst::LibraryError::Init, ("Cannot use device cuda:{ordinal}: {reason}"))
-            })?,
-        };
-        WanVace::shared_on(&folder, &device, default_dtype(&device)).map_err(fail)
+            }),
+        }
     }
 
     pub fn task_params(&self) -> TaskParams {

@@ -54,8 +54,14 @@ fn paused_on_the_cpu(properties: &str) -> gst::Element {
 fn cuda_memory_is_offered_only_when_the_model_is_on_a_gpu() {
     init();
     // Before the model loads, as the templates say: gst-launch links CUDA caps then.
-    let unloaded = gst::ElementFactory::make("soragen").property_from_str("mode", "extend-forward").build().unwrap();
-    assert!(has_cuda(&unloaded.static_pad("sink").unwrap().query_caps(None)));
+    let unloaded = gst::parse::launch(&format!("soragen device=cpu mode=extend-forward model={TINY_MODEL}")).unwrap();
+    let sink = unloaded.static_pad("sink").unwrap();
+    assert!(has_cuda(&sink.query_caps(None)));
+    // From READY the device is open (and shared, were it a GPU): on the CPU, no CUDA memory.
+    unloaded.set_state(gst::State::Ready).unwrap();
+    assert!(!has_cuda(&sink.query_caps(None)));
+    unloaded.set_state(gst::State::Null).unwrap();
+    assert!(has_cuda(&sink.query_caps(None)));
     let generating = paused_on_the_cpu("mode=extend-forward");
     let caps = generating.static_pad("sink").unwrap().query_caps(None);
     assert!(!has_cuda(&caps) && !caps.is_empty(), "{caps}");

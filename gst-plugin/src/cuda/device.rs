@@ -123,6 +123,11 @@ impl CudaFrames {
         Ok(Self { gst_cuda, device: device.clone(), context, handle, pool: Mutex::default() })
     }
 
+    /// The model's device whose context this is.
+    pub fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+
     fn context_ptr(&self) -> *mut GstCudaContext {
         self.context.as_ptr() as *mut GstCudaContext
     }

@@ -1032,6 +1032,15 @@ impl ElementImpl for Soragen {
 
     fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
+            gst::StateChange::NullToReady => {
+                let settings = lock(&self.settings).clone();
+                // A device that does not open is reported when the model loads.
+                if settings.mode != Mode::Passthrough
+                    && let Ok(device) = settings.generation.open_device()
+                {
+                    self.gpu.share(self.obj().upcast_ref(), &device);
+                }
+            }
             gst::StateChange::ReadyToPaused => {
                 let settings = lock(&self.settings).clone();
                 if settings.mode != Mode::ReplaceBackground && self.mask_pad().is_some() {
@@ -1053,8 +1062,9 @@ impl ElementImpl for Soragen {
                         }
                     }
                 };
-                if let Err(reason) = self.gpu.share(self.obj().upcast_ref(), model.as_deref()) {
-                    gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}");
+                // Shared already, unless the device property changed in READY.
+                if let Some(model) = &model {
+                    self.gpu.share(self.obj().upcast_ref(), &model.device);
                 }
                 *lock(&self.state) = State {
                     mode: settings.mode,
@@ -1076,9 +1086,10 @@ impl ElementImpl for Soragen {
             _ => {}
         }
         let success = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToReady {
-            *lock(&self.state) = State::default();
-            self.gpu.stop();
+        match transition {
+            gst::StateChange::PausedToReady => *lock(&self.state) = State::default(),
+            gst::StateChange::ReadyToNull => self.gpu.stop(),
+            _ => {}
         }
         Ok(success)
     }

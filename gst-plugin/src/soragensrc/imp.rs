@@ -160,6 +160,21 @@ impl ObjectImpl for SoragenSrc {
 impl GstObjectImpl for SoragenSrc {}
 
 impl ElementImpl for SoragenSrc {
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            let settings = lock(&self.settings).generation.clone();
+            // A device that does not open is reported when the model loads.
+            if let Ok(device) = settings.open_device() {
+                self.gpu.share(self.obj().upcast_ref(), &device);
+            }
+        }
+        let success = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::ReadyToNull {
+            self.gpu.stop();
+        }
+        Ok(success)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -184,9 +199,8 @@ impl ElementImpl for SoragenSrc {
 impl BaseSrcImpl for SoragenSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let model = lock(&self.settings).generation.load_model()?;
-        if let Err(reason) = self.gpu.share(self.obj().upcast_ref(), Some(&model)) {
-            gst::info!(CAT, imp = self, "no frames in CUDA memory: {reason}");
-        }
+        // Shared already, unless the device property changed in READY.
+        self.gpu.share(self.obj().upcast_ref(), &model.device);
         *lock(&self.state) = State { model: Some(model), ..State::default() };
         self.cancel.store(false, Ordering::SeqCst);
         Ok(())
@@ -194,7 +208,6 @@ impl BaseSrcImpl for SoragenSrc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *lock(&self.state) = State::default();
-        self.gpu.stop();
         Ok(())
     }
 
