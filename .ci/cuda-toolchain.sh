@@ -1,20 +1,34 @@
-# Sourced by .ci/run and tests/gpu/run.sh: `cuda_toolchain` puts CUDA 13 from PyPI (a venv in
-# target/cuda-toolchain) on PATH, tells cudarc which version it is, and makes every cuda build a
-# run-time loading build (below). `cuda_toolchain runtime` adds the libraries a cuda build loads
-# (NVRTC, cuBLAS, cuRAND) to LD_LIBRARY_PATH; the driver's libcuda comes with an NVIDIA driver.
-cuda_toolchain() {
+# Sourced by .ci/run and the tests/gpu scripts: `cuda_toolchain` puts CUDA 13 from PyPI (a venv
+# in target/cuda-toolchain) on PATH, tells cudarc which version it is, and makes every cuda build
+# a run-time loading build (below). `cuda_toolchain runtime`, or `cuda_runtime_libraries` alone
+# (no compiler, no Rust: for a machine that only runs a build), adds the libraries a cuda build
+# loads (NVRTC, cuBLAS, cuRAND) to LD_LIBRARY_PATH; the driver's libcuda comes with the driver.
+
+# Installs the given CUDA wheels into the venv; prints where CUDA 13's files land.
+cuda_wheels() {
   local toolchain=target/cuda-toolchain
-  local wheels=(nvidia-cuda-nvcc==13.5.37 nvidia-cuda-runtime==13.5.37 nvidia-cuda-crt==13.5.37 nvidia-cuda-cccl==13.3.5.0.6)
-  if [ "${1:-}" = runtime ]; then
-    wheels+=(nvidia-cuda-nvrtc==13.5.37 nvidia-cublas==13.10.0.20 nvidia-curand==10.4.4.72)
-  fi
   [ -x "$toolchain/bin/pip" ] || python3 -m venv "$toolchain"
-  "$toolchain/bin/pip" install -q --disable-pip-version-check "${wheels[@]}"
+  "$toolchain/bin/pip" install -q --disable-pip-version-check "$@" >&2
+  echo "$("$toolchain/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu13"
+}
+
+cuda_runtime_libraries() {
   local root
-  root="$("$toolchain/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu13"
+  root="$(cuda_wheels nvidia-cuda-nvrtc==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35)"
+  export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+
+cuda_toolchain() {
+  local root
+  root="$(cuda_wheels nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85)"
   export CUDA_ROOT="$root" CUDA_PATH="$root" PATH="$root/bin:$PATH"
-  # cudarc 0.19.10 knows CUDA up to 13.4; the wheels are 13.5, which it would refuse by name.
-  export CUDARC_CUDA_VERSION=13040
+  # CUDA 13.0, the oldest CUDA 13: nvcc writes candle's kernels as PTX of its own ISA version, and
+  # a driver refuses PTX newer than it is, so this build runs on every CUDA 13 driver (the oldest
+  # device.rs accepts; .ci/run checks the PTX's version). NVRTC, which compiles gpu/convert.cu at
+  # run time, likewise. cudarc's bindings then ask the driver for CUDA 13.0's functions only.
+  # (nvcc's wheel asks for nvidia-nvvm, its front end, unpinned: pinned here, or the newest
+  # front end writes PTX that this ptxas rejects.)
+  export CUDARC_CUDA_VERSION=13000
 
   # Load the CUDA libraries at run time instead of linking them, so that a cuda build starts, and
   # falls back to the CPU, where there is no NVIDIA driver. candle 0.11.1 turns on cudarc's
@@ -45,6 +59,6 @@ cuda_toolchain() {
   export "CARGO_TARGET_$(echo "$host" | tr 'a-z.-' 'A-Z__')_RUSTFLAGS=--cfg feature=\"dynamic-loading\" -L native=$stubs"
 
   if [ "${1:-}" = runtime ]; then
-    export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    cuda_runtime_libraries
   fi
 }
