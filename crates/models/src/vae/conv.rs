@@ -4,14 +4,19 @@
 //! Activations inside the VAE are frames-first and channels-last, `[B, T, H, W, C]`: time slicing
 //! stays contiguous (for B = 1), per-pixel ops (norms, attention, pointwise convolutions) see rows
 //! of C contiguous values, and a convolution is, per tile of output rows, one gather (im2col: rows
-//! of C values copied by `index_select`) and one `[pixels, K] x [K, out]` matmul, the operand
-//! shape the CPU GEMM runs fastest (several times faster than candle's conv2d on these sizes).
+//! of C values copied, on the CPU by all threads straight into one buffer, elsewhere by
+//! `index_select`) and one `[pixels, K] x [K, out]` matmul, the operand shape the CPU GEMM runs
+//! fastest (several times faster than candle's conv2d on these sizes).
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use crate::cpu::{self, F32Values, Strided};
 
 /// Upper bound on the elements of one im2col tile (the `[pixels, K]` matrix fed to one matmul).
-const IM2COL_TILE_ELEMENTS: usize = 1 << 22;
+/// Small in unit tests, so that their small convolutions run in several tiles.
+const IM2COL_TILE_ELEMENTS: usize = if cfg!(test) { 1 << 8 } else { 1 << 22 };
 
 /// The last `count` frames of the stream `previous ++ x` (fewer when the stream is shorter),
 /// copied out so that a cached slice does not keep the whole chunk alive.
@@ -211,7 +216,10 @@ impl CausalConv3d {
             && g.pad_before + g.pad_after == 0;
         let out = if is_pointwise {
             let kernel = weight.narrow(2, first_tap, 1)?.reshape((out_c, in_c))?;
-            pixels.matmul(&kernel.t()?)?
+            match cpu::linear(&pixels, &kernel, &self.bias, None)? {
+                Some(out) => out,
+                None => pixels.matmul(&kernel.t()?)?.broadcast_add(&self.bias)?,
+            }
         } else {
             // K runs over (tap_t, tap_h, tap_w, channel), the order in which im2col lays out a
             // patch; the reference weight is (channel, tap_t, tap_h, tap_w).
@@ -221,7 +229,6 @@ impl CausalConv3d {
                 .permute((0, 2, 3, 4, 1))?
                 .contiguous()?
                 .reshape((out_c, k))?;
-            let kernel_t = kernel.t()?;
             let plan = Im2Col {
                 batch: b,
                 frames,
@@ -237,27 +244,16 @@ impl CausalConv3d {
                 out_h,
                 out_w,
             };
-            let rows = b * out_t * out_h;
-            let rows_per_tile = (IM2COL_TILE_ELEMENTS / (out_w * k)).max(1);
-            let tiles = (0..rows)
-                .step_by(rows_per_tile)
-                .map(|start| {
-                    let end = (start + rows_per_tile).min(rows);
-                    let ids = Tensor::new(plan.indices(start..end)?, x.device())?;
-                    let patches = pixels
-                        .index_select(&ids, 0)?
-                        .reshape(((end - start) * out_w, k))?;
-                    patches.matmul(&kernel_t)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::cat(&tiles, 0)?
+            match plan.convolve_on_cpu(&pixels, &kernel, &self.bias)? {
+                Some(out) => out,
+                None => plan.convolve(&pixels, &kernel)?.broadcast_add(&self.bias)?,
+            }
         };
-        out.broadcast_add(&self.bias)?
-            .reshape((b, out_t, out_h, out_w, out_c))
+        out.reshape((b, out_t, out_h, out_w, out_c))
     }
 }
 
-/// Input pixel indices of every im2col patch, for `[B, T, H, W]` pixels flattened row-major.
+/// Where every im2col patch reads, for `[B, T, H, W]` pixels flattened row-major.
 struct Im2Col {
     batch: usize,
     frames: usize,
@@ -275,47 +271,141 @@ struct Im2Col {
 }
 
 impl Im2Col {
-    /// Patches of the output rows `rows` (a row is one (b, t, h) line of `out_w` pixels), each
-    /// patch in (tap_t, tap_h, tap_w) order; padding reads are `u32::MAX`, which
-    /// `index_select` turns into zeros.
-    fn indices(&self, rows: std::ops::Range<usize>) -> Result<Vec<u32>> {
-        const PAD: u32 = u32::MAX;
-        let total = self.batch * self.frames * self.height * self.width;
-        if total >= PAD as usize {
-            candle_core::bail!("causal conv: {total} input pixels exceed the u32 index range")
-        }
+    /// Values in one patch: taps times input channels.
+    fn patch_len(&self, channels: usize) -> usize {
+        self.taps * self.kernel_h * self.kernel_w * channels
+    }
+
+    /// Output rows (one (b, t, h) line of `out_w` pixels each) per tile, so that a tile's
+    /// patches stay within [`IM2COL_TILE_ELEMENTS`].
+    fn rows_per_tile(&self, patch_len: usize) -> usize {
+        (IM2COL_TILE_ELEMENTS / (self.out_w * patch_len)).max(1)
+    }
+
+    fn rows(&self) -> usize {
+        self.batch * self.out_t * self.out_h
+    }
+
+    /// Calls `visit` with the input pixel (index into `[B, T, H, W]` flattened row-major) that
+    /// each tap of output pixel `ow` of output row `row` reads, in (tap_t, tap_h, tap_w) order;
+    /// `None` where it reads padding.
+    fn visit_patch(&self, row: usize, ow: usize, mut visit: impl FnMut(Option<usize>)) {
         let g = &self.geometry;
-        let patch = self.taps * self.kernel_h * self.kernel_w;
-        let mut ids = Vec::with_capacity(rows.len() * self.out_w * patch);
-        for row in rows {
-            let oh = row % self.out_h;
-            let ot = (row / self.out_h) % self.out_t;
-            let b = row / (self.out_h * self.out_t);
-            for ow in 0..self.out_w {
-                for tap_t in self.first_tap..self.first_tap + self.taps {
-                    // Index in the padded stream, then in the real frames.
-                    let frame = (ot * g.time_stride + tap_t).checked_sub(self.missing);
-                    for tap_h in 0..self.kernel_h {
-                        let y = (oh * g.spatial_stride + tap_h)
-                            .checked_sub(g.pad_before)
-                            .filter(|&y| y < self.height);
-                        for tap_w in 0..self.kernel_w {
-                            let x = (ow * g.spatial_stride + tap_w)
-                                .checked_sub(g.pad_before)
-                                .filter(|&x| x < self.width);
-                            ids.push(match (frame, y, x) {
-                                (Some(t), Some(y), Some(x)) => {
-                                    (((b * self.frames + t) * self.height + y) * self.width + x)
-                                        as u32
-                                }
-                                _ => PAD,
-                            });
+        let oh = row % self.out_h;
+        let ot = (row / self.out_h) % self.out_t;
+        let b = row / (self.out_h * self.out_t);
+        for tap_t in self.first_tap..self.first_tap + self.taps {
+            // Index in the padded stream, then in the real frames.
+            let frame = (ot * g.time_stride + tap_t).checked_sub(self.missing);
+            for tap_h in 0..self.kernel_h {
+                let y = (oh * g.spatial_stride + tap_h)
+                    .checked_sub(g.pad_before)
+                    .filter(|&y| y < self.height);
+                for tap_w in 0..self.kernel_w {
+                    let x = (ow * g.spatial_stride + tap_w)
+                        .checked_sub(g.pad_before)
+                        .filter(|&x| x < self.width);
+                    visit(match (frame, y, x) {
+                        (Some(t), Some(y), Some(x)) => {
+                            Some(((b * self.frames + t) * self.height + y) * self.width + x)
                         }
-                    }
+                        _ => None,
+                    });
                 }
             }
         }
-        Ok(ids)
+    }
+
+    /// Any device: per tile of output rows, the patches gathered by `index_select` (padding
+    /// reads are `u32::MAX`, which it turns into zeros), times the kernel. No bias.
+    fn convolve(&self, pixels: &Tensor, kernel: &Tensor) -> Result<Tensor> {
+        const PAD: u32 = u32::MAX;
+        let total = pixels.dim(0)?;
+        if total >= PAD as usize {
+            candle_core::bail!("causal conv: {total} input pixels exceed the u32 index range")
+        }
+        let (_, k) = kernel.dims2()?;
+        let kernel_t = kernel.t()?;
+        let rows_per_tile = self.rows_per_tile(k);
+        let tiles = (0..self.rows())
+            .step_by(rows_per_tile)
+            .map(|start| {
+                let end = (start + rows_per_tile).min(self.rows());
+                let mut ids = Vec::with_capacity((end - start) * self.out_w * self.patch_len(1));
+                for row in start..end {
+                    for ow in 0..self.out_w {
+                        self.visit_patch(row, ow, |pixel| {
+                            ids.push(pixel.map_or(PAD, |p| p as u32))
+                        });
+                    }
+                }
+                let ids = Tensor::new(ids, pixels.device())?;
+                pixels
+                    .index_select(&ids, 0)?
+                    .reshape(((end - start) * self.out_w, k))?
+                    .matmul(&kernel_t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&tiles, 0)
+    }
+
+    /// The CPU, f32: per tile, the patches copied straight from `pixels` `[P, C]` into one
+    /// reused buffer (split over the rayon pool) and multiplied into the output, which starts
+    /// as the bias. `None` for other devices and dtypes.
+    fn convolve_on_cpu(
+        &self,
+        pixels: &Tensor,
+        kernel: &Tensor,
+        bias: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let (out_c, k) = kernel.dims2()?;
+        let channels = pixels.dim(1)?;
+        let (Some(pixels_values), Some(kernel_values), Some(bias_values)) = (
+            F32Values::of(pixels),
+            F32Values::of(kernel),
+            F32Values::of(bias),
+        ) else {
+            return Ok(None);
+        };
+        let (input, bias) = (pixels_values.get(), bias_values.get());
+        let pixels_out = self.rows() * self.out_w;
+        let mut out = bias.repeat(pixels_out);
+        let rows_per_tile = self.rows_per_tile(k);
+        let mut patches = vec![0f32; rows_per_tile.min(self.rows()) * self.out_w * k];
+        for start in (0..self.rows()).step_by(rows_per_tile) {
+            let end = (start + rows_per_tile).min(self.rows());
+            let tile_pixels = (end - start) * self.out_w;
+            let patches = &mut patches[..tile_pixels * k];
+            patches
+                .par_chunks_mut(k)
+                .enumerate()
+                .for_each(|(i, patch)| {
+                    let mut taps = patch.chunks_exact_mut(channels);
+                    self.visit_patch(start + i / self.out_w, i % self.out_w, |pixel| {
+                        if let Some(tap) = taps.next() {
+                            match pixel {
+                                Some(p) => tap.copy_from_slice(&input[p * channels..][..channels]),
+                                None => tap.fill(0.0),
+                            }
+                        }
+                    });
+                });
+            let dst = &mut out[start * self.out_w * out_c..end * self.out_w * out_c];
+            // SAFETY: `dst` is `tile_pixels x out_c`, `patches` `tile_pixels x k` and the
+            // kernel `out_c x k`, all row-major and distinct.
+            unsafe {
+                cpu::gemm(
+                    (tile_pixels, out_c, k),
+                    Strided::rows(dst.as_mut_ptr(), out_c),
+                    true,
+                    Strided::rows(patches.as_ptr(), k),
+                    Strided::transposed(kernel_values.get().as_ptr(), k),
+                    1.0,
+                    cpu::parallelism(),
+                )
+            }
+        }
+        Ok(Some(Tensor::from_vec(out, (pixels_out, out_c), pixels.device())?))
     }
 }
 
@@ -452,23 +542,42 @@ mod tests {
             let hist = (history > 0)
                 .then(|| Tensor::randn(0f32, 1., (2, history, 6, 4, 4), &dev).unwrap());
             let x = Tensor::randn(0f32, 1., (2, frames, 6, 4, 4), &dev).unwrap();
-            let ours = c.forward_with_history(hist.as_ref(), &x).unwrap();
             let stream = match &hist {
                 Some(h) => Tensor::cat(&[h, &x], 1).unwrap(),
                 None => x.clone(),
             };
             let expected = naive(&stream, &weight, &bias, g, g.context - history);
-            let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(ours.len(), expected.len(), "{k:?} {g:?}");
-            let diff = ours
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                diff < 1e-4,
-                "{k:?} {g:?} frames {frames} history {history}: {diff}"
-            );
+            // f32 takes the CPU path; f64 the one other devices and dtypes take.
+            let f64_conv = CausalConv3d {
+                weight: weight.to_dtype(DType::F64).unwrap(),
+                bias: bias.to_dtype(DType::F64).unwrap(),
+                geometry: g,
+            };
+            let f64_hist = hist.as_ref().map(|h| h.to_dtype(DType::F64).unwrap());
+            let f64_x = x.to_dtype(DType::F64).unwrap();
+            for (path, ours) in [
+                ("cpu", c.forward_with_history(hist.as_ref(), &x).unwrap()),
+                (
+                    "generic",
+                    f64_conv
+                        .forward_with_history(f64_hist.as_ref(), &f64_x)
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap(),
+                ),
+            ] {
+                let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(ours.len(), expected.len(), "{path} {k:?} {g:?}");
+                let diff = ours
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    diff < 1e-4,
+                    "{path} {k:?} {g:?} frames {frames} history {history}: {diff}"
+                );
+            }
         }
     }
 }
