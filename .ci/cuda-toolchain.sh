@@ -4,9 +4,11 @@
 # (no compiler, no Rust: for a machine that only runs a build), adds the libraries a cuda build
 # loads (NVRTC, cuBLAS, cuRAND) to LD_LIBRARY_PATH; the driver's libcuda comes with the driver.
 
+cuda_venv=target/cuda-toolchain
+
 # Installs the given CUDA wheels into the venv; prints where CUDA 13's files land.
 cuda_wheels() {
-  local toolchain=target/cuda-toolchain
+  local toolchain="$cuda_venv"
   [ -x "$toolchain/bin/pip" ] || python3 -m venv "$toolchain"
   "$toolchain/bin/pip" install -q --disable-pip-version-check "$@" >&2
   echo "$("$toolchain/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu13"
@@ -45,7 +47,7 @@ cuda_toolchain() {
   fi
   local host stubs lib
   host="$(rustc -vV | sed -n 's/^host: //p')"
-  stubs="$PWD/$toolchain/stubs"
+  stubs="$PWD/$cuda_venv/stubs"
   mkdir -p "$stubs"
   : >"$stubs/empty.c"
   for lib in cuda nvrtc cublas cublasLt curand; do
