@@ -8,10 +8,9 @@ cuda_venv=target/cuda-toolchain
 
 # Installs the given CUDA wheels into the venv; prints where CUDA 13's files land.
 cuda_wheels() {
-  local toolchain="$cuda_venv"
-  [ -x "$toolchain/bin/pip" ] || python3 -m venv "$toolchain"
-  "$toolchain/bin/pip" install -q --disable-pip-version-check "$@" >&2
-  echo "$("$toolchain/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu13"
+  [ -x "$cuda_venv/bin/pip" ] || python3 -m venv "$cuda_venv"
+  "$cuda_venv/bin/pip" install -q --disable-pip-version-check "$@" >&2
+  echo "$("$cuda_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu13"
 }
 
 cuda_runtime_libraries() {

@@ -104,7 +104,7 @@ mkdir -p .gpu-pack
 rm -f .gpu-pack/pack.tar.xz
 # Every binary carries the same candle kernels (a 33 MB fatbin) and most of the same code, further
 # apart in the tar than xz's default 8 MiB window: a window over the whole tar shares them (48 MiB
-# with the default, 19 with this).
+# with the default, 18 with this).
 tar -C "$stage" -cf - manifest bin gstreamer lib | xz -T2 --lzma2=preset=6,dict=384MiB >.gpu-pack/pack.tar.xz
 size=$(stat -c %s .gpu-pack/pack.tar.xz)
 echo "tests/gpu/pack.sh: .gpu-pack/pack.tar.xz, $((size / 1024 / 1024)) MiB:"
