@@ -48,14 +48,18 @@ impl ImageEffect {
     pub fn properties(&self) -> Result<PropertySet> {
         let mut props = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.host.effect, getPropertySet)(self.handle, &mut props) })?;
+        Status::check(unsafe {
+            suite_fn!(self.host.effect, getPropertySet)(self.handle, &mut props)
+        })?;
         PropertySet::new(props, self.host.property)
     }
 
     pub fn params(&self) -> Result<ParamSet> {
         let mut params = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.host.effect, getParamSet)(self.handle, &mut params) })?;
+        Status::check(unsafe {
+            suite_fn!(self.host.effect, getParamSet)(self.handle, &mut params)
+        })?;
         ParamSet::new(params, self.host)
     }
 
@@ -63,24 +67,40 @@ impl ImageEffect {
     pub fn define_clip(&self, name: &CStr) -> Result<PropertySet> {
         let mut props = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.host.effect, clipDefine)(self.handle, name.as_ptr(), &mut props) })?;
+        Status::check(unsafe {
+            suite_fn!(self.host.effect, clipDefine)(self.handle, name.as_ptr(), &mut props)
+        })?;
         PropertySet::new(props, self.host.property)
     }
 
     pub fn clip(&self, name: &CStr) -> Result<Clip> {
         let (mut clip, mut props) = (std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.host.effect, clipGetHandle)(self.handle, name.as_ptr(), &mut clip, &mut props) })?;
+        Status::check(unsafe {
+            suite_fn!(self.host.effect, clipGetHandle)(
+                self.handle,
+                name.as_ptr(),
+                &mut clip,
+                &mut props,
+            )
+        })?;
         if clip.is_null() {
             return Err(Status::ERR_BAD_HANDLE);
         }
-        Ok(Clip { handle: clip, properties: PropertySet::new(props, self.host.property)?, host: self.host })
+        Ok(Clip {
+            handle: clip,
+            properties: PropertySet::new(props, self.host.property)?,
+            host: self.host,
+        })
     }
 
     /// True when the host wants the current render to stop.
     pub fn aborted(&self) -> bool {
         // SAFETY: the handle is live for this action.
-        self.host.effect.abort.is_some_and(|abort| unsafe { abort(self.handle) } != 0)
+        self.host
+            .effect
+            .abort
+            .is_some_and(|abort| unsafe { abort(self.handle) } != 0)
     }
 
     /// Shows a message to the user (message suite V2, else V1).
@@ -94,7 +114,13 @@ impl ImageEffect {
             .ok_or(Status::ERR_MISSING_HOST_FEATURE)?;
         // SAFETY: the format "%s" consumes exactly the one string passed.
         Status::check(unsafe {
-            message(self.handle as *mut c_void, kind.name().as_ptr(), std::ptr::null(), c"%s".as_ptr(), text.as_ptr())
+            message(
+                self.handle as *mut c_void,
+                kind.name().as_ptr(),
+                std::ptr::null(),
+                c"%s".as_ptr(),
+                text.as_ptr(),
+            )
         })
     }
 
@@ -106,7 +132,13 @@ impl ImageEffect {
         let text = c_text(text);
         // SAFETY: as in `message`.
         Status::check(unsafe {
-            set(self.handle as *mut c_void, kind.name().as_ptr(), std::ptr::null(), c"%s".as_ptr(), text.as_ptr())
+            set(
+                self.handle as *mut c_void,
+                kind.name().as_ptr(),
+                std::ptr::null(),
+                c"%s".as_ptr(),
+                text.as_ptr(),
+            )
         })
     }
 
@@ -123,7 +155,11 @@ impl ImageEffect {
         // SAFETY: the handle is live for this action; strings are NUL-terminated.
         unsafe {
             if let Some(start) = self.host.progress_v2.and_then(|s| s.progressStart) {
-                start(self.handle as *mut c_void, label.as_ptr(), c"SoragenProgress".as_ptr()) == kOfxStatOK
+                start(
+                    self.handle as *mut c_void,
+                    label.as_ptr(),
+                    c"SoragenProgress".as_ptr(),
+                ) == kOfxStatOK
             } else if let Some(start) = self.host.progress_v1.and_then(|s| s.progressStart) {
                 start(self.handle as *mut c_void, label.as_ptr()) == kOfxStatOK
             } else {
@@ -140,11 +176,17 @@ impl ImageEffect {
             .and_then(|s| s.progressUpdate)
             .or(self.host.progress_v1.and_then(|s| s.progressUpdate));
         // SAFETY: the handle is live for this action.
-        update.is_none_or(|update| unsafe { update(self.handle as *mut c_void, fraction) } != kOfxStatReplyNo)
+        update.is_none_or(
+            |update| unsafe { update(self.handle as *mut c_void, fraction) } != kOfxStatReplyNo,
+        )
     }
 
     pub fn progress_end(&self) {
-        let end = self.host.progress_v2.and_then(|s| s.progressEnd).or(self.host.progress_v1.and_then(|s| s.progressEnd));
+        let end = self
+            .host
+            .progress_v2
+            .and_then(|s| s.progressEnd)
+            .or(self.host.progress_v1.and_then(|s| s.progressEnd));
         if let Some(end) = end {
             // SAFETY: the handle is live for this action.
             unsafe { end(self.handle as *mut c_void) };
@@ -162,7 +204,9 @@ pub struct Clip {
 
 impl Clip {
     pub fn connected(&self) -> bool {
-        self.properties.bool(kOfxImageClipPropConnected).unwrap_or(false)
+        self.properties
+            .bool(kOfxImageClipPropConnected)
+            .unwrap_or(false)
     }
 
     /// First and last frame (inclusive) the clip has.
@@ -173,9 +217,16 @@ impl Clip {
 
     /// The clip's region of definition at `time` in canonical coordinates (x1, y1, x2, y2).
     pub fn region_of_definition(&self, time: f64) -> Result<[f64; 4]> {
-        let mut rect = OfxRectD { x1: 0.0, y1: 0.0, x2: 0.0, y2: 0.0 };
+        let mut rect = OfxRectD {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 0.0,
+            y2: 0.0,
+        };
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.host.effect, clipGetRegionOfDefinition)(self.handle, time, &mut rect) })?;
+        Status::check(unsafe {
+            suite_fn!(self.host.effect, clipGetRegionOfDefinition)(self.handle, time, &mut rect)
+        })?;
         Ok([rect.x1, rect.y1, rect.x2, rect.y2])
     }
 
@@ -185,9 +236,21 @@ impl Clip {
     pub fn image(&self, time: f64, memory: Memory) -> Result<Option<Image>> {
         let mut image = std::ptr::null_mut();
         // SAFETY: the handle is live for this action; NULL region asks for the whole frame.
-        let status = unsafe { suite_fn!(self.host.effect, clipGetImage)(self.handle, time, std::ptr::null(), &mut image) };
+        let status = unsafe {
+            suite_fn!(self.host.effect, clipGetImage)(
+                self.handle,
+                time,
+                std::ptr::null(),
+                &mut image,
+            )
+        };
         match status {
-            kOfxStatOK => Image::new(PropertySet::new(image, self.host.property)?, self.host, memory).map(Some),
+            kOfxStatOK => Image::new(
+                PropertySet::new(image, self.host.property)?,
+                self.host,
+                memory,
+            )
+            .map(Some),
             kOfxStatFailed => Ok(None),
             other => Err(Status(other)),
         }

@@ -64,20 +64,38 @@ impl Action {
             (kOfxActionLoad, Action::Load),
             (kOfxActionUnload, Action::Unload),
             (kOfxActionDescribe, Action::Describe),
-            (kOfxImageEffectActionDescribeInContext, Action::DescribeInContext),
+            (
+                kOfxImageEffectActionDescribeInContext,
+                Action::DescribeInContext,
+            ),
             (kOfxActionCreateInstance, Action::CreateInstance),
             (kOfxActionDestroyInstance, Action::DestroyInstance),
-            (kOfxImageEffectActionGetClipPreferences, Action::GetClipPreferences),
-            (kOfxImageEffectActionGetFramesNeeded, Action::GetFramesNeeded),
+            (
+                kOfxImageEffectActionGetClipPreferences,
+                Action::GetClipPreferences,
+            ),
+            (
+                kOfxImageEffectActionGetFramesNeeded,
+                Action::GetFramesNeeded,
+            ),
             (kOfxImageEffectActionGetTimeDomain, Action::GetTimeDomain),
-            (kOfxImageEffectActionGetRegionOfDefinition, Action::GetRegionOfDefinition),
-            (kOfxImageEffectActionGetRegionsOfInterest, Action::GetRegionsOfInterest),
+            (
+                kOfxImageEffectActionGetRegionOfDefinition,
+                Action::GetRegionOfDefinition,
+            ),
+            (
+                kOfxImageEffectActionGetRegionsOfInterest,
+                Action::GetRegionsOfInterest,
+            ),
             (kOfxImageEffectActionIsIdentity, Action::IsIdentity),
             (kOfxImageEffectActionRender, Action::Render),
             (kOfxActionPurgeCaches, Action::PurgeCaches),
             (kOfxActionInstanceChanged, Action::InstanceChanged),
         ];
-        table.into_iter().find(|(n, _)| *n == name).map_or(Action::Other, |(_, a)| a)
+        table
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(Action::Other, |(_, a)| a)
     }
 }
 
@@ -151,7 +169,11 @@ mod tests {
     static EFFECT: OfxImageEffectSuiteV1 = unsafe { std::mem::zeroed() };
     static PARAM: OfxParameterSuiteV1 = unsafe { std::mem::zeroed() };
 
-    unsafe extern "C" fn fetch_suite(_host: OfxPropertySetHandle, name: *const c_char, _version: c_int) -> *const c_void {
+    unsafe extern "C" fn fetch_suite(
+        _host: OfxPropertySetHandle,
+        name: *const c_char,
+        _version: c_int,
+    ) -> *const c_void {
         // SAFETY: the layer passes NUL-terminated suite names.
         let name = unsafe { CStr::from_ptr(name) };
         if name == kOfxPropertySuite {
@@ -169,19 +191,36 @@ mod tests {
     fn panics_and_errors_become_statuses_and_never_unwind_into_the_host() {
         // SAFETY: NULL is what a broken host might pass; the layer must refuse it.
         assert_eq!(unsafe { set_host(std::ptr::null()) }, kOfxStatErrBadHandle);
-        let host = Box::leak(Box::new(OfxHost { host: std::ptr::null_mut(), fetchSuite: Some(fetch_suite) }));
+        let host = Box::leak(Box::new(OfxHost {
+            host: std::ptr::null_mut(),
+            fetchSuite: Some(fetch_suite),
+        }));
         // SAFETY: a host whose suites exist.
         assert_eq!(unsafe { set_host(host) }, kOfxStatOK);
         let run = |handler: &dyn Fn(Call) -> Result<()>| {
             let action = kOfxImageEffectActionRender.as_ptr();
             // SAFETY: NULL handles, as the layer must tolerate.
-            unsafe { dispatch(action, std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut(), handler) }
+            unsafe {
+                dispatch(
+                    action,
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    handler,
+                )
+            }
         };
-        assert_eq!(run(&|call| {
-            assert_eq!(call.action, Action::Render);
-            assert!(call.effect().is_err() && call.in_args().is_err(), "NULL handles are refused");
-            Ok(())
-        }), kOfxStatOK);
+        assert_eq!(
+            run(&|call| {
+                assert_eq!(call.action, Action::Render);
+                assert!(
+                    call.effect().is_err() && call.in_args().is_err(),
+                    "NULL handles are refused"
+                );
+                Ok(())
+            }),
+            kOfxStatOK
+        );
         assert_eq!(run(&|_| panic!("a bug in an action")), kOfxStatFailed);
         assert_eq!(run(&|_| Err(Status::ERR_MEMORY)), kOfxStatErrMemory);
         assert_eq!(run(&|_| Err(Status::REPLY_DEFAULT)), kOfxStatReplyDefault);

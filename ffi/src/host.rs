@@ -33,11 +33,14 @@ impl Host {
         // SAFETY: the caller passes the host's own pointer.
         let host = unsafe { host.as_ref() }.ok_or(Status::ERR_BAD_HANDLE)?;
         unsafe {
-            let property: &OfxPropertySuiteV1 = fetch(host, kOfxPropertySuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?;
+            let property: &OfxPropertySuiteV1 =
+                fetch(host, kOfxPropertySuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?;
             Ok(Self {
                 property,
-                effect: fetch(host, kOfxImageEffectSuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
-                param: fetch(host, kOfxParameterSuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
+                effect: fetch(host, kOfxImageEffectSuite, 1)
+                    .ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
+                param: fetch(host, kOfxParameterSuite, 1)
+                    .ok_or(Status::ERR_MISSING_HOST_FEATURE)?,
                 message_v2: fetch(host, kOfxMessageSuite, 2),
                 message_v1: fetch(host, kOfxMessageSuite, 1),
                 progress_v2: fetch(host, kOfxProgressSuite, 2),

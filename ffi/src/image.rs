@@ -24,7 +24,12 @@ impl RectI {
     }
 
     pub fn intersect(&self, other: &RectI) -> RectI {
-        RectI { x1: self.x1.max(other.x1), y1: self.y1.max(other.y1), x2: self.x2.min(other.x2), y2: self.y2.min(other.y2) }
+        RectI {
+            x1: self.x1.max(other.x1),
+            y1: self.y1.max(other.y1),
+            x2: self.x2.min(other.x2),
+            y2: self.y2.min(other.y2),
+        }
     }
 }
 
@@ -37,7 +42,9 @@ pub enum Depth {
 
 impl Depth {
     pub fn from_name(name: &str) -> Option<Self> {
-        [Depth::Byte, Depth::Short, Depth::Float].into_iter().find(|d| d.name().to_str() == Ok(name))
+        [Depth::Byte, Depth::Short, Depth::Float]
+            .into_iter()
+            .find(|d| d.name().to_str() == Ok(name))
     }
 
     pub fn name(self) -> &'static CStr {
@@ -66,7 +73,9 @@ pub enum Components {
 
 impl Components {
     pub fn from_name(name: &str) -> Option<Self> {
-        [Components::Rgba, Components::Rgb, Components::Alpha].into_iter().find(|c| c.name().to_str() == Ok(name))
+        [Components::Rgba, Components::Rgb, Components::Alpha]
+            .into_iter()
+            .find(|c| c.name().to_str() == Ok(name))
     }
 
     pub fn name(self) -> &'static CStr {
@@ -108,20 +117,36 @@ pub struct Image {
 }
 
 impl Image {
-    pub(crate) fn new(properties: PropertySet, host: &'static Host, memory: Memory) -> Result<Self> {
+    pub(crate) fn new(
+        properties: PropertySet,
+        host: &'static Host,
+        memory: Memory,
+    ) -> Result<Self> {
         let release = ReleaseOnError { properties, host };
         let data = properties.pointer(kOfxImagePropData)? as *mut u8;
         let [x1, y1, x2, y2] = properties.ints(kOfxImagePropBounds)?;
         let row_bytes = properties.int(kOfxImagePropRowBytes)? as isize;
-        let depth = Depth::from_name(&properties.string(kOfxImageEffectPropPixelDepth)?).ok_or(Status::ERR_UNSUPPORTED)?;
-        let components =
-            Components::from_name(&properties.string(kOfxImageEffectPropComponents)?).ok_or(Status::ERR_UNSUPPORTED)?;
+        let depth = Depth::from_name(&properties.string(kOfxImageEffectPropPixelDepth)?)
+            .ok_or(Status::ERR_UNSUPPORTED)?;
+        let components = Components::from_name(&properties.string(kOfxImageEffectPropComponents)?)
+            .ok_or(Status::ERR_UNSUPPORTED)?;
         let bounds = RectI { x1, y1, x2, y2 };
-        if data.is_null() || (row_bytes.unsigned_abs()) < bounds.width() * depth.bytes() * components.count() {
+        if data.is_null()
+            || (row_bytes.unsigned_abs()) < bounds.width() * depth.bytes() * components.count()
+        {
             return Err(Status::ERR_IMAGE_FORMAT);
         }
         std::mem::forget(release);
-        Ok(Self { properties, host, memory, data, bounds, row_bytes, depth, components })
+        Ok(Self {
+            properties,
+            host,
+            memory,
+            data,
+            bounds,
+            row_bytes,
+            depth,
+            components,
+        })
     }
 
     /// Bytes per pixel.
@@ -131,7 +156,10 @@ impl Image {
 
     /// The host's identifier of this image's content, when it gives one.
     pub fn unique_id(&self) -> Option<String> {
-        self.properties.string(kOfxImagePropUniqueIdentifier).ok().filter(|id| !id.is_empty())
+        self.properties
+            .string(kOfxImagePropUniqueIdentifier)
+            .ok()
+            .filter(|id| !id.is_empty())
     }
 
     /// Where the pixels are.
@@ -151,7 +179,10 @@ impl Image {
             return None;
         }
         // SAFETY: y is inside the bounds, so the offset stays inside the host's buffer.
-        Some(unsafe { self.data.offset((y - self.bounds.y1) as isize * self.row_bytes) })
+        Some(unsafe {
+            self.data
+                .offset((y - self.bounds.y1) as isize * self.row_bytes)
+        })
     }
 
     /// The bytes of row `y` (all of the image's columns); None outside the bounds and for
@@ -165,7 +196,9 @@ impl Image {
     pub fn row_mut(&mut self, y: i32) -> Option<&mut [u8]> {
         let start = self.row_start(y)?;
         // SAFETY: as in `row`; &mut self makes this the only view.
-        Some(unsafe { std::slice::from_raw_parts_mut(start, self.bounds.width() * self.pixel_bytes()) })
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(start, self.bounds.width() * self.pixel_bytes())
+        })
     }
 }
 

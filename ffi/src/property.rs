@@ -26,8 +26,15 @@ macro_rules! suite_fn {
 pub(crate) use suite_fn;
 
 impl PropertySet {
-    pub(crate) fn new(handle: OfxPropertySetHandle, suite: &'static OfxPropertySuiteV1) -> Result<Self> {
-        if handle.is_null() { Err(Status::ERR_BAD_HANDLE) } else { Ok(Self { handle, suite }) }
+    pub(crate) fn new(
+        handle: OfxPropertySetHandle,
+        suite: &'static OfxPropertySuiteV1,
+    ) -> Result<Self> {
+        if handle.is_null() {
+            Err(Status::ERR_BAD_HANDLE)
+        } else {
+            Ok(Self { handle, suite })
+        }
     }
 
     pub(crate) fn raw(&self) -> OfxPropertySetHandle {
@@ -41,14 +48,28 @@ impl PropertySet {
     pub fn set_string_at(&self, name: &CStr, index: usize, value: &str) -> Result<()> {
         let value = c_string(value);
         // SAFETY: the handle is live for this action; the host copies the string.
-        Status::check(unsafe { suite_fn!(self.suite, propSetString)(self.handle, name.as_ptr(), index as c_int, value.as_ptr()) })
+        Status::check(unsafe {
+            suite_fn!(self.suite, propSetString)(
+                self.handle,
+                name.as_ptr(),
+                index as c_int,
+                value.as_ptr(),
+            )
+        })
     }
 
     /// Sets every value of a multi-valued string property (contexts, depths, ...).
     pub fn set_strings(&self, name: &CStr, values: &[&CStr]) -> Result<()> {
         for (index, value) in values.iter().enumerate() {
             // SAFETY: as in set_string_at.
-            Status::check(unsafe { suite_fn!(self.suite, propSetString)(self.handle, name.as_ptr(), index as c_int, value.as_ptr()) })?;
+            Status::check(unsafe {
+                suite_fn!(self.suite, propSetString)(
+                    self.handle,
+                    name.as_ptr(),
+                    index as c_int,
+                    value.as_ptr(),
+                )
+            })?;
         }
         Ok(())
     }
@@ -59,7 +80,9 @@ impl PropertySet {
 
     pub fn set_int_at(&self, name: &CStr, index: usize, value: i32) -> Result<()> {
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propSetInt)(self.handle, name.as_ptr(), index as c_int, value) })
+        Status::check(unsafe {
+            suite_fn!(self.suite, propSetInt)(self.handle, name.as_ptr(), index as c_int, value)
+        })
     }
 
     pub fn set_bool(&self, name: &CStr, value: bool) -> Result<()> {
@@ -72,7 +95,9 @@ impl PropertySet {
 
     pub fn set_double_at(&self, name: &CStr, index: usize, value: f64) -> Result<()> {
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propSetDouble)(self.handle, name.as_ptr(), index as c_int, value) })
+        Status::check(unsafe {
+            suite_fn!(self.suite, propSetDouble)(self.handle, name.as_ptr(), index as c_int, value)
+        })
     }
 
     pub fn set_doubles(&self, name: &CStr, values: &[f64]) -> Result<()> {
@@ -100,7 +125,12 @@ impl PropertySet {
         // SAFETY: the handle is live; the host keeps the returned string alive at least until
         // the next call on this property set, and we copy it at once.
         unsafe {
-            Status::check(suite_fn!(self.suite, propGetString)(self.handle, name.as_ptr(), index as c_int, &mut value))?;
+            Status::check(suite_fn!(self.suite, propGetString)(
+                self.handle,
+                name.as_ptr(),
+                index as c_int,
+                &mut value,
+            ))?;
             if value.is_null() {
                 return Ok(String::new());
             }
@@ -110,7 +140,9 @@ impl PropertySet {
 
     /// Every value of a multi-valued string property.
     pub fn strings(&self, name: &CStr) -> Result<Vec<String>> {
-        (0..self.dimension(name)?).map(|i| self.string_at(name, i)).collect()
+        (0..self.dimension(name)?)
+            .map(|i| self.string_at(name, i))
+            .collect()
     }
 
     pub fn int(&self, name: &CStr) -> Result<i32> {
@@ -120,7 +152,14 @@ impl PropertySet {
     pub fn int_at(&self, name: &CStr, index: usize) -> Result<i32> {
         let mut value: c_int = 0;
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propGetInt)(self.handle, name.as_ptr(), index as c_int, &mut value) })?;
+        Status::check(unsafe {
+            suite_fn!(self.suite, propGetInt)(
+                self.handle,
+                name.as_ptr(),
+                index as c_int,
+                &mut value,
+            )
+        })?;
         Ok(value)
     }
 
@@ -135,7 +174,14 @@ impl PropertySet {
     pub fn double_at(&self, name: &CStr, index: usize) -> Result<f64> {
         let mut value = 0.0;
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propGetDouble)(self.handle, name.as_ptr(), index as c_int, &mut value) })?;
+        Status::check(unsafe {
+            suite_fn!(self.suite, propGetDouble)(
+                self.handle,
+                name.as_ptr(),
+                index as c_int,
+                &mut value,
+            )
+        })?;
         Ok(value)
     }
 
@@ -158,14 +204,18 @@ impl PropertySet {
     pub fn pointer(&self, name: &CStr) -> Result<*mut c_void> {
         let mut value: *mut c_void = std::ptr::null_mut();
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propGetPointer)(self.handle, name.as_ptr(), 0, &mut value) })?;
+        Status::check(unsafe {
+            suite_fn!(self.suite, propGetPointer)(self.handle, name.as_ptr(), 0, &mut value)
+        })?;
         Ok(value)
     }
 
     pub fn dimension(&self, name: &CStr) -> Result<usize> {
         let mut count: c_int = 0;
         // SAFETY: the handle is live for this action.
-        Status::check(unsafe { suite_fn!(self.suite, propGetDimension)(self.handle, name.as_ptr(), &mut count) })?;
+        Status::check(unsafe {
+            suite_fn!(self.suite, propGetDimension)(self.handle, name.as_ptr(), &mut count)
+        })?;
         Ok(count.max(0) as usize)
     }
 }

@@ -25,7 +25,11 @@ impl Status {
     pub const GPU_RENDER_FAILED: Status = Status(kOfxStatGPURenderFailed);
 
     pub(crate) fn check(code: OfxStatus) -> Result<()> {
-        if code == kOfxStatOK { Ok(()) } else { Err(Status(code)) }
+        if code == kOfxStatOK {
+            Ok(())
+        } else {
+            Err(Status(code))
+        }
     }
 }
 

@@ -31,7 +31,9 @@ pub fn begin(args: PropertySet) -> std::result::Result<Option<DeviceRender>, Fai
         return Ok(None);
     }
     // Hosts that render without a stream leave the property out or null.
-    let stream = args.pointer(kOfxImageEffectPropCudaStream).unwrap_or(std::ptr::null_mut());
+    let stream = args
+        .pointer(kOfxImageEffectPropCudaStream)
+        .unwrap_or(std::ptr::null_mut());
     DeviceRender::begin(stream).map(Some)
 }
 
@@ -54,7 +56,10 @@ pub fn region(output: RectI, window: RectI) -> Option<Region> {
 /// Where a picture covering `bounds` lies over the `output` image's picture.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub fn position(output: RectI, bounds: RectI) -> Position {
-    Position { left: i64::from(bounds.x1) - i64::from(output.x1), top: i64::from(output.y2) - i64::from(bounds.y2) }
+    Position {
+        left: i64::from(bounds.x1) - i64::from(output.x1),
+        top: i64::from(output.y2) - i64::from(bounds.y2),
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -80,7 +85,9 @@ mod device {
 
     fn device_image(image: &Image) -> Result<DeviceImage, Failure> {
         let Some((data, row_bytes)) = image.device_pixels() else {
-            return Err(Failure::Gpu("a CUDA render gave an image in host memory".into()));
+            return Err(Failure::Gpu(
+                "a CUDA render gave an image in host memory".into(),
+            ));
         };
         if (image.depth, image.components) != (Depth::Float, Components::Rgba) {
             return Err(Failure::Gpu(format!(
@@ -88,13 +95,22 @@ mod device {
                 image.depth, image.components
             )));
         }
-        Ok(DeviceImage::bottom_up(data, image.bounds.width(), image.bounds.height(), PixelFormat::RgbaF32, row_bytes)?)
+        Ok(DeviceImage::bottom_up(
+            data,
+            image.bounds.width(),
+            image.bounds.height(),
+            PixelFormat::RgbaF32,
+            row_bytes,
+        )?)
     }
 
     impl DeviceRender {
         pub fn begin(stream: *mut c_void) -> Result<Self, Failure> {
             if !available() {
-                return Err(Failure::Gpu("the host sent a CUDA render, but no CUDA device is available to Soragen here".into()));
+                return Err(Failure::Gpu(
+                    "the host sent a CUDA render, but no CUDA device is available to Soragen here"
+                        .into(),
+                ));
             }
             // The host renders with its context current: its device is the images' device.
             let ordinal = gpu::current_device_ordinal()?.unwrap_or(0);
@@ -107,7 +123,10 @@ mod device {
 
         /// Images of one clip at the window's times as the core's video, and where its pixels sit.
         pub fn read_clip(&self, images: &[Image]) -> Result<(Video, RectI), Failure> {
-            let device_images = images.iter().map(device_image).collect::<Result<Vec<_>, _>>()?;
+            let device_images = images
+                .iter()
+                .map(device_image)
+                .collect::<Result<Vec<_>, _>>()?;
             // SAFETY: the host's images of this render, device memory of its context, written on
             // its stream and held (not released) until we return.
             let video = unsafe { self.converter.import_video(&device_images, None) }?;
@@ -116,27 +135,57 @@ mod device {
 
         /// Each image as an 8-bit frame with alpha (masks: the alpha is the matte).
         pub fn frames(&self, images: &[Image]) -> Result<Vec<Frame>, Failure> {
-            let device_images = images.iter().map(device_image).collect::<Result<Vec<_>, _>>()?;
+            let device_images = images
+                .iter()
+                .map(device_image)
+                .collect::<Result<Vec<_>, _>>()?;
             // SAFETY: as in `read_clip`.
             Ok(unsafe { self.converter.import_frames(&device_images) }?)
         }
 
         /// Copies `source` into `output` over `window`, byte for byte; zero where it has none.
-        pub fn copy_image(&self, output: &Image, window: RectI, source: &Image) -> Result<(), Failure> {
-            let Some(region) = region(output.bounds, window) else { return Ok(()) };
+        pub fn copy_image(
+            &self,
+            output: &Image,
+            window: RectI,
+            source: &Image,
+        ) -> Result<(), Failure> {
+            let Some(region) = region(output.bounds, window) else {
+                return Ok(());
+            };
             let (out, from) = (device_image(output)?, device_image(source)?);
             // SAFETY: the host's images of this render; the output is ours to write until the
             // host's stream passes our kernels.
-            unsafe { self.converter.copy_region(&out, region, &from, position(output.bounds, source.bounds)) }?;
+            unsafe {
+                self.converter.copy_region(
+                    &out,
+                    region,
+                    &from,
+                    position(output.bounds, source.bounds),
+                )
+            }?;
             Ok(())
         }
 
         /// Writes a generated frame covering `rect` into `output` over `window`, opaque;
         /// pixels of `unchanged` (in-place edits) that read as the generated colour exactly.
-        pub fn write_frame(&self, output: &Image, window: RectI, frame: &Frame, rect: RectI, unchanged: Option<&Image>) -> Result<(), Failure> {
-            let Some(region) = region(output.bounds, window) else { return Ok(()) };
+        pub fn write_frame(
+            &self,
+            output: &Image,
+            window: RectI,
+            frame: &Frame,
+            rect: RectI,
+            unchanged: Option<&Image>,
+        ) -> Result<(), Failure> {
+            let Some(region) = region(output.bounds, window) else {
+                return Ok(());
+            };
             let out = device_image(output)?;
-            let unchanged = unchanged.map(|image| Ok::<_, Failure>((device_image(image)?, position(output.bounds, image.bounds)))).transpose()?;
+            let unchanged = unchanged
+                .map(|image| {
+                    Ok::<_, Failure>((device_image(image)?, position(output.bounds, image.bounds)))
+                })
+                .transpose()?;
             // SAFETY: as in `copy_image`.
             unsafe {
                 self.converter.write_region(
@@ -189,11 +238,23 @@ mod device {
             match *self {}
         }
 
-        pub fn copy_image(&self, _output: &Image, _window: RectI, _source: &Image) -> Result<(), Failure> {
+        pub fn copy_image(
+            &self,
+            _output: &Image,
+            _window: RectI,
+            _source: &Image,
+        ) -> Result<(), Failure> {
             match *self {}
         }
 
-        pub fn write_frame(&self, _output: &Image, _window: RectI, _frame: &Frame, _rect: RectI, _unchanged: Option<&Image>) -> Result<(), Failure> {
+        pub fn write_frame(
+            &self,
+            _output: &Image,
+            _window: RectI,
+            _frame: &Frame,
+            _rect: RectI,
+            _unchanged: Option<&Image>,
+        ) -> Result<(), Failure> {
             match *self {}
         }
 
@@ -207,24 +268,91 @@ mod device {
 mod tests {
     use super::*;
 
-    const OUTPUT: RectI = RectI { x1: 10, y1: 20, x2: 110, y2: 70 };
+    const OUTPUT: RectI = RectI {
+        x1: 10,
+        y1: 20,
+        x2: 110,
+        y2: 70,
+    };
 
     #[test]
     fn a_render_window_becomes_a_region_counted_from_the_top_left() {
         // The window's top row, y = 59, is the output's 11th row from the top (y2 = 70).
-        let window = RectI { x1: 30, y1: 40, x2: 60, y2: 60 };
-        assert_eq!(region(OUTPUT, window), Some(Region { left: 20, top: 10, width: 30, height: 20 }));
+        let window = RectI {
+            x1: 30,
+            y1: 40,
+            x2: 60,
+            y2: 60,
+        };
+        assert_eq!(
+            region(OUTPUT, window),
+            Some(Region {
+                left: 20,
+                top: 10,
+                width: 30,
+                height: 20
+            })
+        );
         // Clipped to the output, and nothing for a window beside it.
-        let overhanging = RectI { x1: 0, y1: 0, x2: 200, y2: 200 };
-        assert_eq!(region(OUTPUT, overhanging), Some(Region { left: 0, top: 0, width: 100, height: 50 }));
-        assert_eq!(region(OUTPUT, RectI { x1: 200, y1: 0, x2: 300, y2: 10 }), None);
+        let overhanging = RectI {
+            x1: 0,
+            y1: 0,
+            x2: 200,
+            y2: 200,
+        };
+        assert_eq!(
+            region(OUTPUT, overhanging),
+            Some(Region {
+                left: 0,
+                top: 0,
+                width: 100,
+                height: 50
+            })
+        );
+        assert_eq!(
+            region(
+                OUTPUT,
+                RectI {
+                    x1: 200,
+                    y1: 0,
+                    x2: 300,
+                    y2: 10
+                }
+            ),
+            None
+        );
     }
 
     #[test]
     fn other_pictures_are_placed_by_their_top_left_pixel() {
         assert_eq!(position(OUTPUT, OUTPUT), Position { left: 0, top: 0 });
         // A source larger than the output starts left of and above it.
-        assert_eq!(position(OUTPUT, RectI { x1: 0, y1: 0, x2: 200, y2: 100 }), Position { left: -10, top: -30 });
-        assert_eq!(position(OUTPUT, RectI { x1: 50, y1: 20, x2: 60, y2: 40 }), Position { left: 40, top: 30 });
+        assert_eq!(
+            position(
+                OUTPUT,
+                RectI {
+                    x1: 0,
+                    y1: 0,
+                    x2: 200,
+                    y2: 100
+                }
+            ),
+            Position {
+                left: -10,
+                top: -30
+            }
+        );
+        assert_eq!(
+            position(
+                OUTPUT,
+                RectI {
+                    x1: 50,
+                    y1: 20,
+                    x2: 60,
+                    y2: 40
+                }
+            ),
+            Position { left: 40, top: 30 }
+        );
     }
 }

@@ -35,9 +35,14 @@ impl Context {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Context::Filter, Context::General, Context::Transition, Context::Generator]
-            .into_iter()
-            .find(|c| c.name().to_str() == Ok(name))
+        [
+            Context::Filter,
+            Context::General,
+            Context::Transition,
+            Context::Generator,
+        ]
+        .into_iter()
+        .find(|c| c.name().to_str() == Ok(name))
     }
 }
 
@@ -54,19 +59,35 @@ pub struct Input {
 }
 
 const fn input(name: &'static CStr) -> Input {
-    Input { name, optional: false, mask: false }
+    Input {
+        name,
+        optional: false,
+        mask: false,
+    }
 }
 
 const SOURCE: &[Input] = &[input(kOfxImageEffectSimpleSourceClipName)];
-const TRANSITION: &[Input] =
-    &[input(kOfxImageEffectTransitionSourceFromClipName), input(kOfxImageEffectTransitionSourceToClipName)];
+const TRANSITION: &[Input] = &[
+    input(kOfxImageEffectTransitionSourceFromClipName),
+    input(kOfxImageEffectTransitionSourceToClipName),
+];
 const SOURCE_AND_NEXT: &[Input] = &[input(kOfxImageEffectSimpleSourceClipName), input(NEXT_CLIP)];
-const SOURCE_AND_MASK: &[Input] =
-    &[input(kOfxImageEffectSimpleSourceClipName), Input { name: MASK_CLIP, optional: true, mask: true }];
+const SOURCE_AND_MASK: &[Input] = &[
+    input(kOfxImageEffectSimpleSourceClipName),
+    Input {
+        name: MASK_CLIP,
+        optional: true,
+        mask: true,
+    },
+];
 
 impl EffectKind {
-    pub const ALL: [EffectKind; 4] =
-        [EffectKind::Extend, EffectKind::Insert, EffectKind::ReplaceBackground, EffectKind::Generate];
+    pub const ALL: [EffectKind; 4] = [
+        EffectKind::Extend,
+        EffectKind::Insert,
+        EffectKind::ReplaceBackground,
+        EffectKind::Generate,
+    ];
 
     pub const fn identifier(self) -> &'static CStr {
         match self {
@@ -88,16 +109,24 @@ impl EffectKind {
 
     fn description(self) -> &'static str {
         match self {
-            EffectKind::Extend => "Generates frames after the clip's last frame (or before its first) that continue it.",
-            EffectKind::Insert => "Generates frames leading from the end of one clip into the start of the next.",
-            EffectKind::ReplaceBackground => "Keeps the subject (from a mask or the source's alpha) and generates a new background.",
+            EffectKind::Extend => {
+                "Generates frames after the clip's last frame (or before its first) that continue it."
+            }
+            EffectKind::Insert => {
+                "Generates frames leading from the end of one clip into the start of the next."
+            }
+            EffectKind::ReplaceBackground => {
+                "Keeps the subject (from a mask or the source's alpha) and generates a new background."
+            }
             EffectKind::Generate => "Generates a clip from the prompt.",
         }
     }
 
     pub fn contexts(self) -> &'static [Context] {
         match self {
-            EffectKind::Extend | EffectKind::ReplaceBackground => &[Context::Filter, Context::General],
+            EffectKind::Extend | EffectKind::ReplaceBackground => {
+                &[Context::Filter, Context::General]
+            }
             EffectKind::Insert => &[Context::Transition, Context::General],
             // General too, so that hosts without the Generator context (Nuke) list it.
             EffectKind::Generate => &[Context::Generator, Context::General],
@@ -132,7 +161,10 @@ impl EffectKind {
         props.set_bool(kOfxImageEffectPluginPropFieldRenderTwiceAlways, false)?;
         // Renders of one instance are serialised by the host; instances share the model and
         // guard their own caches.
-        props.set_strings(kOfxImageEffectPluginRenderThreadSafety, &[kOfxImageEffectRenderInstanceSafe])?;
+        props.set_strings(
+            kOfxImageEffectPluginRenderThreadSafety,
+            &[kOfxImageEffectRenderInstanceSafe],
+        )?;
         props.set_bool(kOfxImageEffectPluginPropHostFrameThreading, false)?;
         cuda::describe(props)
     }
@@ -148,7 +180,14 @@ impl EffectKind {
         for input in self.inputs(context) {
             let clip = effect.define_clip(input.name)?;
             if input.mask {
-                clip.set_strings(kOfxImageEffectPropSupportedComponents, &[kOfxImageComponentAlpha, kOfxImageComponentRGBA, kOfxImageComponentRGB])?;
+                clip.set_strings(
+                    kOfxImageEffectPropSupportedComponents,
+                    &[
+                        kOfxImageComponentAlpha,
+                        kOfxImageComponentRGBA,
+                        kOfxImageComponentRGB,
+                    ],
+                )?;
                 clip.set_bool(kOfxImageClipPropIsMask, true)?;
             } else {
                 clip.set_strings(kOfxImageEffectPropSupportedComponents, &colour)?;
@@ -160,9 +199,13 @@ impl EffectKind {
         let params = effect.params()?;
         if context == Context::Transition {
             // The host animates this 0..1 over the transition; frames come from the time.
-            let transition = params.define(kOfxParamTypeDouble, kOfxImageEffectTransitionParamName)?;
+            let transition =
+                params.define(kOfxParamTypeDouble, kOfxImageEffectTransitionParamName)?;
             transition.set_string(kOfxPropLabel, "Transition")?;
-            transition.set_string(kOfxParamPropHint, "Position in the transition (set by the host).")?;
+            transition.set_string(
+                kOfxParamPropHint,
+                "Position in the transition (set by the host).",
+            )?;
             transition.set_double(kOfxParamPropMin, 0.0)?;
             transition.set_double(kOfxParamPropMax, 1.0)?;
             transition.set_double(kOfxParamPropDisplayMin, 0.0)?;

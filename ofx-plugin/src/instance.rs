@@ -45,8 +45,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 static INSTANCES: LazyLock<Mutex<HashMap<usize, Arc<Instance>>>> = LazyLock::new(Mutex::default);
 
 pub fn create(effect: ImageEffect, kind: EffectKind) -> Result<()> {
-    let context = Context::from_name(&effect.properties()?.string(kOfxImageEffectPropContext)?).ok_or(Status::ERR_UNSUPPORTED)?;
-    let instance = Instance { effect: kind, context, cache: Mutex::default(), generating: Mutex::default(), model: Mutex::default() };
+    let context = Context::from_name(&effect.properties()?.string(kOfxImageEffectPropContext)?)
+        .ok_or(Status::ERR_UNSUPPORTED)?;
+    let instance = Instance {
+        effect: kind,
+        context,
+        cache: Mutex::default(),
+        generating: Mutex::default(),
+        model: Mutex::default(),
+    };
     lock(&INSTANCES).insert(effect.id(), Arc::new(instance));
     Ok(())
 }
@@ -56,12 +63,18 @@ pub fn destroy(effect: ImageEffect) {
 }
 
 pub fn get(effect: ImageEffect) -> Result<Arc<Instance>> {
-    lock(&INSTANCES).get(&effect.id()).cloned().ok_or(Status::ERR_BAD_HANDLE)
+    lock(&INSTANCES)
+        .get(&effect.id())
+        .cloned()
+        .ok_or(Status::ERR_BAD_HANDLE)
 }
 
 impl Instance {
     pub fn cached(&self, key: u64) -> Option<Arc<Generated>> {
-        lock(&self.cache).iter().find(|(k, _)| *k == key).map(|(_, g)| g.clone())
+        lock(&self.cache)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, g)| g.clone())
     }
 
     pub fn store(&self, key: u64, generated: Arc<Generated>) {
@@ -89,7 +102,12 @@ impl Instance {
 
     /// The model in `folder` when this or another instance holds it loaded.
     pub fn loaded_model(&self, folder: &Path) -> Option<Arc<WanVace>> {
-        let holds = |instance: &Instance| lock(&instance.model).as_ref().filter(|m| m.folder == folder).cloned();
+        let holds = |instance: &Instance| {
+            lock(&instance.model)
+                .as_ref()
+                .filter(|m| m.folder == folder)
+                .cloned()
+        };
         if let Some(own) = holds(self) {
             return Some(own);
         }

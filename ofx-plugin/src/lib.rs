@@ -26,7 +26,10 @@ fn handle(kind: EffectKind, call: Call) -> soragen_ofx_ffi::Result<()> {
         Action::Describe => kind.describe(call.effect()?),
         Action::DescribeInContext => {
             let context = call.in_args()?.string(kOfxImageEffectPropContext)?;
-            kind.describe_in_context(call.effect()?, effects::Context::from_name(&context).ok_or(Status::ERR_UNSUPPORTED)?)
+            kind.describe_in_context(
+                call.effect()?,
+                effects::Context::from_name(&context).ok_or(Status::ERR_UNSUPPORTED)?,
+            )
         }
         Action::CreateInstance => instance::create(call.effect()?, kind),
         Action::DestroyInstance => {
@@ -35,8 +38,12 @@ fn handle(kind: EffectKind, call: Call) -> soragen_ofx_ffi::Result<()> {
         }
         Action::GetClipPreferences => render::clip_preferences(call.effect()?, call.out_args()?),
         Action::GetTimeDomain => render::time_domain(call.effect()?, call.out_args()?),
-        Action::GetFramesNeeded => render::frames_needed(call.effect()?, call.in_args()?, call.out_args()?),
-        Action::GetRegionsOfInterest => render::regions_of_interest(call.effect()?, call.in_args()?, call.out_args()?),
+        Action::GetFramesNeeded => {
+            render::frames_needed(call.effect()?, call.in_args()?, call.out_args()?)
+        }
+        Action::GetRegionsOfInterest => {
+            render::regions_of_interest(call.effect()?, call.in_args()?, call.out_args()?)
+        }
         Action::Render => {
             let effect = call.effect()?;
             render::report(effect, render::render(effect, call.in_args()?))
@@ -56,7 +63,11 @@ unsafe extern "C" fn main_entry<const INDEX: usize>(
     out_args: OfxPropertySetHandle,
 ) -> OfxStatus {
     // SAFETY: the host's own arguments, passed through.
-    unsafe { soragen_ofx_ffi::dispatch(action, handle_, in_args, out_args, |call| handle(EffectKind::ALL[INDEX], call)) }
+    unsafe {
+        soragen_ofx_ffi::dispatch(action, handle_, in_args, out_args, |call| {
+            handle(EffectKind::ALL[INDEX], call)
+        })
+    }
 }
 
 unsafe extern "C" fn set_host(host: *mut OfxHost) {
@@ -85,7 +96,10 @@ pub extern "C" fn OfxGetNumberOfPlugins() -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn OfxGetPlugin(nth: c_int) -> *const OfxPlugin {
-    usize::try_from(nth).ok().and_then(|i| PLUGINS.get(i)).map_or(std::ptr::null(), |p| p as *const OfxPlugin)
+    usize::try_from(nth)
+        .ok()
+        .and_then(|i| PLUGINS.get(i))
+        .map_or(std::ptr::null(), |p| p as *const OfxPlugin)
 }
 
 /// OpenFX 1.5: the host for every plugin of the binary, before any action.

@@ -28,12 +28,26 @@ pub const MASK_FEATHER: &CStr = c"maskFeather";
 pub const MODEL_ENV: &str = "SORAGEN_MODEL";
 
 enum Kind {
-    Text { multi_line: bool },
+    Text {
+        multi_line: bool,
+    },
     /// Integer: default, range, display range.
-    Int { default: i32, range: (i32, i32), display: (i32, i32) },
-    Double { default: f64, range: (f64, f64), display: (f64, f64) },
-    Bool { default: bool },
-    Choice { options: &'static [&'static str] },
+    Int {
+        default: i32,
+        range: (i32, i32),
+        display: (i32, i32),
+    },
+    Double {
+        default: f64,
+        range: (f64, f64),
+        display: (f64, f64),
+    },
+    Bool {
+        default: bool,
+    },
+    Choice {
+        options: &'static [&'static str],
+    },
 }
 
 struct Spec {
@@ -44,27 +58,132 @@ struct Spec {
 }
 
 const fn spec(name: &'static CStr, label: &'static str, hint: &'static str, kind: Kind) -> Spec {
-    Spec { name, label, hint, kind }
+    Spec {
+        name,
+        label,
+        hint,
+        kind,
+    }
 }
 
 const COMMON: &[Spec] = &[
-    spec(PROMPT, "Prompt", "What the generated frames should show.", Kind::Text { multi_line: true }),
-    spec(NEGATIVE_PROMPT, "Negative Prompt", "What the generated frames should avoid (used when Guidance is above 1).", Kind::Text { multi_line: true }),
-    spec(SEED, "Seed", "Noise seed: the same seed and settings give the same frames.", Kind::Int { default: 0, range: (0, i32::MAX), display: (0, 10_000) }),
-    spec(STEPS, "Steps", "Denoising steps: more is slower and finer.", Kind::Int { default: 30, range: (1, 200), display: (1, 100) }),
-    spec(GUIDANCE, "Guidance", "How strongly to follow the prompt; 1 turns guidance off (twice as fast).", Kind::Double { default: 5.0, range: (1.0, 20.0), display: (1.0, 10.0) }),
-    spec(CONTEXT_FRAMES, "Context Frames", "Source frames next to the cut that the new frames continue from.", Kind::Int { default: 8, range: (1, 40), display: (1, 24) }),
-    spec(MODEL, "Model", "Wan2.1-VACE model: a folder (diffusers layout) or a Hugging Face repository id such as Wan-AI/Wan2.1-VACE-1.3B-diffusers (fetched once into the Hugging Face cache). Defaults to the SORAGEN_MODEL environment variable.", Kind::Text { multi_line: false }),
-    spec(COLOR_MATCH, "Colour Matching", "Match colour and brightness of new frames to the source they continue.", Kind::Bool { default: true }),
-    spec(DRAFT, "Draft Quality", "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.", Kind::Bool { default: false }),
+    spec(
+        PROMPT,
+        "Prompt",
+        "What the generated frames should show.",
+        Kind::Text { multi_line: true },
+    ),
+    spec(
+        NEGATIVE_PROMPT,
+        "Negative Prompt",
+        "What the generated frames should avoid (used when Guidance is above 1).",
+        Kind::Text { multi_line: true },
+    ),
+    spec(
+        SEED,
+        "Seed",
+        "Noise seed: the same seed and settings give the same frames.",
+        Kind::Int {
+            default: 0,
+            range: (0, i32::MAX),
+            display: (0, 10_000),
+        },
+    ),
+    spec(
+        STEPS,
+        "Steps",
+        "Denoising steps: more is slower and finer.",
+        Kind::Int {
+            default: 30,
+            range: (1, 200),
+            display: (1, 100),
+        },
+    ),
+    spec(
+        GUIDANCE,
+        "Guidance",
+        "How strongly to follow the prompt; 1 turns guidance off (twice as fast).",
+        Kind::Double {
+            default: 5.0,
+            range: (1.0, 20.0),
+            display: (1.0, 10.0),
+        },
+    ),
+    spec(
+        CONTEXT_FRAMES,
+        "Context Frames",
+        "Source frames next to the cut that the new frames continue from.",
+        Kind::Int {
+            default: 8,
+            range: (1, 40),
+            display: (1, 24),
+        },
+    ),
+    spec(
+        MODEL,
+        "Model",
+        "Wan2.1-VACE model: a folder (diffusers layout) or a Hugging Face repository id such as Wan-AI/Wan2.1-VACE-1.3B-diffusers (fetched once into the Hugging Face cache). Defaults to the SORAGEN_MODEL environment variable.",
+        Kind::Text { multi_line: false },
+    ),
+    spec(
+        COLOR_MATCH,
+        "Colour Matching",
+        "Match colour and brightness of new frames to the source they continue.",
+        Kind::Bool { default: true },
+    ),
+    spec(
+        DRAFT,
+        "Draft Quality",
+        "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.",
+        Kind::Bool { default: false },
+    ),
 ];
 
-const FRAMES_SPEC: Spec = spec(FRAMES, "Frames", "How many frames to generate (one generation window).", Kind::Int { default: 33, range: (1, 1000), display: (1, 161) });
-const DIRECTION_SPEC: Spec = spec(DIRECTION, "Direction", "Extend after the last source frame or before the first.", Kind::Choice { options: &["Forward", "Backward"] });
+const FRAMES_SPEC: Spec = spec(
+    FRAMES,
+    "Frames",
+    "How many frames to generate (one generation window).",
+    Kind::Int {
+        default: 33,
+        range: (1, 1000),
+        display: (1, 161),
+    },
+);
+const DIRECTION_SPEC: Spec = spec(
+    DIRECTION,
+    "Direction",
+    "Extend after the last source frame or before the first.",
+    Kind::Choice {
+        options: &["Forward", "Backward"],
+    },
+);
 const MASK_SPECS: &[Spec] = &[
-    spec(USE_MASK, "Use Mask", "Take the subject from the Mask input (white = keep); off: from the source's alpha.", Kind::Bool { default: false }),
-    spec(MASK_DILATION, "Mask Dilation", "Grow the background region by this many pixels (tight mattes leave halos).", Kind::Int { default: 4, range: (0, 256), display: (0, 64) }),
-    spec(MASK_FEATHER, "Mask Feather", "Soften the edge between kept and new pixels over this many pixels.", Kind::Int { default: 2, range: (0, 256), display: (0, 32) }),
+    spec(
+        USE_MASK,
+        "Use Mask",
+        "Take the subject from the Mask input (white = keep); off: from the source's alpha.",
+        Kind::Bool { default: false },
+    ),
+    spec(
+        MASK_DILATION,
+        "Mask Dilation",
+        "Grow the background region by this many pixels (tight mattes leave halos).",
+        Kind::Int {
+            default: 4,
+            range: (0, 256),
+            display: (0, 64),
+        },
+    ),
+    spec(
+        MASK_FEATHER,
+        "Mask Feather",
+        "Soften the edge between kept and new pixels over this many pixels.",
+        Kind::Int {
+            default: 2,
+            range: (0, 256),
+            display: (0, 32),
+        },
+    ),
 ];
 
 fn specs(effect: EffectKind) -> impl Iterator<Item = &'static Spec> {
@@ -73,7 +192,10 @@ fn specs(effect: EffectKind) -> impl Iterator<Item = &'static Spec> {
         EffectKind::ReplaceBackground => MASK_SPECS,
         EffectKind::Insert | EffectKind::Generate => &[],
     };
-    COMMON.iter().chain(std::iter::once(&FRAMES_SPEC)).chain(extra)
+    COMMON
+        .iter()
+        .chain(std::iter::once(&FRAMES_SPEC))
+        .chain(extra)
 }
 
 /// Defines the effect's parameters on its descriptor.
@@ -93,20 +215,35 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
         props.set_bool(kOfxParamPropAnimates, false)?;
         match spec.kind {
             Kind::Text { multi_line } => {
-                let mode = if multi_line { kOfxParamStringIsMultiLine } else { kOfxParamStringIsSingleLine };
+                let mode = if multi_line {
+                    kOfxParamStringIsMultiLine
+                } else {
+                    kOfxParamStringIsSingleLine
+                };
                 props.set_strings(kOfxParamPropStringMode, &[mode])?;
                 if spec.name == MODEL {
-                    props.set_string(kOfxParamPropDefault, &std::env::var(MODEL_ENV).unwrap_or_default())?;
+                    props.set_string(
+                        kOfxParamPropDefault,
+                        &std::env::var(MODEL_ENV).unwrap_or_default(),
+                    )?;
                 }
             }
-            Kind::Int { default, range, display } => {
+            Kind::Int {
+                default,
+                range,
+                display,
+            } => {
                 props.set_int(kOfxParamPropDefault, default)?;
                 props.set_int(kOfxParamPropMin, range.0)?;
                 props.set_int(kOfxParamPropMax, range.1)?;
                 props.set_int(kOfxParamPropDisplayMin, display.0)?;
                 props.set_int(kOfxParamPropDisplayMax, display.1)?;
             }
-            Kind::Double { default, range, display } => {
+            Kind::Double {
+                default,
+                range,
+                display,
+            } => {
                 props.set_double(kOfxParamPropDefault, default)?;
                 props.set_double(kOfxParamPropMin, range.0)?;
                 props.set_double(kOfxParamPropMax, range.1)?;
@@ -151,8 +288,16 @@ impl Settings {
                 guidance: params.param(GUIDANCE)?.double(time)?,
                 context_frames: int(CONTEXT_FRAMES)?.max(1) as usize,
                 color_match: int(COLOR_MATCH)? != 0,
-                mask_dilation: if has_mask { int(MASK_DILATION)?.max(0) as usize } else { defaults.mask_dilation },
-                mask_feather: if has_mask { int(MASK_FEATHER)?.max(0) as usize } else { defaults.mask_feather },
+                mask_dilation: if has_mask {
+                    int(MASK_DILATION)?.max(0) as usize
+                } else {
+                    defaults.mask_dilation
+                },
+                mask_feather: if has_mask {
+                    int(MASK_FEATHER)?.max(0) as usize
+                } else {
+                    defaults.mask_feather
+                },
                 ..defaults
             },
             frames: int(FRAMES)?.max(1) as usize,

@@ -11,16 +11,25 @@ use crate::memory::{OutOfMemory, zeroed};
 fn read(bytes: &[u8], depth: Depth, index: usize) -> f32 {
     match depth {
         Depth::Byte => bytes[index] as f32 / 255.0,
-        Depth::Short => u16::from_ne_bytes([bytes[2 * index], bytes[2 * index + 1]]) as f32 / 65535.0,
-        Depth::Float => f32::from_ne_bytes(bytes[4 * index..4 * index + 4].try_into().expect("4 bytes")),
+        Depth::Short => {
+            u16::from_ne_bytes([bytes[2 * index], bytes[2 * index + 1]]) as f32 / 65535.0
+        }
+        Depth::Float => {
+            f32::from_ne_bytes(bytes[4 * index..4 * index + 4].try_into().expect("4 bytes"))
+        }
     }
 }
 
 fn write(bytes: &mut [u8], depth: Depth, index: usize, value: f32) {
-    let value = if depth == Depth::Float { value } else { value.clamp(0.0, 1.0) };
+    let value = if depth == Depth::Float {
+        value
+    } else {
+        value.clamp(0.0, 1.0)
+    };
     match depth {
         Depth::Byte => bytes[index] = (value * 255.0).round() as u8,
-        Depth::Short => bytes[2 * index..2 * index + 2].copy_from_slice(&((value * 65535.0).round() as u16).to_ne_bytes()),
+        Depth::Short => bytes[2 * index..2 * index + 2]
+            .copy_from_slice(&((value * 65535.0).round() as u16).to_ne_bytes()),
         Depth::Float => bytes[4 * index..4 * index + 4].copy_from_slice(&value.to_ne_bytes()),
     }
 }
@@ -41,7 +50,13 @@ fn pixel(row: &[u8], image: &Image, x: i32) -> [f32; 4] {
     }
 }
 
-fn set_pixel(row: &mut [u8], depth: Depth, components: Components, x_offset: usize, value: [f32; 4]) {
+fn set_pixel(
+    row: &mut [u8],
+    depth: Depth,
+    components: Components,
+    x_offset: usize,
+    value: [f32; 4],
+) {
     let channels = components.count();
     match components {
         Components::Alpha => write(row, depth, x_offset, value[3]),
@@ -59,7 +74,11 @@ fn frame_row(rect: &RectI, y: i32) -> usize {
 pub fn to_frame(image: &Image, rect: RectI) -> Result<Frame, OutOfMemory> {
     let (width, height) = (rect.width(), rect.height());
     let mut rgb = zeroed(width * height * 3)?;
-    let mut alpha = if image.components == Components::Rgba { Some(zeroed(width * height)?) } else { None };
+    let mut alpha = if image.components == Components::Rgba {
+        Some(zeroed(width * height)?)
+    } else {
+        None
+    };
     let inside = rect.intersect(&image.bounds);
     for y in inside.y1..inside.y2 {
         let Some(row) = image.row(y) else { continue };
@@ -87,7 +106,9 @@ pub fn matte_of(frame: Frame, components: Components) -> Vec<u8> {
         (Components::Rgb, _) | (_, None) => frame
             .rgb
             .chunks_exact(3)
-            .map(|p| ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8)
+            .map(|p| {
+                ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8
+            })
             .collect(),
         (_, Some(alpha)) => alpha,
     }
@@ -109,16 +130,23 @@ pub fn copy_image(output: &mut Image, window: RectI, source: &Image) {
     let same_format = source.depth == depth && source.components == components;
     let pixel_bytes = output.pixel_bytes();
     for y in window.y1..window.y2 {
-        let Some(out) = output.row_mut(y) else { continue };
-        let span = &mut out[(window.x1 - x0) as usize * pixel_bytes..(window.x2 - x0) as usize * pixel_bytes];
+        let Some(out) = output.row_mut(y) else {
+            continue;
+        };
+        let span = &mut out
+            [(window.x1 - x0) as usize * pixel_bytes..(window.x2 - x0) as usize * pixel_bytes];
         span.fill(0);
         let Some(row) = source.row(y) else { continue };
-        let (from, to) = (window.x1.max(source.bounds.x1), window.x2.min(source.bounds.x2));
+        let (from, to) = (
+            window.x1.max(source.bounds.x1),
+            window.x2.min(source.bounds.x2),
+        );
         for x in from..to {
             let offset = (x - window.x1) as usize;
             if same_format {
                 let s = (x - source.bounds.x1) as usize * pixel_bytes;
-                span[offset * pixel_bytes..(offset + 1) * pixel_bytes].copy_from_slice(&row[s..s + pixel_bytes]);
+                span[offset * pixel_bytes..(offset + 1) * pixel_bytes]
+                    .copy_from_slice(&row[s..s + pixel_bytes]);
             } else {
                 set_pixel(span, depth, components, offset, pixel(row, source, x));
             }
@@ -129,14 +157,23 @@ pub fn copy_image(output: &mut Image, window: RectI, source: &Image) {
 /// Writes a generated frame (covering `rect`) into `output` over `window`, opaque. Where
 /// `unchanged` is given (in-place edits) and its pixel quantises to the generated one, that
 /// exact source pixel is written instead, so kept pixels stay bit-identical at every depth.
-pub fn write_frame(output: &mut Image, window: RectI, frame: &Frame, rect: RectI, unchanged: Option<&Image>) {
+pub fn write_frame(
+    output: &mut Image,
+    window: RectI,
+    frame: &Frame,
+    rect: RectI,
+    unchanged: Option<&Image>,
+) {
     let window = window.intersect(&output.bounds);
     let (depth, components, x0) = (output.depth, output.components, output.bounds.x1);
     let pixel_bytes = output.pixel_bytes();
     let exact = unchanged.filter(|s| s.depth == depth && s.components == components);
     for y in window.y1..window.y2 {
-        let Some(out) = output.row_mut(y) else { continue };
-        let span = &mut out[(window.x1 - x0) as usize * pixel_bytes..(window.x2 - x0) as usize * pixel_bytes];
+        let Some(out) = output.row_mut(y) else {
+            continue;
+        };
+        let span = &mut out
+            [(window.x1 - x0) as usize * pixel_bytes..(window.x2 - x0) as usize * pixel_bytes];
         span.fill(0);
         if y < rect.y1 || y >= rect.y2 {
             continue;
@@ -153,7 +190,8 @@ pub fn write_frame(output: &mut Image, window: RectI, frame: &Frame, rect: RectI
                 let p = pixel(row, source, x);
                 if [to_u8(p[0]), to_u8(p[1]), to_u8(p[2])] == rgb {
                     let s = (x - source.bounds.x1) as usize * pixel_bytes;
-                    span[offset * pixel_bytes..(offset + 1) * pixel_bytes].copy_from_slice(&row[s..s + pixel_bytes]);
+                    span[offset * pixel_bytes..(offset + 1) * pixel_bytes]
+                        .copy_from_slice(&row[s..s + pixel_bytes]);
                     if components == Components::Rgba {
                         // The result is a whole picture: opaque, like the generated pixels.
                         write(span, depth, offset * 4 + 3, 1.0);
@@ -161,7 +199,12 @@ pub fn write_frame(output: &mut Image, window: RectI, frame: &Frame, rect: RectI
                     continue;
                 }
             }
-            let value = [rgb[0] as f32 / 255.0, rgb[1] as f32 / 255.0, rgb[2] as f32 / 255.0, 1.0];
+            let value = [
+                rgb[0] as f32 / 255.0,
+                rgb[1] as f32 / 255.0,
+                rgb[2] as f32 / 255.0,
+                1.0,
+            ];
             set_pixel(span, depth, components, offset, value);
         }
     }

@@ -55,7 +55,11 @@ impl Window {
             WindowTask::ExtendBackward => TaskKind::ExtendBackward { frames },
             WindowTask::Insert => TaskKind::Insert { frames },
             WindowTask::ReplaceBackground => TaskKind::ReplaceBackground,
-            WindowTask::Generate => TaskKind::Generate { frames, width, height },
+            WindowTask::Generate => TaskKind::Generate {
+                frames,
+                width,
+                height,
+            },
         }
     }
 
@@ -101,28 +105,55 @@ fn missing(role: &str) -> String {
 }
 
 /// The plan for output time `time`, or a message saying why there is no such frame.
-pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Settings, time: i64) -> Result<FramePlan, String> {
+pub fn plan(
+    effect: EffectKind,
+    context: Context,
+    timing: &Timing,
+    settings: &Settings,
+    time: i64,
+) -> Result<FramePlan, String> {
     let n = settings.frames as i64;
     let k = settings.task.context_frames.max(1) as i64;
     let source = || timing.source.ok_or_else(|| missing("source"));
     let outside = || format!("frame {time} is outside this effect's frames");
     let keep = |role, time| Ok(FramePlan::Keep { role, time });
-    let generate = |window, offset: i64| Ok(FramePlan::Generate { window, offset: offset as usize });
+    let generate = |window, offset: i64| {
+        Ok(FramePlan::Generate {
+            window,
+            offset: offset as usize,
+        })
+    };
     match (effect, context) {
         (EffectKind::Extend, _) => {
             let (a, b) = source()?;
             match time {
                 t if (a..=b).contains(&t) => keep(Role::Source, t),
                 t if !settings.backward && t > b && t <= b + n => {
-                    let window = Window { task: WindowTask::ExtendForward, frames: n as usize, first: b + 1, source_times: span((b - k + 1).max(a), b), next_times: vec![] };
+                    let window = Window {
+                        task: WindowTask::ExtendForward,
+                        frames: n as usize,
+                        first: b + 1,
+                        source_times: span((b - k + 1).max(a), b),
+                        next_times: vec![],
+                    };
                     generate(window, t - b - 1)
                 }
                 t if settings.backward && t < a && t >= a - n => {
-                    let window = Window { task: WindowTask::ExtendBackward, frames: n as usize, first: a - n, source_times: span(a, (a + k - 1).min(b)), next_times: vec![] };
+                    let window = Window {
+                        task: WindowTask::ExtendBackward,
+                        frames: n as usize,
+                        first: a - n,
+                        source_times: span(a, (a + k - 1).min(b)),
+                        next_times: vec![],
+                    };
                     generate(window, t - (a - n))
                 }
-                t if t > b && !settings.backward => Err(format!("frame {t} is more than Frames ({n}) past the source's last frame {b}: raise Frames")),
-                t if t < a && settings.backward => Err(format!("frame {t} is more than Frames ({n}) before the source's first frame {a}: raise Frames")),
+                t if t > b && !settings.backward => Err(format!(
+                    "frame {t} is more than Frames ({n}) past the source's last frame {b}: raise Frames"
+                )),
+                t if t < a && settings.backward => Err(format!(
+                    "frame {t} is more than Frames ({n}) before the source's first frame {a}: raise Frames"
+                )),
                 _ => Err(outside()),
             }
         }
@@ -141,8 +172,16 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
                 task: WindowTask::Insert,
                 frames: len(timing.effect) as usize,
                 first: s,
-                source_times: if before.is_empty() { vec![s.clamp(from.0, from.1)] } else { before },
-                next_times: if after.is_empty() { vec![e.clamp(to.0, to.1)] } else { after },
+                source_times: if before.is_empty() {
+                    vec![s.clamp(from.0, from.1)]
+                } else {
+                    before
+                },
+                next_times: if after.is_empty() {
+                    vec![e.clamp(to.0, to.1)]
+                } else {
+                    after
+                },
             };
             generate(window, offset)
         }
@@ -152,10 +191,18 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
             match time {
                 t if (a0..=a1).contains(&t) => keep(Role::Source, t),
                 t if t > a1 && t <= a1 + n => {
-                    let window = Window { task: WindowTask::Insert, frames: n as usize, first: a1 + 1, source_times: span((a1 - k + 1).max(a0), a1), next_times: span(b0, (b0 + k - 1).min(b1)) };
+                    let window = Window {
+                        task: WindowTask::Insert,
+                        frames: n as usize,
+                        first: a1 + 1,
+                        source_times: span((a1 - k + 1).max(a0), a1),
+                        next_times: span(b0, (b0 + k - 1).min(b1)),
+                    };
                     generate(window, t - a1 - 1)
                 }
-                t if t > a1 + n && t <= a1 + n + len((b0, b1)) => keep(Role::Next, b0 + t - a1 - n - 1),
+                t if t > a1 + n && t <= a1 + n + len((b0, b1)) => {
+                    keep(Role::Next, b0 + t - a1 - n - 1)
+                }
                 _ => Err(outside()),
             }
         }
@@ -166,7 +213,13 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
             }
             let first = a + (time - a) / n * n;
             let last = (first + n - 1).min(b);
-            let window = Window { task: WindowTask::ReplaceBackground, frames: len((first, last)) as usize, first, source_times: span(first, last), next_times: vec![] };
+            let window = Window {
+                task: WindowTask::ReplaceBackground,
+                frames: len((first, last)) as usize,
+                first,
+                source_times: span(first, last),
+                next_times: vec![],
+            };
             generate(window, time - first)
         }
         (EffectKind::Generate, _) => {
@@ -175,7 +228,13 @@ pub fn plan(effect: EffectKind, context: Context, timing: &Timing, settings: &Se
                 return Err(outside());
             }
             let first = start + (time - start) / n * n;
-            let window = Window { task: WindowTask::Generate, frames: n as usize, first, source_times: vec![], next_times: vec![] };
+            let window = Window {
+                task: WindowTask::Generate,
+                frames: n as usize,
+                first,
+                source_times: vec![],
+                next_times: vec![],
+            };
             generate(window, time - first)
         }
     }
@@ -187,7 +246,11 @@ pub fn time_domain(effect: EffectKind, timing: &Timing, settings: &Settings) -> 
     match effect {
         EffectKind::Extend => {
             let (a, b) = timing.source?;
-            Some(if settings.backward { (a - n, b) } else { (a, b + n) })
+            Some(if settings.backward {
+                (a - n, b)
+            } else {
+                (a, b + n)
+            })
         }
         EffectKind::Insert => {
             let ((a0, a1), next) = (timing.source?, timing.next?);
@@ -226,7 +289,10 @@ mod tests {
 
     fn settings(frames: usize, context: usize, backward: bool) -> Settings {
         Settings {
-            task: TaskParams { context_frames: context, ..TaskParams::default() },
+            task: TaskParams {
+                context_frames: context,
+                ..TaskParams::default()
+            },
             frames,
             model: String::new(),
             draft: false,
@@ -236,62 +302,169 @@ mod tests {
     }
 
     fn timing(source: Range) -> Timing {
-        Timing { source: Some(source), next: None, effect: source, transition: None }
+        Timing {
+            source: Some(source),
+            next: None,
+            effect: source,
+            transition: None,
+        }
     }
 
     #[test]
     fn extend_forward_keeps_source_frames_and_generates_one_window_after_them() {
         let (s, t) = (settings(5, 3, false), timing((0, 9)));
-        assert_eq!(plan(EffectKind::Extend, Context::General, &t, &s, 4), Ok(FramePlan::Keep { role: Role::Source, time: 4 }));
-        let FramePlan::Generate { window, offset } = plan(EffectKind::Extend, Context::General, &t, &s, 12).unwrap() else { panic!() };
-        assert_eq!((window.source_times.clone(), window.first, offset), (vec![7, 8, 9], 10, 2));
+        assert_eq!(
+            plan(EffectKind::Extend, Context::General, &t, &s, 4),
+            Ok(FramePlan::Keep {
+                role: Role::Source,
+                time: 4
+            })
+        );
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Extend, Context::General, &t, &s, 12).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (window.source_times.clone(), window.first, offset),
+            (vec![7, 8, 9], 10, 2)
+        );
         // Every frame past the source shares the window: one generation serves them all.
-        let FramePlan::Generate { window: last, .. } = plan(EffectKind::Extend, Context::General, &t, &s, 14).unwrap() else { panic!() };
+        let FramePlan::Generate { window: last, .. } =
+            plan(EffectKind::Extend, Context::General, &t, &s, 14).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(last, window);
-        assert!(plan(EffectKind::Extend, Context::General, &t, &s, 15).unwrap_err().contains("raise Frames"));
+        assert!(
+            plan(EffectKind::Extend, Context::General, &t, &s, 15)
+                .unwrap_err()
+                .contains("raise Frames")
+        );
         assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((0, 14)));
     }
 
     #[test]
     fn extend_backward_reads_the_first_frames() {
         let (s, t) = (settings(4, 2, true), timing((10, 19)));
-        let FramePlan::Generate { window, offset } = plan(EffectKind::Extend, Context::Filter, &t, &s, 7).unwrap() else { panic!() };
-        assert_eq!((window.source_times, window.task, offset), (vec![10, 11], WindowTask::ExtendBackward, 1));
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Extend, Context::Filter, &t, &s, 7).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (window.source_times, window.task, offset),
+            (vec![10, 11], WindowTask::ExtendBackward, 1)
+        );
         assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((6, 19)));
     }
 
     #[test]
     fn insert_in_general_runs_a_then_new_frames_then_b() {
         let s = settings(3, 2, false);
-        let t = Timing { source: Some((0, 4)), next: Some((0, 5)), effect: (0, 4), transition: None };
+        let t = Timing {
+            source: Some((0, 4)),
+            next: Some((0, 5)),
+            effect: (0, 4),
+            transition: None,
+        };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
-        let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::General, &t, &s, 7).unwrap() else { panic!() };
-        assert_eq!((window.source_times, window.next_times, offset), (vec![3, 4], vec![0, 1], 2));
-        assert_eq!(plan(EffectKind::Insert, Context::General, &t, &s, 8), Ok(FramePlan::Keep { role: Role::Next, time: 0 }));
-        assert_eq!(plan(EffectKind::Insert, Context::General, &t, &s, 13), Ok(FramePlan::Keep { role: Role::Next, time: 5 }));
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Insert, Context::General, &t, &s, 7).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (window.source_times, window.next_times, offset),
+            (vec![3, 4], vec![0, 1], 2)
+        );
+        assert_eq!(
+            plan(EffectKind::Insert, Context::General, &t, &s, 8),
+            Ok(FramePlan::Keep {
+                role: Role::Next,
+                time: 0
+            })
+        );
+        assert_eq!(
+            plan(EffectKind::Insert, Context::General, &t, &s, 13),
+            Ok(FramePlan::Keep {
+                role: Role::Next,
+                time: 5
+            })
+        );
     }
 
     #[test]
     fn transition_fills_its_own_length_from_the_frames_around_it() {
         let s = settings(99, 2, false);
-        let t = Timing { source: Some((0, 20)), next: Some((0, 30)), effect: (10, 14), transition: None };
-        let FramePlan::Generate { window, offset } = plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap() else { panic!() };
-        assert_eq!((window.frames, &window.source_times, &window.next_times, offset), (5, &vec![8, 9], &vec![15, 16], 2));
-        let needed = frames_needed(&FramePlan::Generate { window: window.clone(), offset }, false);
+        let t = Timing {
+            source: Some((0, 20)),
+            next: Some((0, 30)),
+            effect: (10, 14),
+            transition: None,
+        };
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                window.frames,
+                &window.source_times,
+                &window.next_times,
+                offset
+            ),
+            (5, &vec![8, 9], &vec![15, 16], 2)
+        );
+        let needed = frames_needed(
+            &FramePlan::Generate {
+                window: window.clone(),
+                offset,
+            },
+            false,
+        );
         assert_eq!(needed, vec![(Role::Source, (8, 9)), (Role::Next, (15, 16))]);
         // The Transition parameter, where the host gives it, decides the frame, not the time.
-        let at = |position| plan(EffectKind::Insert, Context::Transition, &Timing { transition: Some(position), ..t }, &s, 99);
-        assert_eq!(at(0.0), Ok(FramePlan::Generate { window: window.clone(), offset: 0 }));
+        let at = |position| {
+            plan(
+                EffectKind::Insert,
+                Context::Transition,
+                &Timing {
+                    transition: Some(position),
+                    ..t
+                },
+                &s,
+                99,
+            )
+        };
+        assert_eq!(
+            at(0.0),
+            Ok(FramePlan::Generate {
+                window: window.clone(),
+                offset: 0
+            })
+        );
         assert_eq!(at(0.6), Ok(FramePlan::Generate { window, offset: 3 }));
     }
 
     #[test]
     fn the_transition_position_picks_each_frame_once() {
         for frames in [1, 2, 5, 7, 10, 24, 49, 100] {
-            let picked: Vec<i64> = (0..frames).map(|k| transition_frame(k as f64 / frames as f64, frames)).collect();
-            assert_eq!(picked, (0..frames).collect::<Vec<_>>(), "{frames} frames at k/n");
+            let picked: Vec<i64> = (0..frames)
+                .map(|k| transition_frame(k as f64 / frames as f64, frames))
+                .collect();
+            assert_eq!(
+                picked,
+                (0..frames).collect::<Vec<_>>(),
+                "{frames} frames at k/n"
+            );
         }
-        assert_eq!(transition_frame(1.0, 5), 4, "the end of the transition is its last frame");
+        assert_eq!(
+            transition_frame(1.0, 5),
+            4,
+            "the end of the transition is its last frame"
+        );
         assert_eq!(transition_frame(0.999, 5), 4);
         assert_eq!(transition_frame(-0.5, 5), 0);
         assert_eq!(transition_frame(7.0, 5), 4);
@@ -300,11 +473,22 @@ mod tests {
     #[test]
     fn replace_background_and_generate_cut_time_into_windows() {
         let (s, t) = (settings(4, 2, false), timing((0, 9)));
-        let FramePlan::Generate { window, offset } = plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 9).unwrap() else { panic!() };
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 9).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((window.source_times, offset), (vec![8, 9], 1));
-        let needed = frames_needed(&plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 5).unwrap(), true);
+        let needed = frames_needed(
+            &plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 5).unwrap(),
+            true,
+        );
         assert_eq!(needed, vec![(Role::Source, (4, 7)), (Role::Mask, (4, 7))]);
-        let FramePlan::Generate { window, offset } = plan(EffectKind::Generate, Context::Generator, &t, &s, 6).unwrap() else { panic!() };
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Generate, Context::Generator, &t, &s, 6).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((window.first, window.frames, offset), (4, 4, 2));
     }
 }

@@ -12,7 +12,9 @@ use soragen_core::tasks::{TaskInputs, run_task};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video};
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status};
+use soragen_ofx_ffi::{
+    Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status,
+};
 
 use crate::cuda::{self, DeviceRender};
 use crate::effects::{Context, MASK_CLIP, NEXT_CLIP};
@@ -103,7 +105,10 @@ impl Instance {
     }
 
     fn has_role(&self, role: Role) -> bool {
-        self.effect.inputs(self.context).iter().any(|input| input.name == clip_name(self.context, role))
+        self.effect
+            .inputs(self.context)
+            .iter()
+            .any(|input| input.name == clip_name(self.context, role))
     }
 
     /// The clips' and the effect's frame ranges, and the transition's position at `time`.
@@ -113,10 +118,19 @@ impl Instance {
                 return Ok(None);
             }
             let clip = self.clip(effect, role)?;
-            Ok(if clip.connected() { Some(range(clip.properties)?) } else { None })
+            Ok(if clip.connected() {
+                Some(range(clip.properties)?)
+            } else {
+                None
+            })
         };
         let transition = if self.context == Context::Transition {
-            Some(effect.params()?.param(kOfxImageEffectTransitionParamName)?.double(time)?)
+            Some(
+                effect
+                    .params()?
+                    .param(kOfxImageEffectTransitionParamName)?
+                    .double(time)?,
+            )
         } else {
             None
         };
@@ -133,7 +147,9 @@ impl Instance {
     }
 
     fn reads_mask(&self, effect: ImageEffect, settings: &Settings) -> bool {
-        settings.use_mask && self.has_role(Role::Mask) && self.clip(effect, Role::Mask).is_ok_and(|c| c.connected())
+        settings.use_mask
+            && self.has_role(Role::Mask)
+            && self.clip(effect, Role::Mask).is_ok_and(|c| c.connected())
     }
 }
 
@@ -142,7 +158,10 @@ pub fn clip_preferences(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ff
     // Generated frames differ from frame to frame even where no input does.
     out.set_bool(kOfxImageEffectFrameVarying, true)?;
     if instance.effect.inputs(instance.context).is_empty() {
-        let output = format!("{kOfxImageClipPropComponents_}{}", kOfxImageEffectOutputClipName.to_string_lossy());
+        let output = format!(
+            "{kOfxImageClipPropComponents_}{}",
+            kOfxImageEffectOutputClipName.to_string_lossy()
+        );
         out.set_string_named(&output, kOfxImageComponentRGBA.to_str().unwrap_or_default())?;
     }
     Ok(())
@@ -155,27 +174,47 @@ pub fn time_domain(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ffi::Re
         return Err(Status::REPLY_DEFAULT);
     }
     let settings = instance.settings(effect, 0.0)?;
-    let (first, last) = plan::time_domain(instance.effect, &instance.timing(effect, 0.0)?, &settings).ok_or(Status::REPLY_DEFAULT)?;
+    let (first, last) =
+        plan::time_domain(instance.effect, &instance.timing(effect, 0.0)?, &settings)
+            .ok_or(Status::REPLY_DEFAULT)?;
     out.set_doubles(kOfxImageEffectPropFrameRange, &[first as f64, last as f64])
 }
 
-pub fn frames_needed(effect: ImageEffect, args: PropertySet, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+pub fn frames_needed(
+    effect: ImageEffect,
+    args: PropertySet,
+    out: PropertySet,
+) -> soragen_ofx_ffi::Result<()> {
     let instance = instance::get(effect)?;
     let time = args.double(kOfxPropTime)?;
     let settings = instance.settings(effect, time)?;
-    let Ok(plan) = plan::plan(instance.effect, instance.context, &instance.timing(effect, time)?, &settings, frame(time)) else {
+    let Ok(plan) = plan::plan(
+        instance.effect,
+        instance.context,
+        &instance.timing(effect, time)?,
+        &settings,
+        frame(time),
+    ) else {
         // No such output frame: render will say why; nothing to fetch.
         return Err(Status::REPLY_DEFAULT);
     };
-    for (role, (first, last)) in plan::frames_needed(&plan, instance.reads_mask(effect, &settings)) {
-        let name = format!("{kOfxImageClipPropFrameRange_}{}", clip_name(instance.context, role).to_string_lossy());
+    for (role, (first, last)) in plan::frames_needed(&plan, instance.reads_mask(effect, &settings))
+    {
+        let name = format!(
+            "{kOfxImageClipPropFrameRange_}{}",
+            clip_name(instance.context, role).to_string_lossy()
+        );
         out.set_doubles_named(&name, &[first as f64, last as f64])?;
     }
     Ok(())
 }
 
 /// Generation reads whole frames, whatever part of the output is being rendered.
-pub fn regions_of_interest(effect: ImageEffect, args: PropertySet, out: PropertySet) -> soragen_ofx_ffi::Result<()> {
+pub fn regions_of_interest(
+    effect: ImageEffect,
+    args: PropertySet,
+    out: PropertySet,
+) -> soragen_ofx_ffi::Result<()> {
     let instance = instance::get(effect)?;
     let time = args.double(kOfxPropTime)?;
     for input in instance.effect.inputs(instance.context) {
@@ -202,24 +241,44 @@ pub fn render(effect: ImageEffect, args: PropertySet) -> Result<(), Failure> {
             // Free what we hold before the host retries (or falls back to the CPU).
             instance.purge();
             // A render on host memory reports it like any other lack of memory.
-            Err(if on_gpu { Failure::GpuOutOfMemory } else { Failure::OutOfMemory(GPU_OUT_OF_MEMORY.into()) })
+            Err(if on_gpu {
+                Failure::GpuOutOfMemory
+            } else {
+                Failure::OutOfMemory(GPU_OUT_OF_MEMORY.into())
+            })
         }
         other => other,
     }
 }
 
-const GPU_OUT_OF_MEMORY: &str = "out of GPU memory (Soragen's caches are freed): try a draft, fewer frames or a smaller model";
+const GPU_OUT_OF_MEMORY: &str =
+    "out of GPU memory (Soragen's caches are freed): try a draft, fewer frames or a smaller model";
 
 /// Renders on the host's images: in host memory, or on the GPU where `gpu` is given.
-fn render_with(effect: ImageEffect, args: PropertySet, instance: &Instance, gpu: Option<&DeviceRender>) -> Result<(), Failure> {
-    let memory = if gpu.is_some() { Memory::Cuda } else { Memory::Host };
+fn render_with(
+    effect: ImageEffect,
+    args: PropertySet,
+    instance: &Instance,
+    gpu: Option<&DeviceRender>,
+) -> Result<(), Failure> {
+    let memory = if gpu.is_some() {
+        Memory::Cuda
+    } else {
+        Memory::Host
+    };
     let time = args.double(kOfxPropTime)?;
     let [x1, y1, x2, y2] = args.ints(kOfxImageEffectPropRenderWindow)?;
     let window = RectI { x1, y1, x2, y2 };
     let scale = args.doubles::<2>(kOfxImageEffectPropRenderScale)?;
     let settings = instance.settings(effect, time)?;
-    let plan = plan::plan(instance.effect, instance.context, &instance.timing(effect, time)?, &settings, frame(time))
-        .map_err(Failure::User)?;
+    let plan = plan::plan(
+        instance.effect,
+        instance.context,
+        &instance.timing(effect, time)?,
+        &settings,
+        frame(time),
+    )
+    .map_err(Failure::User)?;
     let mut output = effect
         .clip(kOfxImageEffectOutputClipName)?
         .image(time, memory)?
@@ -232,23 +291,48 @@ fn render_with(effect: ImageEffect, args: PropertySet, instance: &Instance, gpu:
                 None => pixels::copy_image(&mut output, window, &source),
             }
         }
-        FramePlan::Generate { window: generation, offset } => {
+        FramePlan::Generate {
+            window: generation,
+            offset,
+        } => {
             // Hosts ask for drafts by render scale (proxies, previews) or by render quality.
             let draft = settings.draft
                 || scale.iter().any(|s| *s < 1.0)
-                || args.bool(kOfxImageEffectPropRenderQualityDraft).unwrap_or(false);
-            let generated = instance.generated(effect, gpu, &generation, &settings, scale, draft)?;
+                || args
+                    .bool(kOfxImageEffectPropRenderQualityDraft)
+                    .unwrap_or(false);
+            let generated =
+                instance.generated(effect, gpu, &generation, &settings, scale, draft)?;
             let new_frame = generated
                 .video
                 .frames
                 .get(generated.first_output + offset)
-                .ok_or_else(|| Failure::User(format!("the model returned too few frames for frame {time}")))?;
+                .ok_or_else(|| {
+                    Failure::User(format!(
+                        "the model returned too few frames for frame {time}"
+                    ))
+                })?;
             // In-place edits keep source pixels: copy them exactly where they survived.
-            let unchanged =
-                if generation.edits_in_place() { Some(fetch(instance, effect, Role::Source, frame(time), memory)?) } else { None };
+            let unchanged = if generation.edits_in_place() {
+                Some(fetch(instance, effect, Role::Source, frame(time), memory)?)
+            } else {
+                None
+            };
             match gpu {
-                Some(gpu) => gpu.write_frame(&output, window, new_frame, generated.rect, unchanged.as_ref())?,
-                None => pixels::write_frame(&mut output, window, new_frame, generated.rect, unchanged.as_ref()),
+                Some(gpu) => gpu.write_frame(
+                    &output,
+                    window,
+                    new_frame,
+                    generated.rect,
+                    unchanged.as_ref(),
+                )?,
+                None => pixels::write_frame(
+                    &mut output,
+                    window,
+                    new_frame,
+                    generated.rect,
+                    unchanged.as_ref(),
+                ),
             }
         }
     }
@@ -256,9 +340,20 @@ fn render_with(effect: ImageEffect, args: PropertySet, instance: &Instance, gpu:
     Ok(())
 }
 
-fn fetch(instance: &Instance, effect: ImageEffect, role: Role, time: i64, memory: Memory) -> Result<Image, Failure> {
+fn fetch(
+    instance: &Instance,
+    effect: ImageEffect,
+    role: Role,
+    time: i64,
+    memory: Memory,
+) -> Result<Image, Failure> {
     let clip = instance.clip(effect, role)?;
-    let missing = || Failure::User(format!("the {} input has no frame {time}", clip_name(instance.context, role).to_string_lossy()));
+    let missing = || {
+        Failure::User(format!(
+            "the {} input has no frame {time}",
+            clip_name(instance.context, role).to_string_lossy()
+        ))
+    };
     if !clip.connected() {
         return Err(missing());
     }
@@ -273,7 +368,10 @@ struct HostProgress {
 
 impl Observer for HostProgress {
     fn step(&self, done: usize, total: usize) {
-        if !self.effect.progress_update(done as f64 / total.max(1) as f64) {
+        if !self
+            .effect
+            .progress_update(done as f64 / total.max(1) as f64)
+        {
             self.cancelled.set(true);
         }
     }
@@ -295,20 +393,37 @@ fn identify(image: &Image, read: &[&[u8]], key: &mut DefaultHasher) {
 
 fn identify_clip(images: &[Image], video: &Video, key: &mut DefaultHasher) {
     for (image, frame) in images.iter().zip(&video.frames) {
-        identify(image, &[&frame.rgb, frame.alpha.as_deref().unwrap_or_default()], key);
+        identify(
+            image,
+            &[&frame.rgb, frame.alpha.as_deref().unwrap_or_default()],
+            key,
+        );
     }
 }
 
 /// Mask images as mattes over `rect` (white = subject).
-fn read_mattes(masks: &[Image], rect: RectI, gpu: Option<&DeviceRender>) -> Result<Vec<Vec<u8>>, Failure> {
+fn read_mattes(
+    masks: &[Image],
+    rect: RectI,
+    gpu: Option<&DeviceRender>,
+) -> Result<Vec<Vec<u8>>, Failure> {
     let Some(gpu) = gpu else {
-        return Ok(masks.iter().map(|mask| pixels::to_matte(mask, rect)).collect::<Result<Vec<_>, _>>()?);
+        return Ok(masks
+            .iter()
+            .map(|mask| pixels::to_matte(mask, rect))
+            .collect::<Result<Vec<_>, _>>()?);
     };
     if masks.iter().any(|mask| mask.bounds != rect) {
-        return Err(Failure::User("on the GPU the mask must cover the source's frame exactly".into()));
+        return Err(Failure::User(
+            "on the GPU the mask must cover the source's frame exactly".into(),
+        ));
     }
     // CUDA images are RGBA: the matte is the alpha.
-    Ok(gpu.frames(masks)?.into_iter().map(|frame| pixels::matte_of(frame, Components::Rgba)).collect())
+    Ok(gpu
+        .frames(masks)?
+        .into_iter()
+        .map(|frame| pixels::matte_of(frame, Components::Rgba))
+        .collect())
 }
 
 /// Images of one clip at the window's times as the core's video, and where its pixels sit.
@@ -318,10 +433,17 @@ fn read_clip(images: &[Image], gpu: Option<&DeviceRender>) -> Result<(Video, Rec
     }
     let rect = images[0].bounds;
     let mut video = Video::new(rect.width(), rect.height(), None);
-    video.frames.try_reserve_exact(images.len()).map_err(|_| OutOfMemory { bytes: images.len() * size_of::<Frame>() })?;
+    video
+        .frames
+        .try_reserve_exact(images.len())
+        .map_err(|_| OutOfMemory {
+            bytes: images.len() * size_of::<Frame>(),
+        })?;
     for image in images {
         if image.bounds != rect {
-            return Err(Failure::User("input frames change size inside one window".into()));
+            return Err(Failure::User(
+                "input frames change size inside one window".into(),
+            ));
         }
         video.frames.push(pixels::to_frame(image, rect)?);
     }
@@ -339,15 +461,30 @@ impl Instance {
         scale: [f64; 2],
         draft: bool,
     ) -> Result<Arc<Generated>, Failure> {
-        let memory = if gpu.is_some() { Memory::Cuda } else { Memory::Host };
-        let fetch_all = |role, times: &[i64]| times.iter().map(|&t| fetch(self, effect, role, t, memory)).collect::<Result<Vec<_>, _>>();
+        let memory = if gpu.is_some() {
+            Memory::Cuda
+        } else {
+            Memory::Host
+        };
+        let fetch_all = |role, times: &[i64]| {
+            times
+                .iter()
+                .map(|&t| fetch(self, effect, role, t, memory))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let sources = fetch_all(Role::Source, &window.source_times)?;
         let nexts = fetch_all(Role::Next, &window.next_times)?;
-        let masks = if self.reads_mask(effect, settings) { fetch_all(Role::Mask, &window.source_times)? } else { vec![] };
+        let masks = if self.reads_mask(effect, settings) {
+            fetch_all(Role::Mask, &window.source_times)?
+        } else {
+            vec![]
+        };
 
         let mut key = DefaultHasher::new();
         (self.effect, window.task, window.first, window.frames).hash(&mut key);
-        serde_json::to_string(&settings.task).unwrap_or_default().hash(&mut key);
+        serde_json::to_string(&settings.task)
+            .unwrap_or_default()
+            .hash(&mut key);
         (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
         let mut inputs = TaskInputs::default();
         let rect = if !sources.is_empty() {
@@ -356,7 +493,11 @@ impl Instance {
             inputs.clip = Some(video);
             if !masks.is_empty() {
                 let mut background = Vec::new();
-                background.try_reserve_exact(masks.len()).map_err(|_| OutOfMemory { bytes: masks.len() * size_of::<Vec<u8>>() })?;
+                background
+                    .try_reserve_exact(masks.len())
+                    .map_err(|_| OutOfMemory {
+                        bytes: masks.len() * size_of::<Vec<u8>>(),
+                    })?;
                 for (mask, mut matte) in masks.iter().zip(read_mattes(&masks, rect, gpu)?) {
                     identify(mask, &[&matte], &mut key);
                     // Masks say where the subject is; the task wants the background (> 127).
@@ -367,8 +508,15 @@ impl Instance {
             }
             rect
         } else {
-            let [width, height] = effect.properties()?.doubles(kOfxImageEffectPropProjectSize)?;
-            RectI { x1: 0, y1: 0, x2: (width * scale[0]).round() as i32, y2: (height * scale[1]).round() as i32 }
+            let [width, height] = effect
+                .properties()?
+                .doubles(kOfxImageEffectPropProjectSize)?;
+            RectI {
+                x1: 0,
+                y1: 0,
+                x2: (width * scale[0]).round() as i32,
+                y2: (height * scale[1]).round() as i32,
+            }
         };
         if !nexts.is_empty() {
             let (video, _) = read_clip(&nexts, gpu)?;
@@ -397,7 +545,10 @@ impl Instance {
             params.steps = params.steps.div_ceil(2);
         }
         let kind = window.task_kind(rect.width(), rect.height());
-        let progress = HostProgress { effect, cancelled: Cell::new(false) };
+        let progress = HostProgress {
+            effect,
+            cancelled: Cell::new(false),
+        };
         effect.progress_start("Soragen: generating");
         let result = run_task(&model, &kind, &inputs, &params, &progress);
         effect.progress_end();
@@ -406,17 +557,34 @@ impl Instance {
             WindowTask::ReplaceBackground | WindowTask::Generate => 0,
             _ => output.record.generated.first().map_or(0, |r| r.start),
         };
-        let generated = Arc::new(Generated { video: output.video, first_output, rect });
+        let generated = Arc::new(Generated {
+            video: output.video,
+            first_output,
+            rect,
+        });
         self.store(key, generated.clone());
         Ok(generated)
     }
 
     /// Refuses a generation that would not fit in memory (see `memory.rs`): the model's weights
     /// when it is not loaded yet, plus the window's activations.
-    fn check_memory(&self, folder: &Path, with_weights: bool, window: &Window, rect: RectI, settings: &Settings) -> Result<(), Failure> {
+    fn check_memory(
+        &self,
+        folder: &Path,
+        with_weights: bool,
+        window: &Window,
+        rect: RectI,
+        settings: &Settings,
+    ) -> Result<(), Failure> {
         // A folder whose sizes cannot be read does not load either; the loader says why, better.
-        let Ok(sizes) = ModelSizes::read(folder) else { return Ok(()) };
-        let frames = if window.edits_in_place() { window.frames } else { window.frames + window.source_times.len() + window.next_times.len() };
+        let Ok(sizes) = ModelSizes::read(folder) else {
+            return Ok(());
+        };
+        let frames = if window.edits_in_place() {
+            window.frames
+        } else {
+            window.frames + window.source_times.len() + window.next_times.len()
+        };
         let activations = sizes.activations(&memory::Window {
             frames,
             width: rect.width(),
@@ -425,6 +593,7 @@ impl Instance {
             guidance: settings.task.guidance > 1.0,
         });
         let need = activations + if with_weights { sizes.weights } else { 0 };
-        memory::check(need, memory::budget().map_err(Failure::User)?.as_ref()).map_err(Failure::OutOfMemory)
+        memory::check(need, memory::budget().map_err(Failure::User)?.as_ref())
+            .map_err(Failure::OutOfMemory)
     }
 }

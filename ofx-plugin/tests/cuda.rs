@@ -30,8 +30,22 @@ fn effects_declare_cuda_render_exactly_where_they_can_do_it() {
     let expected = if renders_on_gpu() { "true" } else { "false" };
     for id in host.identifiers() {
         let descriptor = host.describe(&id).unwrap();
-        assert_eq!(descriptor.props.string(kOfxImageEffectPropCudaRenderSupported).as_deref(), Some(expected), "{id}");
-        assert_eq!(descriptor.props.string(kOfxImageEffectPropCudaStreamSupported).as_deref(), Some(expected), "{id}");
+        assert_eq!(
+            descriptor
+                .props
+                .string(kOfxImageEffectPropCudaRenderSupported)
+                .as_deref(),
+            Some(expected),
+            "{id}"
+        );
+        assert_eq!(
+            descriptor
+                .props
+                .string(kOfxImageEffectPropCudaStreamSupported)
+                .as_deref(),
+            Some(expected),
+            "{id}"
+        );
     }
 }
 
@@ -42,11 +56,29 @@ fn without_a_gpu_a_cuda_host_renders_on_the_cpu() {
     }
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 31);
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
-    assert_eq!(instance.render(2.0).unwrap(), source.frames[&2], "kept frames bit-identical");
+    assert_eq!(
+        instance.render(2.0).unwrap(),
+        source.frames[&2],
+        "kept frames bit-identical"
+    );
     assert_generated(&instance.render(5.0).unwrap());
-    assert_eq!(instance.log().cuda_renders, 0, "host memory, not CUDA, for effects without CUDA support");
+    assert_eq!(
+        instance.log().cuda_renders,
+        0,
+        "host memory, not CUDA, for effects without CUDA support"
+    );
     assert_all_released(&instance);
 }
 
@@ -58,20 +90,45 @@ fn without_a_gpu_a_cuda_render_sent_anyway_fails_with_gpu_render_failed_before_r
     }
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 33);
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     instance.force_cuda_renders(true);
     for time in [1.0, 5.0] {
-        assert_eq!(instance.render(time), Err(kOfxStatGPURenderFailed), "frame {time}");
+        assert_eq!(
+            instance.render(time),
+            Err(kOfxStatGPURenderFailed),
+            "frame {time}"
+        );
     }
     let log = instance.log();
-    assert_eq!((log.cuda_renders, log.lent, log.progress_starts), (2, 0, 0), "no image fetched, nothing generated");
+    assert_eq!(
+        (log.cuda_renders, log.lent, log.progress_starts),
+        (2, 0, 0),
+        "no image fetched, nothing generated"
+    );
     let message = log.messages.last().expect("an error message");
     assert!(message.text.contains("CUDA render"), "{}", message.text);
 
     instance.force_cuda_renders(false);
-    assert_eq!(instance.render(1.0).unwrap(), source.frames[&1], "the host keeps running; CPU renders work");
-    assert!(instance.log().messages.is_empty(), "a good render clears the error");
+    assert_eq!(
+        instance.render(1.0).unwrap(),
+        source.frames[&1],
+        "the host keeps running; CPU renders work"
+    );
+    assert!(
+        instance.log().messages.is_empty(),
+        "a good render clears the error"
+    );
 }
 
 #[cfg(feature = "cuda")]
@@ -97,8 +154,18 @@ mod gpu {
     impl Gpu {
         fn new(host_stream: bool) -> Arc<Self> {
             let device = open_device(DeviceRequest::Cuda(0)).expect("a GPU");
-            let stream = device.as_cuda_device().unwrap().cuda_stream().context().new_stream().unwrap();
-            Arc::new(Gpu { stream, host_stream, buffers: Mutex::default() })
+            let stream = device
+                .as_cuda_device()
+                .unwrap()
+                .cuda_stream()
+                .context()
+                .new_stream()
+                .unwrap();
+            Arc::new(Gpu {
+                stream,
+                host_stream,
+                buffers: Mutex::default(),
+            })
         }
     }
 
@@ -122,12 +189,21 @@ mod gpu {
         }
 
         fn stream(&self) -> usize {
-            if self.host_stream { self.stream.cu_stream() as usize } else { 0 }
+            if self.host_stream {
+                self.stream.cu_stream() as usize
+            } else {
+                0
+            }
         }
     }
 
     /// Two instances of one set-up: one renders on the GPU, the other on host memory.
-    fn pair(effect: &str, make: impl Fn() -> Setup, configure: impl Fn(&Instance), host_stream: bool) -> (Instance<'static>, Instance<'static>) {
+    fn pair(
+        effect: &str,
+        make: impl Fn() -> Setup,
+        configure: impl Fn(&Instance),
+        host_stream: bool,
+    ) -> (Instance<'static>, Instance<'static>) {
         let host = host();
         let on_gpu = host.instance(effect, make()).unwrap();
         on_gpu.use_device_memory(Gpu::new(host_stream));
@@ -147,17 +223,40 @@ mod gpu {
         }
         for host_stream in [true, false] {
             let source = footage(0, 6, Depth::Float, Components::Rgba, false, 41);
-            let make = || setup(kOfxImageEffectContextGeneral, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba);
+            let make = || {
+                setup(
+                    kOfxImageEffectContextGeneral,
+                    vec![(SOURCE, source.clone())],
+                    Depth::Float,
+                    Components::Rgba,
+                )
+            };
             let (on_gpu, on_host) = pair(EXTEND, make, |i| quick(i, 4, 3), host_stream);
             for t in 0..10 {
-                let expected = if t < 6 { source.frames[&t].clone() } else { on_host.render(t as f64).unwrap() };
-                assert_eq!(on_gpu.render(t as f64).unwrap(), expected, "frame {t}, host stream {host_stream}");
+                let expected = if t < 6 {
+                    source.frames[&t].clone()
+                } else {
+                    on_host.render(t as f64).unwrap()
+                };
+                assert_eq!(
+                    on_gpu.render(t as f64).unwrap(),
+                    expected,
+                    "frame {t}, host stream {host_stream}"
+                );
             }
             assert!(on_gpu.log().cuda_renders >= 10);
             assert_all_released(&on_gpu);
             // A render window smaller than the frame (the output image covers only it).
-            let window = RectI { x1: 4, y1: 6, x2: 20, y2: 30 };
-            assert_eq!(on_gpu.render_window(7.0, window).unwrap(), on_host.render_window(7.0, window).unwrap());
+            let window = RectI {
+                x1: 4,
+                y1: 6,
+                x2: 20,
+                y2: 30,
+            };
+            assert_eq!(
+                on_gpu.render_window(7.0, window).unwrap(),
+                on_host.render_window(7.0, window).unwrap()
+            );
         }
     }
 
@@ -168,7 +267,14 @@ mod gpu {
             return;
         }
         let source = footage(0, 3, Depth::Float, Components::Rgba, false, 43);
-        let make = || setup(kOfxImageEffectContextFilter, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba);
+        let make = || {
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            )
+        };
         let configure = |i: &Instance| {
             quick(i, 5, 1);
             i.set("maskDilation", Value::Int(0));
@@ -176,7 +282,11 @@ mod gpu {
         };
         let (on_gpu, on_host) = pair(REPLACE_BACKGROUND, make, configure, true);
         for t in 0..3 {
-            assert_eq!(on_gpu.render(t as f64).unwrap(), on_host.render(t as f64).unwrap(), "frame {t}");
+            assert_eq!(
+                on_gpu.render(t as f64).unwrap(),
+                on_host.render(t as f64).unwrap(),
+                "frame {t}"
+            );
         }
         assert_all_released(&on_gpu);
     }

@@ -10,7 +10,8 @@ use soragen_ofx_host::{Components, Depth, Profile};
 
 #[test]
 fn a_repository_id_in_the_hugging_face_cache_serves_as_the_model() {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hub-{}", std::process::id()));
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("hub-{}", std::process::id()));
     let repo = cache.join("models--soragen--tiny");
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::create_dir_all(repo.join("snapshots")).unwrap();
@@ -23,7 +24,20 @@ fn a_repository_id_in_the_hugging_face_cache_serves_as_the_model() {
     }
 
     let host = common::host(Profile::RESOLVE);
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Float, Components::Rgba, false, 23))], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Float, Components::Rgba, false, 23),
+                )],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     instance.set_text("model", "soragen/tiny");
     assert_generated(&instance.render(4.0).unwrap());
@@ -31,7 +45,18 @@ fn a_repository_id_in_the_hugging_face_cache_serves_as_the_model() {
     instance.set_text("model", "soragen/absent");
     instance.set("seed", soragen_ofx_host::Value::Int(7));
     assert_eq!(instance.render(4.0), Err(kOfxStatFailed));
-    let message = instance.log().messages.last().cloned().expect("an error message").text;
-    assert!(message.contains("soragen/absent") && message.contains("soragen/tiny") && message.contains("offline"), "{message}");
+    let message = instance
+        .log()
+        .messages
+        .last()
+        .cloned()
+        .expect("an error message")
+        .text;
+    assert!(
+        message.contains("soragen/absent")
+            && message.contains("soragen/tiny")
+            && message.contains("offline"),
+        "{message}"
+    );
     assert_all_released(&instance);
 }

@@ -15,17 +15,37 @@ fn host() -> &'static soragen_ofx_host::Host {
 #[test]
 fn insert_general_runs_a_then_new_frames_then_b() {
     let host = host();
-    let (a, b) = (footage(0, 5, Depth::Float, Components::Rgba, true, 2), footage(0, 6, Depth::Float, Components::Rgba, true, 50));
-    let instance = host.instance(INSERT, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, a.clone()), (c"Next", b.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let (a, b) = (
+        footage(0, 5, Depth::Float, Components::Rgba, true, 2),
+        footage(0, 6, Depth::Float, Components::Rgba, true, 50),
+    );
+    let instance = host
+        .instance(
+            INSERT,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(SOURCE, a.clone()), (c"Next", b.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 3, 2);
     assert_eq!(instance.time_domain().unwrap(), Some((0.0, 13.0)));
     let needed = instance.frames_needed(6.0).unwrap();
-    assert_eq!((needed["Source"].clone(), needed["Next"].clone()), (vec![3.0, 4.0], vec![0.0, 1.0]));
+    assert_eq!(
+        (needed["Source"].clone(), needed["Next"].clone()),
+        (vec![3.0, 4.0], vec![0.0, 1.0])
+    );
     assert_eq!(instance.render(4.0).unwrap(), a.frames[&4]);
     for t in 5..8 {
         assert_generated(&instance.render(t as f64).unwrap());
     }
-    assert_eq!(instance.render(8.0).unwrap(), b.frames[&0], "B starts after the new frames");
+    assert_eq!(
+        instance.render(8.0).unwrap(),
+        b.frames[&0],
+        "B starts after the new frames"
+    );
     assert_eq!(instance.render(13.0).unwrap(), b.frames[&5]);
     assert_eq!(instance.log().progress_starts, 1);
     assert_all_released(&instance);
@@ -35,33 +55,82 @@ fn insert_general_runs_a_then_new_frames_then_b() {
 #[test]
 fn generate_works_in_general_without_inputs() {
     let host = host();
-    let instance = host.instance(GENERATE, setup(kOfxImageEffectContextGeneral, vec![], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            GENERATE,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 5, 1);
     assert_eq!(instance.time_domain().unwrap(), Some((0.0, 4.0)));
     for t in 0..5 {
         assert_generated(&instance.render(t as f64).unwrap());
     }
-    assert_eq!(instance.log().progress_starts, 1, "progress through the V1 suite");
+    assert_eq!(
+        instance.log().progress_starts,
+        1,
+        "progress through the V1 suite"
+    );
 }
 
 #[test]
 fn extend_and_replace_background_in_float_with_errors_through_message_v1() {
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, true, 8);
-    let extend = host.instance(EXTEND, setup(kOfxImageEffectContextFilter, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let extend = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&extend, 2, 2);
     assert_eq!(extend.render(1.0).unwrap(), source.frames[&1]);
     assert_generated(&extend.render(5.0).unwrap());
     extend.set_text("model", "/nonexistent/model");
     assert_eq!(extend.render(5.0), Err(kOfxStatFailed));
-    let message = extend.log().messages.last().cloned().expect("message through V1");
-    assert!(!message.persistent && message.text.contains("/nonexistent/model"), "{message:?}");
+    let message = extend
+        .log()
+        .messages
+        .last()
+        .cloned()
+        .expect("message through V1");
+    assert!(
+        !message.persistent && message.text.contains("/nonexistent/model"),
+        "{message:?}"
+    );
 
-    let replace = host.instance(REPLACE_BACKGROUND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let replace = host
+        .instance(
+            REPLACE_BACKGROUND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&replace, 4, 1);
     replace.set("useMask", Value::Int(1));
     // Nuke reports the unconnected mask as unconnected: the source's alpha is used.
-    assert_eq!(replace.frames_needed(2.0).unwrap().keys().collect::<Vec<_>>(), ["Source"]);
+    assert_eq!(
+        replace
+            .frames_needed(2.0)
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["Source"]
+    );
     assert_generated(&replace.render(2.0).unwrap());
     assert_all_released(&replace);
 }
@@ -70,11 +139,30 @@ fn extend_and_replace_background_in_float_with_errors_through_message_v1() {
 fn a_missing_input_is_reported_not_crashed_on() {
     let host = host();
     let a = footage(0, 5, Depth::Float, Components::Rgba, true, 2);
-    let instance = host.instance(INSERT, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, a)], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            INSERT,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(SOURCE, a)],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 3, 2);
-    assert_eq!(instance.time_domain().unwrap(), None, "no length without the Next clip");
+    assert_eq!(
+        instance.time_domain().unwrap(),
+        None,
+        "no length without the Next clip"
+    );
     assert_eq!(instance.render(6.0), Err(kOfxStatFailed));
-    let message = instance.log().messages.last().cloned().expect("an error message");
+    let message = instance
+        .log()
+        .messages
+        .last()
+        .cloned()
+        .expect("an error message");
     assert!(message.text.contains("Next input"), "{message:?}");
     assert_eq!(instance.log().progress_starts, 0);
 }

@@ -16,40 +16,103 @@ fn host() -> &'static soragen_ofx_host::Host {
 #[test]
 fn every_effect_is_described_under_soragen_with_ranged_and_hinted_parameters() {
     let host = host();
-    assert_eq!(host.identifiers(), [EXTEND, INSERT, REPLACE_BACKGROUND, GENERATE]);
+    assert_eq!(
+        host.identifiers(),
+        [EXTEND, INSERT, REPLACE_BACKGROUND, GENERATE]
+    );
     for id in host.identifiers() {
         let descriptor = host.describe(&id).unwrap();
-        assert_eq!(descriptor.props.string(kOfxImageEffectPluginPropGrouping).as_deref(), Some("Soragen"));
-        assert_eq!(descriptor.props.int(kOfxImageEffectPropTemporalClipAccess), Some(1));
-        let depths = descriptor.props.strings(kOfxImageEffectPropSupportedPixelDepths);
-        assert_eq!(depths, ["OfxBitDepthFloat", "OfxBitDepthShort", "OfxBitDepthByte"]);
-        for context in descriptor.props.strings(kOfxImageEffectPropSupportedContexts) {
+        assert_eq!(
+            descriptor
+                .props
+                .string(kOfxImageEffectPluginPropGrouping)
+                .as_deref(),
+            Some("Soragen")
+        );
+        assert_eq!(
+            descriptor.props.int(kOfxImageEffectPropTemporalClipAccess),
+            Some(1)
+        );
+        let depths = descriptor
+            .props
+            .strings(kOfxImageEffectPropSupportedPixelDepths);
+        assert_eq!(
+            depths,
+            ["OfxBitDepthFloat", "OfxBitDepthShort", "OfxBitDepthByte"]
+        );
+        for context in descriptor
+            .props
+            .strings(kOfxImageEffectPropSupportedContexts)
+        {
             let context = std::ffi::CString::new(context).unwrap();
-            let described = host.describe_in_context(&id, Box::leak(context.into_boxed_c_str())).unwrap();
-            for clip in described.clips.lock().unwrap().iter().filter(|c| c.name != "Output") {
-                assert_eq!(clip.props.int(kOfxImageEffectPropTemporalClipAccess), Some(1), "{id} {}", clip.name);
+            let described = host
+                .describe_in_context(&id, Box::leak(context.into_boxed_c_str()))
+                .unwrap();
+            for clip in described
+                .clips
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.name != "Output")
+            {
+                assert_eq!(
+                    clip.props.int(kOfxImageEffectPropTemporalClipAccess),
+                    Some(1),
+                    "{id} {}",
+                    clip.name
+                );
             }
             for (name, param) in described.params.params.lock().unwrap().iter() {
                 let props = &param.props;
-                assert!(props.string(kOfxParamPropHint).is_some_and(|h| !h.is_empty()), "{id}: {name} has no hint");
+                assert!(
+                    props
+                        .string(kOfxParamPropHint)
+                        .is_some_and(|h| !h.is_empty()),
+                    "{id}: {name} has no hint"
+                );
                 if param.kind == "OfxParamTypeInteger" || param.kind == "OfxParamTypeDouble" {
-                    for range in [kOfxParamPropMin, kOfxParamPropMax, kOfxParamPropDisplayMin, kOfxParamPropDisplayMax] {
-                        assert!(props.get(&range.to_string_lossy()).is_some(), "{id}: {name} lacks {range:?}");
+                    for range in [
+                        kOfxParamPropMin,
+                        kOfxParamPropMax,
+                        kOfxParamPropDisplayMin,
+                        kOfxParamPropDisplayMax,
+                    ] {
+                        assert!(
+                            props.get(&range.to_string_lossy()).is_some(),
+                            "{id}: {name} lacks {range:?}"
+                        );
                     }
                 }
             }
             let model = described.params.find("model").expect("model parameter");
             let default = model.props.string(kOfxParamPropDefault).unwrap();
-            assert_eq!(default, tiny_model().to_str().unwrap(), "model defaults to SORAGEN_MODEL");
+            assert_eq!(
+                default,
+                tiny_model().to_str().unwrap(),
+                "model defaults to SORAGEN_MODEL"
+            );
             let prompt = described.params.find("prompt").unwrap();
-            assert_eq!(prompt.props.string(kOfxParamPropStringMode).as_deref(), Some("OfxParamStringIsMultiLine"));
+            assert_eq!(
+                prompt.props.string(kOfxParamPropStringMode).as_deref(),
+                Some("OfxParamStringIsMultiLine")
+            );
         }
     }
-    let replace = host.describe_in_context(REPLACE_BACKGROUND, kOfxImageEffectContextFilter).unwrap();
+    let replace = host
+        .describe_in_context(REPLACE_BACKGROUND, kOfxImageEffectContextFilter)
+        .unwrap();
     let mask = replace.clip("Mask").expect("mask input");
-    assert_eq!((mask.props.int(kOfxImageClipPropOptional), mask.props.int(kOfxImageClipPropIsMask)), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            mask.props.int(kOfxImageClipPropOptional),
+            mask.props.int(kOfxImageClipPropIsMask)
+        ),
+        (Some(1), Some(1))
+    );
     assert!(replace.params.find("useMask").is_some());
-    let transition = host.describe_in_context(INSERT, kOfxImageEffectContextTransition).unwrap();
+    let transition = host
+        .describe_in_context(INSERT, kOfxImageEffectContextTransition)
+        .unwrap();
     assert!(transition.clip("SourceFrom").is_some() && transition.clip("SourceTo").is_some());
     assert!(transition.params.find("Transition").is_some());
 }
@@ -61,29 +124,73 @@ fn extend_general_runs_past_the_source_at_every_depth() {
     let host = host();
     for depth in [Depth::Float, Depth::Short, Depth::Byte] {
         let source = footage(0, 6, depth, Components::Rgba, false, 1);
-        let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, source.clone())], depth, Components::Rgba)).unwrap();
+        let instance = host
+            .instance(
+                EXTEND,
+                setup(
+                    kOfxImageEffectContextGeneral,
+                    vec![(SOURCE, source.clone())],
+                    depth,
+                    Components::Rgba,
+                ),
+            )
+            .unwrap();
         quick(&instance, 4, 3);
         assert_eq!(instance.time_domain().unwrap(), Some((0.0, 9.0)));
         let prefs = instance.clip_preferences().unwrap();
-        assert_eq!(prefs[&kOfxImageEffectFrameVarying.to_string_lossy().to_string()], vec![Value::Int(1)]);
+        assert_eq!(
+            prefs[&kOfxImageEffectFrameVarying.to_string_lossy().to_string()],
+            vec![Value::Int(1)]
+        );
 
         assert_eq!(instance.frames_needed(2.0).unwrap()["Source"], [2.0, 2.0]);
-        assert_eq!(instance.frames_needed(7.0).unwrap()["Source"], [3.0, 5.0], "the last context frames");
+        assert_eq!(
+            instance.frames_needed(7.0).unwrap()["Source"],
+            [3.0, 5.0],
+            "the last context frames"
+        );
         for t in 0..6 {
-            assert_eq!(instance.render(t as f64).unwrap(), source.frames[&t], "{depth:?} frame {t} kept bit-identical");
+            assert_eq!(
+                instance.render(t as f64).unwrap(),
+                source.frames[&t],
+                "{depth:?} frame {t} kept bit-identical"
+            );
         }
-        assert_eq!(instance.log().progress_starts, 0, "kept frames need no generation");
+        assert_eq!(
+            instance.log().progress_starts,
+            0,
+            "kept frames need no generation"
+        );
         for t in 6..10 {
             assert_generated(&instance.render(t as f64).unwrap());
         }
         let log = instance.log();
-        assert_eq!(log.progress_starts, 1, "{depth:?}: one generation for the whole window");
+        assert_eq!(
+            log.progress_starts, 1,
+            "{depth:?}: one generation for the whole window"
+        );
         assert_eq!(log.progress_updates, 2, "one progress update per step");
-        let fetched: Vec<f64> = log.fetched.iter().filter(|(c, _)| c == "Source").map(|(_, t)| *t).skip(6).collect();
-        assert_eq!(fetched, [3.0, 4.0, 5.0].repeat(4), "each render reads exactly the window's context frames");
+        let fetched: Vec<f64> = log
+            .fetched
+            .iter()
+            .filter(|(c, _)| c == "Source")
+            .map(|(_, t)| *t)
+            .skip(6)
+            .collect();
+        assert_eq!(
+            fetched,
+            [3.0, 4.0, 5.0].repeat(4),
+            "each render reads exactly the window's context frames"
+        );
         assert_all_released(&instance);
         assert!(instance.render(10.0).is_err(), "no frame past the window");
-        assert!(instance.log().messages.iter().any(|m| m.text.contains("raise Frames")));
+        assert!(
+            instance
+                .log()
+                .messages
+                .iter()
+                .any(|m| m.text.contains("raise Frames"))
+        );
     }
 }
 
@@ -93,15 +200,38 @@ fn extend_general_runs_past_the_source_at_every_depth() {
 fn extend_filter_renders_windows_smaller_than_the_frame() {
     let host = host();
     let source = footage(10, 5, Depth::Byte, Components::Rgb, false, 7);
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextFilter, vec![(SOURCE, source.clone())], Depth::Byte, Components::Rgb)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source.clone())],
+                Depth::Byte,
+                Components::Rgb,
+            ),
+        )
+        .unwrap();
     quick(&instance, 3, 2);
-    assert_eq!(instance.time_domain().unwrap(), None, "only General answers the time domain");
+    assert_eq!(
+        instance.time_domain().unwrap(),
+        None,
+        "only General answers the time domain"
+    );
     let whole = instance.render(16.0).unwrap();
     assert_generated(&whole);
-    let window = RectI { x1: 5, y1: 3, x2: 21, y2: 30 };
+    let window = RectI {
+        x1: 5,
+        y1: 3,
+        x2: 21,
+        y2: 30,
+    };
     let part = instance.render_window(16.0, window).unwrap();
     assert_eq!(part.region(window), whole.region(window));
-    assert_eq!(instance.log().regions_of_interest["Source"], [0.0, 0.0, 32.0, 32.0], "generation reads whole frames");
+    assert_eq!(
+        instance.log().regions_of_interest["Source"],
+        [0.0, 0.0, 32.0, 32.0],
+        "generation reads whole frames"
+    );
     let kept = instance.render_window(12.0, window).unwrap();
     assert_eq!(kept.region(window), source.frames[&12].region(window));
     assert_eq!(instance.log().progress_starts, 1);
@@ -110,65 +240,168 @@ fn extend_filter_renders_windows_smaller_than_the_frame() {
     instance.set("direction", Value::Int(1));
     let before = instance.render(8.0).unwrap();
     assert_generated(&before);
-    assert_eq!(instance.log().frames_needed["Source"], [10.0, 11.0], "extending backwards reads the first frames");
+    assert_eq!(
+        instance.log().frames_needed["Source"],
+        [10.0, 11.0],
+        "extending backwards reads the first frames"
+    );
 }
 
 #[test]
 fn re_renders_hit_the_cache_until_a_setting_changes_or_caches_are_purged() {
     let host = host();
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Float, Components::Rgba, false, 3))], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Float, Components::Rgba, false, 3),
+                )],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     let first = instance.render(4.0).unwrap();
     assert_eq!(instance.render(4.0).unwrap(), first);
     assert_eq!(instance.render(5.0).map(|_| ()), Ok(()));
-    assert_eq!(instance.log().progress_starts, 1, "scrubbing the window costs nothing");
+    assert_eq!(
+        instance.log().progress_starts,
+        1,
+        "scrubbing the window costs nothing"
+    );
     instance.set_text("prompt", "a red kite over the sea");
     assert_eq!(instance.render(4.0).unwrap(), first);
-    assert_eq!(instance.log().progress_starts, 1, "setting an equal value hits the cache");
+    assert_eq!(
+        instance.log().progress_starts,
+        1,
+        "setting an equal value hits the cache"
+    );
     instance.set("seed", Value::Int(99));
     instance.render(4.0).unwrap();
-    assert_eq!(instance.log().progress_starts, 2, "a new seed generates again");
+    assert_eq!(
+        instance.log().progress_starts,
+        2,
+        "a new seed generates again"
+    );
     assert_eq!(instance.purge_caches(), kOfxStatOK);
     instance.render(4.0).unwrap();
-    assert_eq!(instance.log().progress_starts, 3, "purged caches generate again");
+    assert_eq!(
+        instance.log().progress_starts,
+        3,
+        "purged caches generate again"
+    );
 }
 
 #[test]
 fn abort_and_cancel_stop_within_a_step_and_cache_nothing() {
     let host = host();
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Float, Components::Rgba, false, 5))], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Float, Components::Rgba, false, 5),
+                )],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     instance.set("steps", Value::Int(4));
-    instance.stop(Stop { abort_after: Some(1), cancel_after: None });
+    instance.stop(Stop {
+        abort_after: Some(1),
+        cancel_after: None,
+    });
     assert_eq!(instance.render(4.0), Err(kOfxStatFailed));
-    assert_eq!(instance.log().progress_updates, 1, "abort seen before the next step");
-    instance.stop(Stop { abort_after: None, cancel_after: Some(3) });
+    assert_eq!(
+        instance.log().progress_updates,
+        1,
+        "abort seen before the next step"
+    );
+    instance.stop(Stop {
+        abort_after: None,
+        cancel_after: Some(3),
+    });
     assert_eq!(instance.render(4.0), Err(kOfxStatFailed));
-    assert_eq!(instance.log().progress_updates, 3, "a cancelled progress bar stops at once");
-    assert!(instance.log().messages.is_empty(), "a cancel is not an error");
+    assert_eq!(
+        instance.log().progress_updates,
+        3,
+        "a cancelled progress bar stops at once"
+    );
+    assert!(
+        instance.log().messages.is_empty(),
+        "a cancel is not an error"
+    );
     instance.stop(Stop::default());
     assert_generated(&instance.render(4.0).unwrap());
     let log = instance.log();
-    assert_eq!((log.progress_starts, log.progress_updates), (3, 7), "nothing half-done was cached");
+    assert_eq!(
+        (log.progress_starts, log.progress_updates),
+        (3, 7),
+        "nothing half-done was cached"
+    );
     assert_all_released(&instance);
 }
 
 #[test]
 fn errors_arrive_through_the_message_suite_and_the_host_keeps_running() {
     let host = host();
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Byte, Components::Rgba, false, 9))], Depth::Byte, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Byte, Components::Rgba, false, 9),
+                )],
+                Depth::Byte,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     instance.set_text("model", "/nonexistent/wan-vace");
     assert_eq!(instance.render(5.0), Err(kOfxStatFailed));
-    let message = instance.log().messages.last().cloned().expect("an error message");
-    assert_eq!((message.kind.as_str(), message.persistent), ("OfxMessageError", true));
-    assert!(message.text.contains("/nonexistent/wan-vace"), "{}", message.text);
+    let message = instance
+        .log()
+        .messages
+        .last()
+        .cloned()
+        .expect("an error message");
+    assert_eq!(
+        (message.kind.as_str(), message.persistent),
+        ("OfxMessageError", true)
+    );
+    assert!(
+        message.text.contains("/nonexistent/wan-vace"),
+        "{}",
+        message.text
+    );
     instance.set_text("model", "");
     assert_eq!(instance.render(5.0), Err(kOfxStatFailed));
-    assert!(instance.log().messages.last().unwrap().text.contains("no model"));
+    assert!(
+        instance
+            .log()
+            .messages
+            .last()
+            .unwrap()
+            .text
+            .contains("no model")
+    );
     instance.set_text("model", tiny_model().to_str().unwrap());
     assert_generated(&instance.render(5.0).unwrap());
-    assert!(instance.log().messages.is_empty(), "a good render clears the error");
+    assert!(
+        instance.log().messages.is_empty(),
+        "a good render clears the error"
+    );
     assert_all_released(&instance);
 }
 
@@ -178,25 +411,53 @@ fn errors_arrive_through_the_message_suite_and_the_host_keeps_running() {
 fn insert_transition_fills_the_transition_from_both_clips() {
     let host = host();
     let inputs = vec![
-        (kOfxImageEffectTransitionSourceFromClipName, footage(0, 20, Depth::Short, Components::Rgba, false, 11)),
-        (kOfxImageEffectTransitionSourceToClipName, footage(0, 30, Depth::Short, Components::Rgba, false, 40)),
+        (
+            kOfxImageEffectTransitionSourceFromClipName,
+            footage(0, 20, Depth::Short, Components::Rgba, false, 11),
+        ),
+        (
+            kOfxImageEffectTransitionSourceToClipName,
+            footage(0, 30, Depth::Short, Components::Rgba, false, 40),
+        ),
     ];
-    let mut setup = setup(kOfxImageEffectContextTransition, inputs, Depth::Short, Components::Rgba);
+    let mut setup = setup(
+        kOfxImageEffectContextTransition,
+        inputs,
+        Depth::Short,
+        Components::Rgba,
+    );
     setup.effect_range = Some((10.0, 14.0));
     let instance = host.instance(INSERT, setup).unwrap();
     quick(&instance, 99, 2);
     let needed = instance.frames_needed(12.0).unwrap();
-    assert_eq!((needed["SourceFrom"].clone(), needed["SourceTo"].clone()), (vec![8.0, 9.0], vec![15.0, 16.0]));
-    let frames: Vec<_> = (10..=14).map(|t| instance.render(t as f64).unwrap()).collect();
+    assert_eq!(
+        (needed["SourceFrom"].clone(), needed["SourceTo"].clone()),
+        (vec![8.0, 9.0], vec![15.0, 16.0])
+    );
+    let frames: Vec<_> = (10..=14)
+        .map(|t| instance.render(t as f64).unwrap())
+        .collect();
     frames.iter().for_each(assert_generated);
-    assert_eq!(instance.log().progress_starts, 1, "one generation for the transition");
+    assert_eq!(
+        instance.log().progress_starts,
+        1,
+        "one generation for the transition"
+    );
     // The host's Transition parameter picks the frame (floor(position * length)), whatever the time.
     for (position, frame) in [(0.0, 0), (0.6, 3), (0.999, 4), (1.0, 4)] {
         instance.pin_transition(Some(position));
-        assert_eq!(instance.render(11.0).unwrap(), frames[frame], "position {position}");
+        assert_eq!(
+            instance.render(11.0).unwrap(),
+            frames[frame],
+            "position {position}"
+        );
     }
     instance.pin_transition(None);
-    assert_eq!(instance.log().progress_starts, 1, "all from the one generation");
+    assert_eq!(
+        instance.log().progress_starts,
+        1,
+        "all from the one generation"
+    );
     assert_all_released(&instance);
 }
 
@@ -206,36 +467,104 @@ fn insert_transition_fills_the_transition_from_both_clips() {
 fn replace_background_keeps_the_subject_bit_identical() {
     let host = host();
     let source = footage(0, 3, Depth::Float, Components::Rgba, false, 21);
-    let instance = host.instance(REPLACE_BACKGROUND, setup(kOfxImageEffectContextFilter, vec![(SOURCE, source.clone())], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            REPLACE_BACKGROUND,
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source.clone())],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 5, 1);
     instance.set("maskDilation", Value::Int(0));
     instance.set("maskFeather", Value::Int(0));
-    assert_eq!(instance.frames_needed(1.0).unwrap().keys().collect::<Vec<_>>(), ["Source"], "the mask is not read while Use Mask is off");
+    assert_eq!(
+        instance
+            .frames_needed(1.0)
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["Source"],
+        "the mask is not read while Use Mask is off"
+    );
     for t in 0..3 {
         let out = instance.render(t as f64).unwrap();
-        let subject = RectI { x1: 12, y1: 12, x2: 20, y2: 20 };
-        assert_eq!(out.region(subject), source.frames[&t].region(subject), "frame {t}: subject kept exactly");
-        assert_ne!(out.region(RectI { x1: 0, y1: 0, x2: 4, y2: 4 }), source.frames[&t].region(RectI { x1: 0, y1: 0, x2: 4, y2: 4 }));
+        let subject = RectI {
+            x1: 12,
+            y1: 12,
+            x2: 20,
+            y2: 20,
+        };
+        assert_eq!(
+            out.region(subject),
+            source.frames[&t].region(subject),
+            "frame {t}: subject kept exactly"
+        );
+        assert_ne!(
+            out.region(RectI {
+                x1: 0,
+                y1: 0,
+                x2: 4,
+                y2: 4
+            }),
+            source.frames[&t].region(RectI {
+                x1: 0,
+                y1: 0,
+                x2: 4,
+                y2: 4
+            })
+        );
     }
     assert_eq!(instance.log().progress_starts, 1);
     instance.set("useMask", Value::Int(1));
-    assert_eq!(instance.render(0.0), Err(kOfxStatFailed), "Use Mask with nothing behind the mask input");
-    assert!(instance.log().messages.last().unwrap().text.contains("Mask"));
+    assert_eq!(
+        instance.render(0.0),
+        Err(kOfxStatFailed),
+        "Use Mask with nothing behind the mask input"
+    );
+    assert!(
+        instance
+            .log()
+            .messages
+            .last()
+            .unwrap()
+            .text
+            .contains("Mask")
+    );
     assert_all_released(&instance);
 }
 
 #[test]
 fn generate_makes_windows_of_frames_from_the_prompt() {
     let host = host();
-    let mut setup = setup(kOfxImageEffectContextGenerator, vec![], Depth::Float, Components::Rgba);
+    let mut setup = setup(
+        kOfxImageEffectContextGenerator,
+        vec![],
+        Depth::Float,
+        Components::Rgba,
+    );
     setup.effect_range = Some((0.0, 9.0));
     let instance = host.instance(GENERATE, setup).unwrap();
     quick(&instance, 5, 1);
     let prefs = instance.clip_preferences().unwrap();
-    assert_eq!(prefs["OfxImageClipPropComponents_Output"], vec![Value::str("OfxImageComponentRGBA")]);
+    assert_eq!(
+        prefs["OfxImageClipPropComponents_Output"],
+        vec![Value::str("OfxImageComponentRGBA")]
+    );
     let frames: Vec<_> = (0..5).map(|t| instance.render(t as f64).unwrap()).collect();
     frames.iter().for_each(assert_generated);
-    assert_eq!(frames[0].bounds, RectI { x1: 0, y1: 0, x2: 32, y2: 32 });
+    assert_eq!(
+        frames[0].bounds,
+        RectI {
+            x1: 0,
+            y1: 0,
+            x2: 32,
+            y2: 32
+        }
+    );
     assert_eq!(instance.log().progress_starts, 1);
     instance.render(7.0).unwrap();
     assert_eq!(instance.log().progress_starts, 2, "the next window");
@@ -246,17 +575,50 @@ fn generate_makes_windows_of_frames_from_the_prompt() {
 #[test]
 fn scaled_renders_and_draft_quality_are_drafts() {
     let host = host();
-    let instance = host.instance(EXTEND, setup(kOfxImageEffectContextGeneral, vec![(SOURCE, footage(0, 4, Depth::Float, Components::Rgba, false, 13))], Depth::Float, Components::Rgba)).unwrap();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Float, Components::Rgba, false, 13),
+                )],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
     quick(&instance, 2, 2);
     instance.set("steps", Value::Int(4));
     let half = instance.render_scaled(4.0, 0.5).unwrap();
-    assert_eq!(half.bounds, RectI { x1: 0, y1: 0, x2: 16, y2: 16 });
+    assert_eq!(
+        half.bounds,
+        RectI {
+            x1: 0,
+            y1: 0,
+            x2: 16,
+            y2: 16
+        }
+    );
     assert_generated(&half);
-    assert_eq!(instance.log().progress_updates, 2, "a half-scale render runs half the steps");
+    assert_eq!(
+        instance.log().progress_updates,
+        2,
+        "a half-scale render runs half the steps"
+    );
     assert_generated(&instance.render(4.0).unwrap());
-    assert_eq!(instance.log().progress_updates, 6, "full scale: all steps, not the draft from the cache");
+    assert_eq!(
+        instance.log().progress_updates,
+        6,
+        "full scale: all steps, not the draft from the cache"
+    );
     instance.set("draft", Value::Int(1));
     instance.render(4.0).unwrap();
-    assert_eq!(instance.log().progress_updates, 8, "Draft Quality: half the steps");
+    assert_eq!(
+        instance.log().progress_updates,
+        8,
+        "Draft Quality: half the steps"
+    );
     assert_all_released(&instance);
 }

@@ -2,5 +2,8 @@
 // define them, so the host's versions are in C and forward to Rust callbacks.
 fn main() {
     println!("cargo:rerun-if-changed=src/variadic.c");
-    cc::Build::new().file("src/variadic.c").warnings(true).compile("ofx_host_variadic");
+    cc::Build::new()
+        .file("src/variadic.c")
+        .warnings(true)
+        .compile("ofx_host_variadic");
 }

@@ -19,7 +19,10 @@ pub const GENERATE: &str = "org.soragen.Generate";
 pub const SIZE: (usize, usize) = (32, 32);
 
 pub fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny").canonicalize().expect("models/tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/tiny")
+        .canonicalize()
+        .expect("models/tiny")
 }
 
 /// Environment variable naming a built `Soragen.ofx.bundle` (e.g. packaging/ofx/bundle.sh's
@@ -36,7 +39,9 @@ pub fn bundle() -> PathBuf {
     let test_binary = std::env::current_exe().unwrap();
     let built = test_binary.parent().unwrap().join("libsoragen_ofx.so");
     assert!(built.is_file(), "{} not built", built.display());
-    let bundle = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ofx-{}", std::process::id())).join("Soragen.ofx.bundle");
+    let bundle = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ofx-{}", std::process::id()))
+        .join("Soragen.ofx.bundle");
     let binary_dir = bundle.join("Contents/Linux-x86-64");
     std::fs::create_dir_all(&binary_dir).unwrap();
     std::fs::copy(&built, binary_dir.join("Soragen.ofx")).unwrap();
@@ -54,12 +59,31 @@ pub fn host(profile: Profile) -> &'static Host {
     })
 }
 
-pub fn footage(first: i64, count: usize, depth: Depth, components: Components, unique_ids: bool, seed: u32) -> Footage {
+pub fn footage(
+    first: i64,
+    count: usize,
+    depth: Depth,
+    components: Components,
+    unique_ids: bool,
+    seed: u32,
+) -> Footage {
     Footage::synthetic(first, count, SIZE, depth, components, unique_ids, seed)
 }
 
-pub fn setup(context: &'static CStr, inputs: Vec<(&'static CStr, Footage)>, depth: Depth, components: Components) -> Setup {
-    Setup { context, inputs, depth, components, project: SIZE, effect_range: None }
+pub fn setup(
+    context: &'static CStr,
+    inputs: Vec<(&'static CStr, Footage)>,
+    depth: Depth,
+    components: Components,
+) -> Setup {
+    Setup {
+        context,
+        inputs,
+        depth,
+        components,
+        project: SIZE,
+        effect_range: None,
+    }
 }
 
 /// Tiny, quick generation settings.
@@ -81,7 +105,10 @@ pub fn assert_all_released(instance: &Instance) {
 
 /// A generated frame: fully opaque where the format has alpha, not all black.
 pub fn assert_generated(pixels: &Pixels) {
-    assert!(pixels.data.iter().any(|&b| b != 0), "generated frame is black");
+    assert!(
+        pixels.data.iter().any(|&b| b != 0),
+        "generated frame is black"
+    );
     if pixels.components == Components::Rgba {
         let opaque: Vec<u8> = match pixels.depth {
             Depth::Byte => vec![255],
@@ -90,7 +117,11 @@ pub fn assert_generated(pixels: &Pixels) {
         };
         let bytes = pixels.depth.bytes();
         for pixel in pixels.data.chunks_exact(4 * bytes) {
-            assert_eq!(&pixel[3 * bytes..], &opaque[..], "generated pixels are opaque");
+            assert_eq!(
+                &pixel[3 * bytes..],
+                &opaque[..],
+                "generated pixels are opaque"
+            );
         }
     }
 }

@@ -49,7 +49,12 @@ pub struct Profile {
 impl Profile {
     pub const RESOLVE: Profile = Profile {
         name: "org.soragen.testhost.resolve",
-        contexts: &[kOfxImageEffectContextFilter, kOfxImageEffectContextGeneral, kOfxImageEffectContextTransition, kOfxImageEffectContextGenerator],
+        contexts: &[
+            kOfxImageEffectContextFilter,
+            kOfxImageEffectContextGeneral,
+            kOfxImageEffectContextTransition,
+            kOfxImageEffectContextGenerator,
+        ],
         depths: &[Depth::Float, Depth::Short, Depth::Byte],
         offers_v2: true,
         unique_ids: false,
@@ -59,7 +64,11 @@ impl Profile {
     };
 
     /// Resolve with GPU rendering on CUDA.
-    pub const RESOLVE_CUDA: Profile = Profile { name: "org.soragen.testhost.resolve-cuda", cuda: true, ..Profile::RESOLVE };
+    pub const RESOLVE_CUDA: Profile = Profile {
+        name: "org.soragen.testhost.resolve-cuda",
+        cuda: true,
+        ..Profile::RESOLVE
+    };
 
     pub const NUKE: Profile = Profile {
         name: "org.soragen.testhost.nuke",
@@ -73,7 +82,12 @@ impl Profile {
     };
 }
 
-type MainEntry = unsafe extern "C" fn(*const c_char, *const c_void, OfxPropertySetHandle, OfxPropertySetHandle) -> OfxStatus;
+type MainEntry = unsafe extern "C" fn(
+    *const c_char,
+    *const c_void,
+    OfxPropertySetHandle,
+    OfxPropertySetHandle,
+) -> OfxStatus;
 
 struct Plugin {
     identifier: String,
@@ -97,16 +111,27 @@ unsafe impl Sync for Host {}
 
 /// The binary inside a bundle for this platform.
 pub fn bundle_binary(bundle: &Path) -> PathBuf {
-    let name = bundle.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".bundle")).unwrap_or("plugin.ofx");
+    let name = bundle
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".bundle"))
+        .unwrap_or("plugin.ofx");
     bundle.join("Contents").join("Linux-x86-64").join(name)
 }
 
 fn status(code: OfxStatus) -> Result<(), OfxStatus> {
-    if code == kOfxStatOK { Ok(()) } else { Err(code) }
+    if code == kOfxStatOK {
+        Ok(())
+    } else {
+        Err(code)
+    }
 }
 
 fn strings(values: &[&CStr]) -> Vec<Value> {
-    values.iter().map(|v| Value::String((*v).to_owned())).collect()
+    values
+        .iter()
+        .map(|v| Value::String((*v).to_owned()))
+        .collect()
 }
 
 fn double2(a: f64, b: f64) -> Vec<Value> {
@@ -119,53 +144,117 @@ impl Host {
         suites::install_callbacks();
         let binary = bundle_binary(bundle);
         // SAFETY: loading the plugin runs its initialisers, as any host does.
-        let library = unsafe { libloading::Library::new(&binary) }.map_err(|e| format!("{}: {e}", binary.display()))?;
+        let library = unsafe { libloading::Library::new(&binary) }
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
         let props = Box::new(PropSet::new([
             (kOfxPropName, vec![Value::str(profile.name)]),
             (kOfxPropLabel, vec![Value::str("Soragen test host")]),
             (kOfxPropAPIVersion, vec![Value::Int(1), Value::Int(5)]),
             (kOfxImageEffectHostPropIsBackground, vec![Value::Int(0)]),
             (kOfxImageEffectPropSupportsOverlays, vec![Value::Int(0)]),
-            (kOfxImageEffectPropSupportsMultiResolution, vec![Value::Int(1)]),
+            (
+                kOfxImageEffectPropSupportsMultiResolution,
+                vec![Value::Int(1)],
+            ),
             (kOfxImageEffectPropSupportsTiles, vec![Value::Int(1)]),
             (kOfxImageEffectPropTemporalClipAccess, vec![Value::Int(1)]),
-            (kOfxImageEffectPropSupportedComponents, strings(&[kOfxImageComponentRGBA, kOfxImageComponentRGB, kOfxImageComponentAlpha])),
-            (kOfxImageEffectPropSupportedContexts, strings(profile.contexts)),
-            (kOfxImageEffectPropSupportedPixelDepths, profile.depths.iter().map(|d| Value::String(d.name().to_owned())).collect()),
-            (kOfxImageEffectPropSupportsMultipleClipDepths, vec![Value::Int(0)]),
-            (kOfxImageEffectPropSupportsMultipleClipPARs, vec![Value::Int(0)]),
+            (
+                kOfxImageEffectPropSupportedComponents,
+                strings(&[
+                    kOfxImageComponentRGBA,
+                    kOfxImageComponentRGB,
+                    kOfxImageComponentAlpha,
+                ]),
+            ),
+            (
+                kOfxImageEffectPropSupportedContexts,
+                strings(profile.contexts),
+            ),
+            (
+                kOfxImageEffectPropSupportedPixelDepths,
+                profile
+                    .depths
+                    .iter()
+                    .map(|d| Value::String(d.name().to_owned()))
+                    .collect(),
+            ),
+            (
+                kOfxImageEffectPropSupportsMultipleClipDepths,
+                vec![Value::Int(0)],
+            ),
+            (
+                kOfxImageEffectPropSupportsMultipleClipPARs,
+                vec![Value::Int(0)],
+            ),
             (kOfxImageEffectPropSetableFrameRate, vec![Value::Int(0)]),
             (kOfxImageEffectPropSetableFielding, vec![Value::Int(0)]),
-            (kOfxParamHostPropSupportsStringAnimation, vec![Value::Int(0)]),
+            (
+                kOfxParamHostPropSupportsStringAnimation,
+                vec![Value::Int(0)],
+            ),
             (kOfxParamHostPropMaxParameters, vec![Value::Int(-1)]),
-            (kOfxImageEffectPropCudaRenderSupported, vec![Value::str(if profile.cuda { "true" } else { "false" })]),
-            (kOfxImageEffectPropCudaStreamSupported, vec![Value::str(if profile.cuda { "true" } else { "false" })]),
-            (suites::OFFERS_V2, vec![Value::Int(profile.offers_v2 as i32)]),
+            (
+                kOfxImageEffectPropCudaRenderSupported,
+                vec![Value::str(if profile.cuda { "true" } else { "false" })],
+            ),
+            (
+                kOfxImageEffectPropCudaStreamSupported,
+                vec![Value::str(if profile.cuda { "true" } else { "false" })],
+            ),
+            (
+                suites::OFFERS_V2,
+                vec![Value::Int(profile.offers_v2 as i32)],
+            ),
         ]));
-        let ofx_host = Box::new(OfxHost { host: props.handle(), fetchSuite: Some(suites::fetch_suite) });
+        let ofx_host = Box::new(OfxHost {
+            host: props.handle(),
+            fetchSuite: Some(suites::fetch_suite),
+        });
         let host_ptr = &*ofx_host as *const OfxHost as *mut OfxHost;
         // SAFETY: the symbols have the signatures the OpenFX standard gives them.
         let plugins = unsafe {
-            if let Ok(set_host) = library.get::<unsafe extern "C" fn(*const OfxHost) -> OfxStatus>(b"OfxSetHost\0") {
+            if let Ok(set_host) =
+                library.get::<unsafe extern "C" fn(*const OfxHost) -> OfxStatus>(b"OfxSetHost\0")
+            {
                 status(set_host(host_ptr)).map_err(|s| format!("OfxSetHost failed: {s}"))?;
             }
-            let count = library.get::<unsafe extern "C" fn() -> c_int>(b"OfxGetNumberOfPlugins\0").map_err(|e| e.to_string())?;
-            let get = library.get::<unsafe extern "C" fn(c_int) -> *const OfxPlugin>(b"OfxGetPlugin\0").map_err(|e| e.to_string())?;
+            let count = library
+                .get::<unsafe extern "C" fn() -> c_int>(b"OfxGetNumberOfPlugins\0")
+                .map_err(|e| e.to_string())?;
+            let get = library
+                .get::<unsafe extern "C" fn(c_int) -> *const OfxPlugin>(b"OfxGetPlugin\0")
+                .map_err(|e| e.to_string())?;
             let mut plugins = Vec::new();
             for index in 0..count() {
-                let plugin = get(index).as_ref().ok_or(format!("OfxGetPlugin({index}) is NULL"))?;
-                if CStr::from_ptr(plugin.pluginApi) != kOfxImageEffectPluginApi || plugin.apiVersion != 1 {
+                let plugin = get(index)
+                    .as_ref()
+                    .ok_or(format!("OfxGetPlugin({index}) is NULL"))?;
+                if CStr::from_ptr(plugin.pluginApi) != kOfxImageEffectPluginApi
+                    || plugin.apiVersion != 1
+                {
                     return Err(format!("plugin {index} is not an image effect (API 1)"));
                 }
                 if let Some(set_host) = plugin.setHost {
                     set_host(host_ptr);
                 }
-                let identifier = CStr::from_ptr(plugin.pluginIdentifier).to_string_lossy().into_owned();
-                plugins.push(Plugin { identifier, main: plugin.mainEntry.ok_or("no mainEntry")? });
+                let identifier = CStr::from_ptr(plugin.pluginIdentifier)
+                    .to_string_lossy()
+                    .into_owned();
+                plugins.push(Plugin {
+                    identifier,
+                    main: plugin.mainEntry.ok_or("no mainEntry")?,
+                });
             }
             plugins
         };
-        Ok(Host { profile, plugins, _props: props, _ofx_host: ofx_host, descriptors: Mutex::default(), _library: library })
+        Ok(Host {
+            profile,
+            plugins,
+            _props: props,
+            _ofx_host: ofx_host,
+            descriptors: Mutex::default(),
+            _library: library,
+        })
     }
 
     pub fn identifiers(&self) -> Vec<String> {
@@ -173,30 +262,68 @@ impl Host {
     }
 
     fn plugin(&self, identifier: &str) -> usize {
-        self.plugins.iter().position(|p| p.identifier == identifier).unwrap_or_else(|| panic!("no plugin {identifier}"))
+        self.plugins
+            .iter()
+            .position(|p| p.identifier == identifier)
+            .unwrap_or_else(|| panic!("no plugin {identifier}"))
     }
 
-    fn call(&self, plugin: usize, action: &CStr, handle: *const c_void, in_args: Option<&PropSet>, out_args: Option<&PropSet>) -> OfxStatus {
+    fn call(
+        &self,
+        plugin: usize,
+        action: &CStr,
+        handle: *const c_void,
+        in_args: Option<&PropSet>,
+        out_args: Option<&PropSet>,
+    ) -> OfxStatus {
         let handle_of = |p: Option<&PropSet>| p.map_or(std::ptr::null_mut(), PropSet::handle);
         // SAFETY: the plugin's entry point with arguments this host owns.
-        unsafe { (self.plugins[plugin].main)(action.as_ptr(), handle, handle_of(in_args), handle_of(out_args)) }
+        unsafe {
+            (self.plugins[plugin].main)(
+                action.as_ptr(),
+                handle,
+                handle_of(in_args),
+                handle_of(out_args),
+            )
+        }
     }
 
     /// Load and Describe (once per plugin): the plugin's descriptor.
     pub fn describe(&self, identifier: &str) -> Result<Arc<EffectObj>, OfxStatus> {
         let plugin = self.plugin(identifier);
-        if let Some(found) = self.descriptors.lock().unwrap().get(&(plugin, String::new())) {
+        if let Some(found) = self
+            .descriptors
+            .lock()
+            .unwrap()
+            .get(&(plugin, String::new()))
+        {
             return Ok(found.clone());
         }
         status(self.call(plugin, kOfxActionLoad, std::ptr::null(), None, None))?;
-        let descriptor = Arc::new(EffectObj::new(PropSet::new([(kOfxPropType, vec![Value::str("OfxTypeImageEffect")])]), false));
-        status(self.call(plugin, kOfxActionDescribe, Arc::as_ptr(&descriptor) as *const c_void, None, None))?;
-        self.descriptors.lock().unwrap().insert((plugin, String::new()), descriptor.clone());
+        let descriptor = Arc::new(EffectObj::new(
+            PropSet::new([(kOfxPropType, vec![Value::str("OfxTypeImageEffect")])]),
+            false,
+        ));
+        status(self.call(
+            plugin,
+            kOfxActionDescribe,
+            Arc::as_ptr(&descriptor) as *const c_void,
+            None,
+            None,
+        ))?;
+        self.descriptors
+            .lock()
+            .unwrap()
+            .insert((plugin, String::new()), descriptor.clone());
         Ok(descriptor)
     }
 
     /// DescribeInContext (once per plugin and context).
-    pub fn describe_in_context(&self, identifier: &str, context: &CStr) -> Result<Arc<EffectObj>, OfxStatus> {
+    pub fn describe_in_context(
+        &self,
+        identifier: &str,
+        context: &CStr,
+    ) -> Result<Arc<EffectObj>, OfxStatus> {
         let described = self.describe(identifier)?;
         let plugin = self.plugin(identifier);
         let key = (plugin, context.to_string_lossy().into_owned());
@@ -205,61 +332,142 @@ impl Host {
         }
         let descriptor = Arc::new(EffectObj::new(PropSet::default(), false));
         descriptor.props.copy_from(&described.props);
-        descriptor.props.set(kOfxImageEffectPropContext, vec![Value::String(context.to_owned())]);
-        let args = PropSet::new([(kOfxImageEffectPropContext, vec![Value::String(context.to_owned())])]);
-        status(self.call(plugin, kOfxImageEffectActionDescribeInContext, Arc::as_ptr(&descriptor) as *const c_void, Some(&args), None))?;
-        self.descriptors.lock().unwrap().insert(key, descriptor.clone());
+        descriptor.props.set(
+            kOfxImageEffectPropContext,
+            vec![Value::String(context.to_owned())],
+        );
+        let args = PropSet::new([(
+            kOfxImageEffectPropContext,
+            vec![Value::String(context.to_owned())],
+        )]);
+        status(self.call(
+            plugin,
+            kOfxImageEffectActionDescribeInContext,
+            Arc::as_ptr(&descriptor) as *const c_void,
+            Some(&args),
+            None,
+        ))?;
+        self.descriptors
+            .lock()
+            .unwrap()
+            .insert(key, descriptor.clone());
         Ok(descriptor)
     }
 
     /// Creates an instance the way a host does: clips and parameters from the context's
     /// descriptor, CreateInstance, GetClipPreferences, then GetTimeDomain in General.
     pub fn instance(&self, identifier: &str, setup: Setup) -> Result<Instance<'_>, OfxStatus> {
-        assert!(self.profile.contexts.contains(&setup.context), "{} has no {:?} context", self.profile.name, setup.context);
-        assert!(self.profile.depths.contains(&setup.depth), "{} has no {:?} depth", self.profile.name, setup.depth);
+        assert!(
+            self.profile.contexts.contains(&setup.context),
+            "{} has no {:?} context",
+            self.profile.name,
+            setup.context
+        );
+        assert!(
+            self.profile.depths.contains(&setup.depth),
+            "{} has no {:?} depth",
+            self.profile.name,
+            setup.depth
+        );
         let descriptor = self.describe_in_context(identifier, setup.context)?;
         let plugin = self.plugin(identifier);
         let frame = setup.inputs.first().map_or(setup.project, |(_, f)| {
             let first = f.frames.values().next().expect("footage has frames");
             (first.bounds.width(), first.bounds.height())
         });
-        let source_range = |f: &Footage| (*f.frames.keys().next().unwrap() as f64, *f.frames.keys().last().unwrap() as f64);
-        let effect_range = setup.effect_range.or(setup.inputs.first().map(|(_, f)| source_range(f))).unwrap_or((0.0, 0.0));
+        let source_range = |f: &Footage| {
+            (
+                *f.frames.keys().next().unwrap() as f64,
+                *f.frames.keys().last().unwrap() as f64,
+            )
+        };
+        let effect_range = setup
+            .effect_range
+            .or(setup.inputs.first().map(|(_, f)| source_range(f)))
+            .unwrap_or((0.0, 0.0));
 
-        let obj = Box::new(EffectObj::new(PropSet::default(), self.profile.top_down_rows));
+        let obj = Box::new(EffectObj::new(
+            PropSet::default(),
+            self.profile.top_down_rows,
+        ));
         obj.props.copy_from(&descriptor.props);
         for (name, value) in [
             (kOfxPropType, vec![Value::str("OfxTypeImageEffectInstance")]),
-            (kOfxImageEffectPropContext, vec![Value::String(setup.context.to_owned())]),
-            (kOfxImageEffectPropProjectSize, double2(setup.project.0 as f64, setup.project.1 as f64)),
-            (kOfxImageEffectPropProjectExtent, double2(setup.project.0 as f64, setup.project.1 as f64)),
+            (
+                kOfxImageEffectPropContext,
+                vec![Value::String(setup.context.to_owned())],
+            ),
+            (
+                kOfxImageEffectPropProjectSize,
+                double2(setup.project.0 as f64, setup.project.1 as f64),
+            ),
+            (
+                kOfxImageEffectPropProjectExtent,
+                double2(setup.project.0 as f64, setup.project.1 as f64),
+            ),
             (kOfxImageEffectPropProjectOffset, double2(0.0, 0.0)),
-            (kOfxImageEffectPropProjectPixelAspectRatio, vec![Value::Double(1.0)]),
+            (
+                kOfxImageEffectPropProjectPixelAspectRatio,
+                vec![Value::Double(1.0)],
+            ),
             (kOfxImageEffectPropFrameRate, vec![Value::Double(25.0)]),
-            (kOfxImageEffectPropFrameRange, double2(effect_range.0, effect_range.1)),
-            (kOfxImageEffectInstancePropSequentialRender, vec![Value::Int(0)]),
+            (
+                kOfxImageEffectPropFrameRange,
+                double2(effect_range.0, effect_range.1),
+            ),
+            (
+                kOfxImageEffectInstancePropSequentialRender,
+                vec![Value::Int(0)],
+            ),
             (kOfxPropIsInteractive, vec![Value::Int(0)]),
         ] {
             obj.props.set(name, value);
         }
         let format = |props: &PropSet, depth: Depth, components: Components| {
-            props.set(kOfxImageEffectPropPixelDepth, vec![Value::String(depth.name().to_owned())]);
-            props.set(kOfxImageEffectPropComponents, vec![Value::String(components.name().to_owned())]);
-            props.set(kOfxImageClipPropUnmappedPixelDepth, vec![Value::String(depth.name().to_owned())]);
-            props.set(kOfxImageClipPropUnmappedComponents, vec![Value::String(components.name().to_owned())]);
+            props.set(
+                kOfxImageEffectPropPixelDepth,
+                vec![Value::String(depth.name().to_owned())],
+            );
+            props.set(
+                kOfxImageEffectPropComponents,
+                vec![Value::String(components.name().to_owned())],
+            );
+            props.set(
+                kOfxImageClipPropUnmappedPixelDepth,
+                vec![Value::String(depth.name().to_owned())],
+            );
+            props.set(
+                kOfxImageClipPropUnmappedComponents,
+                vec![Value::String(components.name().to_owned())],
+            );
             props.set(kOfxImageEffectPropFrameRate, vec![Value::Double(25.0)]);
             props.set(kOfxImagePropPixelAspectRatio, vec![Value::Double(1.0)]);
-            props.set(kOfxImageEffectPropPreMultiplication, vec![Value::String(kOfxImageUnPreMultiplied.to_owned())]);
-            props.set(kOfxImageClipPropFieldOrder, vec![Value::String(kOfxImageFieldNone.to_owned())]);
+            props.set(
+                kOfxImageEffectPropPreMultiplication,
+                vec![Value::String(kOfxImageUnPreMultiplied.to_owned())],
+            );
+            props.set(
+                kOfxImageClipPropFieldOrder,
+                vec![Value::String(kOfxImageFieldNone.to_owned())],
+            );
         };
         let output_name = kOfxImageEffectOutputClipName.to_str().unwrap();
         for clip in descriptor.clips.lock().unwrap().iter() {
-            let footage = setup.inputs.iter().find(|(n, _)| n.to_str() == Ok(clip.name.as_str())).map(|(_, f)| f.clone());
+            let footage = setup
+                .inputs
+                .iter()
+                .find(|(n, _)| n.to_str() == Ok(clip.name.as_str()))
+                .map(|(_, f)| f.clone());
             let instance_clip = Arc::new(ClipObj {
                 name: clip.name.clone(),
                 props: PropSet::default(),
                 footage: Mutex::new(footage.clone().map(Arc::new)),
-                rod: Mutex::new(RectI { x1: 0, y1: 0, x2: frame.0 as i32, y2: frame.1 as i32 }),
+                rod: Mutex::new(RectI {
+                    x1: 0,
+                    y1: 0,
+                    x2: frame.0 as i32,
+                    y2: frame.1 as i32,
+                }),
                 effect: &*obj as *const EffectObj as usize,
             });
             instance_clip.props.copy_from(&clip.props);
@@ -274,28 +482,68 @@ impl Host {
                 *instance_clip.rod.lock().unwrap() = r;
             } else {
                 format(props, setup.depth, setup.components);
-                props.set(kOfxImageEffectPropFrameRange, double2(effect_range.0, effect_range.1));
+                props.set(
+                    kOfxImageEffectPropFrameRange,
+                    double2(effect_range.0, effect_range.1),
+                );
             }
-            let connected = footage.is_some() || clip.name == output_name || self.profile.unconnected_look_connected;
-            props.set(kOfxImageClipPropConnected, vec![Value::Int(connected as i32)]);
+            let connected = footage.is_some()
+                || clip.name == output_name
+                || self.profile.unconnected_look_connected;
+            props.set(
+                kOfxImageClipPropConnected,
+                vec![Value::Int(connected as i32)],
+            );
             obj.clips.lock().unwrap().push(instance_clip);
         }
         for (name, param) in descriptor.params.params.lock().unwrap().iter() {
-            let instance_param = Arc::new(ParamObj { props: PropSet::default(), kind: param.kind.clone(), value: Mutex::default() });
+            let instance_param = Arc::new(ParamObj {
+                props: PropSet::default(),
+                kind: param.kind.clone(),
+                value: Mutex::default(),
+            });
             instance_param.props.copy_from(&param.props);
-            *instance_param.value.lock().unwrap() = ParamObj::default_value(&param.props, &param.kind);
-            obj.params.params.lock().unwrap().push((name.clone(), instance_param));
+            *instance_param.value.lock().unwrap() =
+                ParamObj::default_value(&param.props, &param.kind);
+            obj.params
+                .params
+                .lock()
+                .unwrap()
+                .push((name.clone(), instance_param));
         }
-        status(self.call(plugin, kOfxActionCreateInstance, &*obj as *const EffectObj as *const c_void, None, None))?;
-        let frame = RectI { x1: 0, y1: 0, x2: frame.0 as i32, y2: frame.1 as i32 };
-        let instance = Instance { host: self, plugin, obj, frame, transition_position: Cell::new(None), force_cuda: Cell::new(None) };
+        status(self.call(
+            plugin,
+            kOfxActionCreateInstance,
+            &*obj as *const EffectObj as *const c_void,
+            None,
+            None,
+        ))?;
+        let frame = RectI {
+            x1: 0,
+            y1: 0,
+            x2: frame.0 as i32,
+            y2: frame.1 as i32,
+        };
+        let instance = Instance {
+            host: self,
+            plugin,
+            obj,
+            frame,
+            transition_position: Cell::new(None),
+            force_cuda: Cell::new(None),
+        };
         instance.clip_preferences()?;
         if setup.context == kOfxImageEffectContextGeneral
             && let Some((first, last)) = instance.time_domain()?
         {
-            instance.obj.props.set(kOfxImageEffectPropFrameRange, double2(first, last));
+            instance
+                .obj
+                .props
+                .set(kOfxImageEffectPropFrameRange, double2(first, last));
             if let Some(output) = instance.obj.clip(output_name) {
-                output.props.set(kOfxImageEffectPropFrameRange, double2(first, last));
+                output
+                    .props
+                    .set(kOfxImageEffectPropFrameRange, double2(first, last));
             }
         }
         Ok(instance)
@@ -318,15 +566,33 @@ pub struct Setup {
 
 impl Footage {
     /// `count` synthetic frames from frame `first`.
-    pub fn synthetic(first: i64, count: usize, size: (usize, usize), depth: Depth, components: Components, unique_ids: bool, seed: u32) -> Self {
-        let frames = (0..count).map(|i| (first + i as i64, Pixels::synthetic(size.0, size.1, depth, components, seed + i as u32))).collect();
+    pub fn synthetic(
+        first: i64,
+        count: usize,
+        size: (usize, usize),
+        depth: Depth,
+        components: Components,
+        unique_ids: bool,
+        seed: u32,
+    ) -> Self {
+        let frames = (0..count)
+            .map(|i| {
+                (
+                    first + i as i64,
+                    Pixels::synthetic(size.0, size.1, depth, components, seed + i as u32),
+                )
+            })
+            .collect();
         Footage { frames, unique_ids }
     }
 }
 
 impl Clone for Footage {
     fn clone(&self) -> Self {
-        Footage { frames: self.frames.clone(), unique_ids: self.unique_ids }
+        Footage {
+            frames: self.frames.clone(),
+            unique_ids: self.unique_ids,
+        }
     }
 }
 
@@ -348,12 +614,22 @@ impl Instance<'_> {
         &*self.obj as *const EffectObj as *const c_void
     }
 
-    fn call(&self, action: &CStr, in_args: Option<&PropSet>, out_args: Option<&PropSet>) -> OfxStatus {
-        self.host.call(self.plugin, action, self.handle(), in_args, out_args)
+    fn call(
+        &self,
+        action: &CStr,
+        in_args: Option<&PropSet>,
+        out_args: Option<&PropSet>,
+    ) -> OfxStatus {
+        self.host
+            .call(self.plugin, action, self.handle(), in_args, out_args)
     }
 
     pub fn set(&self, param: &str, value: Value) {
-        let found = self.obj.params.find(param).unwrap_or_else(|| panic!("no parameter {param}"));
+        let found = self
+            .obj
+            .params
+            .find(param)
+            .unwrap_or_else(|| panic!("no parameter {param}"));
         *found.value.lock().unwrap() = vec![value];
     }
 
@@ -374,13 +650,24 @@ impl Instance<'_> {
     /// Sets the Transition parameter for an action at `time`: (time - first) / length over the
     /// instance's frame range, 0 on its first frame, as hosts animate it.
     fn position_transition(&self, time: f64) {
-        if self.obj.props.string(kOfxImageEffectPropContext).as_deref() != kOfxImageEffectContextTransition.to_str().ok() {
+        if self.obj.props.string(kOfxImageEffectPropContext).as_deref()
+            != kOfxImageEffectContextTransition.to_str().ok()
+        {
             return;
         }
-        let range = self.obj.props.doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
+        let range = self
+            .obj
+            .props
+            .doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
         let (first, length) = (range[0], range[1] - range[0] + 1.0);
-        let position = self.transition_position.get().unwrap_or((time - first) / length);
-        self.set(kOfxImageEffectTransitionParamName.to_str().unwrap(), Value::Double(position));
+        let position = self
+            .transition_position
+            .get()
+            .unwrap_or((time - first) / length);
+        self.set(
+            kOfxImageEffectTransitionParamName.to_str().unwrap(),
+            Value::Double(position),
+        );
     }
 
     /// Renders with CUDA put every image of the render in `memory` (a GPU's, which a test with
@@ -397,8 +684,15 @@ impl Instance<'_> {
 
     /// Whether renders go through CUDA: the host offers it and the effect declared it.
     fn renders_with_cuda(&self) -> bool {
-        let declared = self.obj.props.string(kOfxImageEffectPropCudaRenderSupported).as_deref() == Some("true");
-        self.force_cuda.get().unwrap_or(self.host.profile.cuda && declared)
+        let declared = self
+            .obj
+            .props
+            .string(kOfxImageEffectPropCudaRenderSupported)
+            .as_deref()
+            == Some("true");
+        self.force_cuda
+            .get()
+            .unwrap_or(self.host.profile.cuda && declared)
     }
 
     pub fn stop(&self, stop: Stop) {
@@ -410,7 +704,9 @@ impl Instance<'_> {
     }
 
     pub fn clip_props(&self, name: &CStr) -> Option<HashMap<String, Vec<Value>>> {
-        self.obj.clip(name.to_str().unwrap()).map(|c| c.props.snapshot())
+        self.obj
+            .clip(name.to_str().unwrap())
+            .map(|c| c.props.snapshot())
     }
 
     pub fn clip_preferences(&self) -> Result<HashMap<String, Vec<Value>>, OfxStatus> {
@@ -435,33 +731,60 @@ impl Instance<'_> {
     }
 
     /// Calls a per-clip query action; the answer by clip name (empty for reply default).
-    fn per_clip(&self, action: &CStr, args: &PropSet, prefix: &str) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
+    fn per_clip(
+        &self,
+        action: &CStr,
+        args: &PropSet,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
         let out = PropSet::default();
         match self.call(action, Some(args), Some(&out)) {
             kOfxStatOK | kOfxStatReplyDefault => {}
             error => return Err(error),
         }
-        Ok(out.snapshot().into_keys().filter_map(|name| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name)))).collect())
+        Ok(out
+            .snapshot()
+            .into_keys()
+            .filter_map(|name| Some((name.strip_prefix(prefix)?.to_string(), out.doubles(&name))))
+            .collect())
     }
 
     /// GetFramesNeeded at `time`: ranges by clip name.
     pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
         self.position_transition(time);
         let args = PropSet::new([(kOfxPropTime, vec![Value::Double(time)])]);
-        let needed = self.per_clip(kOfxImageEffectActionGetFramesNeeded, &args, kOfxImageClipPropFrameRange_)?;
+        let needed = self.per_clip(
+            kOfxImageEffectActionGetFramesNeeded,
+            &args,
+            kOfxImageClipPropFrameRange_,
+        )?;
         self.obj.log.lock().unwrap().frames_needed = needed.clone();
         Ok(needed)
     }
 
     /// GetRegionsOfInterest for a render of `window`: rectangles by clip name.
     fn regions_of_interest(&self, time: f64, scale: f64, window: RectI) -> Result<(), OfxStatus> {
-        let (x1, y1, x2, y2) = (window.x1 as f64, window.y1 as f64, window.x2 as f64, window.y2 as f64);
+        let (x1, y1, x2, y2) = (
+            window.x1 as f64,
+            window.y1 as f64,
+            window.x2 as f64,
+            window.y2 as f64,
+        );
         let args = PropSet::new([
             (kOfxPropTime, vec![Value::Double(time)]),
             (kOfxImageEffectPropRenderScale, double2(scale, scale)),
-            (kOfxImageEffectPropRegionOfInterest, [x1 / scale, y1 / scale, x2 / scale, y2 / scale].map(Value::Double).to_vec()),
+            (
+                kOfxImageEffectPropRegionOfInterest,
+                [x1 / scale, y1 / scale, x2 / scale, y2 / scale]
+                    .map(Value::Double)
+                    .to_vec(),
+            ),
         ]);
-        let regions = self.per_clip(kOfxImageEffectActionGetRegionsOfInterest, &args, kOfxImageClipPropRoI_)?;
+        let regions = self.per_clip(
+            kOfxImageEffectActionGetRegionsOfInterest,
+            &args,
+            kOfxImageClipPropRoI_,
+        )?;
         self.obj.log.lock().unwrap().regions_of_interest = regions;
         Ok(())
     }
@@ -474,7 +797,9 @@ impl Instance<'_> {
     /// proxy and preview renders.
     pub fn render_scaled(&self, time: f64, scale: f64) -> Result<Pixels, OfxStatus> {
         *self.obj.scale.lock().unwrap() = scale;
-        let window = Pixels::new(self.frame, Depth::Byte, Components::Alpha).scaled(scale).bounds;
+        let window = Pixels::new(self.frame, Depth::Byte, Components::Alpha)
+            .scaled(scale)
+            .bounds;
         let result = self.render_window(time, window);
         *self.obj.scale.lock().unwrap() = 1.0;
         result
@@ -488,17 +813,45 @@ impl Instance<'_> {
         self.frames_needed(time)?;
         self.regions_of_interest(time, scale, window)?;
         self.position_transition(time);
-        let output = self.obj.clip(kOfxImageEffectOutputClipName.to_str().unwrap()).expect("output clip");
-        let depth = Depth::from_name(&output.props.string(kOfxImageEffectPropPixelDepth).unwrap()).unwrap();
-        let components = Components::from_name(&output.props.string(kOfxImageEffectPropComponents).unwrap()).unwrap();
-        *self.obj.output.lock().unwrap() = Some(ImageBuffer::new(window, depth, components, self.obj.top_down));
+        let output = self
+            .obj
+            .clip(kOfxImageEffectOutputClipName.to_str().unwrap())
+            .expect("output clip");
+        let depth =
+            Depth::from_name(&output.props.string(kOfxImageEffectPropPixelDepth).unwrap()).unwrap();
+        let components =
+            Components::from_name(&output.props.string(kOfxImageEffectPropComponents).unwrap())
+                .unwrap();
+        *self.obj.output.lock().unwrap() = Some(ImageBuffer::new(
+            window,
+            depth,
+            components,
+            self.obj.top_down,
+        ));
         let args = PropSet::new([
             (kOfxPropTime, vec![Value::Double(time)]),
-            (kOfxImageEffectPropFieldToRender, vec![Value::String(kOfxImageFieldNone.to_owned())]),
-            (kOfxImageEffectPropRenderWindow, vec![Value::Int(window.x1), Value::Int(window.y1), Value::Int(window.x2), Value::Int(window.y2)]),
+            (
+                kOfxImageEffectPropFieldToRender,
+                vec![Value::String(kOfxImageFieldNone.to_owned())],
+            ),
+            (
+                kOfxImageEffectPropRenderWindow,
+                vec![
+                    Value::Int(window.x1),
+                    Value::Int(window.y1),
+                    Value::Int(window.x2),
+                    Value::Int(window.y2),
+                ],
+            ),
             (kOfxImageEffectPropRenderScale, double2(scale, scale)),
-            (kOfxImageEffectPropSequentialRenderStatus, vec![Value::Int(0)]),
-            (kOfxImageEffectPropInteractiveRenderStatus, vec![Value::Int(0)]),
+            (
+                kOfxImageEffectPropSequentialRenderStatus,
+                vec![Value::Int(0)],
+            ),
+            (
+                kOfxImageEffectPropInteractiveRenderStatus,
+                vec![Value::Int(0)],
+            ),
             (kOfxImageEffectPropRenderQualityDraft, vec![Value::Int(0)]),
         ]);
         let device_memory = self.obj.device_memory.lock().unwrap().clone();
@@ -510,15 +863,25 @@ impl Instance<'_> {
         }
         let device_output = match (&device_memory, cuda) {
             (Some(memory), true) => {
-                args.set(kOfxImageEffectPropCudaStream, vec![Value::Pointer(memory.stream())]);
+                args.set(
+                    kOfxImageEffectPropCudaStream,
+                    vec![Value::Pointer(memory.stream())],
+                );
                 let buffer = self.obj.output.lock().unwrap();
                 Some(memory.upload(&buffer.as_ref().expect("output buffer").data))
             }
             _ => None,
         };
-        *self.obj.device_render.lock().unwrap() = device_output.map(|address| (device_memory.clone().expect("device memory"), address));
+        *self.obj.device_render.lock().unwrap() =
+            device_output.map(|address| (device_memory.clone().expect("device memory"), address));
         let result = status(self.call(kOfxImageEffectActionRender, Some(&args), None));
-        let mut buffer = self.obj.output.lock().unwrap().take().expect("output buffer");
+        let mut buffer = self
+            .obj
+            .output
+            .lock()
+            .unwrap()
+            .take()
+            .expect("output buffer");
         if let Some((memory, address)) = self.obj.device_render.lock().unwrap().take() {
             // Like a host after the render: its stream orders the read after the plugin's work.
             memory.download(address, &mut buffer.data);
@@ -535,6 +898,9 @@ impl Instance<'_> {
 impl Drop for Instance<'_> {
     fn drop(&mut self) {
         let status = self.call(kOfxActionDestroyInstance, None, None);
-        assert!(status == kOfxStatOK || std::thread::panicking(), "DestroyInstance failed: {status}");
+        assert!(
+            status == kOfxStatOK || std::thread::panicking(),
+            "DestroyInstance failed: {status}"
+        );
     }
 }

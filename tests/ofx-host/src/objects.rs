@@ -86,7 +86,12 @@ pub struct ParamSetObj {
 
 impl ParamSetObj {
     pub fn find(&self, name: &str) -> Option<Arc<ParamObj>> {
-        self.params.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())
+        self.params
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
     }
 }
 
@@ -121,7 +126,9 @@ pub trait DeviceMemory: Send + Sync {
 /// An image's pixels as lent: host memory, or a device copy freed with the image.
 pub enum Lending {
     /// The host buffer an input image's data points into, kept until it is released.
-    Host { _buffer: Option<Vec<u8>> },
+    Host {
+        _buffer: Option<Vec<u8>>,
+    },
     Device(Arc<dyn DeviceMemory>, usize),
 }
 
@@ -155,7 +162,13 @@ impl ImageBuffer {
     }
 
     pub fn new(bounds: RectI, depth: Depth, components: Components, top_down: bool) -> Self {
-        let mut buffer = ImageBuffer { data: vec![], bounds, depth, components, top_down };
+        let mut buffer = ImageBuffer {
+            data: vec![],
+            bounds,
+            depth,
+            components,
+            top_down,
+        };
         buffer.data = vec![0; buffer.stride() * bounds.height()];
         buffer
     }
@@ -172,7 +185,11 @@ impl ImageBuffer {
 
     fn row_offset(&self, y: i32) -> usize {
         let index = (y - self.bounds.y1) as usize;
-        let row = if self.top_down { self.bounds.height() - 1 - index } else { index };
+        let row = if self.top_down {
+            self.bounds.height() - 1 - index
+        } else {
+            index
+        };
         row * self.stride()
     }
 
@@ -180,7 +197,9 @@ impl ImageBuffer {
         let mut pixels = Pixels::new(self.bounds, self.depth, self.components);
         for y in self.bounds.y1..self.bounds.y2 {
             let offset = self.row_offset(y);
-            pixels.row_mut(y).copy_from_slice(&self.data[offset..offset + self.stride()]);
+            pixels
+                .row_mut(y)
+                .copy_from_slice(&self.data[offset..offset + self.stride()]);
         }
         pixels
     }
@@ -199,18 +218,52 @@ impl ImageBuffer {
         let props = PropSet::new([
             (kOfxPropType, vec![Value::str("OfxTypeImage")]),
             (kOfxImagePropData, vec![Value::Pointer(data)]),
-            (kOfxImagePropBounds, vec![Value::Int(b.x1), Value::Int(b.y1), Value::Int(b.x2), Value::Int(b.y2)]),
-            (kOfxImagePropRegionOfDefinition, vec![Value::Int(b.x1), Value::Int(b.y1), Value::Int(b.x2), Value::Int(b.y2)]),
+            (
+                kOfxImagePropBounds,
+                vec![
+                    Value::Int(b.x1),
+                    Value::Int(b.y1),
+                    Value::Int(b.x2),
+                    Value::Int(b.y2),
+                ],
+            ),
+            (
+                kOfxImagePropRegionOfDefinition,
+                vec![
+                    Value::Int(b.x1),
+                    Value::Int(b.y1),
+                    Value::Int(b.x2),
+                    Value::Int(b.y2),
+                ],
+            ),
             (kOfxImagePropRowBytes, vec![Value::Int(row_bytes)]),
-            (kOfxImageEffectPropPixelDepth, vec![Value::str(self.depth.name().to_str().unwrap())]),
-            (kOfxImageEffectPropComponents, vec![Value::str(self.components.name().to_str().unwrap())]),
+            (
+                kOfxImageEffectPropPixelDepth,
+                vec![Value::str(self.depth.name().to_str().unwrap())],
+            ),
+            (
+                kOfxImageEffectPropComponents,
+                vec![Value::str(self.components.name().to_str().unwrap())],
+            ),
             (kOfxImagePropPixelAspectRatio, vec![Value::Double(1.0)]),
-            (kOfxImageEffectPropPreMultiplication, vec![Value::str(kOfxImageUnPreMultiplied.to_str().unwrap())]),
-            (kOfxImageEffectPropRenderScale, vec![Value::Double(scale), Value::Double(scale)]),
-            (kOfxImagePropField, vec![Value::str(kOfxImageFieldNone.to_str().unwrap())]),
+            (
+                kOfxImageEffectPropPreMultiplication,
+                vec![Value::str(kOfxImageUnPreMultiplied.to_str().unwrap())],
+            ),
+            (
+                kOfxImageEffectPropRenderScale,
+                vec![Value::Double(scale), Value::Double(scale)],
+            ),
+            (
+                kOfxImagePropField,
+                vec![Value::str(kOfxImageFieldNone.to_str().unwrap())],
+            ),
         ]);
         if let Some(id) = unique_id {
-            props.set(kOfxImagePropUniqueIdentifier, vec![Value::String(CString::new(id).unwrap())]);
+            props.set(
+                kOfxImagePropUniqueIdentifier,
+                vec![Value::String(CString::new(id).unwrap())],
+            );
         }
         props
     }
@@ -218,7 +271,10 @@ impl ImageBuffer {
 
 impl ImageObj {
     pub fn new(props: PropSet, pixels: Lending) -> Self {
-        ImageObj { props, _pixels: pixels }
+        ImageObj {
+            props,
+            _pixels: pixels,
+        }
     }
 }
 
@@ -258,7 +314,12 @@ impl EffectObj {
     }
 
     pub fn clip(&self, name: &str) -> Option<Arc<ClipObj>> {
-        self.clips.lock().unwrap().iter().find(|c| c.name == name).cloned()
+        self.clips
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
     }
 
     /// Whether the host says stop now (counting progress updates so far).

@@ -13,7 +13,12 @@ pub struct Pixels {
 impl Pixels {
     pub fn new(bounds: RectI, depth: Depth, components: Components) -> Self {
         let size = bounds.width() * bounds.height() * depth.bytes() * components.count();
-        Pixels { bounds, depth, components, data: vec![0; size] }
+        Pixels {
+            bounds,
+            depth,
+            components,
+            data: vec![0; size],
+        }
     }
 
     fn stride(&self) -> usize {
@@ -37,7 +42,10 @@ impl Pixels {
         let mut out = Vec::new();
         for y in rect.y1..rect.y2 {
             let row = self.row(y);
-            out.extend_from_slice(&row[(rect.x1 - self.bounds.x1) as usize * bytes..(rect.x2 - self.bounds.x1) as usize * bytes]);
+            out.extend_from_slice(
+                &row[(rect.x1 - self.bounds.x1) as usize * bytes
+                    ..(rect.x2 - self.bounds.x1) as usize * bytes],
+            );
         }
         out
     }
@@ -49,7 +57,12 @@ impl Pixels {
         }
         let b = self.bounds;
         let at = |v: i32| (v as f64 * scale).round() as i32;
-        let bounds = RectI { x1: at(b.x1), y1: at(b.y1), x2: at(b.x2), y2: at(b.y2) };
+        let bounds = RectI {
+            x1: at(b.x1),
+            y1: at(b.y1),
+            x2: at(b.x2),
+            y2: at(b.y2),
+        };
         let mut scaled = Pixels::new(bounds, self.depth, self.components);
         let bytes = self.depth.bytes() * self.components.count();
         for y in bounds.y1..bounds.y2 {
@@ -59,7 +72,8 @@ impl Pixels {
             for x in bounds.x1..bounds.x2 {
                 let source_x = (((x as f64 / scale) as i32).clamp(b.x1, b.x2 - 1) - b.x1) as usize;
                 let target = (x - bounds.x1) as usize;
-                row[target * bytes..(target + 1) * bytes].copy_from_slice(&source[source_x * bytes..(source_x + 1) * bytes]);
+                row[target * bytes..(target + 1) * bytes]
+                    .copy_from_slice(&source[source_x * bytes..(source_x + 1) * bytes]);
             }
         }
         scaled
@@ -67,8 +81,19 @@ impl Pixels {
 
     /// A test frame: smooth gradients that move with `seed`, with values no 8-bit image holds
     /// (so a round trip through 8 bits would show), alpha a disc in the middle.
-    pub fn synthetic(width: usize, height: usize, depth: Depth, components: Components, seed: u32) -> Self {
-        let bounds = RectI { x1: 0, y1: 0, x2: width as i32, y2: height as i32 };
+    pub fn synthetic(
+        width: usize,
+        height: usize,
+        depth: Depth,
+        components: Components,
+        seed: u32,
+    ) -> Self {
+        let bounds = RectI {
+            x1: 0,
+            y1: 0,
+            x2: width as i32,
+            y2: height as i32,
+        };
         let mut pixels = Pixels::new(bounds, depth, components);
         let channels = components.count();
         for y in 0..height {
@@ -82,12 +107,19 @@ impl Pixels {
                 ];
                 let values = [rgb[0], rgb[1], rgb[2], if inside { 1.0 } else { 0.0 }];
                 for c in 0..channels {
-                    let v = if components == Components::Alpha { values[3] } else { values[c] };
+                    let v = if components == Components::Alpha {
+                        values[3]
+                    } else {
+                        values[c]
+                    };
                     let index = (y * width + x) * channels + c;
                     match depth {
                         Depth::Byte => pixels.data[index] = (v * 255.0) as u8,
-                        Depth::Short => pixels.data[2 * index..2 * index + 2].copy_from_slice(&((v * 65535.0) as u16).to_ne_bytes()),
-                        Depth::Float => pixels.data[4 * index..4 * index + 4].copy_from_slice(&v.to_ne_bytes()),
+                        Depth::Short => pixels.data[2 * index..2 * index + 2]
+                            .copy_from_slice(&((v * 65535.0) as u16).to_ne_bytes()),
+                        Depth::Float => {
+                            pixels.data[4 * index..4 * index + 4].copy_from_slice(&v.to_ne_bytes())
+                        }
                     }
                 }
             }

@@ -70,7 +70,13 @@ impl PropSet {
         self.get(&name.to_string_lossy())
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|v| if let Value::String(s) = v { Some(s.to_string_lossy().into_owned()) } else { None })
+            .filter_map(|v| {
+                if let Value::String(s) = v {
+                    Some(s.to_string_lossy().into_owned())
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -98,7 +104,9 @@ impl PropSet {
             return kOfxStatErrBadIndex;
         }
         // SAFETY: the plugin passes NUL-terminated names.
-        let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned();
         let mut values = self.values.lock().unwrap();
         let entry = values.entry(name).or_default();
         let index = index as usize;
@@ -117,7 +125,10 @@ impl PropSet {
         let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
         let values = self.values.lock().unwrap();
         let entry = values.get(name.as_ref()).ok_or(kOfxStatErrUnknown)?;
-        entry.get(usize::try_from(index).map_err(|_| kOfxStatErrBadIndex)?).cloned().ok_or(kOfxStatErrBadIndex)
+        entry
+            .get(usize::try_from(index).map_err(|_| kOfxStatErrBadIndex)?)
+            .cloned()
+            .ok_or(kOfxStatErrBadIndex)
     }
 
     /// The stored string's pointer: stays valid until the value is replaced.
@@ -163,10 +174,20 @@ fn store<T>(out: *mut T, value: Result<T, OfxStatus>) -> OfxStatus {
     }
 }
 
-unsafe extern "C" fn set_pointer(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *mut c_void) -> OfxStatus {
+unsafe extern "C" fn set_pointer(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *mut c_void,
+) -> OfxStatus {
     with_props!(h, |p| p.set_at(n, i, Value::Pointer(v as usize)))
 }
-unsafe extern "C" fn set_string(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *const c_char) -> OfxStatus {
+unsafe extern "C" fn set_string(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *const c_char,
+) -> OfxStatus {
     if v.is_null() {
         return kOfxStatErrValue;
     }
@@ -174,57 +195,163 @@ unsafe extern "C" fn set_string(h: OfxPropertySetHandle, n: *const c_char, i: c_
     let value = unsafe { CStr::from_ptr(v) }.to_owned();
     with_props!(h, |p| p.set_at(n, i, Value::String(value)))
 }
-unsafe extern "C" fn set_double(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: f64) -> OfxStatus {
+unsafe extern "C" fn set_double(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: f64,
+) -> OfxStatus {
     with_props!(h, |p| p.set_at(n, i, Value::Double(v)))
 }
-unsafe extern "C" fn set_int(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: c_int) -> OfxStatus {
+unsafe extern "C" fn set_int(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: c_int,
+) -> OfxStatus {
     with_props!(h, |p| p.set_at(n, i, Value::Int(v)))
 }
-unsafe extern "C" fn set_pointer_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *const *mut c_void) -> OfxStatus {
-    (0..c).map(|i| unsafe { set_pointer(h, n, i, *v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn set_pointer_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *const *mut c_void,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { set_pointer(h, n, i, *v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn set_string_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *const *const c_char) -> OfxStatus {
-    (0..c).map(|i| unsafe { set_string(h, n, i, *v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn set_string_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *const *const c_char,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { set_string(h, n, i, *v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn set_double_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *const f64) -> OfxStatus {
-    (0..c).map(|i| unsafe { set_double(h, n, i, *v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn set_double_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *const f64,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { set_double(h, n, i, *v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn set_int_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *const c_int) -> OfxStatus {
-    (0..c).map(|i| unsafe { set_int(h, n, i, *v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn set_int_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *const c_int,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { set_int(h, n, i, *v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn get_pointer(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *mut *mut c_void) -> OfxStatus {
-    with_props!(h, |p| store(v, p.get_at(n, i).and_then(|x| match x {
-        Value::Pointer(ptr) => Ok(ptr as *mut c_void),
-        _ => Err(kOfxStatErrValue),
-    })))
+unsafe extern "C" fn get_pointer(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *mut *mut c_void,
+) -> OfxStatus {
+    with_props!(h, |p| store(
+        v,
+        p.get_at(n, i).and_then(|x| match x {
+            Value::Pointer(ptr) => Ok(ptr as *mut c_void),
+            _ => Err(kOfxStatErrValue),
+        })
+    ))
 }
-unsafe extern "C" fn get_string(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *mut *mut c_char) -> OfxStatus {
-    with_props!(h, |p| store(v, p.string_ptr(n, i).map(|s| s as *mut c_char)))
+unsafe extern "C" fn get_string(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *mut *mut c_char,
+) -> OfxStatus {
+    with_props!(h, |p| store(
+        v,
+        p.string_ptr(n, i).map(|s| s as *mut c_char)
+    ))
 }
-unsafe extern "C" fn get_double(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *mut f64) -> OfxStatus {
-    with_props!(h, |p| store(v, p.get_at(n, i).and_then(|x| match x {
-        Value::Double(d) => Ok(d),
-        Value::Int(d) => Ok(d as f64),
-        _ => Err(kOfxStatErrValue),
-    })))
+unsafe extern "C" fn get_double(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *mut f64,
+) -> OfxStatus {
+    with_props!(h, |p| store(
+        v,
+        p.get_at(n, i).and_then(|x| match x {
+            Value::Double(d) => Ok(d),
+            Value::Int(d) => Ok(d as f64),
+            _ => Err(kOfxStatErrValue),
+        })
+    ))
 }
-unsafe extern "C" fn get_int(h: OfxPropertySetHandle, n: *const c_char, i: c_int, v: *mut c_int) -> OfxStatus {
-    with_props!(h, |p| store(v, p.get_at(n, i).and_then(|x| match x {
-        Value::Int(d) => Ok(d),
-        _ => Err(kOfxStatErrValue),
-    })))
+unsafe extern "C" fn get_int(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    i: c_int,
+    v: *mut c_int,
+) -> OfxStatus {
+    with_props!(h, |p| store(
+        v,
+        p.get_at(n, i).and_then(|x| match x {
+            Value::Int(d) => Ok(d),
+            _ => Err(kOfxStatErrValue),
+        })
+    ))
 }
-unsafe extern "C" fn get_pointer_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *mut *mut c_void) -> OfxStatus {
-    (0..c).map(|i| unsafe { get_pointer(h, n, i, v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn get_pointer_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *mut *mut c_void,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { get_pointer(h, n, i, v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn get_string_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *mut *mut c_char) -> OfxStatus {
-    (0..c).map(|i| unsafe { get_string(h, n, i, v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn get_string_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *mut *mut c_char,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { get_string(h, n, i, v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn get_double_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *mut f64) -> OfxStatus {
-    (0..c).map(|i| unsafe { get_double(h, n, i, v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn get_double_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *mut f64,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { get_double(h, n, i, v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
-unsafe extern "C" fn get_int_n(h: OfxPropertySetHandle, n: *const c_char, c: c_int, v: *mut c_int) -> OfxStatus {
-    (0..c).map(|i| unsafe { get_int(h, n, i, v.add(i as usize)) }).find(|s| *s != kOfxStatOK).unwrap_or(kOfxStatOK)
+unsafe extern "C" fn get_int_n(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    c: c_int,
+    v: *mut c_int,
+) -> OfxStatus {
+    (0..c)
+        .map(|i| unsafe { get_int(h, n, i, v.add(i as usize)) })
+        .find(|s| *s != kOfxStatOK)
+        .unwrap_or(kOfxStatOK)
 }
 unsafe extern "C" fn reset(h: OfxPropertySetHandle, n: *const c_char) -> OfxStatus {
     with_props!(h, |p| match p.get_at(n, 0) {
@@ -232,14 +359,23 @@ unsafe extern "C" fn reset(h: OfxPropertySetHandle, n: *const c_char) -> OfxStat
         Err(status) => status,
     })
 }
-unsafe extern "C" fn dimension(h: OfxPropertySetHandle, n: *const c_char, count: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn dimension(
+    h: OfxPropertySetHandle,
+    n: *const c_char,
+    count: *mut c_int,
+) -> OfxStatus {
     with_props!(h, |p| {
         if n.is_null() {
             return kOfxStatErrUnknown;
         }
         // SAFETY: NUL-terminated by contract.
         let name = unsafe { CStr::from_ptr(n) }.to_string_lossy();
-        store(count, p.get(&name).map(|v| v.len() as c_int).ok_or(kOfxStatErrUnknown))
+        store(
+            count,
+            p.get(&name)
+                .map(|v| v.len() as c_int)
+                .ok_or(kOfxStatErrUnknown),
+        )
     })
 }
 

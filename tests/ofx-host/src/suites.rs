@@ -8,7 +8,9 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use soragen_ofx_ffi::sys::*;
 
-use crate::objects::{ClipObj, EffectObj, ImageBuffer, ImageObj, Lending, Message, ParamObj, ParamSetObj};
+use crate::objects::{
+    ClipObj, EffectObj, ImageBuffer, ImageObj, Lending, Message, ParamObj, ParamSetObj,
+};
 use crate::props::{PROPERTY_SUITE, PropSet, Value};
 
 /// Host property telling fetchSuite whether to offer the V2 message and progress suites.
@@ -41,7 +43,9 @@ fn name(ptr: *const c_char) -> String {
         return String::new();
     }
     // SAFETY: NUL-terminated by contract.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// An image lent to a plugin and the address of the effect that fetched it.
@@ -52,20 +56,36 @@ static IMAGES: LazyLock<Mutex<HashMap<usize, Lent>>> = LazyLock::new(Mutex::defa
 
 // ---- image effect suite
 
-unsafe extern "C" fn get_property_set(e: OfxImageEffectHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(e) = (unsafe { effect(e as _) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn get_property_set(
+    e: OfxImageEffectHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(e) = (unsafe { effect(e as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(props, e.props.handle());
     kOfxStatOK
 }
 
-unsafe extern "C" fn get_param_set(e: OfxImageEffectHandle, params: *mut OfxParamSetHandle) -> OfxStatus {
-    let Some(e) = (unsafe { effect(e as _) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn get_param_set(
+    e: OfxImageEffectHandle,
+    params: *mut OfxParamSetHandle,
+) -> OfxStatus {
+    let Some(e) = (unsafe { effect(e as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(params, &e.params as *const ParamSetObj as OfxParamSetHandle);
     kOfxStatOK
 }
 
-unsafe extern "C" fn clip_define(e: OfxImageEffectHandle, n: *const c_char, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(obj) = (unsafe { effect(e as _) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn clip_define(
+    e: OfxImageEffectHandle,
+    n: *const c_char,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(obj) = (unsafe { effect(e as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
     let clip = Arc::new(ClipObj {
         name: name(n),
         props: PropSet::new([
@@ -74,7 +94,12 @@ unsafe extern "C" fn clip_define(e: OfxImageEffectHandle, n: *const c_char, prop
             (kOfxImageClipPropOptional, vec![Value::Int(0)]),
         ]),
         footage: Mutex::default(),
-        rod: Mutex::new(soragen_ofx_ffi::RectI { x1: 0, y1: 0, x2: 0, y2: 0 }),
+        rod: Mutex::new(soragen_ofx_ffi::RectI {
+            x1: 0,
+            y1: 0,
+            x2: 0,
+            y2: 0,
+        }),
         effect: e as usize,
     });
     out(props, clip.props.handle());
@@ -82,72 +107,137 @@ unsafe extern "C" fn clip_define(e: OfxImageEffectHandle, n: *const c_char, prop
     kOfxStatOK
 }
 
-unsafe extern "C" fn clip_get_handle(e: OfxImageEffectHandle, n: *const c_char, c: *mut OfxImageClipHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(obj) = (unsafe { effect(e as _) }) else { return kOfxStatErrBadHandle };
-    let Some(found) = obj.clip(&name(n)) else { return kOfxStatErrUnknown };
+unsafe extern "C" fn clip_get_handle(
+    e: OfxImageEffectHandle,
+    n: *const c_char,
+    c: *mut OfxImageClipHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(obj) = (unsafe { effect(e as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
+    let Some(found) = obj.clip(&name(n)) else {
+        return kOfxStatErrUnknown;
+    };
     out(c, Arc::as_ptr(&found) as OfxImageClipHandle);
     out(props, found.props.handle());
     kOfxStatOK
 }
 
-unsafe extern "C" fn clip_get_property_set(c: OfxImageClipHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(c) = (unsafe { clip(c) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn clip_get_property_set(
+    c: OfxImageClipHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(c) = (unsafe { clip(c) }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(props, c.props.handle());
     kOfxStatOK
 }
 
-unsafe extern "C" fn clip_get_image(c: OfxImageClipHandle, time: OfxTime, _region: *const OfxRectD, image: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(c) = (unsafe { clip(c) }) else { return kOfxStatErrBadHandle };
-    let Some(e) = (unsafe { effect(c.effect as _) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn clip_get_image(
+    c: OfxImageClipHandle,
+    time: OfxTime,
+    _region: *const OfxRectD,
+    image: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(c) = (unsafe { clip(c) }) else {
+        return kOfxStatErrBadHandle;
+    };
+    let Some(e) = (unsafe { effect(c.effect as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
     let scale = *e.scale.lock().unwrap();
     let device = e.device_render.lock().unwrap().clone();
     let obj = if c.name == kOfxImageEffectOutputClipName.to_str().unwrap() {
         let mut output = e.output.lock().unwrap();
-        let Some(buffer) = output.as_mut() else { return kOfxStatFailed };
+        let Some(buffer) = output.as_mut() else {
+            return kOfxStatFailed;
+        };
         match &device {
-            Some((_, address)) => ImageObj::new(buffer.props_at(*address, None, scale), Lending::Host { _buffer: None }),
+            Some((_, address)) => ImageObj::new(
+                buffer.props_at(*address, None, scale),
+                Lending::Host { _buffer: None },
+            ),
             None => ImageObj::new(buffer.props(None, scale), Lending::Host { _buffer: None }),
         }
     } else {
         let footage = c.footage.lock().unwrap().clone();
-        let Some(footage) = footage else { return kOfxStatFailed };
+        let Some(footage) = footage else {
+            return kOfxStatFailed;
+        };
         let frame = time.round() as i64;
-        let Some(pixels) = footage.frames.get(&frame) else { return kOfxStatFailed };
+        let Some(pixels) = footage.frames.get(&frame) else {
+            return kOfxStatFailed;
+        };
         let pixels = pixels.scaled(scale);
         let mut buffer = ImageBuffer::from_pixels(&pixels, e.top_down);
-        let id = footage.unique_ids.then(|| format!("{}:{frame}:{scale}:{}", c.name, pixels.data.iter().map(|&b| b as u64).sum::<u64>()));
+        let id = footage.unique_ids.then(|| {
+            format!(
+                "{}:{frame}:{scale}:{}",
+                c.name,
+                pixels.data.iter().map(|&b| b as u64).sum::<u64>()
+            )
+        });
         e.log.lock().unwrap().fetched.push((c.name.clone(), time));
         match device {
             Some((memory, _)) => {
                 let address = memory.upload(&buffer.data);
-                ImageObj::new(buffer.props_at(address, id, scale), Lending::Device(memory, address))
+                ImageObj::new(
+                    buffer.props_at(address, id, scale),
+                    Lending::Device(memory, address),
+                )
             }
             None => {
                 let props = buffer.props(id, scale);
-                ImageObj::new(props, Lending::Host { _buffer: Some(std::mem::take(&mut buffer.data)) })
+                ImageObj::new(
+                    props,
+                    Lending::Host {
+                        _buffer: Some(std::mem::take(&mut buffer.data)),
+                    },
+                )
             }
         }
     };
     e.log.lock().unwrap().lent += 1;
     let boxed = Box::new(obj);
     let handle = boxed.props.handle();
-    IMAGES.lock().unwrap().insert(handle as usize, (c.effect, boxed));
+    IMAGES
+        .lock()
+        .unwrap()
+        .insert(handle as usize, (c.effect, boxed));
     out(image, handle);
     kOfxStatOK
 }
 
 unsafe extern "C" fn clip_release_image(image: OfxPropertySetHandle) -> OfxStatus {
-    let Some((owner, _)) = IMAGES.lock().unwrap().remove(&(image as usize)) else { return kOfxStatErrBadHandle };
+    let Some((owner, _)) = IMAGES.lock().unwrap().remove(&(image as usize)) else {
+        return kOfxStatErrBadHandle;
+    };
     if let Some(e) = unsafe { effect(owner as _) } {
         e.log.lock().unwrap().released += 1;
     }
     kOfxStatOK
 }
 
-unsafe extern "C" fn clip_get_rod(c: OfxImageClipHandle, _time: OfxTime, rect: *mut OfxRectD) -> OfxStatus {
-    let Some(c) = (unsafe { clip(c) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn clip_get_rod(
+    c: OfxImageClipHandle,
+    _time: OfxTime,
+    rect: *mut OfxRectD,
+) -> OfxStatus {
+    let Some(c) = (unsafe { clip(c) }) else {
+        return kOfxStatErrBadHandle;
+    };
     let r = *c.rod.lock().unwrap();
-    out(rect, OfxRectD { x1: r.x1 as f64, y1: r.y1 as f64, x2: r.x2 as f64, y2: r.y2 as f64 });
+    out(
+        rect,
+        OfxRectD {
+            x1: r.x1 as f64,
+            y1: r.y1 as f64,
+            x2: r.x2 as f64,
+            y2: r.y2 as f64,
+        },
+    );
     kOfxStatOK
 }
 
@@ -166,17 +256,28 @@ fn allocate(bytes: usize) -> usize {
 }
 
 fn free(address: usize) -> OfxStatus {
-    if MEMORY.lock().unwrap().remove(&address).is_some() { kOfxStatOK } else { kOfxStatErrBadHandle }
+    if MEMORY.lock().unwrap().remove(&address).is_some() {
+        kOfxStatOK
+    } else {
+        kOfxStatErrBadHandle
+    }
 }
 
-unsafe extern "C" fn image_memory_alloc(_e: OfxImageEffectHandle, bytes: usize, handle: *mut OfxImageMemoryHandle) -> OfxStatus {
+unsafe extern "C" fn image_memory_alloc(
+    _e: OfxImageEffectHandle,
+    bytes: usize,
+    handle: *mut OfxImageMemoryHandle,
+) -> OfxStatus {
     out(handle, allocate(bytes) as OfxImageMemoryHandle);
     kOfxStatOK
 }
 unsafe extern "C" fn image_memory_free(handle: OfxImageMemoryHandle) -> OfxStatus {
     free(handle as usize)
 }
-unsafe extern "C" fn image_memory_lock(handle: OfxImageMemoryHandle, ptr: *mut *mut c_void) -> OfxStatus {
+unsafe extern "C" fn image_memory_lock(
+    handle: OfxImageMemoryHandle,
+    ptr: *mut *mut c_void,
+) -> OfxStatus {
     out(ptr, handle as *mut c_void);
     kOfxStatOK
 }
@@ -202,14 +303,24 @@ pub static IMAGE_EFFECT_SUITE: OfxImageEffectSuiteV1 = OfxImageEffectSuiteV1 {
 
 // ---- parameter suite
 
-unsafe extern "C" fn param_define(set: OfxParamSetHandle, kind: *const c_char, n: *const c_char, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn param_define(
+    set: OfxParamSetHandle,
+    kind: *const c_char,
+    n: *const c_char,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
     let (kind, n) = (name(kind), name(n));
     if set.find(&n).is_some() {
         return kOfxStatErrExists;
     }
     let param = Arc::new(ParamObj {
-        props: PropSet::new([(kOfxParamPropType, vec![Value::str(&kind)]), (kOfxPropName, vec![Value::str(&n)])]),
+        props: PropSet::new([
+            (kOfxParamPropType, vec![Value::str(&kind)]),
+            (kOfxPropName, vec![Value::str(&n)]),
+        ]),
         kind,
         value: Mutex::default(),
     });
@@ -218,22 +329,41 @@ unsafe extern "C" fn param_define(set: OfxParamSetHandle, kind: *const c_char, n
     kOfxStatOK
 }
 
-unsafe extern "C" fn param_get_handle(set: OfxParamSetHandle, n: *const c_char, p: *mut OfxParamHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else { return kOfxStatErrBadHandle };
-    let Some(found) = set.find(&name(n)) else { return kOfxStatErrUnknown };
+unsafe extern "C" fn param_get_handle(
+    set: OfxParamSetHandle,
+    n: *const c_char,
+    p: *mut OfxParamHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
+    let Some(found) = set.find(&name(n)) else {
+        return kOfxStatErrUnknown;
+    };
     out(p, Arc::as_ptr(&found) as OfxParamHandle);
     out(props, found.props.handle());
     kOfxStatOK
 }
 
-unsafe extern "C" fn param_set_get_property_set(set: OfxParamSetHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn param_set_get_property_set(
+    set: OfxParamSetHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(props, set.props.handle());
     kOfxStatOK
 }
 
-unsafe extern "C" fn param_get_property_set(p: OfxParamHandle, props: *mut OfxPropertySetHandle) -> OfxStatus {
-    let Some(p) = (unsafe { param(p as _) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn param_get_property_set(
+    p: OfxParamHandle,
+    props: *mut OfxPropertySetHandle,
+) -> OfxStatus {
+    let Some(p) = (unsafe { param(p as _) }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(props, p.props.handle());
     kOfxStatOK
 }
@@ -242,10 +372,19 @@ unsafe extern "C" fn param_get_num_keys(_p: OfxParamHandle, keys: *mut c_uint) -
     out(keys, 0);
     kOfxStatOK
 }
-unsafe extern "C" fn param_get_key_time(_p: OfxParamHandle, _nth: c_uint, _time: *mut OfxTime) -> OfxStatus {
+unsafe extern "C" fn param_get_key_time(
+    _p: OfxParamHandle,
+    _nth: c_uint,
+    _time: *mut OfxTime,
+) -> OfxStatus {
     kOfxStatErrBadIndex
 }
-unsafe extern "C" fn param_get_key_index(_p: OfxParamHandle, _time: OfxTime, _direction: c_int, _index: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn param_get_key_index(
+    _p: OfxParamHandle,
+    _time: OfxTime,
+    _direction: c_int,
+    _index: *mut c_int,
+) -> OfxStatus {
     kOfxStatFailed
 }
 unsafe extern "C" fn param_delete_key(_p: OfxParamHandle, _time: OfxTime) -> OfxStatus {
@@ -254,7 +393,12 @@ unsafe extern "C" fn param_delete_key(_p: OfxParamHandle, _time: OfxTime) -> Ofx
 unsafe extern "C" fn param_delete_all_keys(_p: OfxParamHandle) -> OfxStatus {
     kOfxStatOK
 }
-unsafe extern "C" fn param_copy(_to: OfxParamHandle, _from: OfxParamHandle, _offset: OfxTime, _range: *const OfxRangeD) -> OfxStatus {
+unsafe extern "C" fn param_copy(
+    _to: OfxParamHandle,
+    _from: OfxParamHandle,
+    _offset: OfxTime,
+    _range: *const OfxRangeD,
+) -> OfxStatus {
     kOfxStatErrUnsupported
 }
 unsafe extern "C" fn param_edit_begin(_set: OfxParamSetHandle, _name: *const c_char) -> OfxStatus {
@@ -269,8 +413,20 @@ unsafe extern "C" {
     fn ofx_host_param_get_value_at_time(param: OfxParamHandle, time: OfxTime, ...) -> OfxStatus;
     fn ofx_host_param_set_value(param: OfxParamHandle, ...) -> OfxStatus;
     fn ofx_host_param_set_value_at_time(param: OfxParamHandle, time: OfxTime, ...) -> OfxStatus;
-    fn ofx_host_message(handle: *mut c_void, kind: *const c_char, id: *const c_char, format: *const c_char, ...) -> OfxStatus;
-    fn ofx_host_set_persistent_message(handle: *mut c_void, kind: *const c_char, id: *const c_char, format: *const c_char, ...) -> OfxStatus;
+    fn ofx_host_message(
+        handle: *mut c_void,
+        kind: *const c_char,
+        id: *const c_char,
+        format: *const c_char,
+        ...
+    ) -> OfxStatus;
+    fn ofx_host_set_persistent_message(
+        handle: *mut c_void,
+        kind: *const c_char,
+        id: *const c_char,
+        format: *const c_char,
+        ...
+    ) -> OfxStatus;
     fn ofx_host_install_callbacks(table: *const Callbacks);
 }
 
@@ -279,19 +435,40 @@ unsafe extern "C" {
 struct Callbacks {
     param_shape: unsafe extern "C" fn(*mut c_void, *mut c_char) -> c_int,
     param_get: unsafe extern "C" fn(*mut c_void, f64, *mut *mut c_void, c_int) -> OfxStatus,
-    param_set: unsafe extern "C" fn(*mut c_void, *const c_int, *const f64, *const *const c_char, c_int) -> OfxStatus,
-    message: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *const c_char, c_int) -> OfxStatus,
+    param_set: unsafe extern "C" fn(
+        *mut c_void,
+        *const c_int,
+        *const f64,
+        *const *const c_char,
+        c_int,
+    ) -> OfxStatus,
+    message: unsafe extern "C" fn(
+        *mut c_void,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        c_int,
+    ) -> OfxStatus,
 }
 
 unsafe extern "C" fn param_shape(p: *mut c_void, kind: *mut c_char) -> c_int {
-    let Some(p) = (unsafe { param(p) }) else { return 0 };
+    let Some(p) = (unsafe { param(p) }) else {
+        return 0;
+    };
     let (count, k) = p.shape();
     out(kind, k as c_char);
     count as c_int
 }
 
-unsafe extern "C" fn param_get(p: *mut c_void, _time: f64, outs: *mut *mut c_void, count: c_int) -> OfxStatus {
-    let Some(p) = (unsafe { param(p) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn param_get(
+    p: *mut c_void,
+    _time: f64,
+    outs: *mut *mut c_void,
+    count: c_int,
+) -> OfxStatus {
+    let Some(p) = (unsafe { param(p) }) else {
+        return kOfxStatErrBadHandle;
+    };
     let values = p.value.lock().unwrap();
     for i in 0..count as usize {
         // SAFETY: the C side passes `count` out pointers of the parameter's kind.
@@ -309,8 +486,16 @@ unsafe extern "C" fn param_get(p: *mut c_void, _time: f64, outs: *mut *mut c_voi
     kOfxStatOK
 }
 
-unsafe extern "C" fn param_set(p: *mut c_void, ints: *const c_int, doubles: *const f64, strings: *const *const c_char, count: c_int) -> OfxStatus {
-    let Some(p) = (unsafe { param(p) }) else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn param_set(
+    p: *mut c_void,
+    ints: *const c_int,
+    doubles: *const f64,
+    strings: *const *const c_char,
+    count: c_int,
+) -> OfxStatus {
+    let Some(p) = (unsafe { param(p) }) else {
+        return kOfxStatErrBadHandle;
+    };
     let (_, kind) = p.shape();
     // SAFETY: the C side fills `count` entries of the array for the kind.
     let values = (0..count as usize)
@@ -326,8 +511,18 @@ unsafe extern "C" fn param_set(p: *mut c_void, ints: *const c_int, doubles: *con
     kOfxStatOK
 }
 
-unsafe extern "C" fn message(handle: *mut c_void, kind: *const c_char, _id: *const c_char, text: *const c_char, persistent: c_int) -> OfxStatus {
-    let message = Message { kind: name(kind), text: name(text), persistent: persistent != 0 };
+unsafe extern "C" fn message(
+    handle: *mut c_void,
+    kind: *const c_char,
+    _id: *const c_char,
+    text: *const c_char,
+    persistent: c_int,
+) -> OfxStatus {
+    let message = Message {
+        kind: name(kind),
+        text: name(text),
+        persistent: persistent != 0,
+    };
     match unsafe { effect(handle) } {
         Some(e) => e.log.lock().unwrap().messages.push(message),
         None => eprintln!("plugin message: {message:?}"),
@@ -335,7 +530,12 @@ unsafe extern "C" fn message(handle: *mut c_void, kind: *const c_char, _id: *con
     kOfxStatOK
 }
 
-static CALLBACKS: Callbacks = Callbacks { param_shape, param_get, param_set, message };
+static CALLBACKS: Callbacks = Callbacks {
+    param_shape,
+    param_get,
+    param_set,
+    message,
+};
 
 pub fn install_callbacks() {
     // SAFETY: the table is static and matches the C struct.
@@ -373,7 +573,9 @@ unsafe extern "C" fn clear_persistent_message(handle: *mut c_void) -> OfxStatus 
     kOfxStatOK
 }
 
-pub static MESSAGE_SUITE_V1: OfxMessageSuiteV1 = OfxMessageSuiteV1 { message: Some(ofx_host_message) };
+pub static MESSAGE_SUITE_V1: OfxMessageSuiteV1 = OfxMessageSuiteV1 {
+    message: Some(ofx_host_message),
+};
 pub static MESSAGE_SUITE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
     message: Some(ofx_host_message),
     setPersistentMessage: Some(ofx_host_set_persistent_message),
@@ -383,33 +585,55 @@ pub static MESSAGE_SUITE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
 // ---- progress suite
 
 fn progress_start(handle: *mut c_void) -> OfxStatus {
-    let Some(e) = (unsafe { effect(handle) }) else { return kOfxStatErrBadHandle };
+    let Some(e) = (unsafe { effect(handle) }) else {
+        return kOfxStatErrBadHandle;
+    };
     e.log.lock().unwrap().progress_starts += 1;
     kOfxStatOK
 }
 unsafe extern "C" fn progress_start_v1(handle: *mut c_void, _label: *const c_char) -> OfxStatus {
     progress_start(handle)
 }
-unsafe extern "C" fn progress_start_v2(handle: *mut c_void, _message: *const c_char, _id: *const c_char) -> OfxStatus {
+unsafe extern "C" fn progress_start_v2(
+    handle: *mut c_void,
+    _message: *const c_char,
+    _id: *const c_char,
+) -> OfxStatus {
     progress_start(handle)
 }
 unsafe extern "C" fn progress_update(handle: *mut c_void, _progress: f64) -> OfxStatus {
-    let Some(e) = (unsafe { effect(handle) }) else { return kOfxStatErrBadHandle };
+    let Some(e) = (unsafe { effect(handle) }) else {
+        return kOfxStatErrBadHandle;
+    };
     e.log.lock().unwrap().progress_updates += 1;
-    if e.should_stop(|s| s.cancel_after) { kOfxStatReplyNo } else { kOfxStatOK }
+    if e.should_stop(|s| s.cancel_after) {
+        kOfxStatReplyNo
+    } else {
+        kOfxStatOK
+    }
 }
 unsafe extern "C" fn progress_end(_handle: *mut c_void) -> OfxStatus {
     kOfxStatOK
 }
 
-pub static PROGRESS_SUITE_V1: OfxProgressSuiteV1 =
-    OfxProgressSuiteV1 { progressStart: Some(progress_start_v1), progressUpdate: Some(progress_update), progressEnd: Some(progress_end) };
-pub static PROGRESS_SUITE_V2: OfxProgressSuiteV2 =
-    OfxProgressSuiteV2 { progressStart: Some(progress_start_v2), progressUpdate: Some(progress_update), progressEnd: Some(progress_end) };
+pub static PROGRESS_SUITE_V1: OfxProgressSuiteV1 = OfxProgressSuiteV1 {
+    progressStart: Some(progress_start_v1),
+    progressUpdate: Some(progress_update),
+    progressEnd: Some(progress_end),
+};
+pub static PROGRESS_SUITE_V2: OfxProgressSuiteV2 = OfxProgressSuiteV2 {
+    progressStart: Some(progress_start_v2),
+    progressUpdate: Some(progress_update),
+    progressEnd: Some(progress_end),
+};
 
 // ---- memory suite
 
-unsafe extern "C" fn memory_alloc(_handle: *mut c_void, bytes: usize, data: *mut *mut c_void) -> OfxStatus {
+unsafe extern "C" fn memory_alloc(
+    _handle: *mut c_void,
+    bytes: usize,
+    data: *mut *mut c_void,
+) -> OfxStatus {
     out(data, allocate(bytes) as *mut c_void);
     kOfxStatOK
 }
@@ -417,7 +641,10 @@ unsafe extern "C" fn memory_free(data: *mut c_void) -> OfxStatus {
     free(data as usize)
 }
 
-pub static MEMORY_SUITE: OfxMemorySuiteV1 = OfxMemorySuiteV1 { memoryAlloc: Some(memory_alloc), memoryFree: Some(memory_free) };
+pub static MEMORY_SUITE: OfxMemorySuiteV1 = OfxMemorySuiteV1 {
+    memoryAlloc: Some(memory_alloc),
+    memoryFree: Some(memory_free),
+};
 
 // ---- multi-thread suite
 
@@ -425,8 +652,14 @@ thread_local! {
     static THREAD_INDEX: Cell<Option<c_uint>> = const { Cell::new(None) };
 }
 
-unsafe extern "C" fn multi_thread(func: OfxThreadFunctionV1, threads: c_uint, arg: *mut c_void) -> OfxStatus {
-    let Some(func) = func else { return kOfxStatErrBadHandle };
+unsafe extern "C" fn multi_thread(
+    func: OfxThreadFunctionV1,
+    threads: c_uint,
+    arg: *mut c_void,
+) -> OfxStatus {
+    let Some(func) = func else {
+        return kOfxStatErrBadHandle;
+    };
     let arg = arg as usize;
     std::thread::scope(|scope| {
         for index in 0..threads {
@@ -440,7 +673,10 @@ unsafe extern "C" fn multi_thread(func: OfxThreadFunctionV1, threads: c_uint, ar
     kOfxStatOK
 }
 unsafe extern "C" fn multi_thread_num_cpus(n: *mut c_uint) -> OfxStatus {
-    out(n, std::thread::available_parallelism().map_or(1, |n| n.get() as c_uint));
+    out(
+        n,
+        std::thread::available_parallelism().map_or(1, |n| n.get() as c_uint),
+    );
     kOfxStatOK
 }
 unsafe extern "C" fn multi_thread_index(index: *mut c_uint) -> OfxStatus {
@@ -455,7 +691,10 @@ unsafe extern "C" fn multi_thread_is_spawned() -> c_int {
 type HostMutex = (Mutex<c_int>, Condvar);
 
 unsafe extern "C" fn mutex_create(m: *mut OfxMutexHandle, count: c_int) -> OfxStatus {
-    out(m, Box::into_raw(Box::new((Mutex::new(count), Condvar::new()) as HostMutex)) as OfxMutexHandle);
+    out(
+        m,
+        Box::into_raw(Box::new((Mutex::new(count), Condvar::new()) as HostMutex)) as OfxMutexHandle,
+    );
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_destroy(m: OfxMutexHandle) -> OfxStatus {
@@ -467,20 +706,26 @@ unsafe extern "C" fn mutex_destroy(m: OfxMutexHandle) -> OfxStatus {
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_lock(m: OfxMutexHandle) -> OfxStatus {
-    let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else { return kOfxStatErrBadHandle };
+    let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
     let mut count = freed.wait_while(count.lock().unwrap(), |c| *c > 0).unwrap();
     *count += 1;
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_unlock(m: OfxMutexHandle) -> OfxStatus {
-    let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else { return kOfxStatErrBadHandle };
+    let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
     let mut count = count.lock().unwrap();
     *count = (*count - 1).max(0);
     freed.notify_one();
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_try_lock(m: OfxMutexHandle) -> OfxStatus {
-    let Some((count, _)) = (unsafe { (m as *const HostMutex).as_ref() }) else { return kOfxStatErrBadHandle };
+    let Some((count, _)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
+        return kOfxStatErrBadHandle;
+    };
     let mut count = count.lock().unwrap();
     if *count > 0 {
         return kOfxStatFailed;
@@ -504,30 +749,50 @@ pub static MULTI_THREAD_SUITE: OfxMultiThreadSuiteV1 = OfxMultiThreadSuiteV1 {
 // ---- timeline suite
 
 unsafe extern "C" fn get_time(handle: *mut c_void, time: *mut f64) -> OfxStatus {
-    let Some(e) = (unsafe { effect(handle) }) else { return kOfxStatErrBadHandle };
+    let Some(e) = (unsafe { effect(handle) }) else {
+        return kOfxStatErrBadHandle;
+    };
     out(time, *e.time.lock().unwrap());
     kOfxStatOK
 }
 unsafe extern "C" fn goto_time(handle: *mut c_void, time: f64) -> OfxStatus {
-    let Some(e) = (unsafe { effect(handle) }) else { return kOfxStatErrBadHandle };
+    let Some(e) = (unsafe { effect(handle) }) else {
+        return kOfxStatErrBadHandle;
+    };
     *e.time.lock().unwrap() = time;
     kOfxStatOK
 }
-unsafe extern "C" fn get_time_bounds(handle: *mut c_void, first: *mut f64, last: *mut f64) -> OfxStatus {
-    let Some(e) = (unsafe { effect(handle) }) else { return kOfxStatErrBadHandle };
-    let range = e.props.doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
+unsafe extern "C" fn get_time_bounds(
+    handle: *mut c_void,
+    first: *mut f64,
+    last: *mut f64,
+) -> OfxStatus {
+    let Some(e) = (unsafe { effect(handle) }) else {
+        return kOfxStatErrBadHandle;
+    };
+    let range = e
+        .props
+        .doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
     out(first, range.first().copied().unwrap_or(0.0));
     out(last, range.get(1).copied().unwrap_or(0.0));
     kOfxStatOK
 }
 
-pub static TIME_LINE_SUITE: OfxTimeLineSuiteV1 =
-    OfxTimeLineSuiteV1 { getTime: Some(get_time), gotoTime: Some(goto_time), getTimeBounds: Some(get_time_bounds) };
+pub static TIME_LINE_SUITE: OfxTimeLineSuiteV1 = OfxTimeLineSuiteV1 {
+    getTime: Some(get_time),
+    gotoTime: Some(goto_time),
+    getTimeBounds: Some(get_time_bounds),
+};
 
 // ---- fetchSuite
 
-pub unsafe extern "C" fn fetch_suite(host: OfxPropertySetHandle, suite: *const c_char, version: c_int) -> *const c_void {
-    let offers_v2 = unsafe { (host as *const PropSet).as_ref() }.and_then(|h| h.int(OFFERS_V2)) == Some(1);
+pub unsafe extern "C" fn fetch_suite(
+    host: OfxPropertySetHandle,
+    suite: *const c_char,
+    version: c_int,
+) -> *const c_void {
+    let offers_v2 =
+        unsafe { (host as *const PropSet).as_ref() }.and_then(|h| h.int(OFFERS_V2)) == Some(1);
     let suite = name(suite);
     let is = |name: &CStr| suite == name.to_str().unwrap();
     match version {
