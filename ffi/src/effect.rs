@@ -209,10 +209,18 @@ impl Clip {
             .unwrap_or(false)
     }
 
-    /// First and last frame (inclusive) the clip has.
-    pub fn frame_range(&self) -> Result<(f64, f64)> {
-        let [first, last] = self.properties.doubles(kOfxImageEffectPropFrameRange)?;
-        Ok((first, last))
+    /// First and last frame (inclusive) the clip has, in the effect's time: the clip's
+    /// `kOfxImageEffectPropFrameRange`, else its unmapped range; None where the host gives
+    /// neither (MLT gives no frame ranges at all).
+    pub fn frame_range(&self) -> Option<(f64, f64)> {
+        [
+            kOfxImageEffectPropFrameRange,
+            kOfxImageEffectPropUnmappedFrameRange,
+        ]
+        .into_iter()
+        .find_map(|name| self.properties.doubles::<2>(name).ok())
+        .filter(|[first, last]| first.is_finite() && last.is_finite() && first <= last)
+        .map(|[first, last]| (first, last))
     }
 
     /// The clip's region of definition at `time` in canonical coordinates (x1, y1, x2, y2).

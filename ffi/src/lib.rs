@@ -24,4 +24,4 @@ pub use entry::{Action, Call, dispatch, set_host};
 pub use image::{Components, Depth, Image, Memory, RectI};
 pub use param::{Param, ParamSet};
 pub use property::PropertySet;
-pub use status::{Result, Status};
+pub use status::{Result, Status, optional};

@@ -59,3 +59,13 @@ impl fmt::Debug for Status {
 }
 
 pub type Result<T> = std::result::Result<T, Status>;
+
+/// Setting an optional or newer property (the 1.5 GPU properties, hints, display ranges): a
+/// host that does not know it answers `kOfxStatErrUnknown`, which means "no such feature here",
+/// not a failure (HostSupport, and the hosts built on it, do).
+pub fn optional(result: Result<()>) -> Result<()> {
+    match result {
+        Err(Status::ERR_UNKNOWN) => Ok(()),
+        other => other,
+    }
+}

@@ -12,7 +12,7 @@
 
 use soragen_core::gpu::{Position, Region};
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{PropertySet, RectI, Result};
+use soragen_ofx_ffi::{PropertySet, RectI, Result, optional};
 
 use crate::render::Failure;
 
@@ -20,9 +20,11 @@ pub use device::DeviceRender;
 
 /// Declares on an effect descriptor what this build can render on the GPU.
 pub fn describe(props: PropertySet) -> Result<()> {
+    // OpenFX 1.5 properties: a host that predates GPU render does not know them, and simply
+    // has no CUDA render.
     let supported = if device::available() { "true" } else { "false" };
-    props.set_string(kOfxImageEffectPropCudaRenderSupported, supported)?;
-    props.set_string(kOfxImageEffectPropCudaStreamSupported, supported)
+    optional(props.set_string(kOfxImageEffectPropCudaRenderSupported, supported))?;
+    optional(props.set_string(kOfxImageEffectPropCudaStreamSupported, supported))
 }
 
 /// The GPU side of a render whose images are CUDA device memory; None for host memory.

@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{Depth, ImageEffect, Result, Status};
+use soragen_ofx_ffi::{Depth, ImageEffect, Result, Status, optional};
 
 use crate::{cuda, params};
 
@@ -98,7 +98,7 @@ impl EffectKind {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             EffectKind::Extend => "Soragen Extend",
             EffectKind::Insert => "Soragen Insert",
@@ -146,26 +146,28 @@ impl EffectKind {
     /// The Describe action: what the effect is and what it supports.
     pub fn describe(self, effect: ImageEffect) -> Result<()> {
         let props = effect.properties()?;
+        // What a host needs to list the effect at all.
         props.set_string(kOfxPropLabel, self.label())?;
-        props.set_string(kOfxPropPluginDescription, self.description())?;
-        props.set_string(kOfxImageEffectPluginPropGrouping, "Soragen")?;
         let contexts: Vec<&CStr> = self.contexts().iter().map(|c| c.name()).collect();
         props.set_strings(kOfxImageEffectPropSupportedContexts, &contexts)?;
         props.set_strings(
             kOfxImageEffectPropSupportedPixelDepths,
             &[Depth::Float.name(), Depth::Short.name(), Depth::Byte.name()],
         )?;
-        props.set_bool(kOfxImageEffectPropSupportsMultipleClipDepths, false)?;
-        props.set_bool(kOfxImageEffectPropTemporalClipAccess, true)?;
-        props.set_bool(kOfxImageEffectPropSupportsTiles, true)?;
-        props.set_bool(kOfxImageEffectPluginPropFieldRenderTwiceAlways, false)?;
+        // The rest has defaults in the standard; a host that does not know one goes on without.
+        optional(props.set_string(kOfxPropPluginDescription, self.description()))?;
+        optional(props.set_string(kOfxImageEffectPluginPropGrouping, "Soragen"))?;
+        optional(props.set_bool(kOfxImageEffectPropSupportsMultipleClipDepths, false))?;
+        optional(props.set_bool(kOfxImageEffectPropTemporalClipAccess, true))?;
+        optional(props.set_bool(kOfxImageEffectPropSupportsTiles, true))?;
+        optional(props.set_bool(kOfxImageEffectPluginPropFieldRenderTwiceAlways, false))?;
         // Renders of one instance are serialised by the host; instances share the model and
-        // guard their own caches.
-        props.set_strings(
+        // the cache of generated windows, which guard themselves.
+        optional(props.set_strings(
             kOfxImageEffectPluginRenderThreadSafety,
             &[kOfxImageEffectRenderInstanceSafe],
-        )?;
-        props.set_bool(kOfxImageEffectPluginPropHostFrameThreading, false)?;
+        ))?;
+        optional(props.set_bool(kOfxImageEffectPluginPropHostFrameThreading, false))?;
         cuda::describe(props)
     }
 
@@ -188,13 +190,13 @@ impl EffectKind {
                         kOfxImageComponentRGB,
                     ],
                 )?;
-                clip.set_bool(kOfxImageClipPropIsMask, true)?;
+                optional(clip.set_bool(kOfxImageClipPropIsMask, true))?;
             } else {
                 clip.set_strings(kOfxImageEffectPropSupportedComponents, &colour)?;
             }
             clip.set_bool(kOfxImageClipPropOptional, input.optional)?;
-            clip.set_bool(kOfxImageEffectPropTemporalClipAccess, true)?;
-            clip.set_bool(kOfxImageEffectPropSupportsTiles, true)?;
+            optional(clip.set_bool(kOfxImageEffectPropTemporalClipAccess, true))?;
+            optional(clip.set_bool(kOfxImageEffectPropSupportsTiles, true))?;
         }
         let params = effect.params()?;
         if context == Context::Transition {
@@ -202,14 +204,14 @@ impl EffectKind {
             let transition =
                 params.define(kOfxParamTypeDouble, kOfxImageEffectTransitionParamName)?;
             transition.set_string(kOfxPropLabel, "Transition")?;
-            transition.set_string(
+            optional(transition.set_string(
                 kOfxParamPropHint,
                 "Position in the transition (set by the host).",
-            )?;
-            transition.set_double(kOfxParamPropMin, 0.0)?;
-            transition.set_double(kOfxParamPropMax, 1.0)?;
-            transition.set_double(kOfxParamPropDisplayMin, 0.0)?;
-            transition.set_double(kOfxParamPropDisplayMax, 1.0)?;
+            ))?;
+            optional(transition.set_double(kOfxParamPropMin, 0.0))?;
+            optional(transition.set_double(kOfxParamPropMax, 1.0))?;
+            optional(transition.set_double(kOfxParamPropDisplayMin, 0.0))?;
+            optional(transition.set_double(kOfxParamPropDisplayMax, 1.0))?;
         }
         params::define(params, self)
     }

@@ -15,8 +15,10 @@ use soragen_ofx_ffi::{ImageEffect, RectI, Result, Status};
 use crate::effects::{Context, EffectKind};
 use crate::render::Failure;
 
-/// Generated windows kept per instance: the one being scrubbed and a few recent ones.
-const CACHED_WINDOWS: usize = 4;
+/// Generated windows kept in the process: the ones being scrubbed and a few recent ones. They
+/// are shared by every instance (keys hash the effect, settings and input content), because
+/// some hosts (MLT) make a new instance for every frame.
+const CACHED_WINDOWS: usize = 8;
 
 /// The frames one generation produced.
 pub struct Generated {
@@ -25,15 +27,13 @@ pub struct Generated {
     pub first_output: usize,
     /// Where `video`'s frames sit in pixel coordinates.
     pub rect: RectI,
+    /// The cache key it was made for (a later window that continues it hashes it in).
+    pub key: u64,
 }
 
 pub struct Instance {
     pub effect: EffectKind,
     pub context: Context,
-    cache: Mutex<VecDeque<(u64, Arc<Generated>)>>,
-    /// Held while generating, so that a second render of the same window waits and then finds
-    /// it in the cache instead of generating it again.
-    generating: Mutex<()>,
     /// Holding the model keeps it loaded (and shared with other instances) between renders.
     model: Mutex<Option<Arc<WanVace>>>,
 }
@@ -43,6 +43,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 static INSTANCES: LazyLock<Mutex<HashMap<usize, Arc<Instance>>>> = LazyLock::new(Mutex::default);
+static CACHE: Mutex<VecDeque<(u64, Arc<Generated>)>> = Mutex::new(VecDeque::new());
+/// Held while generating, so that a second render of the same window waits and then finds it
+/// in the cache instead of generating it again (one model, one generation at a time).
+static GENERATING: Mutex<()> = Mutex::new(());
 
 pub fn create(effect: ImageEffect, kind: EffectKind) -> Result<()> {
     let context = Context::from_name(&effect.properties()?.string(kOfxImageEffectPropContext)?)
@@ -50,8 +54,6 @@ pub fn create(effect: ImageEffect, kind: EffectKind) -> Result<()> {
     let instance = Instance {
         effect: kind,
         context,
-        cache: Mutex::default(),
-        generating: Mutex::default(),
         model: Mutex::default(),
     };
     lock(&INSTANCES).insert(effect.id(), Arc::new(instance));
@@ -71,14 +73,14 @@ pub fn get(effect: ImageEffect) -> Result<Arc<Instance>> {
 
 impl Instance {
     pub fn cached(&self, key: u64) -> Option<Arc<Generated>> {
-        lock(&self.cache)
+        lock(&CACHE)
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, g)| g.clone())
     }
 
     pub fn store(&self, key: u64, generated: Arc<Generated>) {
-        let mut cache = lock(&self.cache);
+        let mut cache = lock(&CACHE);
         if cache.len() == CACHED_WINDOWS {
             cache.pop_front();
         }
@@ -86,7 +88,7 @@ impl Instance {
     }
 
     pub fn generating(&self) -> MutexGuard<'_, ()> {
-        lock(&self.generating)
+        lock(&GENERATING)
     }
 
     /// The model folder the Model parameter names: a folder, or a repository id looked up in
@@ -128,7 +130,7 @@ impl Instance {
 
     /// PurgeCaches: drop generated windows and our hold on the model.
     pub fn purge(&self) {
-        lock(&self.cache).clear();
+        lock(&CACHE).clear();
         lock(&self.model).take();
     }
 }

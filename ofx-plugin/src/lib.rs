@@ -14,13 +14,36 @@ mod render;
 use std::ffi::{c_char, c_int, c_void};
 
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{Action, Call, Status};
+use soragen_ofx_ffi::{Action, Call, MessageKind, Status};
 
 use crate::effects::EffectKind;
 
 pub use crate::params::MODEL_ENV;
 
 fn handle(kind: EffectKind, call: Call) -> soragen_ofx_ffi::Result<()> {
+    let result = answer(kind, &call);
+    match result {
+        // Answers, not failures; Render reports its own failures with what went wrong.
+        Ok(()) | Err(Status::REPLY_DEFAULT) => {}
+        Err(_) if call.action == Action::Render => {}
+        Err(Status::ERR_UNSUPPORTED) if call.action == Action::DescribeInContext => {}
+        Err(status) => {
+            // No action fails without a word: the host's log and, on an instance, its message.
+            let message = format!(
+                "Soragen {}: the host refused a call during {:?} ({status:?})",
+                kind.label(),
+                call.action
+            );
+            eprintln!("{message}");
+            if let (Ok(effect), true) = (call.effect(), render::is_instance_action(call.action)) {
+                let _ = effect.set_persistent_message(MessageKind::Error, &message);
+            }
+        }
+    }
+    result
+}
+
+fn answer(kind: EffectKind, call: &Call) -> soragen_ofx_ffi::Result<()> {
     match call.action {
         Action::Load | Action::Unload => Ok(()),
         Action::Describe => kind.describe(call.effect()?),

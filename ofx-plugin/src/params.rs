@@ -5,7 +5,7 @@ use std::ffi::CStr;
 
 use soragen_core::tasks::TaskParams;
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_ffi::{ParamSet, Result};
+use soragen_ofx_ffi::{ParamSet, Result, optional};
 
 use crate::effects::EffectKind;
 
@@ -210,9 +210,9 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
         };
         let props = params.define(kind, spec.name)?;
         props.set_string(kOfxPropLabel, spec.label)?;
-        props.set_string(kOfxParamPropHint, spec.hint)?;
+        optional(props.set_string(kOfxParamPropHint, spec.hint))?;
         // Generation settings are not keyframed: one window uses one set of values.
-        props.set_bool(kOfxParamPropAnimates, false)?;
+        optional(props.set_bool(kOfxParamPropAnimates, false))?;
         match spec.kind {
             Kind::Text { multi_line } => {
                 let mode = if multi_line {
@@ -220,7 +220,7 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
                 } else {
                     kOfxParamStringIsSingleLine
                 };
-                props.set_strings(kOfxParamPropStringMode, &[mode])?;
+                optional(props.set_strings(kOfxParamPropStringMode, &[mode]))?;
                 if spec.name == MODEL {
                     props.set_string(
                         kOfxParamPropDefault,
@@ -236,8 +236,8 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
                 props.set_int(kOfxParamPropDefault, default)?;
                 props.set_int(kOfxParamPropMin, range.0)?;
                 props.set_int(kOfxParamPropMax, range.1)?;
-                props.set_int(kOfxParamPropDisplayMin, display.0)?;
-                props.set_int(kOfxParamPropDisplayMax, display.1)?;
+                optional(props.set_int(kOfxParamPropDisplayMin, display.0))?;
+                optional(props.set_int(kOfxParamPropDisplayMax, display.1))?;
             }
             Kind::Double {
                 default,
@@ -247,8 +247,8 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
                 props.set_double(kOfxParamPropDefault, default)?;
                 props.set_double(kOfxParamPropMin, range.0)?;
                 props.set_double(kOfxParamPropMax, range.1)?;
-                props.set_double(kOfxParamPropDisplayMin, display.0)?;
-                props.set_double(kOfxParamPropDisplayMax, display.1)?;
+                optional(props.set_double(kOfxParamPropDisplayMin, display.0))?;
+                optional(props.set_double(kOfxParamPropDisplayMax, display.1))?;
             }
             Kind::Bool { default } => props.set_bool(kOfxParamPropDefault, default)?,
             Kind::Choice { options } => {

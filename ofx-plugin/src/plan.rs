@@ -41,6 +41,9 @@ pub struct Window {
     pub frames: usize,
     /// First output time of the window: tells windows of one effect apart.
     pub first: i64,
+    /// Generate: the window's number from the clip's start. Window k > 0 continues window
+    /// k - 1 (its last frames are the context, its seed is the seed + k).
+    pub index: usize,
     /// Times of the `Source` frames the task reads (with `Mask` at the same times).
     pub source_times: Vec<i64>,
     /// Times of the `Next` frames the task reads.
@@ -78,13 +81,18 @@ pub enum FramePlan {
     Generate { window: Window, offset: usize },
 }
 
-/// What the host tells us about time: the clips' frame ranges and the effect's own.
+/// What the host tells us about time, each from where the standard defines it; None where
+/// the host does not say (MLT gives no frame ranges at all).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timing {
+    /// The Source (SourceFrom) clip's frame range, where connected.
     pub source: Option<Range>,
+    /// The Next (SourceTo) clip's frame range, where connected.
     pub next: Option<Range>,
-    /// The instance's frame range (the transition's length; where a generator sits).
-    pub effect: Range,
+    /// The Output clip's frame range (a transition's frames; where a generator starts).
+    pub output: Option<Range>,
+    /// `kOfxImageEffectInstancePropEffectDuration`, in frames.
+    pub duration: Option<i64>,
     /// The Transition parameter at the time (Transition context): the host's own word on how
     /// far into the transition the frame is, 0 at its start and 1 at its end.
     pub transition: Option<f64>,
@@ -101,7 +109,9 @@ fn span(first: i64, last: i64) -> Vec<i64> {
 }
 
 fn missing(role: &str) -> String {
-    format!("the {role} input has no frames")
+    format!(
+        "the host gives no frame range for the {role} input: it is not connected, or this host does not report clip frame ranges (Kdenlive/MLT do not), so Soragen cannot tell where the clip ends"
+    )
 }
 
 /// The plan for output time `time`, or a message saying why there is no such frame.
@@ -133,6 +143,7 @@ pub fn plan(
                         task: WindowTask::ExtendForward,
                         frames: n as usize,
                         first: b + 1,
+                        index: 0,
                         source_times: span((b - k + 1).max(a), b),
                         next_times: vec![],
                     };
@@ -143,6 +154,7 @@ pub fn plan(
                         task: WindowTask::ExtendBackward,
                         frames: n as usize,
                         first: a - n,
+                        index: 0,
                         source_times: span(a, (a + k - 1).min(b)),
                         next_times: vec![],
                     };
@@ -158,9 +170,18 @@ pub fn plan(
             }
         }
         (EffectKind::Insert, Context::Transition) => {
-            let (s, e) = timing.effect;
+            // The transition's frames: the Output clip's range, else its duration placed by
+            // the Transition parameter (the host's word on how far into it `time` is).
+            let (s, e) = match (timing.output, timing.duration, timing.transition) {
+                (Some(range), _, _) => range,
+                (None, Some(duration), Some(position)) => {
+                    let s = time - transition_frame(position, duration);
+                    (s, s + duration - 1)
+                }
+                _ => return Err("the host gives neither the transition's frame range (Output clip) nor its duration".into()),
+            };
             let offset = match timing.transition {
-                Some(position) => transition_frame(position, len(timing.effect)),
+                Some(position) => transition_frame(position, len((s, e))),
                 None if (s..=e).contains(&time) => time - s,
                 None => return Err(outside()),
             };
@@ -170,8 +191,9 @@ pub fn plan(
             let after = span((e + 1).max(to.0), (e + k).min(to.1));
             let window = Window {
                 task: WindowTask::Insert,
-                frames: len(timing.effect) as usize,
+                frames: len((s, e)) as usize,
                 first: s,
+                index: 0,
                 source_times: if before.is_empty() {
                     vec![s.clamp(from.0, from.1)]
                 } else {
@@ -195,6 +217,7 @@ pub fn plan(
                         task: WindowTask::Insert,
                         frames: n as usize,
                         first: a1 + 1,
+                        index: 0,
                         source_times: span((a1 - k + 1).max(a0), a1),
                         next_times: span(b0, (b0 + k - 1).min(b1)),
                     };
@@ -207,7 +230,9 @@ pub fn plan(
             }
         }
         (EffectKind::ReplaceBackground, _) => {
-            let (a, b) = source()?;
+            // A host without clip frame ranges (MLT) gets each frame on its own: windows of one
+            // frame, no temporal context, but the frame it asked for.
+            let (a, b) = timing.source.unwrap_or((time, time));
             if time < a || time > b {
                 return Err(outside());
             }
@@ -217,21 +242,26 @@ pub fn plan(
                 task: WindowTask::ReplaceBackground,
                 frames: len((first, last)) as usize,
                 first,
+                index: 0,
                 source_times: span(first, last),
                 next_times: vec![],
             };
             generate(window, time - first)
         }
         (EffectKind::Generate, _) => {
-            let start = timing.effect.0;
+            // A generator's clip starts where its Output clip does (time 0 where the host does
+            // not say).
+            let start = timing.output.map_or(0, |(first, _)| first);
             if time < start {
                 return Err(outside());
             }
-            let first = start + (time - start) / n * n;
+            let index = (time - start) / n;
+            let first = start + index * n;
             let window = Window {
                 task: WindowTask::Generate,
                 frames: n as usize,
                 first,
+                index: index as usize,
                 source_times: vec![],
                 next_times: vec![],
             };
@@ -305,7 +335,8 @@ mod tests {
         Timing {
             source: Some(source),
             next: None,
-            effect: source,
+            output: Some(source),
+            duration: None,
             transition: None,
         }
     }
@@ -365,7 +396,8 @@ mod tests {
         let t = Timing {
             source: Some((0, 4)),
             next: Some((0, 5)),
-            effect: (0, 4),
+            output: Some((0, 4)),
+            duration: None,
             transition: None,
         };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
@@ -400,7 +432,8 @@ mod tests {
         let t = Timing {
             source: Some((0, 20)),
             next: Some((0, 30)),
-            effect: (10, 14),
+            output: Some((10, 14)),
+            duration: None,
             transition: None,
         };
         let FramePlan::Generate { window, offset } =
@@ -490,5 +523,84 @@ mod tests {
             panic!()
         };
         assert_eq!((window.first, window.frames, offset), (4, 4, 2));
+    }
+
+    #[test]
+    fn a_transition_without_an_output_range_is_placed_by_its_duration_and_position() {
+        let s = settings(99, 2, false);
+        let t = Timing {
+            source: Some((0, 20)),
+            next: Some((0, 30)),
+            output: None,
+            duration: Some(5),
+            transition: Some(0.4),
+        };
+        // 0.4 of 5 frames is frame 2: the transition runs 10..=14 when frame 12 is asked for.
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                window.first,
+                window.frames,
+                offset,
+                window.source_times,
+                window.next_times
+            ),
+            (10, 5, 2, vec![8, 9], vec![15, 16])
+        );
+        let lost = Timing {
+            duration: None,
+            ..t
+        };
+        assert!(
+            plan(EffectKind::Insert, Context::Transition, &lost, &s, 12)
+                .unwrap_err()
+                .contains("neither")
+        );
+    }
+
+    #[test]
+    fn without_clip_frame_ranges_extend_says_why_and_replace_background_goes_frame_by_frame() {
+        let s = settings(4, 2, false);
+        let t = Timing::default();
+        let error = plan(EffectKind::Extend, Context::Filter, &t, &s, 3).unwrap_err();
+        assert!(
+            error.contains("frame range") && error.contains("MLT"),
+            "{error}"
+        );
+        let FramePlan::Generate { window, offset } =
+            plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 7).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (window.first, window.frames, window.source_times, offset),
+            (7, 1, vec![7], 0)
+        );
+    }
+
+    #[test]
+    fn generate_numbers_its_windows_from_the_output_start() {
+        let s = settings(4, 2, false);
+        let at = |output, time| match plan(
+            EffectKind::Generate,
+            Context::Generator,
+            &Timing {
+                output,
+                ..Timing::default()
+            },
+            &s,
+            time,
+        ) {
+            Ok(FramePlan::Generate { window, offset }) => (window.first, window.index, offset),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(Some((10, 30)), 10), (10, 0, 0));
+        assert_eq!(at(Some((10, 30)), 19), (18, 2, 1));
+        // No Output range: the clip starts at 0.
+        assert_eq!(at(None, 5), (4, 1, 1));
     }
 }

@@ -8,12 +8,12 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use soragen_core::tasks::{TaskInputs, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{
-    Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status,
+    Action, Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status,
 };
 
 use crate::cuda::{self, DeviceRender};
@@ -22,7 +22,7 @@ use crate::instance::{self, Generated, Instance};
 use crate::memory::{self, ModelSizes, OutOfMemory};
 use crate::params::Settings;
 use crate::pixels;
-use crate::plan::{self, FramePlan, Role, Timing, Window, WindowTask};
+use crate::plan::{self, FramePlan, Range, Role, Timing, Window, WindowTask};
 
 /// Why an action did not succeed.
 #[derive(Debug)]
@@ -75,9 +75,20 @@ pub fn report(effect: ImageEffect, result: Result<(), Failure>) -> soragen_ofx_f
         Err(Failure::Gpu(message)) => (message, Status::GPU_RENDER_FAILED),
         Err(Failure::GpuOutOfMemory) => (GPU_OUT_OF_MEMORY.into(), Status::GPU_OUT_OF_MEMORY),
     };
-    // A failed message post must not hide the failure itself.
-    let _ = effect.set_persistent_message(MessageKind::Error, &format!("Soragen: {message}"));
+    // A failed message post must not hide the failure itself; hosts without a message suite
+    // (or that do not show it) still log stderr.
+    let message = format!("Soragen: {message}");
+    eprintln!("{message}");
+    let _ = effect.set_persistent_message(MessageKind::Error, &message);
     Err(status)
+}
+
+/// Actions on an instance (which can carry a persistent message), as opposed to descriptors.
+pub fn is_instance_action(action: Action) -> bool {
+    !matches!(
+        action,
+        Action::Load | Action::Unload | Action::Describe | Action::DescribeInContext
+    )
 }
 
 fn clip_name(context: Context, role: Role) -> &'static CStr {
@@ -94,9 +105,8 @@ fn frame(time: f64) -> i64 {
     time.round() as i64
 }
 
-fn range(props: PropertySet) -> soragen_ofx_ffi::Result<(i64, i64)> {
-    let [first, last] = props.doubles(kOfxImageEffectPropFrameRange)?;
-    Ok((frame(first), frame(last)))
+fn frames((first, last): (f64, f64)) -> Range {
+    (frame(first), frame(last))
 }
 
 impl Instance {
@@ -111,15 +121,17 @@ impl Instance {
             .any(|input| input.name == clip_name(self.context, role))
     }
 
-    /// The clips' and the effect's frame ranges, and the transition's position at `time`.
+    /// What the host says about time, from the properties the standard defines for it: each
+    /// clip's frame range, the effect's duration, the Transition parameter at `time`. A host
+    /// that lacks one leaves it None; `plan` says what is missing where it matters.
     fn timing(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Timing> {
-        let connected_range = |role| -> soragen_ofx_ffi::Result<Option<(i64, i64)>> {
+        let connected_range = |role| -> soragen_ofx_ffi::Result<Option<Range>> {
             if !self.has_role(role) {
                 return Ok(None);
             }
             let clip = self.clip(effect, role)?;
             Ok(if clip.connected() {
-                Some(range(clip.properties)?)
+                clip.frame_range().map(frames)
             } else {
                 None
             })
@@ -134,10 +146,20 @@ impl Instance {
         } else {
             None
         };
+        let duration = effect
+            .properties()?
+            .double(kOfxImageEffectInstancePropEffectDuration)
+            .ok();
         Ok(Timing {
             source: connected_range(Role::Source)?,
             next: connected_range(Role::Next)?,
-            effect: range(effect.properties()?)?,
+            output: effect
+                .clip(kOfxImageEffectOutputClipName)?
+                .frame_range()
+                .map(frames),
+            duration: duration
+                .filter(|d| d.is_finite() && *d >= 1.0)
+                .map(|d| d.round() as i64),
             transition,
         })
     }
@@ -481,7 +503,14 @@ impl Instance {
         };
 
         let mut key = DefaultHasher::new();
-        (self.effect, window.task, window.first, window.frames).hash(&mut key);
+        (
+            self.effect,
+            window.task,
+            window.first,
+            window.index,
+            window.frames,
+        )
+            .hash(&mut key);
         serde_json::to_string(&settings.task)
             .unwrap_or_default()
             .hash(&mut key);
@@ -524,6 +553,26 @@ impl Instance {
             inputs.next = Some(video);
         }
         rect.hash(&mut key);
+        let mut kind = window.task_kind(rect.width(), rect.height());
+        if window.task == WindowTask::Generate && window.index > 0 {
+            // A long generated clip goes on from the previous window's last frames, like an
+            // extension: no window repeats another, and each seam is continuous.
+            let previous = Window {
+                first: window.first - window.frames as i64,
+                index: window.index - 1,
+                ..window.clone()
+            };
+            let before = self.generated(effect, gpu, &previous, settings, scale, draft)?;
+            let made = &before.video.frames[before.first_output..];
+            let context = settings.task.context_frames.clamp(1, made.len());
+            let mut clip = Video::new(before.video.width, before.video.height, before.video.fps);
+            clip.frames = made[made.len() - context..].to_vec();
+            before.key.hash(&mut key);
+            inputs.clip = Some(clip);
+            kind = TaskKind::ExtendForward {
+                frames: window.frames,
+            };
+        }
         let key = key.finish();
 
         if let Some(hit) = self.cached(key) {
@@ -544,7 +593,7 @@ impl Instance {
         if draft {
             params.steps = params.steps.div_ceil(2);
         }
-        let kind = window.task_kind(rect.width(), rect.height());
+        params.seed = params.seed.wrapping_add(window.index as u64);
         let progress = HostProgress {
             effect,
             cancelled: Cell::new(false),
@@ -553,14 +602,15 @@ impl Instance {
         let result = run_task(&model, &kind, &inputs, &params, &progress);
         effect.progress_end();
         let output = result?;
-        let first_output = match window.task {
-            WindowTask::ReplaceBackground | WindowTask::Generate => 0,
+        let first_output = match kind {
+            TaskKind::ReplaceBackground | TaskKind::Generate { .. } => 0,
             _ => output.record.generated.first().map_or(0, |r| r.start),
         };
         let generated = Arc::new(Generated {
             video: output.video,
             first_output,
             rect,
+            key,
         });
         self.store(key, generated.clone());
         Ok(generated)

@@ -11,6 +11,7 @@
 mod objects;
 mod pixels;
 mod props;
+mod schema;
 mod suites;
 
 use std::cell::Cell;
@@ -27,8 +28,10 @@ pub use props::{PropSet, Value};
 pub use soragen_ofx_ffi::{Components, Depth, RectI};
 
 use objects::{ClipObj, ImageBuffer, ParamObj};
+use schema::{Object, ParamKind, args};
 
-/// What kind of host to behave like.
+/// What kind of host to behave like: the standard's objects and properties (see `schema`),
+/// less what a real host lacks, plus its habits.
 #[derive(Clone, Copy, Debug)]
 pub struct Profile {
     pub name: &'static str,
@@ -42,25 +45,56 @@ pub struct Profile {
     pub top_down_rows: bool,
     /// Report unconnected optional inputs as connected (Resolve does).
     pub unconnected_look_connected: bool,
+    /// Know the OpenFX 1.5 GPU render properties (else getting or setting them is unknown).
+    pub gpu_properties: bool,
     /// Offer CUDA render and CUDA streams, and render with CUDA where the effect supports it.
     pub cuda: bool,
+    /// Clips report `kOfxImageEffectPropFrameRange` / `...UnmappedFrameRange`.
+    pub frame_ranges: bool,
+    /// The instance reports `kOfxImageEffectInstancePropEffectDuration`.
+    pub effect_duration: bool,
+    /// clipGetImage returns the frame being rendered whatever time is asked for (MLT).
+    pub images_at_render_time: bool,
 }
 
+const ALL_CONTEXTS: &[&CStr] = &[
+    kOfxImageEffectContextFilter,
+    kOfxImageEffectContextGeneral,
+    kOfxImageEffectContextTransition,
+    kOfxImageEffectContextGenerator,
+];
+
 impl Profile {
+    /// The OpenFX association's HostSupport library as it ships, and Natron built on it: every
+    /// context, no GPU render properties.
+    pub const HOSTSUPPORT: Profile = Profile {
+        name: "org.soragen.testhost.hostsupport",
+        contexts: ALL_CONTEXTS,
+        depths: &[Depth::Float, Depth::Short, Depth::Byte],
+        offers_v2: true,
+        unique_ids: false,
+        top_down_rows: false,
+        unconnected_look_connected: false,
+        gpu_properties: false,
+        cuda: false,
+        frame_ranges: true,
+        effect_duration: true,
+        images_at_render_time: false,
+    };
+
     pub const RESOLVE: Profile = Profile {
         name: "org.soragen.testhost.resolve",
-        contexts: &[
-            kOfxImageEffectContextFilter,
-            kOfxImageEffectContextGeneral,
-            kOfxImageEffectContextTransition,
-            kOfxImageEffectContextGenerator,
-        ],
+        contexts: ALL_CONTEXTS,
         depths: &[Depth::Float, Depth::Short, Depth::Byte],
         offers_v2: true,
         unique_ids: false,
         top_down_rows: true,
         unconnected_look_connected: true,
+        gpu_properties: true,
         cuda: false,
+        frame_ranges: true,
+        effect_duration: true,
+        images_at_render_time: false,
     };
 
     /// Resolve with GPU rendering on CUDA.
@@ -78,8 +112,36 @@ impl Profile {
         unique_ids: true,
         top_down_rows: false,
         unconnected_look_connected: false,
+        gpu_properties: false,
         cuda: false,
+        frame_ranges: true,
+        effect_duration: true,
+        images_at_render_time: false,
     };
+
+    /// MLT's openfx module (Kdenlive): Filter only, 8-bit, no frame ranges and no duration,
+    /// the current frame for any time asked; its users make a new instance for every frame.
+    pub const MLT: Profile = Profile {
+        name: "org.soragen.testhost.mlt",
+        contexts: &[kOfxImageEffectContextFilter],
+        depths: &[Depth::Byte],
+        offers_v2: false,
+        unique_ids: false,
+        top_down_rows: false,
+        unconnected_look_connected: false,
+        gpu_properties: false,
+        cuda: false,
+        frame_ranges: false,
+        effect_duration: false,
+        images_at_render_time: true,
+    };
+}
+
+/// The profile of the host loaded in this process (one plugin binary, one host).
+static PROFILE: std::sync::RwLock<Profile> = std::sync::RwLock::new(Profile::HOSTSUPPORT);
+
+pub(crate) fn profile() -> Profile {
+    *PROFILE.read().unwrap()
 }
 
 type MainEntry = unsafe extern "C" fn(
@@ -146,66 +208,63 @@ impl Host {
         // SAFETY: loading the plugin runs its initialisers, as any host does.
         let library = unsafe { libloading::Library::new(&binary) }
             .map_err(|e| format!("{}: {e}", binary.display()))?;
-        let props = Box::new(PropSet::new([
-            (kOfxPropName, vec![Value::str(profile.name)]),
-            (kOfxPropLabel, vec![Value::str("Soragen test host")]),
-            (kOfxPropAPIVersion, vec![Value::Int(1), Value::Int(5)]),
-            (kOfxImageEffectHostPropIsBackground, vec![Value::Int(0)]),
-            (kOfxImageEffectPropSupportsOverlays, vec![Value::Int(0)]),
-            (
-                kOfxImageEffectPropSupportsMultiResolution,
-                vec![Value::Int(1)],
-            ),
-            (kOfxImageEffectPropSupportsTiles, vec![Value::Int(1)]),
-            (kOfxImageEffectPropTemporalClipAccess, vec![Value::Int(1)]),
-            (
-                kOfxImageEffectPropSupportedComponents,
-                strings(&[
-                    kOfxImageComponentRGBA,
-                    kOfxImageComponentRGB,
-                    kOfxImageComponentAlpha,
-                ]),
-            ),
-            (
-                kOfxImageEffectPropSupportedContexts,
-                strings(profile.contexts),
-            ),
-            (
-                kOfxImageEffectPropSupportedPixelDepths,
-                profile
-                    .depths
-                    .iter()
-                    .map(|d| Value::String(d.name().to_owned()))
-                    .collect(),
-            ),
-            (
-                kOfxImageEffectPropSupportsMultipleClipDepths,
-                vec![Value::Int(0)],
-            ),
-            (
-                kOfxImageEffectPropSupportsMultipleClipPARs,
-                vec![Value::Int(0)],
-            ),
-            (kOfxImageEffectPropSetableFrameRate, vec![Value::Int(0)]),
-            (kOfxImageEffectPropSetableFielding, vec![Value::Int(0)]),
-            (
-                kOfxParamHostPropSupportsStringAnimation,
-                vec![Value::Int(0)],
-            ),
-            (kOfxParamHostPropMaxParameters, vec![Value::Int(-1)]),
-            (
-                kOfxImageEffectPropCudaRenderSupported,
-                vec![Value::str(if profile.cuda { "true" } else { "false" })],
-            ),
-            (
-                kOfxImageEffectPropCudaStreamSupported,
-                vec![Value::str(if profile.cuda { "true" } else { "false" })],
-            ),
-            (
-                suites::OFFERS_V2,
-                vec![Value::Int(profile.offers_v2 as i32)],
-            ),
-        ]));
+        *PROFILE.write().unwrap() = profile;
+        let props = Box::new(
+            PropSet::strict(schema::names(Object::Host, &profile)).with([
+                (kOfxPropType, vec![Value::str("OfxTypeImageEffectHost")]),
+                (kOfxPropName, vec![Value::str(profile.name)]),
+                (kOfxPropLabel, vec![Value::str("Soragen test host")]),
+                (kOfxPropAPIVersion, vec![Value::Int(1), Value::Int(5)]),
+                (kOfxImageEffectHostPropIsBackground, vec![Value::Int(0)]),
+                (kOfxImageEffectPropSupportsOverlays, vec![Value::Int(0)]),
+                (
+                    kOfxImageEffectPropSupportsMultiResolution,
+                    vec![Value::Int(1)],
+                ),
+                (kOfxImageEffectPropSupportsTiles, vec![Value::Int(1)]),
+                (kOfxImageEffectPropTemporalClipAccess, vec![Value::Int(1)]),
+                (
+                    kOfxImageEffectPropSupportedComponents,
+                    strings(&[
+                        kOfxImageComponentRGBA,
+                        kOfxImageComponentRGB,
+                        kOfxImageComponentAlpha,
+                    ]),
+                ),
+                (
+                    kOfxImageEffectPropSupportedContexts,
+                    strings(profile.contexts),
+                ),
+                (
+                    kOfxImageEffectPropSupportedPixelDepths,
+                    profile
+                        .depths
+                        .iter()
+                        .map(|d| Value::String(d.name().to_owned()))
+                        .collect(),
+                ),
+                (
+                    kOfxImageEffectPropSupportsMultipleClipDepths,
+                    vec![Value::Int(0)],
+                ),
+                (
+                    kOfxImageEffectPropSupportsMultipleClipPARs,
+                    vec![Value::Int(0)],
+                ),
+                (kOfxImageEffectPropSetableFrameRate, vec![Value::Int(0)]),
+                (kOfxImageEffectPropSetableFielding, vec![Value::Int(0)]),
+                (
+                    kOfxParamHostPropSupportsStringAnimation,
+                    vec![Value::Int(0)],
+                ),
+                (kOfxParamHostPropMaxParameters, vec![Value::Int(-1)]),
+            ]),
+        );
+        if profile.gpu_properties {
+            let cuda = vec![Value::str(if profile.cuda { "true" } else { "false" })];
+            props.set(kOfxImageEffectPropCudaRenderSupported, cuda.clone());
+            props.set(kOfxImageEffectPropCudaStreamSupported, cuda);
+        }
         let ofx_host = Box::new(OfxHost {
             host: props.handle(),
             fetchSuite: Some(suites::fetch_suite),
@@ -301,7 +360,8 @@ impl Host {
         }
         status(self.call(plugin, kOfxActionLoad, std::ptr::null(), None, None))?;
         let descriptor = Arc::new(EffectObj::new(
-            PropSet::new([(kOfxPropType, vec![Value::str("OfxTypeImageEffect")])]),
+            PropSet::strict(schema::names(Object::EffectDescriptor, &self.profile))
+                .with([(kOfxPropType, vec![Value::str("OfxTypeImageEffect")])]),
             false,
         ));
         status(self.call(
@@ -330,13 +390,12 @@ impl Host {
         if let Some(found) = self.descriptors.lock().unwrap().get(&key) {
             return Ok(found.clone());
         }
-        let descriptor = Arc::new(EffectObj::new(PropSet::default(), false));
+        let descriptor = Arc::new(EffectObj::new(
+            PropSet::strict(schema::names(Object::EffectDescriptor, &self.profile)),
+            false,
+        ));
         descriptor.props.copy_from(&described.props);
-        descriptor.props.set(
-            kOfxImageEffectPropContext,
-            vec![Value::String(context.to_owned())],
-        );
-        let args = PropSet::new([(
+        let args = PropSet::strict(args::names(args::DESCRIBE_IN_CONTEXT)).with([(
             kOfxImageEffectPropContext,
             vec![Value::String(context.to_owned())],
         )]);
@@ -387,10 +446,11 @@ impl Host {
             .unwrap_or((0.0, 0.0));
 
         let obj = Box::new(EffectObj::new(
-            PropSet::default(),
+            PropSet::strict(schema::names(Object::EffectInstance, &self.profile)),
             self.profile.top_down_rows,
         ));
         obj.props.copy_from(&descriptor.props);
+        *obj.range.lock().unwrap() = effect_range;
         for (name, value) in [
             (kOfxPropType, vec![Value::str("OfxTypeImageEffectInstance")]),
             (
@@ -412,10 +472,6 @@ impl Host {
             ),
             (kOfxImageEffectPropFrameRate, vec![Value::Double(25.0)]),
             (
-                kOfxImageEffectPropFrameRange,
-                double2(effect_range.0, effect_range.1),
-            ),
-            (
                 kOfxImageEffectInstancePropSequentialRender,
                 vec![Value::Int(0)],
             ),
@@ -423,6 +479,13 @@ impl Host {
         ] {
             obj.props.set(name, value);
         }
+        if self.profile.effect_duration {
+            obj.props.set(
+                kOfxImageEffectInstancePropEffectDuration,
+                vec![Value::Double(effect_range.1 - effect_range.0 + 1.0)],
+            );
+        }
+        let frame_ranges = self.profile.frame_ranges;
         let format = |props: &PropSet, depth: Depth, components: Components| {
             props.set(
                 kOfxImageEffectPropPixelDepth,
@@ -460,7 +523,7 @@ impl Host {
                 .map(|(_, f)| f.clone());
             let instance_clip = Arc::new(ClipObj {
                 name: clip.name.clone(),
-                props: PropSet::default(),
+                props: PropSet::strict(schema::names(Object::ClipInstance, &self.profile)),
                 footage: Mutex::new(footage.clone().map(Arc::new)),
                 rod: Mutex::new(RectI {
                     x1: 0,
@@ -476,16 +539,20 @@ impl Host {
                 let first = f.frames.values().next().unwrap();
                 format(props, first.depth, first.components);
                 let (a, b) = source_range(f);
-                props.set(kOfxImageEffectPropFrameRange, double2(a, b));
-                props.set(kOfxImageEffectPropUnmappedFrameRange, double2(a, b));
+                if frame_ranges {
+                    props.set(kOfxImageEffectPropFrameRange, double2(a, b));
+                    props.set(kOfxImageEffectPropUnmappedFrameRange, double2(a, b));
+                }
                 let r = first.bounds;
                 *instance_clip.rod.lock().unwrap() = r;
             } else {
                 format(props, setup.depth, setup.components);
-                props.set(
-                    kOfxImageEffectPropFrameRange,
-                    double2(effect_range.0, effect_range.1),
-                );
+                if frame_ranges && clip.name == output_name {
+                    props.set(
+                        kOfxImageEffectPropFrameRange,
+                        double2(effect_range.0, effect_range.1),
+                    );
+                }
             }
             let connected = footage.is_some()
                 || clip.name == output_name
@@ -497,8 +564,9 @@ impl Host {
             obj.clips.lock().unwrap().push(instance_clip);
         }
         for (name, param) in descriptor.params.params.lock().unwrap().iter() {
+            let kind = ParamKind::from_type(&param.kind);
             let instance_param = Arc::new(ParamObj {
-                props: PropSet::default(),
+                props: PropSet::strict(schema::names(Object::Param(kind), &self.profile)),
                 kind: param.kind.clone(),
                 value: Mutex::default(),
             });
@@ -527,6 +595,7 @@ impl Host {
         let instance = Instance {
             host: self,
             plugin,
+            identifier: identifier.to_string(),
             obj,
             frame,
             transition_position: Cell::new(None),
@@ -536,11 +605,15 @@ impl Host {
         if setup.context == kOfxImageEffectContextGeneral
             && let Some((first, last)) = instance.time_domain()?
         {
-            instance
-                .obj
-                .props
-                .set(kOfxImageEffectPropFrameRange, double2(first, last));
-            if let Some(output) = instance.obj.clip(output_name) {
+            // The host takes the plugin's word for the output's length.
+            *instance.obj.range.lock().unwrap() = (first, last);
+            if self.profile.effect_duration {
+                instance.obj.props.set(
+                    kOfxImageEffectInstancePropEffectDuration,
+                    vec![Value::Double(last - first + 1.0)],
+                );
+            }
+            if let Some(output) = instance.obj.clip(output_name).filter(|_| frame_ranges) {
                 output
                     .props
                     .set(kOfxImageEffectPropFrameRange, double2(first, last));
@@ -599,6 +672,7 @@ impl Clone for Footage {
 pub struct Instance<'h> {
     host: &'h Host,
     plugin: usize,
+    identifier: String,
     obj: Box<EffectObj>,
     /// The output frame in pixels.
     pub frame: RectI,
@@ -610,6 +684,16 @@ pub struct Instance<'h> {
 }
 
 impl Instance<'_> {
+    fn clip_names(&self) -> Vec<String> {
+        self.obj
+            .clips
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|clip| clip.name.clone())
+            .collect()
+    }
+
     fn handle(&self) -> *const c_void {
         &*self.obj as *const EffectObj as *const c_void
     }
@@ -655,11 +739,8 @@ impl Instance<'_> {
         {
             return;
         }
-        let range = self
-            .obj
-            .props
-            .doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
-        let (first, length) = (range[0], range[1] - range[0] + 1.0);
+        let range = *self.obj.range.lock().unwrap();
+        let (first, length) = (range.0, range.1 - range.0 + 1.0);
         let position = self
             .transition_position
             .get()
@@ -684,12 +765,12 @@ impl Instance<'_> {
 
     /// Whether renders go through CUDA: the host offers it and the effect declared it.
     fn renders_with_cuda(&self) -> bool {
-        let declared = self
-            .obj
-            .props
-            .string(kOfxImageEffectPropCudaRenderSupported)
-            .as_deref()
-            == Some("true");
+        let declared = self.host.describe(&self.identifier).is_ok_and(|d| {
+            d.props
+                .string(kOfxImageEffectPropCudaRenderSupported)
+                .as_deref()
+                == Some("true")
+        });
         self.force_cuda
             .get()
             .unwrap_or(self.host.profile.cuda && declared)
@@ -710,7 +791,12 @@ impl Instance<'_> {
     }
 
     pub fn clip_preferences(&self) -> Result<HashMap<String, Vec<Value>>, OfxStatus> {
-        let out = PropSet::new([(kOfxImageEffectFrameVarying, vec![Value::Int(0)])]);
+        let out = PropSet::strict(args::with_clips(
+            args::CLIP_PREFERENCES_OUT,
+            args::CLIP_PREFERENCES_PER_CLIP,
+            &self.clip_names(),
+        ))
+        .with([(kOfxImageEffectFrameVarying, vec![Value::Int(0)])]);
         match self.call(kOfxImageEffectActionGetClipPreferences, None, Some(&out)) {
             kOfxStatOK | kOfxStatReplyDefault => Ok(out.snapshot()),
             error => Err(error),
@@ -719,7 +805,8 @@ impl Instance<'_> {
 
     /// GetTimeDomain: Some(range) when the plugin answers, None when it leaves it to the host.
     pub fn time_domain(&self) -> Result<Option<(f64, f64)>, OfxStatus> {
-        let out = PropSet::new([(kOfxImageEffectPropFrameRange, double2(0.0, 0.0))]);
+        let out = PropSet::strict(args::names(args::TIME_DOMAIN_OUT))
+            .with([(kOfxImageEffectPropFrameRange, double2(0.0, 0.0))]);
         match self.call(kOfxImageEffectActionGetTimeDomain, None, Some(&out)) {
             kOfxStatOK => {
                 let range = out.doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
@@ -737,7 +824,7 @@ impl Instance<'_> {
         args: &PropSet,
         prefix: &str,
     ) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
-        let out = PropSet::default();
+        let out = PropSet::strict(args::with_clips(&[], &[prefix], &self.clip_names()));
         match self.call(action, Some(args), Some(&out)) {
             kOfxStatOK | kOfxStatReplyDefault => {}
             error => return Err(error),
@@ -752,7 +839,8 @@ impl Instance<'_> {
     /// GetFramesNeeded at `time`: ranges by clip name.
     pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, OfxStatus> {
         self.position_transition(time);
-        let args = PropSet::new([(kOfxPropTime, vec![Value::Double(time)])]);
+        let args = PropSet::strict(args::names(args::FRAMES_NEEDED_IN))
+            .with([(kOfxPropTime, vec![Value::Double(time)])]);
         let needed = self.per_clip(
             kOfxImageEffectActionGetFramesNeeded,
             &args,
@@ -770,7 +858,7 @@ impl Instance<'_> {
             window.x2 as f64,
             window.y2 as f64,
         );
-        let args = PropSet::new([
+        let args = PropSet::strict(args::names(args::REGIONS_OF_INTEREST_IN)).with([
             (kOfxPropTime, vec![Value::Double(time)]),
             (kOfxImageEffectPropRenderScale, double2(scale, scale)),
             (
@@ -828,7 +916,12 @@ impl Instance<'_> {
             components,
             self.obj.top_down,
         ));
-        let args = PropSet::new([
+        let gpu_args = if self.host.profile.gpu_properties {
+            args::RENDER_IN_GPU
+        } else {
+            &[]
+        };
+        let args = PropSet::strict(args::names(&[args::RENDER_IN, gpu_args].concat())).with([
             (kOfxPropTime, vec![Value::Double(time)]),
             (
                 kOfxImageEffectPropFieldToRender,

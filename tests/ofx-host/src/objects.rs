@@ -10,6 +10,7 @@ use soragen_ofx_ffi::{Components, Depth, RectI};
 
 use crate::pixels::Pixels;
 use crate::props::{PropSet, Value};
+use crate::schema::{self, Object};
 
 /// A message the plugin posted.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +79,6 @@ impl ParamObj {
     }
 }
 
-#[derive(Default)]
 pub struct ParamSetObj {
     pub props: PropSet,
     pub params: Mutex<Vec<(String, Arc<ParamObj>)>>,
@@ -215,7 +215,7 @@ impl ImageBuffer {
         let row_bytes = self.stride() as i32 * if self.top_down { -1 } else { 1 };
         let data = base + self.row_offset(self.bounds.y1);
         let b = self.bounds;
-        let props = PropSet::new([
+        let props = PropSet::strict(schema::names(Object::Image, &crate::profile())).with([
             (kOfxPropType, vec![Value::str("OfxTypeImage")]),
             (kOfxImagePropData, vec![Value::Pointer(data)]),
             (
@@ -288,6 +288,8 @@ pub struct EffectObj {
     pub output: Mutex<Option<ImageBuffer>>,
     pub top_down: bool,
     pub time: Mutex<f64>,
+    /// The output's frame range (what the timeline suite's bounds give).
+    pub range: Mutex<(f64, f64)>,
     /// Render scale of the render in progress: input images come at this scale.
     pub scale: Mutex<f64>,
     /// GPU memory for CUDA renders, where a test gives it.
@@ -300,13 +302,17 @@ impl EffectObj {
     pub fn new(props: PropSet, top_down: bool) -> Self {
         EffectObj {
             props,
-            params: ParamSetObj::default(),
+            params: ParamSetObj {
+                props: PropSet::strict(schema::names(Object::ParamSet, &crate::profile())),
+                params: Mutex::default(),
+            },
             clips: Mutex::default(),
             log: Mutex::default(),
             stop: Mutex::default(),
             output: Mutex::default(),
             top_down,
             time: Mutex::new(0.0),
+            range: Mutex::new((0.0, 0.0)),
             scale: Mutex::new(1.0),
             device_memory: Mutex::default(),
             device_render: Mutex::default(),

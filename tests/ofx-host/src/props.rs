@@ -1,7 +1,7 @@
 //! Property sets and the property suite. Every handle the host gives out as an
 //! `OfxPropertySetHandle` points at a `PropSet`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::Mutex;
 
@@ -21,18 +21,34 @@ impl Value {
     }
 }
 
-#[derive(Default)]
+/// A property set that has exactly the properties the standard defines on its object: getting,
+/// setting or asking the dimension of any other name is `kOfxStatErrUnknown` (HostSupport's
+/// answer), and the host itself cannot set one (a panic: the fixture must not do the plugin
+/// favours real hosts do not).
 pub struct PropSet {
     values: Mutex<HashMap<String, Vec<Value>>>,
+    known: HashSet<String>,
 }
 
 impl PropSet {
-    pub fn new(values: impl IntoIterator<Item = (&'static CStr, Vec<Value>)>) -> Self {
-        let set = PropSet::default();
-        for (name, value) in values {
-            set.set(name, value);
+    /// An empty set whose object has the properties `names`.
+    pub fn strict<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        PropSet {
+            values: Mutex::default(),
+            known: names.into_iter().map(Into::into).collect(),
         }
-        set
+    }
+
+    /// Sets `values` as the host.
+    pub fn with(self, values: impl IntoIterator<Item = (&'static CStr, Vec<Value>)>) -> Self {
+        for (name, value) in values {
+            self.set(name, value);
+        }
+        self
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        self.known.contains(name)
     }
 
     pub fn handle(&self) -> OfxPropertySetHandle {
@@ -44,6 +60,10 @@ impl PropSet {
     }
 
     pub fn set_named(&self, name: &str, values: Vec<Value>) {
+        assert!(
+            self.knows(name),
+            "the standard defines no property {name} on this object: a host does not set it"
+        );
         self.values.lock().unwrap().insert(name.to_string(), values);
     }
 
@@ -55,8 +75,13 @@ impl PropSet {
         self.values.lock().unwrap().clone()
     }
 
+    /// Copies what `other` holds of this object's properties (a descriptor's onto an instance).
     pub fn copy_from(&self, other: &PropSet) {
-        *self.values.lock().unwrap() = other.snapshot();
+        *self.values.lock().unwrap() = other
+            .snapshot()
+            .into_iter()
+            .filter(|(name, _)| self.knows(name))
+            .collect();
     }
 
     pub fn string(&self, name: &CStr) -> Option<String> {
@@ -107,6 +132,9 @@ impl PropSet {
         let name = unsafe { CStr::from_ptr(name) }
             .to_string_lossy()
             .into_owned();
+        if !self.knows(&name) {
+            return kOfxStatErrUnknown;
+        }
         let mut values = self.values.lock().unwrap();
         let entry = values.entry(name).or_default();
         let index = index as usize;

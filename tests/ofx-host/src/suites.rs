@@ -12,9 +12,7 @@ use crate::objects::{
     ClipObj, EffectObj, ImageBuffer, ImageObj, Lending, Message, ParamObj, ParamSetObj,
 };
 use crate::props::{PROPERTY_SUITE, PropSet, Value};
-
-/// Host property telling fetchSuite whether to offer the V2 message and progress suites.
-pub const OFFERS_V2: &CStr = c"SoragenTestHostOffersV2";
+use crate::schema::{self, Object, ParamKind};
 
 unsafe fn effect<'a>(handle: *const c_void) -> Option<&'a EffectObj> {
     // SAFETY: effect handles given out by this host point at live EffectObjs.
@@ -88,7 +86,7 @@ unsafe extern "C" fn clip_define(
     };
     let clip = Arc::new(ClipObj {
         name: name(n),
-        props: PropSet::new([
+        props: PropSet::strict(schema::names(Object::ClipDescriptor, &crate::profile())).with([
             (kOfxPropType, vec![Value::str("OfxTypeClip")]),
             (kOfxPropName, vec![Value::str(&name(n))]),
             (kOfxImageClipPropOptional, vec![Value::Int(0)]),
@@ -165,6 +163,12 @@ unsafe extern "C" fn clip_get_image(
         let footage = c.footage.lock().unwrap().clone();
         let Some(footage) = footage else {
             return kOfxStatFailed;
+        };
+        // MLT's host gives the frame being rendered whatever time is asked for.
+        let time = if crate::profile().images_at_render_time {
+            *e.time.lock().unwrap()
+        } else {
+            time
         };
         let frame = time.round() as i64;
         let Some(pixels) = footage.frames.get(&frame) else {
@@ -317,7 +321,11 @@ unsafe extern "C" fn param_define(
         return kOfxStatErrExists;
     }
     let param = Arc::new(ParamObj {
-        props: PropSet::new([
+        props: PropSet::strict(schema::names(
+            Object::Param(ParamKind::from_type(&kind)),
+            &crate::profile(),
+        ))
+        .with([
             (kOfxParamPropType, vec![Value::str(&kind)]),
             (kOfxPropName, vec![Value::str(&n)]),
         ]),
@@ -770,11 +778,9 @@ unsafe extern "C" fn get_time_bounds(
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };
-    let range = e
-        .props
-        .doubles(kOfxImageEffectPropFrameRange.to_str().unwrap());
-    out(first, range.first().copied().unwrap_or(0.0));
-    out(last, range.get(1).copied().unwrap_or(0.0));
+    let (a, b) = *e.range.lock().unwrap();
+    out(first, a);
+    out(last, b);
     kOfxStatOK
 }
 
@@ -791,8 +797,8 @@ pub unsafe extern "C" fn fetch_suite(
     suite: *const c_char,
     version: c_int,
 ) -> *const c_void {
-    let offers_v2 =
-        unsafe { (host as *const PropSet).as_ref() }.and_then(|h| h.int(OFFERS_V2)) == Some(1);
+    let _ = host;
+    let offers_v2 = crate::profile().offers_v2;
     let suite = name(suite);
     let is = |name: &CStr| suite == name.to_str().unwrap();
     match version {
