@@ -486,6 +486,15 @@ static bool ours(Session *s, ImageEffect::ImageEffectPlugin *p) {
   return p->getBinary()->getBundlePath().compare(0, s->dir.size(), s->dir) == 0;
 }
 
+static const char *kNoHandle =
+    "Load or Describe failed: HostSupport holds no plugin handle (it would crash describing a context or "
+    "creating an instance, ImageEffectPlugin::getContext dereferences the missing handle)";
+
+// HostSupport (re)runs Load and Describe when it first needs the plugin's handle, and gives none
+// when either fails; getContext and createInstance then use the null handle. Asked first, so
+// that a failed Describe fails a test instead of crashing the test process.
+static bool usable(ImageEffect::ImageEffectPlugin *plugin) { return plugin->getPluginHandle() != 0; }
+
 // Identifiers of the plugins found under the directory, one a line, in the binary's order.
 SG_API const char *sg_plugins(void *p) {
   Session *s = static_cast<Session *>(p);
@@ -504,6 +513,7 @@ SG_API const char *sg_describe(void *p, const char *id, const char *context) {
   try {
     ImageEffect::ImageEffectPlugin *plugin = s->cache->getPluginById(id);
     if (!plugin || !ours(s, plugin)) return kept(s->text, "error=no plugin " + std::string(id) + "\n");
+    if (!usable(plugin)) return kept(s->text, std::string("error=") + kNoHandle + "\n");
     if (!context) {
       const Property::Set &props = plugin->getDescriptor().getProps();
       out << "label=" << props.getStringProperty(kOfxPropLabel) << "\n";
@@ -544,7 +554,7 @@ SG_API void *sg_instance_new(void *p, const char *id, const char *context, int w
   Session *s = static_cast<Session *>(p);
   try {
     ImageEffect::ImageEffectPlugin *plugin = s->cache->getPluginById(id);
-    if (!plugin || !ours(s, plugin)) return 0;
+    if (!plugin || !ours(s, plugin) || !usable(plugin)) return 0;
     ImageEffect::Instance *instance = plugin->createInstance(context, 0);
     EffectInstance *e = dynamic_cast<EffectInstance *>(instance);
     if (!e) return 0;
