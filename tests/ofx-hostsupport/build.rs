@@ -12,8 +12,18 @@
 use std::path::{Path, PathBuf};
 
 const HOST_SUPPORT: [&str; 12] = [
-    "ofxhBinary", "ofxhClip", "ofxhHost", "ofxhImageEffect", "ofxhImageEffectAPI", "ofxhInteract",
-    "ofxhMemory", "ofxhParam", "ofxhPluginAPICache", "ofxhPluginCache", "ofxhPropertySuite", "ofxhUtilities",
+    "ofxhBinary",
+    "ofxhClip",
+    "ofxhHost",
+    "ofxhImageEffect",
+    "ofxhImageEffectAPI",
+    "ofxhInteract",
+    "ofxhMemory",
+    "ofxhParam",
+    "ofxhPluginAPICache",
+    "ofxhPluginCache",
+    "ofxhPropertySuite",
+    "ofxhUtilities",
 ];
 
 /// The unpacked `openfx-sys-0.1.0` package in cargo's registry sources.
@@ -23,7 +33,12 @@ fn openfx_sources() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
         .expect("neither CARGO_HOME nor HOME is set");
     let registry = cargo_home.join("registry/src");
-    let found = std::fs::read_dir(&registry).into_iter().flatten().flatten().map(|index| index.path().join("openfx-sys-0.1.0")).find(|dir| dir.join("openfx/HostSupport/src").is_dir());
+    let found = std::fs::read_dir(&registry)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|index| index.path().join("openfx-sys-0.1.0"))
+        .find(|dir| dir.join("openfx/HostSupport/src").is_dir());
     found.unwrap_or_else(|| {
         panic!(
             "the openfx-sys 0.1.0 sources (openfx/HostSupport) are not under {}/*/openfx-sys-0.1.0: \
@@ -91,7 +106,10 @@ fn main() {
         .out_dir(out.join("expat"))
         .compile_intermediates();
 
-    for (name, defines) in [("soragen_hostsupport", &[][..]), ("soragen_hostsupport_gl", &["OFX_SUPPORTS_OPENGLRENDER"][..])] {
+    for (name, defines) in [
+        ("soragen_hostsupport", &[][..]),
+        ("soragen_hostsupport_gl", &["OFX_SUPPORTS_OPENGLRENDER"][..]),
+    ] {
         let mut build = cc::Build::new();
         build
             .cpp(true)
@@ -105,17 +123,29 @@ fn main() {
         for define in defines {
             build.define(define, None);
         }
-        let headers = [openfx.join("include"), host_support.join("include"), expat.clone()];
+        let headers = [
+            openfx.join("include"),
+            host_support.join("include"),
+            expat.clone(),
+        ];
         // Third-party sources: as they come, their warnings are not ours.
         let mut third_party = build.clone();
         third_party.includes(&headers).warnings(false).flag("-w");
-        let mut objects = third_party.files(HOST_SUPPORT.map(|f| host_support.join("src").join(format!("{f}.cpp")))).compile_intermediates();
+        let mut objects = third_party
+            .files(HOST_SUPPORT.map(|f| host_support.join("src").join(format!("{f}.cpp"))))
+            .compile_intermediates();
         // Ours, with warnings; the library's headers as system headers.
         let mut driver = build.clone();
         for header in &headers {
             driver.flag(format!("-isystem{}", header.display()));
         }
-        objects.extend(driver.file("src/driver.cpp").warnings(true).extra_warnings(true).compile_intermediates());
+        objects.extend(
+            driver
+                .file("src/driver.cpp")
+                .warnings(true)
+                .extra_warnings(true)
+                .compile_intermediates(),
+        );
         objects.extend(expat_objects.iter().cloned());
 
         let library = out.join(format!("lib{name}.so"));

@@ -57,9 +57,21 @@ pub mod status {
 
     pub fn name(status: i32) -> &'static str {
         [
-            "kOfxStatOK", "kOfxStatFailed", "kOfxStatErrFatal", "kOfxStatErrUnknown", "kOfxStatErrMissingHostFeature",
-            "kOfxStatErrUnsupported", "kOfxStatErrExists", "kOfxStatErrFormat", "kOfxStatErrMemory", "kOfxStatErrBadHandle",
-            "kOfxStatErrBadIndex", "kOfxStatErrValue", "kOfxStatReplyYes", "kOfxStatReplyNo", "kOfxStatReplyDefault",
+            "kOfxStatOK",
+            "kOfxStatFailed",
+            "kOfxStatErrFatal",
+            "kOfxStatErrUnknown",
+            "kOfxStatErrMissingHostFeature",
+            "kOfxStatErrUnsupported",
+            "kOfxStatErrExists",
+            "kOfxStatErrFormat",
+            "kOfxStatErrMemory",
+            "kOfxStatErrBadHandle",
+            "kOfxStatErrBadIndex",
+            "kOfxStatErrValue",
+            "kOfxStatReplyYes",
+            "kOfxStatReplyNo",
+            "kOfxStatReplyDefault",
         ]
         .get(status as usize)
         .copied()
@@ -76,7 +88,14 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", status::name(self.status), self.persistent.as_deref().unwrap_or("no persistent message"))
+        write!(
+            f,
+            "{} ({})",
+            status::name(self.status),
+            self.persistent
+                .as_deref()
+                .unwrap_or("no persistent message")
+        )
     }
 }
 
@@ -188,7 +207,9 @@ fn text(pointer: *const c_char) -> String {
     }
     // SAFETY: the driver hands out NUL-terminated strings that live until its next call, and
     // the caller holds the lock until this copy is made.
-    unsafe { CStr::from_ptr(pointer) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(pointer) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn c(s: &str) -> CString {
@@ -199,20 +220,29 @@ impl Host {
     /// Loads a HostSupport build and scans `folder` for `*.ofx.bundle`.
     pub fn load(folder: &Path, profile: Profile) -> Result<Host, String> {
         // SAFETY: the driver library runs no code on load beyond C++ static initialisers.
-        let library = unsafe { Library::new(profile.build.library()) }.map_err(|e| e.to_string())?;
+        let library =
+            unsafe { Library::new(profile.build.library()) }.map_err(|e| e.to_string())?;
         let folder = c(folder.to_str().ok_or("folder is not UTF-8")?);
         let session = unsafe {
-            let load: Symbol<unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void> = library.get(b"sg_load").map_err(|e| e.to_string())?;
+            let load: Symbol<unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void> =
+                library.get(b"sg_load").map_err(|e| e.to_string())?;
             load(folder.as_ptr(), profile.without_gpu_properties as c_int)
         };
         if session.is_null() {
             return Err("HostSupport failed to scan the plugin folder".into());
         }
-        Ok(Host { library, session, lock: Mutex::new(()), profile })
+        Ok(Host {
+            library,
+            session,
+            lock: Mutex::new(()),
+            profile,
+        })
     }
 
     fn guard(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn symbol<T>(&self, name: &str) -> Symbol<'_, T> {
@@ -224,15 +254,32 @@ impl Host {
     pub fn identifiers(&self) -> Vec<String> {
         let _guard = self.guard();
         let plugins = self.symbol::<Text>("sg_plugins");
-        text(unsafe { plugins(self.session) }).lines().map(String::from).collect()
+        text(unsafe { plugins(self.session) })
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn describe_raw(&self, id: &str, context: Option<&str>) -> Vec<(String, String)> {
         let _guard = self.guard();
-        let describe = self.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *const c_char>("sg_describe");
+        let describe = self.symbol::<unsafe extern "C" fn(
+            *mut c_void,
+            *const c_char,
+            *const c_char,
+        ) -> *const c_char>("sg_describe");
         let (id, context) = (c(id), context.map(c));
-        let answer = text(unsafe { describe(self.session, id.as_ptr(), context.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())) });
-        answer.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        let answer = text(unsafe {
+            describe(
+                self.session,
+                id.as_ptr(),
+                context.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            )
+        });
+        answer
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// The plugin's main description (HostSupport ran Load and Describe while scanning).
@@ -253,7 +300,11 @@ impl Host {
     }
 
     /// DescribeInContext (run by HostSupport the first time a context is asked for).
-    pub fn describe_in_context(&self, id: &str, context: &str) -> Result<ContextDescription, String> {
+    pub fn describe_in_context(
+        &self,
+        id: &str,
+        context: &str,
+    ) -> Result<ContextDescription, String> {
         let mut description = ContextDescription::default();
         for (key, value) in self.describe_raw(id, Some(context)) {
             match key.as_str() {
@@ -263,11 +314,17 @@ impl Host {
                     let name = words.next().unwrap_or_default().to_string();
                     let flag = |w: Option<&str>| w.is_some_and(|w| w.ends_with("=1"));
                     let (optional, mask) = (flag(words.next()), flag(words.next()));
-                    description.clips.push(ClipInfo { name, optional, mask });
+                    description.clips.push(ClipInfo {
+                        name,
+                        optional,
+                        mask,
+                    });
                 }
                 "param" => {
                     let (name, kind) = value.split_once(' ').unwrap_or((&value, ""));
-                    description.params.push((name.to_string(), kind.to_string()));
+                    description
+                        .params
+                        .push((name.to_string(), kind.to_string()));
                 }
                 _ => {}
             }
@@ -279,7 +336,10 @@ impl Host {
     pub fn messages(&self) -> Vec<String> {
         let _guard = self.guard();
         let messages = self.symbol::<Text>("sg_host_messages");
-        text(unsafe { messages(self.session) }).lines().map(String::from).collect()
+        text(unsafe { messages(self.session) })
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// An instance: HostSupport creates it in the context (clips and parameters from the
@@ -288,30 +348,85 @@ impl Host {
     pub fn instance(&self, id: &str, setup: &Setup) -> Result<Instance<'_>, Failure> {
         let pointer = {
             let _guard = self.guard();
-            let new = self.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, c_int, c_int, c_int) -> *mut c_void>("sg_instance_new");
+            let new = self.symbol::<unsafe extern "C" fn(
+                *mut c_void,
+                *const c_char,
+                *const c_char,
+                c_int,
+                c_int,
+                c_int,
+            ) -> *mut c_void>("sg_instance_new");
             let (cid, context) = (c(id), c(&setup.context));
             let bytes = setup.depth.bytes_per_component() as c_int;
-            unsafe { new(self.session, cid.as_ptr(), context.as_ptr(), setup.width as c_int, setup.height as c_int, bytes) }
+            unsafe {
+                new(
+                    self.session,
+                    cid.as_ptr(),
+                    context.as_ptr(),
+                    setup.width as c_int,
+                    setup.height as c_int,
+                    bytes,
+                )
+            }
         };
         if pointer.is_null() {
-            return Err(Failure { status: status::FAILED, persistent: Some(format!("HostSupport made no {id} instance in {}", setup.context)) });
+            return Err(Failure {
+                status: status::FAILED,
+                persistent: Some(format!(
+                    "HostSupport made no {id} instance in {}",
+                    setup.context
+                )),
+            });
         }
-        let instance = Instance { host: self, pointer, frame_bytes: setup.width * setup.height * 4 * setup.depth.bytes_per_component() };
+        let instance = Instance {
+            host: self,
+            pointer,
+            frame_bytes: setup.width * setup.height * 4 * setup.depth.bytes_per_component(),
+        };
         {
             let _guard = self.guard();
-            let input = self.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, f64, c_int, *const u8, usize) -> c_int>("sg_instance_input");
+            let input = self.symbol::<unsafe extern "C" fn(
+                *mut c_void,
+                *const c_char,
+                f64,
+                c_int,
+                *const u8,
+                usize,
+            ) -> c_int>("sg_instance_input");
             for (clip, footage) in &setup.inputs {
                 let data: Vec<u8> = footage.frames.concat();
                 let clip = c(clip);
-                let st = unsafe { input(pointer, clip.as_ptr(), footage.first as f64, footage.frames.len() as c_int, data.as_ptr(), data.len()) };
-                assert_eq!(st, status::OK, "input frames of the project's size and depth");
+                let st = unsafe {
+                    input(
+                        pointer,
+                        clip.as_ptr(),
+                        footage.first as f64,
+                        footage.frames.len() as c_int,
+                        data.as_ptr(),
+                        data.len(),
+                    )
+                };
+                assert_eq!(
+                    st,
+                    status::OK,
+                    "input frames of the project's size and depth"
+                );
             }
-            let timing = self.symbol::<unsafe extern "C" fn(*mut c_void, f64, f64, f64)>("sg_instance_timing");
-            unsafe { timing(pointer, setup.output_range.0, setup.output_range.1, setup.duration) };
+            let timing = self
+                .symbol::<unsafe extern "C" fn(*mut c_void, f64, f64, f64)>("sg_instance_timing");
+            unsafe {
+                timing(
+                    pointer,
+                    setup.output_range.0,
+                    setup.output_range.1,
+                    setup.duration,
+                )
+            };
         }
         let st = {
             let _guard = self.guard();
-            let create = self.symbol::<unsafe extern "C" fn(*mut c_void) -> c_int>("sg_instance_create");
+            let create =
+                self.symbol::<unsafe extern "C" fn(*mut c_void) -> c_int>("sg_instance_create");
             unsafe { create(pointer) }
         };
         if st != status::OK {
@@ -339,11 +454,18 @@ pub enum Value<'a> {
 
 impl Instance<'_> {
     fn failure(&self, status: i32) -> Failure {
-        Failure { status, persistent: self.log().persistent }
+        Failure {
+            status,
+            persistent: self.log().persistent,
+        }
     }
 
     fn check(&self, st: c_int) -> Result<(), Failure> {
-        if st == status::OK { Ok(()) } else { Err(self.failure(st)) }
+        if st == status::OK {
+            Ok(())
+        } else {
+            Err(self.failure(st))
+        }
     }
 
     /// Sets a parameter as a user edit (value, then the instance-changed actions).
@@ -353,12 +475,36 @@ impl Instance<'_> {
             let name = c(name);
             unsafe {
                 match value {
-                    Value::Int(v) => self.host.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, c_int) -> c_int>("sg_param_int")(self.pointer, name.as_ptr(), v),
-                    Value::Double(v) => self.host.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, f64) -> c_int>("sg_param_double")(self.pointer, name.as_ptr(), v),
-                    Value::Bool(v) => self.host.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, c_int) -> c_int>("sg_param_bool")(self.pointer, name.as_ptr(), v as c_int),
+                    Value::Int(v) => self.host.symbol::<unsafe extern "C" fn(
+                        *mut c_void,
+                        *const c_char,
+                        c_int,
+                    ) -> c_int>("sg_param_int")(
+                        self.pointer, name.as_ptr(), v
+                    ),
+                    Value::Double(v) => self.host.symbol::<unsafe extern "C" fn(
+                        *mut c_void,
+                        *const c_char,
+                        f64,
+                    ) -> c_int>("sg_param_double")(
+                        self.pointer, name.as_ptr(), v
+                    ),
+                    Value::Bool(v) => self.host.symbol::<unsafe extern "C" fn(
+                        *mut c_void,
+                        *const c_char,
+                        c_int,
+                    ) -> c_int>("sg_param_bool")(
+                        self.pointer, name.as_ptr(), v as c_int
+                    ),
                     Value::Text(v) => {
                         let v = c(v);
-                        self.host.symbol::<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> c_int>("sg_param_string")(self.pointer, name.as_ptr(), v.as_ptr())
+                        self.host.symbol::<unsafe extern "C" fn(
+                            *mut c_void,
+                            *const c_char,
+                            *const c_char,
+                        ) -> c_int>("sg_param_string")(
+                            self.pointer, name.as_ptr(), v.as_ptr()
+                        )
                     }
                 }
             }
@@ -371,7 +517,11 @@ impl Instance<'_> {
         let (mut first, mut last) = (0.0, 0.0);
         let st = {
             let _guard = self.host.guard();
-            let domain = self.host.symbol::<unsafe extern "C" fn(*mut c_void, *mut f64, *mut f64) -> c_int>("sg_time_domain");
+            let domain = self
+                .host
+                .symbol::<unsafe extern "C" fn(*mut c_void, *mut f64, *mut f64) -> c_int>(
+                    "sg_time_domain",
+                );
             unsafe { domain(self.pointer, &mut first, &mut last) }
         };
         match st {
@@ -385,7 +535,11 @@ impl Instance<'_> {
     pub fn frames_needed(&self, time: f64) -> Result<BTreeMap<String, Vec<f64>>, Failure> {
         let (st, ranges) = {
             let _guard = self.host.guard();
-            let needed = self.host.symbol::<unsafe extern "C" fn(*mut c_void, f64, *mut *const c_char) -> c_int>("sg_frames_needed");
+            let needed =
+                self.host
+                    .symbol::<unsafe extern "C" fn(*mut c_void, f64, *mut *const c_char) -> c_int>(
+                        "sg_frames_needed",
+                    );
             let mut ranges = std::ptr::null();
             let st = unsafe { needed(self.pointer, time, &mut ranges) };
             (st, text(ranges))
@@ -397,7 +551,10 @@ impl Instance<'_> {
         for line in ranges.lines() {
             let mut words = line.split(' ');
             let clip = words.next().unwrap_or_default().to_string();
-            map.insert(clip, words.map(|w| w.parse().expect("a frame number")).collect());
+            map.insert(
+                clip,
+                words.map(|w| w.parse().expect("a frame number")).collect(),
+            );
         }
         Ok(map)
     }
@@ -407,7 +564,11 @@ impl Instance<'_> {
         let mut out = vec![0u8; self.frame_bytes];
         let st = {
             let _guard = self.host.guard();
-            let render = self.host.symbol::<unsafe extern "C" fn(*mut c_void, f64, *mut u8, usize) -> c_int>("sg_render");
+            let render = self
+                .host
+                .symbol::<unsafe extern "C" fn(*mut c_void, f64, *mut u8, usize) -> c_int>(
+                    "sg_render",
+                );
             unsafe { render(self.pointer, time, out.as_mut_ptr(), out.len()) }
         };
         self.check(st).map(|()| out)
@@ -417,8 +578,16 @@ impl Instance<'_> {
     /// n-th update on).
     pub fn stop(&self, abort: bool, cancel_after: Option<usize>) {
         let _guard = self.host.guard();
-        let stop = self.host.symbol::<unsafe extern "C" fn(*mut c_void, c_int, c_int)>("sg_instance_stop");
-        unsafe { stop(self.pointer, abort as c_int, cancel_after.map_or(-1, |n| n as c_int)) };
+        let stop = self
+            .host
+            .symbol::<unsafe extern "C" fn(*mut c_void, c_int, c_int)>("sg_instance_stop");
+        unsafe {
+            stop(
+                self.pointer,
+                abort as c_int,
+                cancel_after.map_or(-1, |n| n as c_int),
+            )
+        };
     }
 
     pub fn log(&self) -> Log {
@@ -440,7 +609,8 @@ impl Instance<'_> {
                 "message" => log.messages.push(value.to_string()),
                 "fetched" => {
                     let (clip, time) = value.rsplit_once(' ').unwrap_or((value, "nan"));
-                    log.fetched.push((clip.to_string(), time.parse().unwrap_or(f64::NAN)));
+                    log.fetched
+                        .push((clip.to_string(), time.parse().unwrap_or(f64::NAN)));
                 }
                 _ => {}
             }
@@ -452,7 +622,9 @@ impl Instance<'_> {
 impl Drop for Instance<'_> {
     fn drop(&mut self) {
         let _guard = self.host.guard();
-        let free = self.host.symbol::<unsafe extern "C" fn(*mut c_void)>("sg_instance_free");
+        let free = self
+            .host
+            .symbol::<unsafe extern "C" fn(*mut c_void)>("sg_instance_free");
         unsafe { free(self.pointer) };
     }
 }

@@ -7,7 +7,10 @@ mod common;
 use soragen_ofx_hostsupport::{Build, Host, Profile};
 
 fn host() -> &'static Host {
-    common::host(Profile { build: Build::Plain, without_gpu_properties: false })
+    common::host(Profile {
+        build: Build::Plain,
+        without_gpu_properties: false,
+    })
 }
 
 hostsupport_tests!(host());

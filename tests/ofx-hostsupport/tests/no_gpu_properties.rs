@@ -8,7 +8,10 @@ mod common;
 use soragen_ofx_hostsupport::{Build, Host, Profile};
 
 fn host() -> &'static Host {
-    common::host(Profile { build: Build::Plain, without_gpu_properties: true })
+    common::host(Profile {
+        build: Build::Plain,
+        without_gpu_properties: true,
+    })
 }
 
 hostsupport_tests!(host());

@@ -32,7 +32,10 @@ pub const EFFECTS: [(&str, &[&str]); 4] = [
 ];
 
 pub fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny").canonicalize().expect("models/tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/tiny")
+        .canonicalize()
+        .expect("models/tiny")
 }
 
 /// Environment variable naming a built `Soragen.ofx.bundle` (e.g. packaging/ofx/bundle.sh's
@@ -43,11 +46,18 @@ pub const BUNDLE_ENV: &str = "SORAGEN_OFX_BUNDLE";
 /// `SORAGEN_OFX_BUNDLE` names (linked in) or one laid out as packaging/ofx does around the cdylib
 /// cargo built for this test (next to the test binary in `deps/`).
 pub fn plugin_folder() -> PathBuf {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostsupport-{}", std::process::id()));
+    let folder =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostsupport-{}", std::process::id()));
     let bundle = folder.join("Soragen.ofx.bundle");
     std::fs::create_dir_all(&folder).unwrap();
     if let Some(given) = std::env::var_os(BUNDLE_ENV) {
-        std::os::unix::fs::symlink(Path::new(&given).canonicalize().expect("SORAGEN_OFX_BUNDLE exists"), &bundle).unwrap();
+        std::os::unix::fs::symlink(
+            Path::new(&given)
+                .canonicalize()
+                .expect("SORAGEN_OFX_BUNDLE exists"),
+            &bundle,
+        )
+        .unwrap();
         return folder;
     }
     let test_binary = std::env::current_exe().unwrap();
@@ -76,6 +86,22 @@ pub fn host(profile: Profile) -> &'static Host {
 /// `count` float RGBA frames from `first`, each different (a gradient, a moving square and
 /// seeded noise), opaque.
 pub fn footage(first: i64, count: usize, seed: u32) -> Footage {
+    footage_with(first, count, seed, false)
+}
+
+/// Whether (x, y) is in the subject: a disc in the middle.
+pub fn subject(x: usize, y: usize) -> bool {
+    let (fx, fy) = (x as f32 / WIDTH as f32, y as f32 / HEIGHT as f32);
+    (fx - 0.5).powi(2) + (fy - 0.5).powi(2) < 0.09
+}
+
+/// Like [`footage`], with the subject in the alpha channel (1 inside, 0 around): the matte
+/// Replace Background keeps when Use Mask is off.
+pub fn matted(first: i64, count: usize, seed: u32) -> Footage {
+    footage_with(first, count, seed, true)
+}
+
+fn footage_with(first: i64, count: usize, seed: u32, matte: bool) -> Footage {
     let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     let mut noise = move || {
         state ^= state << 13;
@@ -92,7 +118,8 @@ pub fn footage(first: i64, count: usize, seed: u32) -> Footage {
                     let r = if square { 0.9 } else { x as f32 / WIDTH as f32 };
                     let g = y as f32 / HEIGHT as f32;
                     let b = 0.2 + 0.1 * noise();
-                    for v in [r, g, b, 1.0f32] {
+                    let a = if !matte || subject(x, y) { 1.0f32 } else { 0.0 };
+                    for v in [r, g, b, a] {
                         frame.extend_from_slice(&v.to_ne_bytes());
                     }
                 }
@@ -105,7 +132,11 @@ pub fn footage(first: i64, count: usize, seed: u32) -> Footage {
 
 /// Tiny, quick generation settings.
 pub fn quick(instance: &Instance, frames: i32, context: i32) {
-    let set = |name, value| instance.set(name, value).unwrap_or_else(|e| panic!("setting {name}: {e}"));
+    let set = |name, value| {
+        instance
+            .set(name, value)
+            .unwrap_or_else(|e| panic!("setting {name}: {e}"))
+    };
     set("steps", Value::Int(2));
     set("guidance", Value::Double(1.0));
     set("frames", Value::Int(frames));
@@ -114,15 +145,46 @@ pub fn quick(instance: &Instance, frames: i32, context: i32) {
 }
 
 pub fn floats(frame: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    frame.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    frame
+        .chunks_exact(4)
+        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// A generated frame: finite, not all black, opaque.
 pub fn assert_generated(frame: &[u8], what: &str) {
     let values: Vec<f32> = floats(frame).collect();
-    assert!(values.iter().all(|v| v.is_finite()), "{what}: non-finite pixels");
-    assert!(values.iter().any(|&v| v != 0.0), "{what}: generated frame is black");
-    assert!(values.chunks_exact(4).all(|p| p[3] == 1.0), "{what}: generated pixels are opaque");
+    assert!(
+        values.iter().all(|v| v.is_finite()),
+        "{what}: non-finite pixels"
+    );
+    assert!(
+        values.iter().any(|&v| v != 0.0),
+        "{what}: generated frame is black"
+    );
+    assert!(
+        values.chunks_exact(4).all(|p| p[3] == 1.0),
+        "{what}: generated pixels are opaque"
+    );
+}
+
+/// A frame with a new background: the source's subject pixels bit for bit, finite pixels
+/// elsewhere.
+pub fn assert_subject_kept(frame: &[u8], source: &[u8], what: &str) {
+    assert!(
+        floats(frame).all(|v| v.is_finite()),
+        "{what}: non-finite pixels"
+    );
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            let pixel = (y * WIDTH + x) * 16..(y * WIDTH + x + 1) * 16;
+            if subject(x, y) {
+                assert!(
+                    frame[pixel.clone()] == source[pixel],
+                    "{what}: subject pixel ({x}, {y}) kept bit for bit"
+                );
+            }
+        }
+    }
 }
 
 /// One effect in one context, as a host sets it up: inputs, the output's frame range and the
@@ -139,6 +201,8 @@ pub struct Case {
     pub generated: Vec<i64>,
     /// Transition: the Transition parameter at each generated frame (k/n), as a host animates it.
     pub transition: bool,
+    /// Replace Background: new frames keep the Source frame's subject bit for bit.
+    pub keeps_subject: bool,
 }
 
 fn setup(context: &str, inputs: Vec<(&str, Footage)>, output_range: (f64, f64)) -> Setup {
@@ -147,7 +211,10 @@ fn setup(context: &str, inputs: Vec<(&str, Footage)>, output_range: (f64, f64)) 
         width: WIDTH,
         height: HEIGHT,
         depth: Depth::Float,
-        inputs: inputs.into_iter().map(|(name, footage)| (name.to_string(), footage)).collect(),
+        inputs: inputs
+            .into_iter()
+            .map(|(name, footage)| (name.to_string(), footage))
+            .collect(),
         output_range,
         duration: output_range.1 - output_range.0 + 1.0,
     }
@@ -166,33 +233,51 @@ pub fn case(effect: &str, context: &str) -> Case {
             kept: (0..6).map(|t| (t, "Source", t)).collect(),
             generated: (6..10).collect(),
             transition: false,
+            keeps_subject: false,
         },
         // Three frames between two clips: SourceFrom ends at 9, SourceTo goes on after 12.
         INSERT if context == TRANSITION => Case {
-            setup: setup(context, vec![("SourceFrom", footage(0, 10, 2)), ("SourceTo", footage(0, 20, 3))], (10.0, 12.0)),
+            setup: setup(
+                context,
+                vec![
+                    ("SourceFrom", footage(0, 10, 2)),
+                    ("SourceTo", footage(0, 20, 3)),
+                ],
+                (10.0, 12.0),
+            ),
             settings: (3, 2),
             domain: None,
             kept: vec![],
             generated: (10..13).collect(),
             transition: true,
+            keeps_subject: false,
         },
         // General: Source (0..5), three new frames, then Next (its frames 0..5 at 9..14).
         INSERT => Case {
-            setup: setup(context, vec![("Source", footage(0, 6, 4)), ("Next", footage(0, 6, 5))], (0.0, 14.0)),
+            setup: setup(
+                context,
+                vec![("Source", footage(0, 6, 4)), ("Next", footage(0, 6, 5))],
+                (0.0, 14.0),
+            ),
             settings: (3, 2),
             domain: Some((0.0, 14.0)),
-            kept: (0..6).map(|t| (t, "Source", t)).chain((0..6).map(|t| (t + 9, "Next", t))).collect(),
+            kept: (0..6)
+                .map(|t| (t, "Source", t))
+                .chain((0..6).map(|t| (t + 9, "Next", t)))
+                .collect(),
             generated: (6..9).collect(),
             transition: false,
+            keeps_subject: false,
         },
-        // Every frame of the source with a new background, one window of four.
+        // Every frame of the source with a new background around its subject, one window of four.
         REPLACE_BACKGROUND => Case {
-            setup: setup(context, vec![("Source", footage(0, 4, 6))], (0.0, 3.0)),
+            setup: setup(context, vec![("Source", matted(0, 4, 6))], (0.0, 3.0)),
             settings: (4, 2),
             domain: general.then_some((0.0, 3.0)),
             kept: vec![],
             generated: (0..4).collect(),
             transition: false,
+            keeps_subject: true,
         },
         // Four frames from nothing, one window.
         GENERATE => Case {
@@ -202,6 +287,7 @@ pub fn case(effect: &str, context: &str) -> Case {
             kept: vec![],
             generated: (0..4).collect(),
             transition: false,
+            keeps_subject: false,
         },
         _ => panic!("no effect {effect}"),
     }
@@ -213,51 +299,112 @@ pub fn case(effect: &str, context: &str) -> Case {
 pub fn render_case(host: &Host, effect: &str, context: &str) {
     let case = case(effect, context);
     let what = format!("{effect} in {context}");
-    let instance = host.instance(effect, &case.setup).unwrap_or_else(|e| panic!("{what}: instance: {e}"));
+    let instance = host
+        .instance(effect, &case.setup)
+        .unwrap_or_else(|e| panic!("{what}: instance: {e}"));
     quick(&instance, case.settings.0, case.settings.1);
-    let domain = instance.time_domain().unwrap_or_else(|e| panic!("{what}: GetTimeDomain: {e}"));
+    if case.keeps_subject {
+        // The matte as it is: no grown or soft edge around the subject.
+        for param in ["maskDilation", "maskFeather"] {
+            instance
+                .set(param, Value::Int(0))
+                .unwrap_or_else(|e| panic!("{what}: {param}: {e}"));
+        }
+    }
+    let domain = instance
+        .time_domain()
+        .unwrap_or_else(|e| panic!("{what}: GetTimeDomain: {e}"));
     if context == GENERAL {
         assert_eq!(domain, case.domain, "{what}: time domain");
     }
     let input = |clip: &str, time: i64| -> Vec<u8> {
-        let (_, footage) = case.setup.inputs.iter().find(|(name, _)| name == clip).unwrap();
+        let (_, footage) = case
+            .setup
+            .inputs
+            .iter()
+            .find(|(name, _)| name == clip)
+            .unwrap();
         footage.at(time).to_vec()
     };
     for &(time, clip, clip_time) in &case.kept {
-        let needed = instance.frames_needed(time as f64).unwrap_or_else(|e| panic!("{what}: GetFramesNeeded at {time}: {e}"));
-        assert_eq!(needed.get(clip), Some(&vec![clip_time as f64, clip_time as f64]), "{what}: a kept frame reads only itself");
-        let frame = instance.render(time as f64).unwrap_or_else(|e| panic!("{what}: render {time}: {e}"));
-        assert!(frame == input(clip, clip_time), "{what}: frame {time} is {clip} frame {clip_time} bit for bit");
+        let needed = instance
+            .frames_needed(time as f64)
+            .unwrap_or_else(|e| panic!("{what}: GetFramesNeeded at {time}: {e}"));
+        assert_eq!(
+            needed.get(clip),
+            Some(&vec![clip_time as f64, clip_time as f64]),
+            "{what}: a kept frame reads only itself"
+        );
+        let frame = instance
+            .render(time as f64)
+            .unwrap_or_else(|e| panic!("{what}: render {time}: {e}"));
+        assert!(
+            frame == input(clip, clip_time),
+            "{what}: frame {time} is {clip} frame {clip_time} bit for bit"
+        );
     }
     let mut generated: Vec<Vec<u8>> = Vec::new();
     let n = case.generated.len();
     for (k, &time) in case.generated.iter().enumerate() {
         if case.transition {
-            instance.set("Transition", Value::Double(k as f64 / n as f64)).unwrap_or_else(|e| panic!("{what}: Transition: {e}"));
+            instance
+                .set("Transition", Value::Double(k as f64 / n as f64))
+                .unwrap_or_else(|e| panic!("{what}: Transition: {e}"));
         }
-        let needed = instance.frames_needed(time as f64).unwrap_or_else(|e| panic!("{what}: GetFramesNeeded at {time}: {e}"));
+        let needed = instance
+            .frames_needed(time as f64)
+            .unwrap_or_else(|e| panic!("{what}: GetFramesNeeded at {time}: {e}"));
         for (clip, _) in &case.setup.inputs {
             if clip != "Mask" {
-                assert!(needed.get(clip).is_some_and(|r| !r.is_empty()), "{what}: frame {time} reads {clip}: {needed:?}");
+                assert!(
+                    needed.get(clip).is_some_and(|r| !r.is_empty()),
+                    "{what}: frame {time} reads {clip}: {needed:?}"
+                );
             }
         }
-        let frame = instance.render(time as f64).unwrap_or_else(|e| panic!("{what}: render {time}: {e}"));
-        assert_generated(&frame, &format!("{what} frame {time}"));
+        let frame = instance
+            .render(time as f64)
+            .unwrap_or_else(|e| panic!("{what}: render {time}: {e}"));
+        if case.keeps_subject {
+            assert_subject_kept(
+                &frame,
+                &input("Source", time),
+                &format!("{what} frame {time}"),
+            );
+        } else {
+            assert_generated(&frame, &format!("{what} frame {time}"));
+        }
         generated.push(frame);
     }
     for (i, a) in generated.iter().enumerate() {
         for (j, b) in generated.iter().enumerate().skip(i + 1) {
-            assert!(a != b, "{what}: new frames {} and {} are identical", case.generated[i], case.generated[j]);
+            assert!(
+                a != b,
+                "{what}: new frames {} and {} are identical",
+                case.generated[i],
+                case.generated[j]
+            );
         }
         for (clip, footage) in &case.setup.inputs {
             for (t, frame) in footage.frames.iter().enumerate() {
-                assert!(a != frame, "{what}: new frame {} is {clip} frame {}", case.generated[i], footage.first + t as i64);
+                assert!(
+                    a != frame,
+                    "{what}: new frame {} is {clip} frame {}",
+                    case.generated[i],
+                    footage.first + t as i64
+                );
             }
         }
     }
     let log = instance.log();
-    assert_eq!(log.lent, log.released, "{what}: every image fetched was released");
-    assert!(log.progress_starts >= 1 && log.progress_updates >= 1, "{what}: progress reported: {log:?}");
+    assert_eq!(
+        log.lent, log.released,
+        "{what}: every image fetched was released"
+    );
+    assert!(
+        log.progress_starts >= 1 && log.progress_updates >= 1,
+        "{what}: progress reported: {log:?}"
+    );
     assert_eq!(log.persistent, None, "{what}: no error left");
 }
 
@@ -269,38 +416,78 @@ pub fn impossible_cases_fail_with_a_message(host: &Host) {
     let failure = instance.render(12.0).expect_err("no frame past Frames");
     assert_eq!(failure.status, status::FAILED, "{failure}");
     let message = failure.persistent.expect("a persistent message");
-    assert!(message.starts_with("OfxMessageError") && message.contains("raise Frames"), "{message}");
+    assert!(
+        message.starts_with("OfxMessageError") && message.contains("raise Frames"),
+        "{message}"
+    );
 
-    instance.set("model", Value::Text("/nonexistent/wan-vace")).unwrap();
+    instance
+        .set("model", Value::Text("/nonexistent/wan-vace"))
+        .unwrap();
     let failure = instance.render(7.0).expect_err("no such model");
     assert_eq!(failure.status, status::FAILED, "{failure}");
-    assert!(failure.persistent.as_deref().is_some_and(|m| m.contains("/nonexistent/wan-vace")), "{failure}");
+    assert!(
+        failure
+            .persistent
+            .as_deref()
+            .is_some_and(|m| m.contains("/nonexistent/wan-vace")),
+        "{failure}"
+    );
 
-    instance.set("model", Value::Text(tiny_model().to_str().unwrap())).unwrap();
-    assert_generated(&instance.render(7.0).unwrap_or_else(|e| panic!("a good model renders again: {e}")), "after the error");
-    assert_eq!(instance.log().persistent, None, "a good render clears the message");
+    instance
+        .set("model", Value::Text(tiny_model().to_str().unwrap()))
+        .unwrap();
+    assert_generated(
+        &instance
+            .render(7.0)
+            .unwrap_or_else(|e| panic!("a good model renders again: {e}")),
+        "after the error",
+    );
+    assert_eq!(
+        instance.log().persistent,
+        None,
+        "a good render clears the message"
+    );
 }
 
 /// Every effect is found and described in HostSupport, in every context it offers.
 pub fn describes_all_four_effects(host: &Host) {
-    assert_eq!(host.identifiers(), [EXTEND, INSERT, REPLACE_BACKGROUND, GENERATE]);
+    assert_eq!(
+        host.identifiers(),
+        [EXTEND, INSERT, REPLACE_BACKGROUND, GENERATE]
+    );
     for (id, contexts) in EFFECTS {
         let description = host.describe(id).unwrap();
         let mut expected: Vec<&str> = contexts.to_vec();
         expected.sort();
-        assert_eq!(description.contexts, expected, "{id}: Describe succeeded with its contexts (none: Describe failed; stderr says why)");
+        assert_eq!(
+            description.contexts, expected,
+            "{id}: Describe succeeded with its contexts (none: Describe failed; stderr says why)"
+        );
         assert_eq!(description.grouping, "Soragen");
         assert!(description.temporal_clip_access);
-        assert!(description.depths.iter().any(|d| d == "OfxBitDepthFloat"), "{id}: {:?}", description.depths);
+        assert!(
+            description.depths.iter().any(|d| d == "OfxBitDepthFloat"),
+            "{id}: {:?}",
+            description.depths
+        );
         for context in contexts {
-            let described = host.describe_in_context(id, context).unwrap_or_else(|e| panic!("{id} in {context}: {e}"));
+            let described = host
+                .describe_in_context(id, context)
+                .unwrap_or_else(|e| panic!("{id} in {context}: {e}"));
             let clips: Vec<&str> = described.clips.iter().map(|c| c.name.as_str()).collect();
             assert!(clips.contains(&"Output"), "{id} in {context}: {clips:?}");
             for (name, _) in &case(id, context).setup.inputs {
-                assert!(clips.contains(&name.as_str()), "{id} in {context}: no {name} clip in {clips:?}");
+                assert!(
+                    clips.contains(&name.as_str()),
+                    "{id} in {context}: no {name} clip in {clips:?}"
+                );
             }
             for param in ["model", "prompt", "steps", "frames"] {
-                assert!(described.params.iter().any(|(name, _)| name == param), "{id} in {context}: no {param} parameter");
+                assert!(
+                    described.params.iter().any(|(name, _)| name == param),
+                    "{id} in {context}: no {param} parameter"
+                );
             }
         }
     }
