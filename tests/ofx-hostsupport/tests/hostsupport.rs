@@ -14,3 +14,13 @@ fn host() -> &'static Host {
 }
 
 hostsupport_tests!(host());
+
+#[test]
+fn extend_at_byte_depth() {
+    common::extend_at_byte_depth(host());
+}
+
+#[test]
+fn abort_and_cancel_stop_a_render() {
+    common::abort_and_cancel_stop_a_render(host());
+}

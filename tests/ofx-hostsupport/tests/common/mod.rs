@@ -44,7 +44,8 @@ pub const BUNDLE_ENV: &str = "SORAGEN_OFX_BUNDLE";
 
 /// The folder HostSupport scans: it holds `Soragen.ofx.bundle`, either the one
 /// `SORAGEN_OFX_BUNDLE` names (linked in) or one laid out as packaging/ofx does around the cdylib
-/// cargo built for this test (next to the test binary in `deps/`).
+/// cargo built for this test (next to the test binary in `deps/`), under
+/// `CARGO_TARGET_TMPDIR`.
 pub fn plugin_folder() -> PathBuf {
     let folder =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostsupport-{}", std::process::id()));
@@ -65,7 +66,11 @@ pub fn plugin_folder() -> PathBuf {
     assert!(built.is_file(), "{} not built", built.display());
     let binary_dir = bundle.join("Contents/Linux-x86-64");
     std::fs::create_dir_all(&binary_dir).unwrap();
-    std::fs::copy(&built, binary_dir.join("Soragen.ofx")).unwrap();
+    // A hard link where it can (the library is hundreds of MB in a debug build).
+    let binary = binary_dir.join("Soragen.ofx");
+    if std::fs::hard_link(&built, &binary).is_err() {
+        std::fs::copy(&built, &binary).unwrap();
+    }
     folder
 }
 
@@ -538,4 +543,116 @@ macro_rules! hostsupport_tests {
             common::impossible_cases_fail_with_a_message($host);
         }
     };
+}
+
+/// The frames of `footage` as 8-bit RGBA.
+pub fn to_bytes(footage: &Footage) -> Footage {
+    let frames = footage
+        .frames
+        .iter()
+        .map(|frame| {
+            floats(frame)
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect()
+        })
+        .collect();
+    Footage {
+        first: footage.first,
+        frames,
+    }
+}
+
+/// Extend in General on 8-bit frames: source frames bit-identical, new frames opaque and new.
+pub fn extend_at_byte_depth(host: &Host) {
+    let mut case = case(EXTEND, GENERAL);
+    case.setup.depth = Depth::Byte;
+    case.setup.inputs = case
+        .setup
+        .inputs
+        .iter()
+        .map(|(name, footage)| (name.clone(), to_bytes(footage)))
+        .collect();
+    let source = case.setup.inputs[0].1.clone();
+    let instance = host
+        .instance(EXTEND, &case.setup)
+        .unwrap_or_else(|e| panic!("instance: {e}"));
+    quick(&instance, 4, 2);
+    for t in 0..6 {
+        assert!(
+            instance
+                .render(t as f64)
+                .unwrap_or_else(|e| panic!("render {t}: {e}"))
+                == source.at(t),
+            "frame {t} bit for bit"
+        );
+    }
+    let new: Vec<Vec<u8>> = (6..10)
+        .map(|t| {
+            instance
+                .render(t as f64)
+                .unwrap_or_else(|e| panic!("render {t}: {e}"))
+        })
+        .collect();
+    for (i, frame) in new.iter().enumerate() {
+        assert!(
+            frame.chunks_exact(4).all(|p| p[3] == 255),
+            "new frame {i} opaque"
+        );
+        assert!(
+            new[i + 1..].iter().all(|other| other != frame)
+                && source.frames.iter().all(|s| s != frame),
+            "new frame {i} is new"
+        );
+    }
+    let log = instance.log();
+    assert_eq!(log.lent, log.released);
+}
+
+/// The image effect suite's abort and the progress suite's cancel stop a render, which fails
+/// without leaving the instance broken.
+pub fn abort_and_cancel_stop_a_render(host: &Host) {
+    let case = case(EXTEND, GENERAL);
+    let instance = host
+        .instance(EXTEND, &case.setup)
+        .unwrap_or_else(|e| panic!("instance: {e}"));
+    quick(&instance, 4, 2);
+    instance.set("steps", Value::Int(3)).unwrap();
+    instance.stop(true, None);
+    let failure = instance.render(7.0).expect_err("aborted");
+    assert_eq!(
+        failure.status,
+        status::FAILED,
+        "an aborted render fails: {failure}"
+    );
+    let aborted = instance.log();
+    assert!(
+        aborted.progress_starts == 1 && aborted.progress_updates < 3,
+        "stopped before the last step: {aborted:?}"
+    );
+    instance.stop(false, Some(aborted.progress_updates + 1));
+    let failure = instance.render(7.0).expect_err("cancelled");
+    assert_eq!(
+        failure.status,
+        status::FAILED,
+        "a cancelled render fails: {failure}"
+    );
+    let cancelled = instance.log();
+    assert_eq!(
+        cancelled.progress_updates,
+        aborted.progress_updates + 1,
+        "stopped at the cancelling update"
+    );
+    instance.stop(false, None);
+    assert_generated(
+        &instance
+            .render(7.0)
+            .unwrap_or_else(|e| panic!("renders once let go: {e}")),
+        "after abort and cancel",
+    );
+    let log = instance.log();
+    assert_eq!(
+        log.progress_starts, log.progress_ends,
+        "every progress bar closed"
+    );
+    assert_eq!(log.lent, log.released);
 }
