@@ -373,7 +373,7 @@ impl Host {
             return Err(Failure {
                 status: status::FAILED,
                 persistent: Some(format!(
-                    "HostSupport made no {id} instance in {}",
+                    "HostSupport made no {id} instance in {}: Load or Describe failed, or the context was not described",
                     setup.context
                 )),
             });
