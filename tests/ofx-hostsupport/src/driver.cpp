@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ofxCore.h"
@@ -170,7 +171,7 @@ class Image : public ImageEffect::Image {
         const OfxRectI &bounds, int rowBytes, const std::string &uid)
       : ImageEffect::Image(clip, 1.0, 1.0, data, bounds, bounds, rowBytes, kOfxImageFieldNone, uid),
         _counters(counters),
-        _own(own) {
+        _own(std::move(own)) {
     if (!_own.empty()) setPointerProperty(kOfxImagePropData, &_own[0]);
     _counters->lent++;
   }
