@@ -149,28 +149,23 @@ fn run(description: &str) -> Result<Output, String> {
     Ok(Output { frames, generated, caps: caps.expect("negotiated caps") })
 }
 
-/// Whether a GPU pipeline can run here; says why it is skipped where it cannot.
-fn gpu_pipeline_runs() -> bool {
+/// What a GPU pipeline needs: a GPU and GStreamer's CUDA elements. The tests that need them
+/// are ignored by default and fail where either is missing.
+fn require_gpu_pipeline() {
     use soragen_core::device::{DeviceRequest, open_device};
     init();
-    let missing = match open_device(DeviceRequest::Cuda(0)) {
-        Err(reason) => Some(reason),
-        Ok(_) => ["cudaupload", "cudadownload"]
-            .into_iter()
-            .find(|name| gst::ElementFactory::find(name).is_none())
-            .map(|name| format!("no {name} element (install gstreamer1.0-plugins-bad)")),
-    };
-    if let Some(reason) = &missing {
-        eprintln!("skipped: {reason}");
+    if let Err(reason) = open_device(DeviceRequest::Cuda(0)) {
+        panic!("this test needs a GPU: {reason}");
     }
-    missing.is_none()
+    for name in ["cudaupload", "cudadownload"] {
+        assert!(gst::ElementFactory::find(name).is_some(), "this test needs the {name} element (gstreamer1.0-plugins-bad)");
+    }
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn a_pipeline_in_cuda_memory_extends_on_the_gpu_as_in_system_memory() {
-    if !gpu_pipeline_runs() {
-        return;
-    }
+    require_gpu_pipeline();
     let extend = |upload: &str, download: &str| {
         run(&format!(
             "videotestsrc num-buffers=5 ! video/x-raw,format=RGBA,width=32,height=32,framerate=16/1 ! {upload} \
@@ -189,10 +184,9 @@ fn a_pipeline_in_cuda_memory_extends_on_the_gpu_as_in_system_memory() {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn text_to_video_writes_cuda_memory_as_in_system_memory() {
-    if !gpu_pipeline_runs() {
-        return;
-    }
+    require_gpu_pipeline();
     let generate = |caps: &str, download: &str| {
         run(&format!(
             "soragensrc name=s num-frames=5 steps=2 seed=7 device=cuda:0 model={TINY_MODEL} ! \

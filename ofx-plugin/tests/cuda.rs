@@ -51,9 +51,7 @@ fn effects_declare_cuda_render_exactly_where_they_can_do_it() {
 
 #[test]
 fn without_a_gpu_a_cuda_host_renders_on_the_cpu() {
-    if renders_on_gpu() {
-        return;
-    }
+    assert!(!renders_on_gpu(), "this test is for machines without a GPU (tests/gpu/run.sh skips it)");
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 31);
     let instance = host
@@ -84,10 +82,8 @@ fn without_a_gpu_a_cuda_host_renders_on_the_cpu() {
 
 #[test]
 fn without_a_gpu_a_cuda_render_sent_anyway_fails_with_gpu_render_failed_before_reading_an_image() {
-    if renders_on_gpu() {
-        // There the images would have to be device memory; the GPU tests below send those.
-        return;
-    }
+    // With a GPU the images would have to be device memory; the GPU tests below send those.
+    assert!(!renders_on_gpu(), "this test is for machines without a GPU (tests/gpu/run.sh skips it)");
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 33);
     let instance = host
@@ -216,11 +212,9 @@ mod gpu {
     }
 
     #[test]
+    #[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
     fn extend_on_device_images_equals_the_host_memory_render_with_and_without_a_stream() {
-        if !renders_on_gpu() {
-            eprintln!("no GPU: skipped");
-            return;
-        }
+        assert!(renders_on_gpu(), "this test needs a cuda build on a machine with a GPU");
         for host_stream in [true, false] {
             let source = footage(0, 6, Depth::Float, Components::Rgba, false, 41);
             let make = || {
@@ -261,11 +255,9 @@ mod gpu {
     }
 
     #[test]
+    #[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
     fn replace_background_keeps_subject_pixels_bit_identical_on_the_gpu() {
-        if !renders_on_gpu() {
-            eprintln!("no GPU: skipped");
-            return;
-        }
+        assert!(renders_on_gpu(), "this test needs a cuda build on a machine with a GPU");
         let source = footage(0, 3, Depth::Float, Components::Rgba, false, 43);
         let make = || {
             setup(

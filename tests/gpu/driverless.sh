@@ -6,7 +6,7 @@
 #   2. the OpenFX bundle: the whole OpenFX test suite (Resolve-, Nuke- and CUDA-host profiles)
 #      against the cuda bundle, which must declare CUDA render unsupported and render on the CPU;
 #   3. the GStreamer plugin: gst-inspect-1.0 loads it, soragensrc generates frames, and the
-#      `cuda` tests of the plugin pass (those that need a GPU say why they skip).
+#      `cuda` tests of the plugin pass (those that need a GPU are #[ignore]d: run.sh runs them).
 # Needs what .ci/run installs, and takes long (a cold cuda build compiles candle's CUDA kernels
 # and every dependency again): not part of .ci/run. On a machine with the driver it says so and
 # exits 0 (tests/gpu/run.sh is the one to run there).

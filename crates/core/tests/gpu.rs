@@ -16,14 +16,9 @@ use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, read_latents};
 use soragen_core::video::{Frame, Video};
 use soragen_models::max_abs_diff;
 
-fn gpu() -> Option<Device> {
-    match open_device(DeviceRequest::Cuda(0)) {
-        Ok(device) => Some(device),
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            None
-        }
-    }
+/// The GPU these tests need: they are ignored by default and fail where there is none.
+fn gpu() -> Device {
+    open_device(DeviceRequest::Cuda(0)).unwrap_or_else(|reason| panic!("this test needs a GPU: {reason}"))
 }
 
 fn stream(device: &Device) -> Arc<CudaStream> {
@@ -74,8 +69,9 @@ fn image_at(memory: &CudaSlice<u8>, stream: &CudaStream, data: usize, layout: Im
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn importing_equals_the_cpu_reference_in_every_layout() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     let stream = stream(&device);
     for (layout, data) in layouts() {
         let len = data + layout.span().end as usize;
@@ -90,8 +86,9 @@ fn importing_equals_the_cpu_reference_in_every_layout() {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn exporting_equals_the_cpu_reference_and_leaves_padding_alone() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     let stream = stream(&device);
     for (layout, data) in layouts() {
         let len = data + layout.span().end as usize;
@@ -112,8 +109,9 @@ fn exporting_equals_the_cpu_reference_and_leaves_padding_alone() {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn a_host_stream_carries_the_whole_round_trip() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     let context = stream(&device).context().clone();
     let host_stream = context.new_stream().unwrap();
     let layout = ImageLayout::new(64, 32, PixelFormat::RgbaF32, 64 * 16, true).unwrap();
@@ -137,8 +135,9 @@ fn a_host_stream_carries_the_whole_round_trip() {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn images_of_one_clip_must_share_a_size() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     let stream = stream(&device);
     let memory = stream.clone_htod(&vec![0_u8; 16 * 16 * 4]).unwrap();
     let big = image_at(&memory, &stream, 0, ImageLayout::new(16, 16, PixelFormat::Rgba8, 64, false).unwrap());
@@ -184,8 +183,9 @@ fn case_name(case: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn the_pipeline_on_the_gpu_matches_the_cpu_and_diffusers_in_f32() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     for case in fixture_cases() {
         let (gpu_frames, expected) = pipeline_frames(&case, &device, DType::F32);
         let (cpu_frames, _) = pipeline_frames(&case, &Device::Cpu, DType::F32);
@@ -197,8 +197,9 @@ fn the_pipeline_on_the_gpu_matches_the_cpu_and_diffusers_in_f32() {
 }
 
 #[test]
+#[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
 fn the_pipeline_on_the_gpu_in_bf16_reports_its_distance() {
-    let Some(device) = gpu() else { return };
+    let device = gpu();
     for case in fixture_cases() {
         let (frames, expected) = pipeline_frames(&case, &device, DType::BF16);
         let diff = max_abs_diff(&frames, &expected).unwrap();

@@ -308,6 +308,12 @@ pub fn render_case(host: &Host, effect: &str, context: &str) {
         .instance(effect, &case.setup)
         .unwrap_or_else(|e| panic!("{what}: instance: {e}"));
     quick(&instance, case.settings.0, case.settings.1);
+    // Generated windows are cached per process by content and settings: a seed of each context's
+    // own makes each case generate (and report progress) instead of reusing another's window.
+    let seed = context.bytes().map(i32::from).sum::<i32>();
+    instance
+        .set("seed", Value::Int(seed))
+        .unwrap_or_else(|e| panic!("{what}: seed: {e}"));
     if case.keeps_subject {
         // The matte as it is: no grown or soft edge around the subject.
         for param in ["maskDilation", "maskFeather"] {
