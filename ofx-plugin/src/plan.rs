@@ -2,7 +2,7 @@
 //! window (the frames one task call produces together). Pure logic over frame ranges, shared by
 //! GetFramesNeeded, GetTimeDomain and Render.
 
-use soragen_core::tasks::TaskKind;
+use soragen_core::tasks::{TaskKind, context_span};
 
 use crate::effects::{Context, EffectKind};
 use crate::params::Settings;
@@ -48,6 +48,8 @@ pub struct Window {
     pub source_times: Vec<i64>,
     /// Times of the `Next` frames the task reads.
     pub next_times: Vec<i64>,
+    /// The source's frame rate, which the task matches to the model's.
+    pub fps: Option<(u32, u32)>,
 }
 
 impl Window {
@@ -93,6 +95,8 @@ pub struct Timing {
     pub output: Option<Range>,
     /// `kOfxImageEffectInstancePropEffectDuration`, in frames.
     pub duration: Option<i64>,
+    /// The source's frame rate (the clip's `kOfxImageEffectPropFrameRate`, else the effect's).
+    pub fps: Option<(u32, u32)>,
     /// The Transition parameter at the time (Transition context): the host's own word on how
     /// far into the transition the frame is, 0 at its start and 1 at its end.
     pub transition: Option<f64>,
@@ -123,7 +127,9 @@ pub fn plan(
     time: i64,
 ) -> Result<FramePlan, String> {
     let n = settings.frames as i64;
-    let k = settings.task.context_frames.max(1) as i64;
+    // The source frames next to a cut that the task reads at the clip's rate (more than the
+    // context frames above 16 fps: they are picked 1/16 s apart).
+    let k = context_span(&settings.task, timing.fps) as i64;
     let source = || timing.source.ok_or_else(|| missing("source"));
     let outside = || format!("frame {time} is outside this effect's frames");
     let keep = |role, time| Ok(FramePlan::Keep { role, time });
@@ -144,6 +150,7 @@ pub fn plan(
                         frames: n as usize,
                         first: b + 1,
                         index: 0,
+                        fps: timing.fps,
                         source_times: span((b - k + 1).max(a), b),
                         next_times: vec![],
                     };
@@ -155,6 +162,7 @@ pub fn plan(
                         frames: n as usize,
                         first: a - n,
                         index: 0,
+                        fps: timing.fps,
                         source_times: span(a, (a + k - 1).min(b)),
                         next_times: vec![],
                     };
@@ -194,6 +202,7 @@ pub fn plan(
                 frames: len((s, e)) as usize,
                 first: s,
                 index: 0,
+                fps: timing.fps,
                 source_times: if before.is_empty() {
                     vec![s.clamp(from.0, from.1)]
                 } else {
@@ -218,6 +227,7 @@ pub fn plan(
                         frames: n as usize,
                         first: a1 + 1,
                         index: 0,
+                        fps: timing.fps,
                         source_times: span((a1 - k + 1).max(a0), a1),
                         next_times: span(b0, (b0 + k - 1).min(b1)),
                     };
@@ -243,6 +253,7 @@ pub fn plan(
                 frames: len((first, last)) as usize,
                 first,
                 index: 0,
+                fps: timing.fps,
                 source_times: span(first, last),
                 next_times: vec![],
             };
@@ -262,6 +273,7 @@ pub fn plan(
                 frames: n as usize,
                 first,
                 index: index as usize,
+                fps: timing.fps,
                 source_times: vec![],
                 next_times: vec![],
             };
@@ -337,6 +349,7 @@ mod tests {
             next: None,
             output: Some(source),
             duration: None,
+            fps: None,
             transition: None,
         }
     }
@@ -398,6 +411,7 @@ mod tests {
             next: Some((0, 5)),
             output: Some((0, 4)),
             duration: None,
+            fps: None,
             transition: None,
         };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
@@ -434,6 +448,7 @@ mod tests {
             next: Some((0, 30)),
             output: Some((10, 14)),
             duration: None,
+            fps: None,
             transition: None,
         };
         let FramePlan::Generate { window, offset } =
@@ -533,6 +548,7 @@ mod tests {
             next: Some((0, 30)),
             output: None,
             duration: Some(5),
+            fps: None,
             transition: Some(0.4),
         };
         // 0.4 of 5 frames is frame 2: the transition runs 10..=14 when frame 12 is asked for.
@@ -553,6 +569,7 @@ mod tests {
         );
         let lost = Timing {
             duration: None,
+            fps: None,
             ..t
         };
         assert!(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 use soragen_core::vace::Observer;
-use soragen_core::video::{Frame, Video};
+use soragen_core::video::{Frame, Video, rate_from_f64};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{
     Action, Clip, Components, Image, ImageEffect, Memory, MessageKind, PropertySet, RectI, Status,
@@ -150,7 +150,20 @@ impl Instance {
             .properties()?
             .double(kOfxImageEffectInstancePropEffectDuration)
             .ok();
+        // The source's rate: its clip's, else the effect's (both defined by the standard).
+        let source_rate = self
+            .clip(effect, Role::Source)
+            .ok()
+            .and_then(|clip| clip.properties.double(kOfxImageEffectPropFrameRate).ok());
+        let rate = source_rate.or_else(|| {
+            effect
+                .properties()
+                .ok()?
+                .double(kOfxImageEffectPropFrameRate)
+                .ok()
+        });
         Ok(Timing {
+            fps: rate.and_then(rate_from_f64),
             source: connected_range(Role::Source)?,
             next: connected_range(Role::Next)?,
             output: effect
@@ -509,6 +522,7 @@ impl Instance {
             window.first,
             window.index,
             window.frames,
+            window.fps,
         )
             .hash(&mut key);
         serde_json::to_string(&settings.task)
@@ -517,8 +531,9 @@ impl Instance {
         (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
         let mut inputs = TaskInputs::default();
         let rect = if !sources.is_empty() {
-            let (video, rect) = read_clip(&sources, gpu)?;
+            let (mut video, rect) = read_clip(&sources, gpu)?;
             identify_clip(&sources, &video, &mut key);
+            video.fps = window.fps;
             inputs.clip = Some(video);
             if !masks.is_empty() {
                 let mut background = Vec::new();
@@ -548,8 +563,9 @@ impl Instance {
             }
         };
         if !nexts.is_empty() {
-            let (video, _) = read_clip(&nexts, gpu)?;
+            let (mut video, _) = read_clip(&nexts, gpu)?;
             identify_clip(&nexts, &video, &mut key);
+            video.fps = window.fps;
             inputs.next = Some(video);
         }
         rect.hash(&mut key);

@@ -51,7 +51,10 @@ fn effects_declare_cuda_render_exactly_where_they_can_do_it() {
 
 #[test]
 fn without_a_gpu_a_cuda_host_renders_on_the_cpu() {
-    assert!(!renders_on_gpu(), "this test is for machines without a GPU (tests/gpu/run.sh skips it)");
+    assert!(
+        !renders_on_gpu(),
+        "this test is for machines without a GPU (tests/gpu/run.sh skips it)"
+    );
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 31);
     let instance = host
@@ -83,7 +86,10 @@ fn without_a_gpu_a_cuda_host_renders_on_the_cpu() {
 #[test]
 fn without_a_gpu_a_cuda_render_sent_anyway_fails_with_gpu_render_failed_before_reading_an_image() {
     // With a GPU the images would have to be device memory; the GPU tests below send those.
-    assert!(!renders_on_gpu(), "this test is for machines without a GPU (tests/gpu/run.sh skips it)");
+    assert!(
+        !renders_on_gpu(),
+        "this test is for machines without a GPU (tests/gpu/run.sh skips it)"
+    );
     let host = host();
     let source = footage(0, 4, Depth::Float, Components::Rgba, false, 33);
     let instance = host
@@ -214,7 +220,10 @@ mod gpu {
     #[test]
     #[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
     fn extend_on_device_images_equals_the_host_memory_render_with_and_without_a_stream() {
-        assert!(renders_on_gpu(), "this test needs a cuda build on a machine with a GPU");
+        assert!(
+            renders_on_gpu(),
+            "this test needs a cuda build on a machine with a GPU"
+        );
         for host_stream in [true, false] {
             let source = footage(0, 6, Depth::Float, Components::Rgba, false, 41);
             let make = || {
@@ -257,7 +266,10 @@ mod gpu {
     #[test]
     #[ignore = "needs a GPU: tests/gpu/run.sh runs it"]
     fn replace_background_keeps_subject_pixels_bit_identical_on_the_gpu() {
-        assert!(renders_on_gpu(), "this test needs a cuda build on a machine with a GPU");
+        assert!(
+            renders_on_gpu(),
+            "this test needs a cuda build on a machine with a GPU"
+        );
         let source = footage(0, 3, Depth::Float, Components::Rgba, false, 43);
         let make = || {
             setup(

@@ -66,8 +66,8 @@ fn extend_in_filter_keeps_the_source_and_generates_past_it_from_the_clip_range()
     }
     assert_eq!(
         instance.frames_needed(6.0).unwrap()["Source"],
-        [3.0, 4.0],
-        "the clip's last frames, from its own range"
+        [2.0, 4.0],
+        "the clip's last frames (two 1/16 s apart at 25 fps span three), from its own range"
     );
     let generated: Vec<Pixels> = (5..8).map(|t| instance.render(t as f64).unwrap()).collect();
     generated.iter().for_each(assert_generated);
@@ -102,7 +102,8 @@ fn insert_as_a_transition_fills_the_output_range() {
     let needed = instance.frames_needed(12.0).unwrap();
     assert_eq!(
         (needed["SourceFrom"].clone(), needed["SourceTo"].clone()),
-        (vec![8.0, 9.0], vec![15.0, 16.0])
+        (vec![7.0, 9.0], vec![15.0, 17.0]),
+        "two context frames 1/16 s apart at 25 fps span three source frames on each side"
     );
     let frames: Vec<Pixels> = (10..15)
         .map(|t| instance.render(t as f64).unwrap())

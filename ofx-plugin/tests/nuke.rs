@@ -35,7 +35,8 @@ fn insert_general_runs_a_then_new_frames_then_b() {
     let needed = instance.frames_needed(6.0).unwrap();
     assert_eq!(
         (needed["Source"].clone(), needed["Next"].clone()),
-        (vec![3.0, 4.0], vec![0.0, 1.0])
+        (vec![2.0, 4.0], vec![0.0, 2.0]),
+        "two context frames 1/16 s apart at 25 fps span three source frames"
     );
     assert_eq!(instance.render(4.0).unwrap(), a.frames[&4]);
     for t in 5..8 {

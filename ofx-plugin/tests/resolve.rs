@@ -146,8 +146,8 @@ fn extend_general_runs_past_the_source_at_every_depth() {
         assert_eq!(instance.frames_needed(2.0).unwrap()["Source"], [2.0, 2.0]);
         assert_eq!(
             instance.frames_needed(7.0).unwrap()["Source"],
-            [3.0, 5.0],
-            "the last context frames"
+            [2.0, 5.0],
+            "the last context frames: three 1/16 s apart at 25 fps span four source frames"
         );
         for t in 0..6 {
             assert_eq!(
@@ -179,7 +179,7 @@ fn extend_general_runs_past_the_source_at_every_depth() {
             .collect();
         assert_eq!(
             fetched,
-            [3.0, 4.0, 5.0].repeat(4),
+            [2.0, 3.0, 4.0, 5.0].repeat(4),
             "each render reads exactly the window's context frames"
         );
         assert_all_released(&instance);
@@ -242,8 +242,8 @@ fn extend_filter_renders_windows_smaller_than_the_frame() {
     assert_generated(&before);
     assert_eq!(
         instance.log().frames_needed["Source"],
-        [10.0, 11.0],
-        "extending backwards reads the first frames"
+        [10.0, 12.0],
+        "extending backwards reads the first frames (two 1/16 s apart at 25 fps span three)"
     );
 }
 
@@ -432,7 +432,8 @@ fn insert_transition_fills_the_transition_from_both_clips() {
     let needed = instance.frames_needed(12.0).unwrap();
     assert_eq!(
         (needed["SourceFrom"].clone(), needed["SourceTo"].clone()),
-        (vec![8.0, 9.0], vec![15.0, 16.0])
+        (vec![7.0, 9.0], vec![15.0, 17.0]),
+        "two context frames 1/16 s apart at 25 fps span three source frames on each side"
     );
     let frames: Vec<_> = (10..=14)
         .map(|t| instance.render(t as f64).unwrap())

@@ -349,12 +349,31 @@ fn stats(frames: &[Frame]) -> Option<ChannelStats> {
 
 /// Source frames per model frame (see [`Timeline`]).
 fn source_step(clip: &Video, params: &TaskParams) -> f64 {
-    match clip.fps {
-        Some((num, den)) if params.match_frame_rate => {
+    step_at(clip.fps, params)
+}
+
+fn step_at(fps: Option<(u32, u32)>, params: &TaskParams) -> f64 {
+    match fps {
+        Some((num, den)) if params.match_frame_rate && num > 0 && den > 0 => {
             (num as f64 / den as f64) / (MODEL_FPS.0 as f64 / MODEL_FPS.1 as f64)
         }
         _ => 1.0,
     }
+}
+
+/// How many source frames next to a cut (before it for an extension forward, after it for one
+/// backward, on each side for an insert) a task reads from a clip at `fps`: the context frames
+/// it picks one model frame apart and the frames its colour matching anchors on. A host that
+/// hands over frames on demand (OpenFX, GStreamer) gives this many, ending (or starting) at the
+/// cut, and the task sees exactly what it sees in the whole clip.
+pub fn context_span(params: &TaskParams, fps: Option<(u32, u32)>) -> usize {
+    let step = step_at(fps, params);
+    let count = params.context_frames;
+    // The farthest pick, k = count - 1: `context_before` rounds (last - k·step) half up, which
+    // is k·step - 1/2 rounded up; `context_after` rounds k·step half up.
+    let x = count.saturating_sub(1) as f64 * step;
+    let farthest = (x - 0.5).ceil().max((x + 0.5).floor()) as usize;
+    (farthest + 1).max(count.max(1))
 }
 
 /// Up to `count` source frames one model frame apart, ending on the clip's last frame.

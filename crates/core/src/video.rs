@@ -333,8 +333,36 @@ pub fn quantise(frames: &[f32], width: usize, height: usize, fps: Option<(u32, u
     video
 }
 
+/// A frame rate given as a number (OpenFX's `kOfxImageEffectPropFrameRate`) as the rational
+/// it stands for: the NTSC rates (23.976, 29.97, 59.94: n·1000/1001) and whole rates exactly,
+/// anything else to a thousandth. None for a rate that is not positive and finite.
+pub fn rate_from_f64(rate: f64) -> Option<(u32, u32)> {
+    if !(rate.is_finite() && rate > 0.0 && rate < 1e6) {
+        return None;
+    }
+    let ntsc = rate * 1001.0 / 1000.0;
+    Some(if (rate - rate.round()).abs() < 1e-6 {
+        (rate.round() as u32, 1)
+    } else if (ntsc - ntsc.round()).abs() < 1e-3 {
+        (ntsc.round() as u32 * 1000, 1001)
+    } else {
+        ((rate * 1000.0).round() as u32, 1000)
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rates_given_as_numbers_become_the_rationals_they_stand_for() {
+        assert_eq!(rate_from_f64(24.0), Some((24, 1)));
+        assert_eq!(rate_from_f64(30000.0 / 1001.0), Some((30000, 1001)));
+        assert_eq!(rate_from_f64(29.97), Some((30000, 1001)));
+        assert_eq!(rate_from_f64(23.976), Some((24000, 1001)));
+        assert_eq!(rate_from_f64(12.5), Some((12500, 1000)));
+        assert_eq!(rate_from_f64(0.0), None);
+        assert_eq!(rate_from_f64(f64::NAN), None);
+    }
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {

@@ -442,3 +442,32 @@ fn colour_does_not_drift_over_windows() {
     let (anchor, last) = (mean_level(&source.frames[2..]), mean_level(&out.video.frames[24..]));
     assert!((anchor - last).abs() < 3.0, "source tail {anchor:.1}, last frames {last:.1}");
 }
+
+/// What a host that hands over frames on demand (OpenFX, GStreamer) must give: the last
+/// `context_span` frames before the cut make exactly the frames the whole clip makes, at every
+/// rate; one frame fewer does not where the span is wider than the context (frames picked 1/16 s
+/// apart at 30 fps).
+#[test]
+fn the_context_span_before_a_cut_is_all_a_task_reads_of_the_clip() {
+    let params = TaskParams { context_frames: 3, ..params() };
+    let kind = TaskKind::ExtendForward { frames: 4 };
+    for fps in [(16, 1), (24, 1), (25, 1), (30000, 1001)] {
+        let mut whole = clip(24, 1);
+        whole.fps = Some(fps);
+        let span = soragen_core::tasks::context_span(&params, Some(fps));
+        let tail_of = |frames: usize| {
+            let mut tail = whole.clone();
+            tail.frames.drain(..whole.len() - frames);
+            tail
+        };
+        let from_whole = run(kind.clone(), &with_clip(whole.clone()), &params).unwrap();
+        let from_tail = run(kind.clone(), &with_clip(tail_of(span)), &params).unwrap();
+        assert_eq!(from_whole.video.frames[whole.len()..], from_tail.video.frames[span..], "{fps:?}: span {span}");
+        if span > params.context_frames {
+            let short = run(kind.clone(), &with_clip(tail_of(span - 1)), &params).unwrap();
+            assert_ne!(from_whole.video.frames[whole.len()..], short.video.frames[span - 1..], "{fps:?}: {span} frames are needed");
+        }
+    }
+    assert_eq!(soragen_core::tasks::context_span(&params, Some((16, 1))), 3);
+    assert_eq!(soragen_core::tasks::context_span(&params, Some((30000, 1001))), 5);
+}
