@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use candle_core::DType;
+use soragen_core::device::{default_dtype, model_device};
 use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
 use soragen_core::video::Video;
@@ -102,28 +103,23 @@ impl Instance {
         Ok(resolve_model(spec)?)
     }
 
-    /// The model in `folder` when this or another instance holds it loaded.
+    /// The compute precision models run in here: the one that suits the device (as the CLI and
+    /// GStreamer choose it).
+    pub fn dtype() -> DType {
+        default_dtype(&model_device())
+    }
+
+    /// The model in `folder` when this or any other instance or element of the process holds it
+    /// loaded (the core's registry), now held by this instance too.
     pub fn loaded_model(&self, folder: &Path) -> Option<Arc<WanVace>> {
-        let holds = |instance: &Instance| {
-            lock(&instance.model)
-                .as_ref()
-                .filter(|m| m.folder == folder)
-                .cloned()
-        };
-        if let Some(own) = holds(self) {
-            return Some(own);
-        }
-        let others: Vec<Arc<Instance>> = lock(&INSTANCES).values().cloned().collect();
-        let found = others.iter().find_map(|other| holds(other));
-        if let Some(model) = &found {
-            *lock(&self.model) = Some(model.clone());
-        }
-        found
+        let found = WanVace::already_loaded(folder, Self::dtype())?;
+        *lock(&self.model) = Some(found.clone());
+        Some(found)
     }
 
     /// Loads the model in `folder` (once per process) and holds it for this instance.
     pub fn load_model(&self, folder: &Path) -> std::result::Result<Arc<WanVace>, Failure> {
-        let loaded = WanVace::shared(folder, DType::F32)?;
+        let loaded = WanVace::shared(folder, Self::dtype())?;
         *lock(&self.model) = Some(loaded.clone());
         Ok(loaded)
     }

@@ -85,16 +85,26 @@ fn loaded() -> &'static Mutex<HashMap<ModelKey, Weak<WanVace>>> {
     LOADED.get_or_init(Mutex::default)
 }
 
+fn model_key(folder: &Path, device: &Device, dtype: DType) -> ModelKey {
+    (folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()), device.location(), dtype)
+}
+
 impl WanVace {
     /// The process-wide copy of a model on [`model_device`], loaded on first use.
     pub fn shared(folder: &Path, dtype: DType) -> Result<Arc<Self>> {
         Self::shared_on(folder, &model_device(), dtype)
     }
 
+    /// The process-wide copy of a model on [`model_device`] where something holds it loaded:
+    /// lets a host tell whether using the model costs a load (and the memory of its weights).
+    pub fn already_loaded(folder: &Path, dtype: DType) -> Option<Arc<Self>> {
+        let key = model_key(folder, &model_device(), dtype);
+        loaded().lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(Weak::upgrade)
+    }
+
     /// The process-wide copy of a model on `device`, loaded on first use.
     pub fn shared_on(folder: &Path, device: &Device, dtype: DType) -> Result<Arc<Self>> {
-        let folder_key = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
-        let key = (folder_key, device.location(), dtype);
+        let key = model_key(folder, device, dtype);
         // Loading under the lock makes a second caller wait for the first load, not repeat it.
         let mut loaded = loaded().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
