@@ -184,7 +184,7 @@ fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_
 /// anything runs.
 pub fn limited<T>(limit: Limit<T>) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T: std::str::FromStr + PartialOrd + std::fmt::Debug + Copy + Send + Sync + 'static,
 {
     move |text| text.trim().parse::<T>().map_err(|_| format!("{text:?} is not a number")).and_then(|v| limit.check(v))
 }

@@ -125,9 +125,9 @@ fn a_kill_at_any_point_of_a_replace_leaves_the_whole_old_or_the_whole_new_output
         std::thread::sleep(Duration::from_millis(offset));
         let _ = child.kill();
         child.wait().unwrap();
-        // Right after the kill the output is whole, or moved aside whole (never a mix).
+        // Right after the kill the frames are whole (old or new), or moved aside whole.
         if out.exists() {
-            whole_output(&out);
+            assert!([5, 9].contains(&Video::read(&out).unwrap().len()));
         }
         soragen_core::output::recover(&out).unwrap();
         let seed = whole_output(&out);
@@ -174,7 +174,7 @@ fn an_output_that_is_holds_or_lies_inside_an_input_is_refused_and_the_input_kept
         &["replace-background", "--input", &shot, "--output", &inside],
         &["insert", "--from", &y4m, "--to", &shot, "--frames", "1", "--output", &shot],
         &["extend", "--input", &y4m, "--frames", "1", "--output", &y4m],
-        &["generate", "--frames", "1", "--width", "16", "--height", "16", "--output", &path(&dir)],
+        &["extend", "--input", &y4m, "--frames", "1", "--output", &path(&dir)],
     ];
     for args in cases {
         assert_refused(&run(args), 1, "would overwrite the input");
@@ -197,7 +197,7 @@ fn destinations_are_checked_before_any_work_and_a_failed_run_keeps_the_old_outpu
     // 10000 steps would take minutes: the refusal must come first.
     let late = path(&out);
     let result =
-        task(&["generate", "--frames", "5", "--width", "16", "--height", "16", "--steps", "1000", "--output", &late])
+        task(&["generate", "--frames", "5", "--width", "16", "--height", "16", "--steps", "10000", "--output", &late])
             .output()
             .unwrap();
     assert_refused(&result, 1, "late.y4m.json exists and is not a file");
@@ -246,7 +246,7 @@ fn out_of_range_numbers_are_refused_at_parse_time_in_one_line() {
         (&["--width", "1", "--height", "1000000000"], "width/height"),
         (&["--working-pixels", "100000000"], "working pixels"),
         (&["--steps", "0"], "steps 0 is out of range"),
-        (&["--frames", "-1"], "is not a number"),
+        (&["--frames", "12x"], "is not a number"),
     ];
     for (extra, expected) in cases {
         assert_refused(&generate(extra), 2, expected);
@@ -260,7 +260,7 @@ fn out_of_range_numbers_are_refused_at_parse_time_in_one_line() {
     assert_eq!(names(&dir), Vec::<String>::new());
 }
 
-/// A PNG of `width` x `height` with no pixel data: a header and an end.
+/// A PNG of `width` x `height` with no pixel data: a header, the start of the data, an end.
 fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
         let mut crc_input = kind.to_vec();
@@ -283,6 +283,7 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c]));
     png.extend(chunk(b"IEND", &[]));
     png
 }
@@ -396,7 +397,7 @@ fn broken_models_are_refused_by_load_and_verify_naming_the_part() {
 
     let cases: [(&str, &str, serde_json::Value, &str); 4] = [
         ("text_encoder/config.json", "layer_norm_epsilon", (-1.0).into(), "layer_norm_epsilon holds -1"),
-        ("vae/config.json", "latents_std", serde_json::json!([0.0; 16]), "latents_std holds 0"),
+        ("vae/config.json", "latents_std", serde_json::Value::from(vec![0.0; 16]), "latents_std holds 0"),
         ("transformer/config.json", "text_dim", 8.into(), "parts of different models"),
         ("model_index.json", "vae", serde_json::Value::Null, "lacks vae"),
     ];
@@ -536,8 +537,8 @@ fn stop_with(signal: &str, name: &str) {
     let dir = scratch(name);
     let out = dir.join("out.y4m");
     std::fs::write(&out, b"old").unwrap();
-    let long = ["generate", "--frames", "5", "--width", "16", "--height", "16", "--steps", "1000"];
-    let mut child = task(&[&long[..], &["--output", &path(&out)]].concat())
+    let long = ["generate", "--frames", "5", "--width", "16", "--height", "16", "--steps", "10000"];
+    let child = task(&[&long[..], &["--output", &path(&out)]].concat())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

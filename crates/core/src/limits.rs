@@ -8,7 +8,6 @@
 //! The OpenFX plugin (`ofx-plugin/src/memory.rs`) has its own copy of the budget reading and
 //! an activation estimate per window; it can move onto [`budget`] here.
 
-use std::fmt::Display;
 use std::path::Path;
 
 use crate::{Error, Result};
@@ -21,13 +20,13 @@ pub struct Limit<T> {
     pub max: T,
 }
 
-impl<T: PartialOrd + Display + Copy> Limit<T> {
+impl<T: PartialOrd + std::fmt::Debug + Copy> Limit<T> {
     /// `value` if it lies in the range (a NaN never does), else a one-line error.
     pub fn check(&self, value: T) -> std::result::Result<T, String> {
         if value >= self.min && value <= self.max {
             Ok(value)
         } else {
-            Err(format!("{} {value} is out of range: it must be from {} to {}", self.name, self.min, self.max))
+            Err(format!("{} {value:?} is out of range: it must be from {:?} to {:?}", self.name, self.min, self.max))
         }
     }
 
@@ -43,7 +42,7 @@ pub const SIDE: Limit<usize> = Limit { name: "width/height", min: 1, max: 16384 
 pub const FRAMES: Limit<usize> = Limit { name: "frame count", min: 1, max: 100_000 };
 /// Frames per second a source may state.
 pub const FPS: Limit<f64> = Limit { name: "frame rate", min: 0.1, max: 1000.0 };
-pub const STEPS: Limit<usize> = Limit { name: "steps", min: 1, max: 1000 };
+pub const STEPS: Limit<usize> = Limit { name: "steps", min: 1, max: 10_000 };
 pub const GUIDANCE: Limit<f64> = Limit { name: "guidance", min: 0.0, max: 100.0 };
 pub const FLOW_SHIFT: Limit<f64> = Limit { name: "flow shift", min: 0.01, max: 100.0 };
 /// Pixels of the model's working size (a 1080p frame).

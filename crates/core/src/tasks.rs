@@ -169,7 +169,7 @@ pub fn run_task(
     observer: &dyn Observer,
 ) -> Result<TaskOutput> {
     check_params(model, params)?;
-    preflight(kind, inputs, params)?;
+    preflight(kind, inputs)?;
     let mut timeline = Timeline::new(kind, inputs, params)?;
     let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
     let generated = timeline.generated();
@@ -261,7 +261,7 @@ fn output_bytes(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Re
 
 /// Every count and size of the request in range, and its memory within the budget, before
 /// anything is allocated for it.
-fn preflight(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<()> {
+fn preflight(kind: &TaskKind, inputs: &TaskInputs) -> Result<()> {
     match *kind {
         TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } | TaskKind::Insert { frames } => {
             at_least_one(frames)?;
