@@ -186,6 +186,14 @@ impl WanVace {
         let dir = part_dir(folder, "vae")?;
         let config: vae::Config = read_config(&dir.join("config.json"))?;
         positive(&dir, "latents_std", &config.latents_std)?;
+        // Each level halves the frame (2^levels): Wan's VAE has 4; a handful at most.
+        let levels = config.dim_mult.len();
+        if !(1..=8).contains(&levels) || !(levels - 1..=8).contains(&config.temperal_downsample.len()) {
+            return Err(Error::Input(format!(
+                "{}/config.json: dim_mult must list 1 to 8 levels, temperal_downsample one fewer",
+                dir.display()
+            )));
+        }
         finite(&dir, "latents_mean", &config.latents_mean)?;
         let vae = load_part(&dir, (DType::F32, device, serve.2), None, |vb| AutoencoderKLWan::load(vb, &config))?;
 

@@ -74,12 +74,16 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Runs `case`, failing the test on a panic or a multi-line error.
-fn survives(what: &str, case: impl FnOnce() -> Result<(), String>) {
+/// Runs `case`; a panic or an error of several lines is added to `failures`.
+fn survives(failures: &mut Vec<String>, what: &str, case: impl FnOnce() -> Result<(), String>) {
     match std::panic::catch_unwind(AssertUnwindSafe(case)) {
         Ok(Ok(())) => {}
-        Ok(Err(message)) => assert!(!message.contains('\n'), "{what}: error of several lines: {message}"),
-        Err(_) => panic!("{what}: panicked"),
+        Ok(Err(message)) if !message.contains('\n') => {}
+        Ok(Err(message)) => failures.push(format!("{what}: an error of several lines: {message}")),
+        Err(panic) => {
+            let message = panic.downcast_ref::<String>().cloned().or(panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            failures.push(format!("{what}: panicked: {}", message.unwrap_or_default()));
+        }
     }
 }
 
@@ -103,22 +107,24 @@ fn damaged_media_files_give_a_clip_or_one_line() {
     let header_end = y4m.iter().position(|&b| b == b'\n').unwrap();
     let headers = ["YUV4MPEG2 W16 H16 F24:1 C420jpeg", "YUV4MPEG2 W16 H16 F30000:1001 C444 XCOLORRANGE=FULL"];
     let png = std::fs::read(dir.join("frames/00000.png")).unwrap();
+    let mut failures = Vec::new();
     for case in 0..cases {
         if case % 2 == 0 {
             let header = rng.pick(&headers);
             y4m.splice(..header_end.min(y4m.len()), header.bytes());
             let path = dir.join("case.y4m");
             std::fs::write(&path, mutate(&mut rng, &y4m)).unwrap();
-            survives(&format!("y4m case {case}"), || Video::read(&path).map(drop).map_err(|e| e.to_string()));
+            survives(&mut failures, &format!("y4m case {case}"), || Video::read(&path).map(drop).map_err(|e| e.to_string()));
             y4m = std::fs::read(dir.join("clip.y4m")).unwrap();
         } else {
             let frames = dir.join("case");
             let _ = std::fs::remove_dir_all(&frames);
             std::fs::create_dir_all(&frames).unwrap();
             std::fs::write(frames.join("00000.png"), mutate(&mut rng, &png)).unwrap();
-            survives(&format!("png case {case}"), || Video::read(&frames).map(drop).map_err(|e| e.to_string()));
+            survives(&mut failures, &format!("png case {case}"), || Video::read(&frames).map(drop).map_err(|e| e.to_string()));
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -152,6 +158,7 @@ fn damaged_model_folders_are_verified_or_refused_in_one_line() {
     targets.sort();
     let cases = env_number("SORAGEN_MUTATION_CASES", 500) / 2;
     let mut rng = Rng(env_number("SORAGEN_MUTATION_SEED", 24).wrapping_mul(3) | 1);
+    let mut failures = Vec::new();
     for case in 0..cases {
         let target = rng.pick(&targets).clone();
         let original = std::fs::read(&target).unwrap();
@@ -167,8 +174,9 @@ fn damaged_model_folders_are_verified_or_refused_in_one_line() {
         };
         std::fs::write(&target, damaged).unwrap();
         let what = format!("case {case}: {}", target.strip_prefix(&model).unwrap().display());
-        survives(&what, || WanVace::verify(&model).map_err(|e| e.to_string()));
+        survives(&mut failures, &what, || WanVace::verify(&model).map_err(|e| e.to_string()));
         std::fs::write(&target, original).unwrap();
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     WanVace::verify(&model).unwrap();
 }

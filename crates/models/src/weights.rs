@@ -313,7 +313,31 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
 pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = crate::files::read_text(path, crate::files::TEXT_LIMIT)
         .map_err(|e| err(format!("cannot read config {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    if let Some(bad) = out_of_bounds(&value) {
+        return Err(err(format!("{}: {bad} is out of range for a model config", path.display())));
+    }
+    serde_json::from_value(value).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// Largest integer and longest list a model config may hold: real ones stay far below (the
+/// largest, a vocabulary, is ~256k), and products of a few such sizes cannot overflow.
+const CONFIG_INTEGER_MAX: u64 = 1 << 24;
+const CONFIG_LIST_MAX: usize = 4096;
+
+/// The first integer or list in `value` too large to be a model size, so that sizes computed
+/// from a damaged config never overflow.
+fn out_of_bounds(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > CONFIG_INTEGER_MAX) => Some(n.to_string()),
+        serde_json::Value::Number(n) if n.as_i64().is_some_and(|n| n < -(CONFIG_INTEGER_MAX as i64)) => {
+            Some(n.to_string())
+        }
+        serde_json::Value::Array(items) if items.len() > CONFIG_LIST_MAX => Some(format!("a list of {}", items.len())),
+        serde_json::Value::Array(items) => items.iter().find_map(out_of_bounds),
+        serde_json::Value::Object(fields) => fields.values().find_map(out_of_bounds),
+        _ => None,
+    }
 }
 
 /// The dtype the user chose for the weights: `f32` (the CPU default), `bf16` or `f16`.
