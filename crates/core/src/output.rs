@@ -206,7 +206,7 @@ fn recover_locked(output: &Path, record: &Path) -> std::io::Result<()> {
             match suffix {
                 "new" => remove(&path)?,
                 // An aside without its marker: put it back if its place is empty.
-                "old" if !exists(piece) => std::fs::rename(&path, piece)?,
+                "old" if exists(&path) && !exists(piece) => std::fs::rename(&path, piece)?,
                 _ => {}
             }
         }
