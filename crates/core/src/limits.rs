@@ -26,7 +26,10 @@ impl<T: PartialOrd + std::fmt::Debug + Copy> Limit<T> {
         if value >= self.min && value <= self.max {
             Ok(value)
         } else {
-            Err(format!("{} {value:?} is out of range: it must be from {:?} to {:?}", self.name, self.min, self.max))
+            Err(format!(
+                "{} {value:?} is out of range: it must be from {:?} to {:?}",
+                self.name, self.min, self.max
+            ))
         }
     }
 
@@ -37,20 +40,60 @@ impl<T: PartialOrd + std::fmt::Debug + Copy> Limit<T> {
 }
 
 /// Frame width and height (16K).
-pub const SIDE: Limit<usize> = Limit { name: "width/height", min: 1, max: 16384 };
+pub const SIDE: Limit<usize> = Limit {
+    name: "width/height",
+    min: 1,
+    max: 16384,
+};
 /// Frames of a clip, read or made (over an hour at 24 fps).
-pub const FRAMES: Limit<usize> = Limit { name: "frame count", min: 1, max: 100_000 };
+pub const FRAMES: Limit<usize> = Limit {
+    name: "frame count",
+    min: 1,
+    max: 100_000,
+};
 /// Frames per second a source may state.
-pub const FPS: Limit<f64> = Limit { name: "frame rate", min: 0.1, max: 1000.0 };
-pub const STEPS: Limit<usize> = Limit { name: "steps", min: 1, max: 10_000 };
-pub const GUIDANCE: Limit<f64> = Limit { name: "guidance", min: 0.0, max: 100.0 };
-pub const FLOW_SHIFT: Limit<f64> = Limit { name: "flow shift", min: 0.01, max: 100.0 };
+pub const FPS: Limit<f64> = Limit {
+    name: "frame rate",
+    min: 0.1,
+    max: 1000.0,
+};
+pub const STEPS: Limit<usize> = Limit {
+    name: "steps",
+    min: 1,
+    max: 10_000,
+};
+pub const GUIDANCE: Limit<f64> = Limit {
+    name: "guidance",
+    min: 0.0,
+    max: 100.0,
+};
+pub const FLOW_SHIFT: Limit<f64> = Limit {
+    name: "flow shift",
+    min: 0.01,
+    max: 100.0,
+};
 /// Pixels of the model's working size (a 1080p frame).
-pub const WORKING_PIXELS: Limit<usize> = Limit { name: "working pixels", min: 1, max: 1920 * 1088 };
-pub const WINDOW_FRAMES: Limit<usize> = Limit { name: "window frames", min: 1, max: 1001 };
-pub const CONTEXT_FRAMES: Limit<usize> = Limit { name: "context frames", min: 0, max: 500 };
+pub const WORKING_PIXELS: Limit<usize> = Limit {
+    name: "working pixels",
+    min: 1,
+    max: 1920 * 1088,
+};
+pub const WINDOW_FRAMES: Limit<usize> = Limit {
+    name: "window frames",
+    min: 1,
+    max: 1001,
+};
+pub const CONTEXT_FRAMES: Limit<usize> = Limit {
+    name: "context frames",
+    min: 0,
+    max: 500,
+};
 /// Mask dilation and feathering, in pixels.
-pub const MASK_PIXELS: Limit<usize> = Limit { name: "mask dilation/feather", min: 0, max: 1024 };
+pub const MASK_PIXELS: Limit<usize> = Limit {
+    name: "mask dilation/feather",
+    min: 0,
+    max: 1024,
+};
 
 /// The product of `factors` (a byte count), or an error when it overflows.
 pub fn bytes(what: &str, factors: &[usize]) -> Result<u64> {
@@ -85,7 +128,10 @@ pub const MAX_MEMORY_ENV: &str = "SORAGEN_MAX_MEMORY";
 /// A size such as `16G`, `512M` or `1048576` (powers of 1024; a trailing `B` or `iB` allowed).
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let text = text.strip_suffix("iB").or_else(|| text.strip_suffix('B')).unwrap_or(text);
+    let text = text
+        .strip_suffix("iB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(text);
     let shift = match text.chars().last()?.to_ascii_uppercase() {
         'K' => 10,
         'M' => 20,
@@ -93,8 +139,16 @@ pub fn parse_size(text: &str) -> Option<u64> {
         'T' => 40,
         _ => 0,
     };
-    let number = if shift == 0 { text } else { &text[..text.len() - 1] };
-    let value: f64 = number.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let number = if shift == 0 {
+        text
+    } else {
+        &text[..text.len() - 1]
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
     Some((value * (1u64 << shift) as f64) as u64)
 }
 
@@ -105,14 +159,24 @@ fn read(path: &Path) -> Option<String> {
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
 fn mem_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
-    line.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?.checked_mul(1024)
+    let line = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    line.trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1024)
 }
 
 /// Headroom under this process's cgroup v2 memory limit (`max` means none).
 fn cgroup_headroom() -> Option<u64> {
     let groups = read(Path::new("/proc/self/cgroup"))?;
-    let path = groups.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/');
+    let path = groups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/');
     let dir = Path::new("/sys/fs/cgroup").join(path);
     let limit: u64 = read(&dir.join("memory.max"))?.trim().parse().ok()?;
     let usage: u64 = read(&dir.join("memory.current"))?.trim().parse().ok()?;
@@ -123,15 +187,28 @@ fn cgroup_headroom() -> Option<u64> {
 pub fn budget() -> Result<Option<Budget>> {
     let mut budgets = Vec::new();
     if let Ok(text) = std::env::var(MAX_MEMORY_ENV) {
-        let bytes = parse_size(&text)
-            .ok_or_else(|| Error::Request(format!("{MAX_MEMORY_ENV}={text} is not a size (e.g. 16G)")))?;
-        budgets.push(Budget { bytes, limited_by: MAX_MEMORY_ENV });
+        let bytes = parse_size(&text).ok_or_else(|| {
+            Error::Request(format!("{MAX_MEMORY_ENV}={text} is not a size (e.g. 16G)"))
+        })?;
+        budgets.push(Budget {
+            bytes,
+            limited_by: MAX_MEMORY_ENV,
+        });
     }
-    if let Some(bytes) = read(Path::new("/proc/meminfo")).as_deref().and_then(mem_available) {
-        budgets.push(Budget { bytes, limited_by: "the memory available on this machine" });
+    if let Some(bytes) = read(Path::new("/proc/meminfo"))
+        .as_deref()
+        .and_then(mem_available)
+    {
+        budgets.push(Budget {
+            bytes,
+            limited_by: "the memory available on this machine",
+        });
     }
     if let Some(bytes) = cgroup_headroom() {
-        budgets.push(Budget { bytes, limited_by: "this process's memory limit (cgroup)" });
+        budgets.push(Budget {
+            bytes,
+            limited_by: "this process's memory limit (cgroup)",
+        });
     }
     Ok(budgets.into_iter().min_by_key(|b| b.bytes))
 }
@@ -145,7 +222,10 @@ pub struct Allowance {
 
 impl Allowance {
     pub fn new(what: impl Into<String>) -> Result<Self> {
-        Ok(Self { what: what.into(), left: budget()? })
+        Ok(Self {
+            what: what.into(),
+            left: budget()?,
+        })
     }
 
     pub fn take(&mut self, need: u64) -> Result<()> {
@@ -189,7 +269,10 @@ mod tests {
     fn ranges_refuse_nan_infinities_and_huge_values_in_one_line() {
         for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e308, -1.0] {
             let message = GUIDANCE.check(value).unwrap_err();
-            assert!(message.starts_with("guidance ") && !message.contains('\n'), "{message}");
+            assert!(
+                message.starts_with("guidance ") && !message.contains('\n'),
+                "{message}"
+            );
         }
         assert_eq!(GUIDANCE.check(5.0), Ok(5.0));
         assert!(FRAMES.check(usize::MAX).is_err());

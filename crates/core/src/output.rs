@@ -71,7 +71,9 @@ fn overlaps(a: &Path, b: &Path) -> bool {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `.NAME.TOKEN.SUFFIX` beside `path`.
@@ -88,7 +90,10 @@ fn new_token() -> String {
 
 /// The token and suffix of `name` when it is `.BASE.PID-HEX.SUFFIX` for `base`.
 fn parse_sibling<'a>(name: &'a str, base: &str) -> Option<(&'a str, u32, &'a str)> {
-    let rest = name.strip_prefix('.')?.strip_prefix(base)?.strip_prefix('.')?;
+    let rest = name
+        .strip_prefix('.')?
+        .strip_prefix(base)?
+        .strip_prefix('.')?;
     let (token, suffix) = rest.split_once('.')?;
     let (pid, hex) = token.split_once('-')?;
     let pid = pid.parse().ok()?;
@@ -98,7 +103,9 @@ fn parse_sibling<'a>(name: &'a str, base: &str) -> Option<(&'a str, u32, &'a str
 /// Whether process `pid` may still be running: unknown counts as running, so that nothing a
 /// live run is writing is ever deleted.
 fn may_be_running(pid: u32) -> bool {
-    pid == std::process::id() || !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+    pid == std::process::id()
+        || !Path::new("/proc/self").exists()
+        || Path::new("/proc").join(pid.to_string()).exists()
 }
 
 fn remove(path: &Path) -> std::io::Result<()> {
@@ -155,7 +162,10 @@ fn parent(path: &Path) -> &Path {
 pub const STEP_DELAY_ENV: &str = "SORAGEN_TEST_COMMIT_STEP_DELAY_MS";
 
 fn pause_between_steps() {
-    if let Some(ms) = std::env::var(STEP_DELAY_ENV).ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var(STEP_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
@@ -198,7 +208,9 @@ fn recover_locked(output: &Path, record: &Path) -> std::io::Result<()> {
     }
     for name in &names {
         for (piece, piece_base) in [(output, &base), (record, &record_base)] {
-            let Some((_, pid, suffix)) = parse_sibling(name, piece_base) else { continue };
+            let Some((_, pid, suffix)) = parse_sibling(name, piece_base) else {
+                continue;
+            };
             if may_be_running(pid) {
                 continue;
             }
@@ -219,12 +231,18 @@ fn recover_locked(output: &Path, record: &Path) -> std::io::Result<()> {
 pub fn recover(output: &Path) -> Result<()> {
     let record = record_path(output);
     let _lock = lock_folder(output);
-    recover_locked(output, &record).map_err(|e| failed(output, "recover an interrupted write of", e))
+    recover_locked(output, &record)
+        .map_err(|e| failed(output, "recover an interrupted write of", e))
 }
 
 /// Names in a record's `files` list.
 fn listed_files(record: &Value) -> Option<Vec<String>> {
-    record.get(FILES_FIELD)?.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
+    record
+        .get(FILES_FIELD)?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The record at `path` if it is one of ours (a JSON object naming its task), read bounded.
@@ -242,13 +260,18 @@ impl Destination {
     /// unwritable folder fails now, not after the compute).
     pub fn prepare(path: &Path, shape: Shape, inputs: &[&Path]) -> Result<Self> {
         if path.file_name().is_none() {
-            return Err(Error::Output(format!("{}: name an output file or folder", path.display())));
+            return Err(Error::Output(format!(
+                "{}: name an output file or folder",
+                path.display()
+            )));
         }
         let record = record_path(path);
         std::fs::create_dir_all(parent(path)).map_err(|e| failed(parent(path), "create", e))?;
         recover(path)?;
         for input in inputs {
-            let Some(input_at) = input.canonicalize().ok() else { continue };
+            let Some(input_at) = input.canonicalize().ok() else {
+                continue;
+            };
             for output in [path, &record] {
                 if resolved(output).is_some_and(|o| overlaps(&o, &input_at)) {
                     return Err(Error::Output(format!(
@@ -261,15 +284,27 @@ impl Destination {
         }
         let existing_record = match std::fs::symlink_metadata(&record) {
             Ok(meta) if meta.is_file() => Some(read_record(&record).ok_or_else(|| {
-                Error::Output(format!("{} exists and is not a soragen record: move it away", record.display()))
+                Error::Output(format!(
+                    "{} exists and is not a soragen record: move it away",
+                    record.display()
+                ))
             })?),
             Ok(_) => {
-                return Err(Error::Output(format!("{} exists and is not a file: move it away", record.display())));
+                return Err(Error::Output(format!(
+                    "{} exists and is not a file: move it away",
+                    record.display()
+                )));
             }
             Err(_) => None,
         };
         check_replaceable(path, shape, existing_record.as_ref())?;
-        let destination = Self { path: path.to_path_buf(), record, shape, token: new_token(), committed: false };
+        let destination = Self {
+            path: path.to_path_buf(),
+            record,
+            shape,
+            token: new_token(),
+            committed: false,
+        };
         let staged = destination.staged();
         let claimed = match shape {
             Shape::Folder => std::fs::create_dir(&staged),
@@ -302,7 +337,9 @@ impl Destination {
             files.sort();
             record[FILES_FIELD] = Value::from(files);
         }
-        let text = serde_json::to_string_pretty(&record).map_err(|e| failed(&self.record, "write", e))? + "\n";
+        let text = serde_json::to_string_pretty(&record)
+            .map_err(|e| failed(&self.record, "write", e))?
+            + "\n";
         let staged_record = sibling(&self.record, &self.token, "new");
         let write_record = || -> std::io::Result<()> {
             let mut file = File::create_new(&staged_record)?;
@@ -322,7 +359,8 @@ impl Destination {
         sync_dir(parent(&self.path));
         pause_between_steps();
         self.committed = true;
-        roll_forward(&self.path, &self.record, &self.token).map_err(|e| failed(&self.path, "write", e))
+        roll_forward(&self.path, &self.record, &self.token)
+            .map_err(|e| failed(&self.path, "write", e))
     }
 }
 
@@ -339,10 +377,19 @@ impl Drop for Destination {
 /// Refuses to replace anything at `path` that we did not write: a folder must hold only the
 /// files its record lists; a file output may replace a regular file.
 fn check_replaceable(path: &Path, shape: Shape, record: Option<&Value>) -> Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    let refuse = |why: String| Err(Error::Output(format!("{} exists and {why}", path.display())));
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(Error::Output(format!(
+            "{} exists and {why}",
+            path.display()
+        )))
+    };
     match shape {
-        _ if meta.file_type().is_symlink() => refuse("is a symbolic link: give the real path".into()),
+        _ if meta.file_type().is_symlink() => {
+            refuse("is a symbolic link: give the real path".into())
+        }
         Shape::File if meta.is_file() => Ok(()),
         Shape::File => refuse("is not a file: choose another output".into()),
         Shape::Folder if !meta.is_dir() => refuse("is not a folder: choose another output".into()),
@@ -369,15 +416,18 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("soragen-output-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("soragen-output-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     }
@@ -404,7 +454,8 @@ mod tests {
         second.commit(record(), || Ok(())).unwrap();
         assert_eq!(names(&out), ["00000.png"]);
         assert_eq!(names(&dir), ["out", "out.json"]);
-        let written: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out.json")).unwrap()).unwrap();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("out.json")).unwrap()).unwrap();
         assert_eq!(written[FILES_FIELD], serde_json::json!(["00000.png"]));
     }
 
@@ -415,20 +466,35 @@ mod tests {
         let out = dir.join("out");
         std::fs::create_dir_all(out.join("00007.png")).unwrap();
         std::fs::write(out.join("00007.png/mine.txt"), "mine").unwrap();
-        let error = Destination::prepare(&out, Shape::Folder, &[]).err().unwrap().to_string();
+        let error = Destination::prepare(&out, Shape::Folder, &[])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("holds other files (00007.png)"), "{error}");
         let sequence = dir.join("sequence");
         std::fs::create_dir_all(&sequence).unwrap();
         std::fs::write(sequence.join("00000.png"), "theirs").unwrap();
         assert!(Destination::prepare(&sequence, Shape::Folder, &[]).is_err());
-        assert_eq!(std::fs::read_to_string(sequence.join("00000.png")).unwrap(), "theirs");
+        assert_eq!(
+            std::fs::read_to_string(sequence.join("00000.png")).unwrap(),
+            "theirs"
+        );
         // A record that is not ours, or a folder where the record goes, is refused too.
         std::fs::create_dir_all(dir.join("late.y4m.json")).unwrap();
-        let error = Destination::prepare(&dir.join("late.y4m"), Shape::File, &[]).err().unwrap().to_string();
-        assert!(error.contains("late.y4m.json exists and is not a file"), "{error}");
+        let error = Destination::prepare(&dir.join("late.y4m"), Shape::File, &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("late.y4m.json exists and is not a file"),
+            "{error}"
+        );
         std::fs::write(dir.join("notes.json"), "{\"mine\": 1}").unwrap();
         assert!(Destination::prepare(&dir.join("notes"), Shape::File, &[]).is_err());
-        assert_eq!(names(&dir), ["late.y4m.json", "notes.json", "out", "sequence"]);
+        assert_eq!(
+            names(&dir),
+            ["late.y4m.json", "notes.json", "out", "sequence"]
+        );
     }
 
     #[test]
@@ -436,14 +502,27 @@ mod tests {
         let dir = scratch("inputs");
         let input = dir.join("shot");
         std::fs::create_dir_all(&input).unwrap();
-        for output in [input.clone(), input.join("inner"), dir.clone(), dir.join("shot/../shot")] {
-            let error = Destination::prepare(&output, Shape::Folder, &[&input]).err().unwrap().to_string();
+        for output in [
+            input.clone(),
+            input.join("inner"),
+            dir.clone(),
+            dir.join("shot/../shot"),
+        ] {
+            let error = Destination::prepare(&output, Shape::Folder, &[&input])
+                .err()
+                .unwrap()
+                .to_string();
             assert!(error.contains("would overwrite the input"), "{error}");
         }
         // The record beside the output may not be an input either.
         std::fs::write(dir.join("clip.json"), "{}").unwrap();
-        let error = Destination::prepare(&dir.join("clip"), Shape::File, &[&dir.join("clip.json")]).err().unwrap();
-        assert!(error.to_string().contains("would overwrite the input"), "{error}");
+        let error = Destination::prepare(&dir.join("clip"), Shape::File, &[&dir.join("clip.json")])
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("would overwrite the input"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -453,7 +532,10 @@ mod tests {
         std::fs::write(&out, "old").unwrap();
         let destination = Destination::prepare(&out, Shape::File, &[]).unwrap();
         std::fs::write(destination.staged(), "new").unwrap();
-        assert!(matches!(destination.commit(record(), || Err(Error::Cancelled)), Err(Error::Cancelled)));
+        assert!(matches!(
+            destination.commit(record(), || Err(Error::Cancelled)),
+            Err(Error::Cancelled)
+        ));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
         assert_eq!(names(&dir), ["out.y4m"]);
     }
@@ -476,8 +558,14 @@ mod tests {
         std::fs::create_dir_all(sibling(&out, "0-0000beef", "new")).unwrap();
         recover(&out).unwrap();
         assert_eq!(names(&dir), ["out", "out.json"]);
-        assert_eq!(std::fs::read_to_string(out.join("00000.png")).unwrap(), "new");
-        assert_eq!(std::fs::read_to_string(&record).unwrap(), "{\"task\": \"new\"}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("00000.png")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap(),
+            "{\"task\": \"new\"}"
+        );
         // Without a marker, an aside whose place is empty is put back.
         std::fs::rename(&out, sibling(&out, token, "old")).unwrap();
         recover(&out).unwrap();

@@ -30,7 +30,10 @@ impl Rng {
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -42,8 +45,20 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Numbers that break naive size and rate arithmetic.
 const NASTY: [&str; 14] = [
-    "0", "-1", "1", "4294967295", "4294967296", "18446744073709551615", "9223372036854775808", "1e308", "NaN",
-    "inf", "100000", "2147483648", "", "16",
+    "0",
+    "-1",
+    "1",
+    "4294967295",
+    "4294967296",
+    "18446744073709551615",
+    "9223372036854775808",
+    "1e308",
+    "NaN",
+    "inf",
+    "100000",
+    "2147483648",
+    "",
+    "16",
 ];
 
 /// One damaged copy of `original`: bytes flipped, cut short, spliced, or a number swapped.
@@ -64,9 +79,13 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
         }
         _ => {
             // Replace one run of ASCII digits with a nasty number.
-            let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
+            let digits: Vec<usize> = (0..bytes.len())
+                .filter(|&i| bytes[i].is_ascii_digit())
+                .collect();
             if let Some(&start) = digits.get(rng.below(digits.len())) {
-                let end = (start..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
+                let end = (start..bytes.len())
+                    .find(|&i| !bytes[i].is_ascii_digit())
+                    .unwrap_or(bytes.len());
                 bytes.splice(start..end, rng.pick(&NASTY).bytes());
             }
         }
@@ -81,7 +100,10 @@ fn survives(failures: &mut Vec<String>, what: &str, case: impl FnOnce() -> Resul
         Ok(Err(message)) if !message.contains('\n') => {}
         Ok(Err(message)) => failures.push(format!("{what}: an error of several lines: {message}")),
         Err(panic) => {
-            let message = panic.downcast_ref::<String>().cloned().or(panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or(panic.downcast_ref::<&str>().map(|s| s.to_string()));
             failures.push(format!("{what}: panicked: {}", message.unwrap_or_default()));
         }
     }
@@ -90,7 +112,10 @@ fn survives(failures: &mut Vec<String>, what: &str, case: impl FnOnce() -> Resul
 fn sample_clip() -> Video {
     let mut video = Video::new(16, 16, Some((24, 1)));
     for f in 0..3 {
-        video.frames.push(Frame { rgb: (0..16 * 16 * 3).map(|i| (i + f * 40) as u8).collect(), alpha: None });
+        video.frames.push(Frame {
+            rgb: (0..16 * 16 * 3).map(|i| (i + f * 40) as u8).collect(),
+            alpha: None,
+        });
     }
     video
 }
@@ -105,7 +130,10 @@ fn damaged_media_files_give_a_clip_or_one_line() {
     let mut y4m = std::fs::read(dir.join("clip.y4m")).unwrap();
     // Every chroma layout the reader takes, and a limited-range header, as starting points.
     let header_end = y4m.iter().position(|&b| b == b'\n').unwrap();
-    let headers = ["YUV4MPEG2 W16 H16 F24:1 C420jpeg", "YUV4MPEG2 W16 H16 F30000:1001 C444 XCOLORRANGE=FULL"];
+    let headers = [
+        "YUV4MPEG2 W16 H16 F24:1 C420jpeg",
+        "YUV4MPEG2 W16 H16 F30000:1001 C444 XCOLORRANGE=FULL",
+    ];
     let png = std::fs::read(dir.join("frames/00000.png")).unwrap();
     let mut failures = Vec::new();
     for case in 0..cases {
@@ -114,14 +142,18 @@ fn damaged_media_files_give_a_clip_or_one_line() {
             y4m.splice(..header_end.min(y4m.len()), header.bytes());
             let path = dir.join("case.y4m");
             std::fs::write(&path, mutate(&mut rng, &y4m)).unwrap();
-            survives(&mut failures, &format!("y4m case {case}"), || Video::read(&path).map(drop).map_err(|e| e.to_string()));
+            survives(&mut failures, &format!("y4m case {case}"), || {
+                Video::read(&path).map(drop).map_err(|e| e.to_string())
+            });
             y4m = std::fs::read(dir.join("clip.y4m")).unwrap();
         } else {
             let frames = dir.join("case");
             let _ = std::fs::remove_dir_all(&frames);
             std::fs::create_dir_all(&frames).unwrap();
             std::fs::write(frames.join("00000.png"), mutate(&mut rng, &png)).unwrap();
-            survives(&mut failures, &format!("png case {case}"), || Video::read(&frames).map(drop).map_err(|e| e.to_string()));
+            survives(&mut failures, &format!("png case {case}"), || {
+                Video::read(&frames).map(drop).map_err(|e| e.to_string())
+            });
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -142,7 +174,11 @@ fn copy_dir(from: &Path, to: &Path) {
 fn files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { files(&path, found) } else { found.push(path) }
+        if path.is_dir() {
+            files(&path, found)
+        } else {
+            found.push(path)
+        }
     }
 }
 
@@ -150,7 +186,10 @@ fn files(dir: &Path, found: &mut Vec<PathBuf>) {
 fn damaged_model_folders_are_verified_or_refused_in_one_line() {
     let dir = scratch("models");
     let model = dir.join("tiny");
-    copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny"), &model);
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny"),
+        &model,
+    );
     let mut targets = Vec::new();
     files(&model, &mut targets);
     // The tokenizer is a large vocabulary checked by its own tests; damage the rest.
@@ -162,19 +201,29 @@ fn damaged_model_folders_are_verified_or_refused_in_one_line() {
     for case in 0..cases {
         let target = rng.pick(&targets).clone();
         let original = std::fs::read(&target).unwrap();
-        let damaged = if target.extension().is_some_and(|e| e == "safetensors") && rng.below(2) == 0 {
+        let damaged = if target.extension().is_some_and(|e| e == "safetensors") && rng.below(2) == 0
+        {
             // Weights: damage the header (its first bytes) or the values.
             let mut bytes = original.clone();
             let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-            let at = if rng.below(2) == 0 { rng.below(header) } else { header + rng.below(bytes.len() - header) };
+            let at = if rng.below(2) == 0 {
+                rng.below(header)
+            } else {
+                header + rng.below(bytes.len() - header)
+            };
             bytes[at] = rng.next() as u8;
             bytes
         } else {
             mutate(&mut rng, &original)
         };
         std::fs::write(&target, damaged).unwrap();
-        let what = format!("case {case}: {}", target.strip_prefix(&model).unwrap().display());
-        survives(&mut failures, &what, || WanVace::verify(&model).map_err(|e| e.to_string()));
+        let what = format!(
+            "case {case}: {}",
+            target.strip_prefix(&model).unwrap().display()
+        );
+        survives(&mut failures, &what, || {
+            WanVace::verify(&model).map_err(|e| e.to_string())
+        });
         std::fs::write(&target, original).unwrap();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

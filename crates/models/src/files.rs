@@ -9,7 +9,11 @@ use std::path::Path;
 pub fn open_regular(path: &Path) -> Result<File> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a pipe, device or socket)" };
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a pipe, device or socket)"
+        };
         return Err(Error::new(ErrorKind::InvalidInput, format!("is {kind}")));
     }
     File::open(path)
@@ -18,9 +22,14 @@ pub fn open_regular(path: &Path) -> Result<File> {
 /// The whole of a regular file of at most `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    open_regular(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    open_regular(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(Error::new(ErrorKind::InvalidData, format!("is larger than {limit} bytes")));
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("is larger than {limit} bytes"),
+        ));
     }
     Ok(bytes)
 }
