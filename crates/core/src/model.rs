@@ -85,7 +85,7 @@ fn check_model_index(folder: &Path) -> Result<()> {
         .map_err(|e| Error::Input(format!("{}: model_index.json is not JSON: {e}", folder.display())))?;
     let missing: Vec<&str> = ["transformer", "vae", "text_encoder", "tokenizer", "scheduler"]
         .into_iter()
-        .filter(|part| !index.get(part).is_some_and(|entry| entry.as_array().is_some_and(|a| a.len() == 2)))
+        .filter(|part| index.get(part).is_none_or(|entry| entry.as_array().is_none_or(|a| a.len() != 2)))
         .collect();
     if !index.is_object() || !missing.is_empty() {
         return Err(Error::Input(format!(
