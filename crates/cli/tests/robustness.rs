@@ -875,3 +875,43 @@ fn a_stop_during_the_commit_finishes_it_and_says_so() {
     assert_eq!(whole_output(&out), 2);
     assert_eq!(names(&dir), ["out", "out.json"]);
 }
+
+#[test]
+fn a_stop_while_the_output_is_written_keeps_the_old_one_and_does_not_exit_0() {
+    let dir = scratch("write-stop");
+    let out = dir.join("out");
+    assert!(generate(&out, 1).output().unwrap().status.success());
+    let child = generate(&out, 2)
+        .env(soragen_core::output::STEP_DELAY_ENV, "500")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The staged record is written with the frames, before the commit begins.
+    let started = Instant::now();
+    while !names(&dir)
+        .iter()
+        .any(|n| n.starts_with(".out.json.") && n.ends_with(".new"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was staged"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("cancelled, nothing written"),
+        "{}",
+        stderr(&result)
+    );
+    assert_eq!(whole_output(&out), 1);
+    assert_eq!(names(&dir), ["out", "out.json"]);
+}

@@ -348,6 +348,7 @@ impl Destination {
         };
         write_record().map_err(|e| failed(&self.record, "write", e))?;
         sync_tree(&staged).map_err(|e| failed(&self.path, "write", e))?;
+        pause_between_steps();
         begin()?;
         let _lock = lock_folder(&self.path);
         // Another run may have committed here since `prepare`: check its output again.
