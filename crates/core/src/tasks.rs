@@ -169,23 +169,10 @@ pub fn run_task(
     observer: &dyn Observer,
 ) -> Result<TaskOutput> {
     check_params(model, params)?;
-    preflight(kind, inputs)?;
+    let working = preflight(model, kind, inputs, params)?;
     let mut timeline = Timeline::new(kind, inputs, params)?;
     let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
     let generated = timeline.generated();
-    let multiple = model.vae_spatial_factor() * model.patch_size();
-    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(timeline.width * timeline.height));
-    let working = working_size(timeline.width, timeline.height, pixels, multiple);
-    // Rounding to the model's multiple can grow a very narrow frame's working size.
-    limits::WORKING_PIXELS.request(working.0.saturating_mul(working.1)).map_err(|_| {
-        Error::Request(format!(
-            "{}x{} frames give a working size of {}x{}: too narrow or too large for the model",
-            timeline.width, timeline.height, working.0, working.1
-        ))
-    })?;
-    // One window's buffers, input and output, at the working size, with the output clip.
-    let window = limits::bytes("a model window", &[params.window_frames, working.0, working.1, 4, 4 * 4])?;
-    limits::fits("this task", window.saturating_add(output_bytes(kind, inputs, params)?))?;
     let windows = plan::windows(
         &pending,
         params.window_frames,
@@ -247,32 +234,42 @@ fn output_frames(kind: &TaskKind, inputs: &TaskInputs) -> usize {
     }
 }
 
-/// Bytes of the output clip (held once, plus the model's timeline of as many frames).
-fn output_bytes(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<u64> {
+/// Every count and size of the request in range, and its memory within the budget, before
+/// anything is allocated for it: the output clip and the model's timeline of as many frames,
+/// and one window's buffers at the working size. Returns the working size.
+fn preflight(model: &WanVace, kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<(usize, usize)> {
     let (width, height) = match (kind, &inputs.clip) {
-        (TaskKind::Generate { width, height, .. }, _) => (*width, *height),
+        (TaskKind::Generate { frames, width, height }, _) => {
+            at_least_one(*frames)?;
+            limits::frame_size("generate", *width, *height).map_err(|e| Error::Request(e.to_string()))?;
+            (*width, *height)
+        }
         (_, Some(clip)) => (clip.width, clip.height),
-        (_, None) => (0, 0),
+        // Timeline::new names what is missing.
+        (_, None) => return Ok((0, 0)),
     };
+    if let TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } | TaskKind::Insert { frames } =
+        *kind
+    {
+        at_least_one(frames)?;
+    }
+    let frames = limits::FRAMES.request(output_frames(kind, inputs))?;
+    let multiple = model.vae_spatial_factor() * model.patch_size();
+    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(width * height));
+    let working = working_size(width, height, pixels, multiple);
+    // Rounding to the model's multiple can grow a very narrow frame's working size.
+    limits::WORKING_PIXELS.request(working.0.saturating_mul(working.1)).map_err(|_| {
+        Error::Request(format!(
+            "{width}x{height} frames give a working size of {}x{}: too narrow or too large for the model",
+            working.0, working.1
+        ))
+    })?;
     // A frame rate below the model's stretches the timeline: more model frames than output.
     let stretch = inputs.clip.as_ref().map_or(1.0, |clip| source_step(clip, params)).recip().max(1.0).ceil();
-    limits::bytes("the output", &[output_frames(kind, inputs), width, height, 3, 1 + stretch as usize])
-}
-
-/// Every count and size of the request in range, and its memory within the budget, before
-/// anything is allocated for it.
-fn preflight(kind: &TaskKind, inputs: &TaskInputs) -> Result<()> {
-    match *kind {
-        TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } | TaskKind::Insert { frames } => {
-            at_least_one(frames)?;
-        }
-        TaskKind::Generate { frames, width, height } => {
-            at_least_one(frames)?;
-            limits::frame_size("generate", width, height).map_err(|e| Error::Request(e.to_string()))?;
-        }
-        TaskKind::ReplaceBackground => {}
-    }
-    limits::FRAMES.request(output_frames(kind, inputs)).map(drop)
+    let clip = limits::bytes("the output", &[frames, width, height, 3, 1 + stretch as usize])?;
+    let window = limits::bytes("a model window", &[params.window_frames, working.0, working.1, 4, 4 * 4])?;
+    limits::fits("this task", clip.saturating_add(window))?;
+    Ok(working)
 }
 
 fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
