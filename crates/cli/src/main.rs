@@ -300,9 +300,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
+            // clap's first paragraph, which may list arguments on lines of their own.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or_default();
-            eprintln!("soragen: {}", line.strip_prefix("error: ").unwrap_or(line));
+            let paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let line = paragraph.join(" ");
+            eprintln!("soragen: {}", line.strip_prefix("error: ").unwrap_or(&line));
             return ExitCode::from(2);
         }
         Err(e) => e.exit(),
