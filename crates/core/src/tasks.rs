@@ -779,6 +779,14 @@ fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams
             })
             .collect::<Result<_>>()?,
     };
+    // Without a mask, opaque frames would come back unchanged as if processed (what MLT hands
+    // OpenFX effects). An all-black mask is the user's word: keep everything.
+    if masks.is_none() && background.iter().all(|frame| frame.iter().all(|&b| b == 0.0)) {
+        return Err(Error::Input(format!(
+            "the frames' alpha channel is opaque everywhere in these {} frames, so it marks no background to replace: give a mask (white = background) or frames whose alpha is transparent where the background is",
+            clip.len()
+        )));
+    }
     Ok(clip
         .frames
         .iter()

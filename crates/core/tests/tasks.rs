@@ -264,8 +264,13 @@ fn bad_requests_are_one_line_errors() {
     assert!(message(run(TaskKind::Insert { frames: 2 }, &inputs, &p)).contains("one size"));
     let inputs = TaskInputs { mask: Some(vec![vec![255; 800]; 2]), ..clip_only.clone() };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("one mask per frame"));
-    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only };
+    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only.clone() };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels"));
+    // Opaque frames without a mask: an error, not the clip handed back as if processed.
+    let mut opaque = clip_only.clip.clone().unwrap();
+    opaque.frames.iter_mut().for_each(|frame| frame.alpha = Some(vec![255; 800]));
+    let text = message(run(TaskKind::ReplaceBackground, &with_clip(opaque), &p));
+    assert!(text.contains("opaque everywhere") && text.contains("marks no background"), "{text}");
 }
 
 #[test]
