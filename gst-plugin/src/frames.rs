@@ -257,3 +257,49 @@ fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolE
     converter(&rgba, info)?.frame(&source, &mut target);
     Ok(target.into_buffer())
 }
+
+/// A replaced-background frame as a buffer of `info`'s format that keeps the source's own
+/// samples: a copy of `original` where the generated frame's samples are written only for the
+/// pixels in `changed` (one flag per pixel, row by row). A sample of a subsampled plane (the
+/// chroma of I420 and NV12) is written when any pixel it covers changed. So no kept pixel goes
+/// through RGB and back.
+pub fn keep_source_samples(
+    original: &gst::Buffer,
+    generated: &gst::Buffer,
+    changed: &[bool],
+    info: &VideoInfo,
+) -> Result<gst::Buffer, glib::BoolError> {
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    if changed.len() != width * height {
+        return Err(glib::bool_error!("{} change flags for a {width}x{height} frame", changed.len()));
+    }
+    let finfo = info.format_info();
+    if finfo.depth().iter().take(finfo.n_components() as usize).any(|&depth| depth != 8) {
+        return Err(glib::bool_error!("{:?}: only 8-bit formats", info.format()));
+    }
+    let generated = VideoFrame::from_buffer_readable(generated.clone(), info)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    let mut target = VideoFrame::from_buffer_writable(original.copy_deep()?, info)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    for component in 0..finfo.n_components() as usize {
+        let plane = finfo.plane()[component] as usize;
+        let (offset, step) = (finfo.poffset()[component] as usize, finfo.pixel_stride()[component] as usize);
+        let (w_sub, h_sub) = (finfo.w_sub()[component], finfo.h_sub()[component]);
+        let samples_x = finfo.scale_width(component as u8, width as u32) as usize;
+        let samples_y = finfo.scale_height(component as u8, height as u32) as usize;
+        let (source_stride, target_stride) =
+            (generated.plane_stride()[plane] as usize, target.plane_stride()[plane] as usize);
+        let source = generated.plane_data(plane as u32)?;
+        let target = target.plane_data_mut(plane as u32)?;
+        for sy in 0..samples_y {
+            let rows = (sy << h_sub)..((sy + 1) << h_sub).min(height);
+            for sx in 0..samples_x {
+                let columns = (sx << w_sub)..((sx + 1) << w_sub).min(width);
+                if rows.clone().any(|y| changed[y * width..][columns.clone()].iter().any(|&c| c)) {
+                    target[sy * target_stride + sx * step + offset] = source[sy * source_stride + sx * step + offset];
+                }
+            }
+        }
+    }
+    Ok(target.into_buffer())
+}

@@ -293,3 +293,62 @@ pub struct GeneratedBy {
     pub seed: u64,
     pub task: String,
 }
+
+/// A stream's frame grid: frame n starts n × den / num seconds after frame 0, rounded once
+/// (never a rounded duration added up); without a rate every frame lasts `fallback`.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameGrid {
+    fps: Option<gst::Fraction>,
+    fallback: gst::ClockTime,
+}
+
+pub fn frame_grid(fps: Option<gst::Fraction>, fallback: gst::ClockTime) -> FrameGrid {
+    FrameGrid { fps: fps.filter(|fps| fps.numer() > 0 && fps.denom() > 0), fallback }
+}
+
+impl FrameGrid {
+    /// The time `frames` frames take from a frame on the grid.
+    pub fn span(&self, frames: u64) -> gst::ClockTime {
+        self.fps
+            .and_then(|fps| gst::ClockTime::SECOND.mul_div_round(frames * fps.denom() as u64, fps.numer() as u64))
+            .unwrap_or(self.fallback * frames)
+    }
+
+    /// The grid frame nearest `time`, when `time` lies on the grid (within 1 µs, what a
+    /// muxer's rounding leaves).
+    pub fn frame_at(&self, time: gst::ClockTime) -> Option<u64> {
+        let fps = self.fps?;
+        let frame = time.nseconds().mul_div_round(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds())?;
+        (self.span(frame).nseconds().abs_diff(time.nseconds()) <= 1_000).then_some(frame)
+    }
+
+    /// PTS and duration of the `index`-th frame from `start`: the grid's own frame times when
+    /// `start` lies on the grid, else `start` plus the grid's spans.
+    pub fn frame(&self, start: gst::ClockTime, index: u64) -> (gst::ClockTime, gst::ClockTime) {
+        match self.frame_at(start) {
+            Some(first) => {
+                let pts = self.span(first + index);
+                (pts, self.span(first + index + 1) - pts)
+            }
+            None => (start + self.span(index), self.span(index + 1) - self.span(index)),
+        }
+    }
+}
+
+/// Refuses (with a warning) to change a property that may change only in NULL or READY (flag
+/// `GST_PARAM_MUTABLE_READY`) once the element is PAUSED or PLAYING, or on its way there: the
+/// running element could not follow it. True when refused.
+pub fn refused_while_running(element: &gst::Element, pspec: &glib::ParamSpec, value: &glib::Value) -> bool {
+    let ready_only = pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY);
+    let (_, current, pending) = element.state(gst::ClockTime::ZERO);
+    if !ready_only || (current <= gst::State::Ready && pending <= gst::State::Ready) {
+        return false;
+    }
+    glib::g_warning!(
+        "soragen",
+        "{}: property '{}' can change only in the NULL or READY state (it is {current:?}): keeping the current value, not {value:?}",
+        element.name(),
+        pspec.name(),
+    );
+    true
+}

@@ -67,8 +67,16 @@ fn is_generated(buffer: &gst::BufferRef) -> bool {
     gst::meta::CustomMeta::from_buffer(buffer, GENERATED_META).is_ok()
 }
 
+/// Waits until the element's worker has sent everything it was given (a drain query, which
+/// the element answers only then).
+fn settle(h: &Harness) {
+    let mut query = gst::query::Drain::new();
+    h.srcpad().unwrap().peer_query(&mut query);
+}
+
 /// Pulls everything the element has pushed so far.
 fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
+    settle(h);
     std::iter::from_fn(|| h.try_pull()).collect()
 }
 
@@ -101,6 +109,7 @@ fn assert_generated_frames(buffers: &[gst::Buffer], first_frame: u64) {
 }
 
 fn event_types(h: &mut Harness) -> Vec<gst::EventType> {
+    settle(h);
     std::iter::from_fn(|| h.try_pull_event()).map(|e| e.type_()).collect()
 }
 
@@ -325,7 +334,9 @@ fn a_mask_of_another_size_is_an_error() {
     let bus = bus_for(&h);
     h.push(frame(0)).unwrap();
     mask.push(mask_frame(255, 0, 2, SIZE / 2)).unwrap();
-    assert_eq!(h.push(frame(1)), Err(gst::FlowError::NotNegotiated));
+    h.push(frame(1)).unwrap();
+    settle(&h);
+    assert_eq!(h.push(frame(2)), Err(gst::FlowError::NotNegotiated), "the worker's error goes upstream");
     let text = error_text(&bus);
     assert!(text.contains("masks are 16x16 but the video is 32x32"), "{text}");
 }
@@ -336,7 +347,9 @@ fn a_frame_before_the_first_mask_is_an_error() {
     let bus = bus_for(&h);
     let masks = push_masks(mask, vec![mask_frame(255, 2, 2, SIZE)]);
     h.push(frame(0)).unwrap();
-    assert_eq!(h.push(frame(1)), Err(gst::FlowError::Error));
+    h.push(frame(1)).unwrap();
+    settle(&h);
+    assert_eq!(h.push(frame(2)), Err(gst::FlowError::Error));
     let text = error_text(&bus);
     assert!(text.contains("no mask for the frame") && text.contains("the mask stream starts at"), "{text}");
     h.push_event(gst::event::Eos::new());
@@ -350,9 +363,12 @@ fn a_mask_stream_that_ends_before_the_video_is_an_error() {
     h.push(frame(0)).unwrap();
     mask.push(mask_frame(255, 0, 1, SIZE)).unwrap();
     assert!(mask.push_event(gst::event::Eos::new()));
-    assert_eq!(h.push(frame(1)), Err(gst::FlowError::Error));
+    h.push(frame(1)).unwrap();
+    settle(&h);
+    assert_eq!(h.push(frame(2)), Err(gst::FlowError::Error));
     let text = error_text(&bus);
     assert!(text.contains("the mask stream ended (EOS) before the video"), "{text}");
+    assert!(!text.contains("gap"), "a mask stream that ended has no gap: {text}");
 }
 
 #[test]
@@ -382,6 +398,7 @@ fn segment_with(rate: f64, stop: Option<gst::ClockTime>) -> gst::Event {
 
 /// The segments the element pushed so far, leaving its other events out.
 fn pushed_segments(h: &mut Harness) -> Vec<gst::FormattedSegment<gst::ClockTime>> {
+    settle(h);
     std::iter::from_fn(|| h.try_pull_event())
         .filter_map(|e| match e.view() {
             gst::EventView::Segment(s) => Some(s.segment().clone().downcast::<gst::ClockTime>().unwrap()),
@@ -522,32 +539,28 @@ fn progress_messages_report_steps() {
     assert!(bus.pop_filtered(&[gst::MessageType::Element]).is_none(), "one message per step");
 }
 
-/// Starts a long generation on another thread, runs `interrupt` once it is under way, and
-/// returns the time it took the push to come back, with its result.
-fn interrupt_generation(
-    interrupt: impl FnOnce(&gst::Element),
-) -> (Duration, Result<gst::FlowSuccess, gst::FlowError>, Harness) {
+/// Starts a long generation (the push returns at once: the element's worker generates), runs
+/// `interrupt` once it is under way, and returns how long `interrupt` took.
+fn interrupt_generation(interrupt: impl FnOnce(&gst::Element)) -> (Duration, Harness) {
     let mut h = harness("mode=extend-backward frames=1 context-frames=1 steps=1000");
     let bus = bus_for(&h);
     let element = h.element().unwrap();
-    let pusher = std::thread::spawn(move || {
-        let result = h.push(frame(0));
-        (Instant::now(), result, h)
-    });
+    let pushed = Instant::now();
+    h.push(frame(0)).unwrap();
+    assert!(pushed.elapsed() < Duration::from_secs(1), "generation runs off the streaming thread");
     wait_for_progress(&bus);
     let started = Instant::now();
     interrupt(&element);
-    let (returned, result, h) = pusher.join().unwrap();
-    (returned.saturating_duration_since(started), result, h)
+    (started.elapsed(), h)
 }
 
 #[test]
 fn flush_cancels_a_running_generation_and_drops_held_frames() {
-    let (took, result, mut h) = interrupt_generation(|element| {
+    let (took, mut h) = interrupt_generation(|element| {
         assert!(element.static_pad("sink").unwrap().send_event(gst::event::FlushStart::new()));
     });
-    assert_eq!(result, Err(gst::FlowError::Flushing));
-    assert!(took < Duration::from_secs(2), "cancelled within a step, took {took:?}");
+    assert!(took < Duration::from_millis(500), "cancelled within a step, took {took:?}");
+    assert_eq!(h.push(frame(1)), Err(gst::FlowError::Flushing));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     assert!(pull_all(&mut h).is_empty(), "nothing of the cancelled generation comes out");
     // After the flush the element starts over: the next frame is context again.
@@ -560,11 +573,85 @@ fn flush_cancels_a_running_generation_and_drops_held_frames() {
 
 #[test]
 fn state_change_to_ready_cancels_a_running_generation() {
-    let (took, result, _h) = interrupt_generation(|element| {
+    let (took, _h) = interrupt_generation(|element| {
         element.set_state(gst::State::Ready).unwrap();
     });
-    assert_eq!(result, Err(gst::FlowError::Flushing));
-    assert!(took < Duration::from_secs(2), "cancelled within a step, took {took:?}");
+    assert!(took < Duration::from_millis(500), "cancelled within a step, took {took:?}");
+}
+
+/// Frames of 480x272, the size the bound is measured at.
+const BIG: (u32, u32) = (480, 272);
+
+fn big_harness(properties: &str) -> Harness {
+    let mut h = element_harness(&format!("soragen model={TINY_MODEL} {properties}"));
+    h.set_src_caps_str(&format!("video/x-raw,format=RGBA,width={},height={},framerate=16/1", BIG.0, BIG.1));
+    h.play();
+    h
+}
+
+fn big_frame(index: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(vec![(index * 29) as u8; (BIG.0 * BIG.1 * 4) as usize]);
+    let b = buffer.get_mut().unwrap();
+    b.set_pts(FRAME * index);
+    b.set_duration(FRAME);
+    buffer
+}
+
+const BIG_JOB: &str = "mode=extend-forward frames=12 context-frames=4 steps=2 prompt=\"a harbour\"";
+
+/// Starts the 480x272 generation: 4 frames, then EOS (extend-forward generates at EOS).
+fn start_big_job(h: &mut Harness) {
+    for index in 0..4 {
+        h.push(big_frame(index)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+}
+
+#[test]
+fn a_flush_or_null_returns_within_0_2_s_in_every_phase() {
+    init();
+    // A reference run: when the denoising steps start and end, when the frames are out.
+    let mut h = big_harness(BIG_JOB);
+    let bus = bus_for(&h);
+    let t0 = Instant::now();
+    start_big_job(&mut h);
+    let mut steps = vec![];
+    while steps.len() < 2 {
+        wait_for_progress(&bus);
+        steps.push(t0.elapsed());
+    }
+    for _ in 0..16 {
+        h.pull().unwrap();
+    }
+    let done = t0.elapsed();
+    let (first, last) = (steps[0], steps[1]);
+    eprintln!("reference run at 480x272: first step done at {first:?}, last at {last:?}, frames out at {done:?}");
+    drop(h);
+    // Points before the first step (text encoding, VAE encode), in the steps, and after the
+    // last (VAE decode per latent frame, colour matching, resizing, frame conversion).
+    let before = [0.1, 0.3, 0.5, 0.7, 0.9].map(|f| first.mul_f64(f * 0.9));
+    let after = [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97].map(|f| last + (done - last).mul_f64(f));
+    let mut worst = Duration::ZERO;
+    for (index, at) in before.into_iter().chain([(first + last) / 2]).chain(after).enumerate() {
+        let mut h = big_harness(BIG_JOB);
+        let element = h.element().unwrap();
+        start_big_job(&mut h);
+        std::thread::sleep(at.saturating_sub(Duration::from_millis(5)));
+        let started = Instant::now();
+        let how = if index % 2 == 0 {
+            assert!(element.static_pad("sink").unwrap().send_event(gst::event::FlushStart::new()));
+            "flush"
+        } else {
+            element.set_state(gst::State::Null).unwrap();
+            "NULL"
+        };
+        let took = started.elapsed();
+        eprintln!("{how} at {at:?}: returned in {took:?}");
+        worst = worst.max(took);
+        drop(h);
+    }
+    eprintln!("worst: {worst:?}");
+    assert!(worst <= Duration::from_millis(200), "a flush or NULL took {worst:?}");
 }
 
 #[test]
@@ -649,4 +736,323 @@ fn soragensrc_generates_the_clip_then_eos() {
         std::iter::from_fn(|| h.pull_event().ok()).any(|e| e.type_() == gst::EventType::Eos),
         "EOS after the clip"
     );
+}
+
+/// Frame `n` of a 24 fps stream, on the exact grid.
+fn at_24(n: u64) -> gst::ClockTime {
+    gst::ClockTime::SECOND.mul_div_round(n, 24).unwrap()
+}
+
+fn frame_24(index: u64) -> gst::Buffer {
+    let mut buffer = frame(index);
+    let b = buffer.get_mut().unwrap();
+    b.set_pts(at_24(index));
+    b.set_duration(at_24(index + 1) - at_24(index));
+    buffer
+}
+
+#[test]
+fn timestamps_lie_exactly_on_the_frame_grid() {
+    for mode in ["extend-backward", "extend-forward"] {
+        let mut h = element_harness(&format!(
+            "soragen model={TINY_MODEL} steps=2 mode={mode} frames=5 context-frames=2 prompt=\"a harbour\" seed=7"
+        ));
+        h.set_src_caps_str(&format!("video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=24/1"));
+        h.play();
+        for index in 0..4 {
+            h.push(frame_24(index)).unwrap();
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        let output = pull_all(&mut h);
+        let pts: Vec<_> = output.iter().map(|b| b.pts().unwrap()).collect();
+        let expected: Vec<_> = (0..9).map(at_24).collect();
+        assert_eq!(pts, expected, "{mode}: frame n at round(n / 24 s)");
+        for (buffer, n) in output.iter().zip(0..) {
+            assert_eq!(buffer.duration(), Some(at_24(n + 1) - at_24(n)), "{mode}: frame {n}");
+        }
+        assert_eq!(output[5].pts(), Some(gst::ClockTime::from_nseconds(208_333_333)));
+    }
+}
+
+#[test]
+fn soragensrc_timestamps_duration_and_seeking() {
+    let mut h = element_harness(&format!(
+        "soragensrc model={TINY_MODEL} steps=2 num-frames=6 prompt=\"a harbour\" seed=7"
+    ));
+    h.set_sink_caps_str(&format!("video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=24/1"));
+    let bus = bus_for(&h);
+    h.play();
+    let output: Vec<_> = (0..6).map(|_| h.pull().unwrap()).collect();
+    let pts: Vec<_> = output.iter().map(|b| b.pts().unwrap()).collect();
+    assert_eq!(pts, (0..6).map(at_24).collect::<Vec<_>>());
+    assert_eq!(pts[5], gst::ClockTime::from_nseconds(208_333_333), "frame 5 at 24 fps");
+    let element = h.element().unwrap();
+    let src = element.static_pad("src").unwrap();
+    assert_eq!(src.query_duration::<gst::ClockTime>(), Some(at_24(6)), "6 frames at 24 fps");
+    let mut seeking = gst::query::Seeking::new(gst::Format::Time);
+    assert!(src.query(&mut seeking));
+    assert!(seeking.result().0, "a generated clip is seekable");
+    while bus.pop_filtered(&[gst::MessageType::Element]).is_some() {}
+    // A flushing seek to frame 3 replays the kept clip from there, generating nothing.
+    assert!(h.push_upstream_event(gst::event::Seek::new(
+        1.0,
+        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+        gst::SeekType::Set,
+        at_24(3),
+        gst::SeekType::None,
+        gst::ClockTime::NONE,
+    )));
+    let replayed: Vec<_> = std::iter::from_fn(|| h.pull().ok()).take_while(|b| b.pts() != Some(at_24(5))).collect();
+    let first_after_seek = replayed.iter().rposition(|b| b.pts() == Some(at_24(3))).expect("frame 3 again");
+    assert_eq!(replayed.len() - first_after_seek, 2, "frames 3 and 4, then 5");
+    assert!(bus.pop_filtered(&[gst::MessageType::Element]).is_none(), "no new generation");
+}
+
+#[test]
+fn soragensrc_refuses_a_frame_rate_of_0() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "soragensrc model={TINY_MODEL} steps=1 num-frames=1 ! video/x-raw,format=RGBA,width=32,height=32,framerate=0/1 ! fakesink"
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error]).expect("an error");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(error) = message.view() else { unreachable!() };
+    let text = error.error().to_string();
+    assert!(text.contains("framerate 0/1"), "{text}");
+}
+
+#[test]
+fn soragensrc_without_a_model_posts_one_error() {
+    init();
+    let element = gst::ElementFactory::make("soragensrc").build().unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    assert!(element.set_state(gst::State::Paused).is_err());
+    assert!(error_text(&bus).contains("No model set"));
+    assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none(), "exactly one error");
+    element.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn ready_only_properties_are_refused_while_running() {
+    let mut h = harness("mode=extend-backward frames=3 context-frames=2");
+    h.set_upstream_latency(gst::ClockTime::ZERO);
+    let latency = h.query_latency();
+    let element = h.element().unwrap();
+    element.set_property_from_str("mode", "insert");
+    element.set_property("frames", 9u32);
+    element.set_property("context-frames", 5u32);
+    element.set_property("model", "/elsewhere");
+    element.set_property("device", "cpu");
+    let mode = element.property_value("mode");
+    assert_eq!(gst::glib::EnumValue::from_value(&mode).unwrap().1.nick(), "extend-backward");
+    assert_eq!(element.property::<u32>("frames"), 3);
+    assert_eq!(element.property::<u32>("context-frames"), 2);
+    assert!(element.property::<String>("model").ends_with("tiny"));
+    assert_eq!(element.property::<String>("device"), "auto");
+    assert_eq!(h.query_latency(), latency, "the latency stays");
+    // The element runs on with the old ones: 2 frames of context, then 3 new frames.
+    h.push(frame(0)).unwrap();
+    h.push(frame(1)).unwrap();
+    assert_eq!(pts_in_frames(&pull_all(&mut h)), vec![0, 1, 2, 3, 4]);
+    // Settings that may change while playing still do.
+    element.set_property("steps", 3u32);
+    assert_eq!(element.property::<u32>("steps"), 3);
+    element.set_state(gst::State::Ready).unwrap();
+    element.set_property("frames", 9u32);
+    assert_eq!(element.property::<u32>("frames"), 9, "accepted in READY");
+    let src = element_harness(&format!("soragensrc model={TINY_MODEL} num-frames=3"));
+    let src_element = src.element().unwrap();
+    src_element.set_state(gst::State::Paused).unwrap();
+    src_element.set_property("num-frames", 7u32);
+    assert_eq!(src_element.property::<u32>("num-frames"), 3);
+    src_element.set_state(gst::State::Null).unwrap();
+}
+
+/// A frame of `width` x `height` RGBA at 16 fps.
+fn sized_frame(index: u64, width: u32, height: u32) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(vec![index as u8; (width * height * 4) as usize]);
+    let b = buffer.get_mut().unwrap();
+    b.set_pts(FRAME * index);
+    b.set_duration(FRAME);
+    buffer
+}
+
+fn rgba_caps(width: u32, height: u32) -> String {
+    format!("video/x-raw,format=RGBA,width={width},height={height},framerate=16/1")
+}
+
+#[test]
+fn a_caps_change_drains_and_timestamps_never_go_back() {
+    let mut h = element_harness(&format!(
+        "soragen model={TINY_MODEL} steps=2 mode=extend-backward frames=5 context-frames=2 prompt=\"a harbour\" seed=7"
+    ));
+    h.set_src_caps_str(&rgba_caps(64, 48));
+    h.play();
+    h.push(sized_frame(0, 64, 48)).unwrap();
+    h.push(sized_frame(1, 64, 48)).unwrap();
+    h.set_src_caps_str(&rgba_caps(96, 64));
+    for index in 2..5 {
+        h.push(sized_frame(index, 96, 64)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let output = pull_all(&mut h);
+    assert_eq!(pts_in_frames(&output), (0..10).collect::<Vec<_>>(), "5 new frames once, then the stream shifted");
+    assert_eq!(output.iter().filter(|b| is_generated(b)).count(), 5);
+}
+
+#[test]
+fn close_boundaries_each_get_their_own_insert() {
+    // insert-at frames 4 and 6 are closer than 3 context frames.
+    let mut h = harness(&format!(
+        "mode=insert frames=2 context-frames=3 prompt=\"a harbour\" seed=7 insert-at=\"<(guint64){}, (guint64){}>\"",
+        (FRAME * 4).nseconds(),
+        (FRAME * 6).nseconds()
+    ));
+    let inputs: Vec<_> = (0..10).map(frame).collect();
+    for input in &inputs {
+        h.push(input.clone()).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let output = pull_all(&mut h);
+    let generated: Vec<bool> = output.iter().map(|b| is_generated(b)).collect();
+    // O4 G2 O2 G2 O4.
+    let expected: Vec<bool> = [vec![false; 4], vec![true; 2], vec![false; 2], vec![true; 2], vec![false; 4]].concat();
+    assert_eq!(generated, expected);
+    assert_eq!(pts_in_frames(&output), (0..14).collect::<Vec<_>>());
+    assert_untouched(&output[6], &inputs[4], 2);
+    assert_untouched(&output[10], &inputs[6], 4);
+    // Two timestamp jumps 2 frames apart: both filled.
+    let mut h = harness("mode=insert frames=2 context-frames=3 prompt=\"a harbour\" seed=7");
+    for index in [0, 1, 2, 10, 11, 20, 21, 22, 23] {
+        h.push(frame(index)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let output = pull_all(&mut h);
+    assert_eq!(pts_in_frames(&output), vec![0, 1, 2, 8, 9, 10, 11, 18, 19, 20, 21, 22, 23]);
+    assert_eq!(output.iter().filter(|b| is_generated(b)).count(), 4);
+}
+
+fn warning_text(bus: &gst::Bus) -> String {
+    let message = bus.pop_filtered(&[gst::MessageType::Warning]).expect("a warning on the bus");
+    let gst::MessageView::Warning(warning) = message.view() else { unreachable!() };
+    warning.error().to_string()
+}
+
+#[test]
+fn an_insert_that_cannot_be_made_is_a_warning() {
+    let mut h = harness(&format!("mode=insert frames=2 context-frames=1 insert-at=\"<(guint64){}>\"", FRAME.nseconds()));
+    let bus = bus_for(&h);
+    h.push(frame(1)).unwrap();
+    let text = warning_text(&bus);
+    assert!(text.contains("at or before the first frame"), "{text}");
+    // Pieces of different sizes, as concat joins them.
+    let mut h = element_harness(&format!("soragen model={TINY_MODEL} steps=2 mode=insert frames=2 context-frames=1"));
+    let bus = bus_for(&h);
+    h.set_src_caps_str(&rgba_caps(64, 48));
+    h.play();
+    h.push(sized_frame(0, 64, 48)).unwrap();
+    h.set_src_caps_str(&rgba_caps(96, 64));
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_base(FRAME);
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    h.push(sized_frame(0, 96, 64)).unwrap();
+    let text = warning_text(&bus);
+    assert!(text.contains("different sizes (64x48, then 96x64)"), "{text}");
+}
+
+#[test]
+fn extend_forward_generates_at_segment_done() {
+    let mut h = harness("mode=extend-forward frames=3 context-frames=2 prompt=\"a harbour\" seed=7");
+    for index in 0..4 {
+        h.push(frame(index)).unwrap();
+    }
+    let _ = pull_all(&mut h);
+    let _ = event_types(&mut h);
+    assert!(h.push_event(gst::event::SegmentDone::new(gst::GenericFormattedValue::from(FRAME * 4))));
+    let generated = pull_all(&mut h);
+    assert_eq!(generated.len(), 3, "the new frames at the segment seek's end");
+    assert_generated_frames(&generated, 4);
+    assert_eq!(event_types(&mut h), vec![gst::EventType::SegmentDone]);
+}
+
+#[test]
+fn replace_background_keeps_the_source_samples_in_yuv() {
+    for format in ["I420", "NV12"] {
+        let mut h = element_harness(&format!(
+            "soragen model={TINY_MODEL} steps=2 mode=replace-background frames=1 prompt=\"a harbour\" seed=7"
+        ));
+        let mut mask = Harness::with_element(&h.element().unwrap(), Some("mask"), None);
+        mask.set_src_caps_str(&format!("video/x-raw,format=GRAY8,width={SIZE},height={SIZE},framerate=16/1"));
+        h.set_src_caps_str(&caps(format));
+        h.play();
+        // The left half is background.
+        let matte: Vec<u8> = (0..SIZE * SIZE).map(|i| if i % SIZE < SIZE / 2 { 255 } else { 0 }).collect();
+        let mut matte = gst::Buffer::from_mut_slice(matte);
+        matte.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        matte.get_mut().unwrap().set_duration(FRAME);
+        let masks = push_masks(mask, vec![matte]);
+        let info = gst_video::VideoInfo::from_caps(&gst::Caps::from_str(&caps(format)).unwrap()).unwrap();
+        // Samples that do not survive RGB and back: a ramp of unusual levels.
+        let bytes: Vec<u8> = (0..info.size()).map(|i| (17 + (i * 37) % 220) as u8).collect();
+        let mut input = gst::Buffer::from_mut_slice(bytes.clone());
+        input.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        input.get_mut().unwrap().set_duration(FRAME);
+        h.push(input).unwrap();
+        assert!(h.push_event(gst::event::Eos::new()));
+        masks.join().unwrap();
+        let output = pull_all(&mut h);
+        assert_eq!(output.len(), 1);
+        assert!(is_generated(&output[0]));
+        let out = output[0].map_readable().unwrap();
+        // Kept: the right half beyond the dilated (4) and feathered (2) edge, x >= 24.
+        let finfo = info.format_info();
+        let mut compared = 0;
+        for component in 0..3u8 {
+            let c = component as usize;
+            let (plane, offset, step) = (finfo.plane()[c] as usize, info.offset()[finfo.plane()[c] as usize], finfo.pixel_stride()[c] as usize);
+            let stride = info.stride()[plane] as usize;
+            for sy in 0..finfo.scale_height(component, SIZE) as usize {
+                for sx in 0..finfo.scale_width(component, SIZE) as usize {
+                    if (sx << finfo.w_sub()[c]) < 24 {
+                        continue;
+                    }
+                    let at = offset + sy * stride + sx * step + finfo.poffset()[c] as usize;
+                    assert_eq!(out[at], bytes[at], "{format}: component {c} sample ({sx}, {sy}) changed");
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 0);
+        let left_changed = (0..SIZE as usize).any(|y| out[y * info.stride()[0] as usize] != bytes[y * info.stride()[0] as usize]);
+        assert!(left_changed, "{format}: the background was regenerated");
+    }
+}
+
+#[test]
+fn a_live_insert_goes_out_on_time_without_a_queue() {
+    init();
+    // 3 s of live video; 8 frames inserted at 1 s; a clock-synchronised sink that drops what
+    // comes more than 20 ms late (as video sinks do), and no queue after soragen.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=48 pattern=ball ! video/x-raw,format=RGBA,width=64,height=48,framerate=16/1 ! \
+         soragen mode=insert frames=8 context-frames=2 steps=2 processing-latency=2000000000 model={TINY_MODEL} \
+         insert-at=\"<(guint64)1000000000>\" ! fakesink name=sink sync=true qos=true max-lateness=20000000"
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("EOS");
+    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
+    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap();
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    eprintln!("live insert: {stats}");
+    assert_eq!(stats.get::<u64>("dropped").unwrap(), 0, "no frame late: {stats}");
+    assert_eq!(stats.get::<u64>("rendered").unwrap(), 56, "48 frames + 8 new ones: {stats}");
 }

@@ -30,7 +30,7 @@ use resample::{Between, between};
 pub use colour::{Seam, seam};
 
 use crate::model::WanVace;
-use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput};
+use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
 use crate::video::{Frame, Video};
 use crate::{Error, Result};
 
@@ -182,14 +182,14 @@ pub fn run_task(
         timeline.backward,
     );
     if !windows.is_empty() {
+        checkpoint(observer)?;
         let prompt = model.encode_prompt(&params.prompt)?;
+        checkpoint(observer)?;
         let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
         let cache = params.cache.as_deref().map(|dir| open_cache(dir, model, params)).transpose()?;
         let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache };
         for (index, window) in windows.iter().enumerate() {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
-            }
+            checkpoint(observer)?;
             observer.window(index, windows.len());
             timeline.run_window(&request, window.clone(), params.seed.wrapping_add(index as u64))?;
         }
@@ -504,6 +504,7 @@ impl Timeline {
         let mut mask: Vec<f32> = Vec::with_capacity(count * width * height);
         let mut targets = Vec::new();
         for (offset, position) in positions.enumerate() {
+            checkpoint(request.observer)?;
             let slot = usize::try_from(position).ok().and_then(|p| self.slots.get(p));
             match slot {
                 None | Some(Slot::New) => {
@@ -563,6 +564,7 @@ impl Timeline {
             }
         }
         for ((_, position), frame) in targets.into_iter().zip(frames) {
+            checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
             let full = resample::resize(&scaled, request.working, 3, size);
             let rgb = match &self.slots[position] {

@@ -1,11 +1,14 @@
 //! The element holds frames only while a mode needs them as generation input (never in
-//! passthrough or extend-forward), keeps every event in order behind held frames, and runs
-//! generations on the streaming thread with no lock held, so a flush or a state change can cancel
-//! them between two denoising steps.
+//! passthrough or extend-forward) and keeps every event in order behind held frames. Everything
+//! it sends downstream goes through a queue to a worker, the source pad's task (like `queue`'s):
+//! generations run there, off the streaming thread, so upstream keeps feeding (a live source is
+//! never held back by a generation) and a flush or a state change cancels a generation at its
+//! next phase (text encoding, a chunk of the VAE encode, a denoising step, a latent frame of the
+//! VAE decode, a frame of post-processing) and returns within that bound.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
@@ -17,7 +20,9 @@ use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
 use crate::frames::{self, FrameMemory, SharedGpu};
-use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
+use crate::generation::{
+    BusProgress, GeneratedBy, GenerationSettings, FrameGrid, frame_grid, mark_generated, refused_while_running, stamp,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("soragen", gst::DebugColorFlags::empty(), Some("Soragen generative video"))
@@ -94,6 +99,7 @@ struct Job {
     info: Option<VideoInfo>,
     model: Option<Arc<WanVace>>,
     frame_duration: gst::ClockTime,
+    grid: FrameGrid,
     /// The video segment, to match held frames with masks by running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
     memory: FrameMemory,
@@ -127,6 +133,10 @@ struct State {
     last_end_pts: Option<gst::ClockTime>,
     last_duration: Option<gst::ClockTime>,
     next_insert_at: usize,
+    /// Running time where the last input frame (held or not) ends: jumps are measured from it.
+    last_input_end: Option<gst::ClockTime>,
+    /// Insert: why the next boundary cannot get frames (the pieces around it differ in size).
+    unfillable: Option<String>,
     /// The latency of our own last Latency message.
     posted_latency: Option<gst::ClockTime>,
 }
@@ -136,15 +146,24 @@ impl State {
         self.held.iter().filter(|h| matches!(h, Held::Buffer(_))).count()
     }
 
+    /// The caps' frame rate, when they state one.
+    fn fps(&self) -> Option<gst::Fraction> {
+        self.info.as_ref().map(VideoInfo::fps).filter(|fps| fps.numer() > 0 && fps.denom() > 0)
+    }
+
+    /// The time of `frames` frames on the rational frame grid (rounded once), or the buffers'
+    /// own duration times `frames` without a rate.
+    fn frames_time(&self, frames: u64) -> gst::ClockTime {
+        self.grid().span(frames)
+    }
+
+    fn grid(&self) -> FrameGrid {
+        frame_grid(self.fps(), self.last_duration.unwrap_or(FALLBACK_FRAME_DURATION))
+    }
+
+    /// One frame's duration (rounded): gap thresholds and buffers without a duration.
     fn frame_duration(&self) -> gst::ClockTime {
-        self.info
-            .as_ref()
-            .filter(|info| info.fps().numer() > 0)
-            .and_then(|info| {
-                gst::ClockTime::SECOND.mul_div_floor(info.fps().denom() as u64, info.fps().numer() as u64)
-            })
-            .or(self.last_duration)
-            .unwrap_or(FALLBACK_FRAME_DURATION)
+        self.frames_time(1)
     }
 
     /// Stream time (timestamps) that passes in `running` time at the segment's rate.
@@ -161,7 +180,7 @@ impl State {
     /// the stream (known in advance when extending; grows with each insert).
     fn extension(&self) -> gst::ClockTime {
         match self.mode {
-            Mode::ExtendForward | Mode::ExtendBackward => self.frame_duration() * self.frames,
+            Mode::ExtendForward | Mode::ExtendBackward => self.frames_time(self.frames),
             Mode::Insert => self.shift,
             Mode::Passthrough | Mode::ReplaceBackground => gst::ClockTime::ZERO,
         }
@@ -190,6 +209,30 @@ impl State {
         self.last_end_running_time = None;
         self.last_end_pts = None;
         self.next_insert_at = 0;
+        self.last_input_end = None;
+        self.unfillable = None;
+    }
+
+    /// New caps mid-stream (what was held is drained already): frames of another format cannot
+    /// serve as context for the new ones, but the stream's timing goes on, so that a caps
+    /// change neither restarts an extension nor moves timestamps back.
+    fn new_caps(&mut self, info: &VideoInfo) {
+        if let Some(old) = &self.info
+            && (old.width(), old.height()) != (info.width(), info.height())
+            && self.mode == Mode::Insert
+            && !self.recent.is_empty()
+        {
+            self.unfillable = Some(format!(
+                "the pieces around the boundary have different sizes ({}x{}, then {}x{}): insert needs pieces of one size",
+                old.width(),
+                old.height(),
+                info.width(),
+                info.height()
+            ));
+        }
+        self.held.clear();
+        self.recent.clear();
+        self.collecting = false;
     }
 
     /// Notes a frame that goes through now; it may serve as context later.
@@ -212,19 +255,33 @@ impl State {
         }
     }
 
-    /// Insert: whether `buffer` starts a new piece (a jump in timestamps or an `insert-at` time).
-    fn starts_piece(&mut self, buffer: &gst::Buffer) -> bool {
-        let Some(pts) = buffer.pts() else { return false };
-        let mut boundary = false;
-        while self.insert_at.get(self.next_insert_at).is_some_and(|&at| at <= pts) {
+    /// Insert: whether `buffer` starts a new piece (a jump in timestamps or an `insert-at`
+    /// time); Err with the reason when it would but there is nothing before it to insert from.
+    fn starts_piece(&mut self, buffer: &gst::Buffer) -> Result<bool, String> {
+        let Some(pts) = buffer.pts() else { return Ok(false) };
+        let mut listed = None;
+        while let Some(&at) = self.insert_at.get(self.next_insert_at).filter(|&&at| at <= pts) {
             self.next_insert_at += 1;
-            boundary = true;
+            listed = Some(at);
         }
-        let jump = match (self.segment.to_running_time(pts), self.last_end_running_time) {
+        let jump = match (self.segment.to_running_time(pts), self.last_input_end) {
             (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2,
             _ => false,
         };
-        (boundary || jump) && !self.recent.is_empty()
+        self.last_input_end = running_end(&self.segment, buffer, self.frame_duration()).or(self.last_input_end);
+        if !jump && listed.is_none() {
+            return Ok(false);
+        }
+        if self.recent.is_empty() && !self.collecting {
+            return match (listed, self.unfillable.take()) {
+                (_, Some(reason)) => Err(reason),
+                (Some(at), None) => Err(format!(
+                    "insert-at {at} is at or before the first frame ({pts}): there are no frames before it to insert from"
+                )),
+                (None, None) => Ok(false),
+            };
+        }
+        Ok(true)
     }
 
     fn job(&mut self, task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>, placement: Placement) -> Job {
@@ -236,6 +293,7 @@ impl State {
             info: self.info.clone(),
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
+            grid: self.grid(),
             segment: self.segment.clone(),
             memory: self.memory.clone(),
         }
@@ -253,8 +311,7 @@ impl State {
             })
             .collect();
         let count = self.frames as usize;
-        let duration = self.frame_duration();
-        let new_frames_span = duration * self.frames;
+        let new_frames_span = self.frames_time(self.frames);
         if held_buffers.is_empty() {
             if self.mode == Mode::ExtendForward && at_eos && !self.recent.is_empty() {
                 let start = self.last_end_pts? + self.shift;
@@ -331,21 +388,72 @@ pub struct Soragen {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     /// Set by FLUSH_START and PAUSED -> READY: a running generation (or a wait for masks) stops
-    /// at its next step.
+    /// at its next phase.
     cancel: AtomicBool,
+    /// What goes downstream, in order, to the worker (the source pad's task).
+    queue: Mutex<Queue>,
+    /// Signalled when the queue gets an item, frees room, empties, or starts flushing.
+    queue_changed: Condvar,
 }
+
+/// What the streaming thread hands the worker, in stream order.
+enum Item {
+    Buffer(gst::Buffer),
+    Event(gst::Event),
+    /// A generation and the held items around it.
+    Job(Job),
+}
+
+impl Item {
+    /// Input buffers the item holds (what bounds the queue).
+    fn buffers(&self) -> usize {
+        match self {
+            Item::Buffer(_) => 1,
+            Item::Event(_) => 0,
+            Item::Job(job) => job.held.iter().filter(|h| matches!(h, Held::Buffer(_))).count(),
+        }
+    }
+}
+
+struct Queue {
+    items: VecDeque<Item>,
+    /// Input buffers in `items` and in the item the worker handles: upstream waits while
+    /// there are more than the limit.
+    buffers: usize,
+    /// The worker is handling an item.
+    busy: bool,
+    /// Flushing or stopped: nothing is queued, a waiting chain returns FLUSHING.
+    flushing: bool,
+    /// What the worker's last push (or generation) returned: errors go back upstream.
+    flow: Result<gst::FlowSuccess, gst::FlowError>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self { items: VecDeque::new(), buffers: 0, busy: false, flushing: true, flow: Ok(gst::FlowSuccess::Ok) }
+    }
+}
+
+/// Input buffers the queue takes beyond what a mode holds and generates: upstream runs ahead of
+/// the worker by this much while a generation runs.
+const QUEUE_SLACK: usize = 16;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Output PTS of an original frame once generated frames were placed before it.
-fn shifted(mut buffer: gst::Buffer, shift: gst::ClockTime) -> gst::Buffer {
+/// Output PTS of an original frame once generated frames were placed before it: on the frame
+/// grid when the frame was (a sum of two rounded grid times can be 1 ns off it).
+fn shifted(mut buffer: gst::Buffer, shift: gst::ClockTime, grid: &FrameGrid) -> gst::Buffer {
     if !shift.is_zero() {
+        let on_grid = |time: gst::ClockTime| match (grid.frame_at(time), grid.frame_at(time + shift)) {
+            (Some(_), Some(frame)) => grid.span(frame),
+            _ => time + shift,
+        };
         // Only the buffer's metadata is copied (when shared): the memory stays the same.
         let buffer = buffer.make_mut();
-        buffer.set_pts(buffer.pts().map(|pts| pts + shift));
-        buffer.set_dts(buffer.dts().map(|dts| dts + shift));
+        buffer.set_pts(buffer.pts().map(on_grid));
+        buffer.set_dts(buffer.dts().map(on_grid));
     }
     buffer
 }
@@ -357,18 +465,37 @@ impl Soragen {
             drop(state);
             return self.srcpad.push(buffer);
         }
+        lock(&self.queue).flow?;
         if buffer.duration().is_some() {
             state.last_duration = buffer.duration();
         }
         let hold = match state.mode {
             Mode::Passthrough | Mode::ExtendForward => false,
             Mode::ExtendBackward => !state.extended,
-            Mode::Insert => {
-                if !state.collecting && state.starts_piece(&buffer) {
+            Mode::Insert => match state.starts_piece(&buffer) {
+                // A boundary while the frames after the previous one are held (closer than
+                // context-frames): the previous insert takes the frames up to here as its
+                // second piece and its frames become this one's context.
+                Ok(true) if state.collecting && state.held_frames() > 0 => {
+                    let limit = self.queue_limit(&state);
+                    let job = state.take_job(false);
                     state.collecting = true;
+                    if let Some(job) = job {
+                        drop(state);
+                        self.enqueue(Item::Job(job), limit)?;
+                        state = lock(&self.state);
+                    }
+                    true
                 }
-                state.collecting
-            }
+                Ok(boundary) => {
+                    state.collecting |= boundary;
+                    state.collecting
+                }
+                Err(reason) => {
+                    self.warn_no_insert(&reason);
+                    state.collecting
+                }
+            },
             Mode::ReplaceBackground => {
                 if let Some(end) = running_end(&state.segment, &buffer, state.frame_duration()) {
                     self.masks.video_reached(end);
@@ -376,11 +503,12 @@ impl Soragen {
                 true
             }
         };
+        let limit = self.queue_limit(&state);
         if !hold {
             state.remember(&buffer);
-            let buffer = shifted(buffer, state.shift);
+            let buffer = shifted(buffer, state.shift, &state.grid());
             drop(state);
-            return self.srcpad.push(buffer);
+            return self.enqueue(Item::Buffer(buffer), limit);
         }
         state.held.push_back(Held::Buffer(buffer));
         let enough = match state.mode {
@@ -392,16 +520,151 @@ impl Soragen {
         }
         let job = state.take_job(false);
         drop(state);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.run(job))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.enqueue(Item::Job(job), limit))
     }
 
-    /// Generates (and releases) whatever is held, before an event that must not overtake it.
+    /// How many input buffers the queue takes: what a generation holds and makes, what the
+    /// stream was pushed back by (a live source keeps its pace while the output runs that much
+    /// later), and some slack.
+    fn queue_limit(&self, state: &State) -> usize {
+        let duration = state.frame_duration().nseconds().max(1);
+        let behind = (state.shift.nseconds() / duration) as usize;
+        (state.frames as usize + state.context_frames) * 2 + behind + QUEUE_SLACK
+    }
+
+    /// Queues an item for the worker; waits while the queue holds more than `limit` buffers.
+    /// Errors: the worker's last flow error, or FLUSHING.
+    fn enqueue(&self, item: Item, limit: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let count = item.buffers();
+        let mut queue = lock(&self.queue);
+        loop {
+            if queue.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            queue.flow?;
+            if count == 0 || queue.buffers < limit {
+                break;
+            }
+            queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+        queue.buffers += count;
+        queue.items.push_back(item);
+        self.queue_changed.notify_all();
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Queues a serialized event behind what is queued (false when flushing or failed).
+    fn enqueue_event(&self, event: gst::Event) -> bool {
+        self.enqueue(Item::Event(event), usize::MAX).is_ok()
+    }
+
+    /// Waits until the worker has sent everything queued (a drain or allocation query must
+    /// not overtake it). False when flushing.
+    fn wait_until_sent(&self) -> bool {
+        let mut queue = lock(&self.queue);
+        while !queue.flushing && (queue.busy || !queue.items.is_empty()) {
+            queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+        !queue.flushing
+    }
+
+    /// One turn of the worker: the next item, pushed (a job generated first). On a flow error
+    /// (or flushing) the task pauses and the error goes upstream at the next chain.
+    fn worker(&self) {
+        let item = {
+            let mut queue = lock(&self.queue);
+            loop {
+                if queue.flushing {
+                    drop(queue);
+                    let _ = self.srcpad.pause_task();
+                    return;
+                }
+                if let Some(item) = queue.items.pop_front() {
+                    queue.busy = true;
+                    break item;
+                }
+                queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let count = item.buffers();
+        let result = match item {
+            Item::Buffer(buffer) => self.srcpad.push(buffer),
+            Item::Event(event) => {
+                let kind = event.type_();
+                if !self.srcpad.push_event(event) {
+                    gst::debug!(CAT, imp = self, "downstream refused {kind:?}");
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Item::Job(job) => self.run(job),
+        };
+        let mut queue = lock(&self.queue);
+        queue.busy = false;
+        queue.buffers -= count.min(queue.buffers);
+        if let Err(error) = result {
+            gst::debug!(CAT, imp = self, "worker pausing: {error:?}");
+            if !queue.flushing {
+                queue.flow = Err(error);
+            }
+            queue.items.clear();
+            queue.buffers = 0;
+            self.queue_changed.notify_all();
+            drop(queue);
+            let _ = self.srcpad.pause_task();
+            return;
+        }
+        self.queue_changed.notify_all();
+    }
+
+    /// Starts the worker on the source pad (activation, FLUSH_STOP).
+    fn start_worker(&self) -> Result<(), glib::BoolError> {
+        {
+            let mut queue = lock(&self.queue);
+            queue.items.clear();
+            queue.buffers = 0;
+            queue.flushing = false;
+            queue.flow = Ok(gst::FlowSuccess::Ok);
+        }
+        let element = self.obj().downgrade();
+        self.srcpad.start_task(move || match element.upgrade() {
+            Some(element) => element.imp().worker(),
+            None => std::thread::yield_now(),
+        })
+    }
+
+    /// Stops whatever the worker does (a generation at its next phase) and empties the queue.
+    fn set_flushing(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        let mut queue = lock(&self.queue);
+        queue.flushing = true;
+        queue.items.clear();
+        queue.buffers = 0;
+        self.queue_changed.notify_all();
+        drop(queue);
+        self.masks.wake();
+    }
+
+    fn src_activate_mode(&self, mode: gst::PadMode, active: bool) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "only push mode"));
+        }
+        if active {
+            self.cancel.store(false, Ordering::SeqCst);
+            self.start_worker().map_err(|e| gst::loggable_error!(CAT, "cannot start the worker: {e}"))
+        } else {
+            self.set_flushing();
+            self.srcpad.stop_task().map_err(|e| gst::loggable_error!(CAT, "cannot stop the worker: {e}"))
+        }
+    }
+
+    /// Queues whatever is held (and, at EOS, the extend-forward generation), before an event
+    /// that must not overtake it.
     fn drain(&self, at_eos: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let job = lock(&self.state).take_job(at_eos);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.run(job))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.enqueue(Item::Job(job), usize::MAX))
     }
 
-    /// Runs a job's generation, then pushes its output in order. Called with no lock held.
+    /// Runs a job's generation, then pushes its output in order (on the worker).
     fn run(&self, job: Job) -> Result<gst::FlowSuccess, gst::FlowError> {
         let generated = match (&job.task, &job.info, &job.model) {
             (Some((kind, clip, next)), Some(info), Some(model)) => {
@@ -416,7 +679,7 @@ impl Soragen {
         };
         let info = job.info.as_ref();
         let mut originals = job.held.into_iter().map(|item| match item {
-            Held::Buffer(buffer) => Held::Buffer(shifted(buffer, job.shift)),
+            Held::Buffer(buffer) => Held::Buffer(shifted(buffer, job.shift, &job.grid)),
             event => event,
         });
         let mut output: Vec<Held> = vec![];
@@ -424,7 +687,8 @@ impl Soragen {
             Placement::Before { start, lead } => {
                 output.extend(lead.into_iter().map(Held::Event));
                 output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    stamp_generated(&mut buffer, start + job.frame_duration * i, job.frame_duration, info);
+                    let (pts, duration) = job.grid.frame(start, i);
+                    stamp_generated(&mut buffer, pts, duration, info);
                     Held::Buffer(buffer)
                 }));
                 output.extend(originals);
@@ -432,7 +696,8 @@ impl Soragen {
             Placement::After { start } => {
                 output.extend(originals);
                 output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    stamp_generated(&mut buffer, start + job.frame_duration * i, job.frame_duration, info);
+                    let (pts, duration) = job.grid.frame(start, i);
+                    stamp_generated(&mut buffer, pts, duration, info);
                     Held::Buffer(buffer)
                 }));
             }
@@ -485,6 +750,9 @@ impl Soragen {
             gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
             gst::FlowError::Error
         };
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(gst::FlowError::Flushing);
+        }
         let inputs = TaskInputs {
             clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
             next: (!next.is_empty()).then(|| memory.to_video(next, info)).transpose().map_err(convert_failed)?,
@@ -518,8 +786,24 @@ impl Soragen {
             task: output.record.task.clone(),
         };
         let indices: Vec<usize> = output.record.generated.iter().flat_map(Clone::clone).collect();
-        let new_frames: Vec<_> = indices.iter().map(|&index| &output.video.frames[index]).collect();
-        let buffers = memory.to_buffers(&new_frames, info).map_err(convert_failed)?;
+        // Replaced backgrounds keep the source's own samples outside the generated region
+        // (in system memory; CUDA frames are RGBA, where the conversion keeps them anyway).
+        let source = inputs.clip.as_ref().filter(|_| *kind == TaskKind::ReplaceBackground && matches!(memory, FrameMemory::System));
+        // Frame by frame, so that a flush or a state change stops the conversion too.
+        let mut buffers = Vec::with_capacity(indices.len());
+        for &index in &indices {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(gst::FlowError::Flushing);
+            }
+            let frame = &output.video.frames[index];
+            let mut converted = memory.to_buffers(&[frame], info).map_err(convert_failed)?;
+            if let (Some(source), Some(buffer)) = (source, converted.first_mut()) {
+                let changed: Vec<bool> =
+                    frame.rgb.chunks_exact(3).zip(source.frames[index].rgb.chunks_exact(3)).map(|(a, b)| a != b).collect();
+                *buffer = frames::keep_source_samples(&clip[index], buffer, &changed, info).map_err(convert_failed)?;
+            }
+            buffers.extend(converted);
+        }
         Ok(indices
             .into_iter()
             .zip(buffers)
@@ -612,16 +896,23 @@ impl Soragen {
         gst::log!(CAT, obj = pad, "handling event {event:?}");
         match event.view() {
             EventView::FlushStart(_) => {
-                self.cancel.store(true, Ordering::SeqCst);
-                self.masks.wake();
-                self.srcpad.push_event(event)
+                self.set_flushing();
+                let forwarded = self.srcpad.push_event(event);
+                // Waits for the worker's turn to end: a generation stops at its next phase.
+                let _ = self.srcpad.pause_task();
+                forwarded
             }
             EventView::FlushStop(_) => {
                 lock(&self.state).reset_stream();
                 self.masks.video_ended(false);
                 self.cancel.store(false, Ordering::SeqCst);
-                self.srcpad.push_event(event)
+                let forwarded = self.srcpad.push_event(event);
+                if self.srcpad.is_active() && self.start_worker().is_err() {
+                    return false;
+                }
+                forwarded
             }
+            _ if lock(&self.state).mode == Mode::Passthrough => gst::Pad::event_default(pad, Some(&*self.obj()), event),
             EventView::Caps(caps) => {
                 let Ok(info) = VideoInfo::from_caps(caps.caps()) else {
                     gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid caps {}", caps.caps()));
@@ -658,13 +949,12 @@ impl Soragen {
                         return false;
                     }
                 };
-                // Frames of another format cannot serve as context for the new ones.
-                state.reset_stream();
+                state.new_caps(&info);
                 state.info = Some(info);
                 state.memory = memory;
                 drop(state);
                 self.update_latency();
-                self.srcpad.push_event(event)
+                self.enqueue_event(event)
             }
             EventView::Segment(segment) => {
                 if self.drain(false).is_err() {
@@ -686,8 +976,14 @@ impl Soragen {
                 }
                 state.segment = segment;
                 // A new segment after frames (as `concat` makes) is a boundary between pieces.
-                if state.mode == Mode::Insert && !state.recent.is_empty() {
-                    state.collecting = true;
+                if state.mode == Mode::Insert {
+                    if !state.recent.is_empty() {
+                        state.collecting = true;
+                    } else if let Some(reason) = state.unfillable.take() {
+                        drop(state);
+                        self.warn_no_insert(&reason);
+                        state = lock(&self.state);
+                    }
                 }
                 let output = state.output_segment();
                 let extended = output != state.segment;
@@ -695,9 +991,9 @@ impl Soragen {
                 // The rate may have changed the running time held frames take.
                 self.update_latency();
                 if extended {
-                    self.srcpad.push_event(gst::event::Segment::builder(&output).seqnum(event.seqnum()).build())
+                    self.enqueue_event(gst::event::Segment::builder(&output).seqnum(event.seqnum()).build())
                 } else {
-                    self.srcpad.push_event(event)
+                    self.enqueue_event(event)
                 }
             }
             EventView::Gap(_) => {
@@ -717,24 +1013,34 @@ impl Soragen {
                     }
                 }
                 drop(state);
-                self.drain(false).is_ok() && self.srcpad.push_event(event)
+                self.drain(false).is_ok() && self.enqueue_event(event)
+            }
+            EventView::SegmentDone(_) => {
+                // A segment seek's end: extend-forward appends here as at EOS.
+                let drained = self.drain(true).is_ok();
+                drained && self.enqueue_event(event)
             }
             EventView::Eos(_) => {
                 let drained = self.drain(true).is_ok();
                 self.masks.video_ended(true);
-                drained && self.srcpad.push_event(event)
+                drained && self.enqueue_event(event)
             }
             _ if event.is_serialized() => self.forward_in_order(event),
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
     }
 
-    /// Pushes a serialized event now, or queues it behind the held frames it must not overtake.
+    /// Warns that a boundary gets no inserted frames, and why.
+    fn warn_no_insert(&self, reason: &str) {
+        gst::element_imp_warning!(self, gst::StreamError::Failed, ("No frames inserted: {reason}"));
+    }
+
+    /// Queues a serialized event now, or behind the held frames it must not overtake.
     fn forward_in_order(&self, event: gst::Event) -> bool {
         let mut state = lock(&self.state);
         if state.held.is_empty() {
             drop(state);
-            self.srcpad.push_event(event)
+            self.enqueue_event(event)
         } else {
             state.held.push_back(Held::Event(event));
             true
@@ -742,6 +1048,13 @@ impl Soragen {
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        // Serialized queries must not overtake what the worker has yet to send.
+        if matches!(query.view(), gst::QueryView::Drain(_) | gst::QueryView::Allocation(_))
+            && lock(&self.state).mode != Mode::Passthrough
+            && !self.wait_until_sent()
+        {
+            return false;
+        }
         if let gst::QueryViewMut::Caps(_) = query.view_mut() {
             let answered = gst::Pad::query_default(pad, Some(&*self.obj()), query);
             if let gst::QueryViewMut::Caps(q) = query.view_mut()
@@ -863,6 +1176,13 @@ impl ObjectSubclass for Soragen {
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .activatemode_function(|_pad, parent, mode, active| {
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "panic activating the source pad")),
+                    |this| this.src_activate_mode(mode, active),
+                )
+            })
             .query_function(|pad, parent, query| {
                 Soragen::catch_panic_pad_function(parent, || false, |this| this.src_query(pad, query))
             })
@@ -877,6 +1197,8 @@ impl ObjectSubclass for Soragen {
             settings: Mutex::default(),
             state: Mutex::default(),
             cancel: AtomicBool::new(false),
+            queue: Mutex::default(),
+            queue_changed: Condvar::new(),
         }
     }
 }
@@ -948,6 +1270,9 @@ impl ObjectImpl for Soragen {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if refused_while_running(self.obj().upcast_ref(), pspec, value) {
+            return;
+        }
         let mut settings = lock(&self.settings);
         if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
             return;
@@ -1077,10 +1402,10 @@ impl ElementImpl for Soragen {
                 self.cancel.store(false, Ordering::SeqCst);
                 self.masks.start();
             }
-            // Stops a running generation (and waits for masks) so that deactivating the pads
-            // does not wait for them.
+            // Stops a running generation (and a wait for masks or for room in the queue) so
+            // that deactivating the pads does not wait for them.
             gst::StateChange::PausedToReady => {
-                self.cancel.store(true, Ordering::SeqCst);
+                self.set_flushing();
                 self.masks.stop();
             }
             _ => {}

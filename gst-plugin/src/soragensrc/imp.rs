@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -13,7 +12,7 @@ use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use crate::frames::{self, FrameMemory, SharedGpu};
-use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
+use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, frame_grid, mark_generated, refused_while_running, stamp};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("soragensrc", gst::DebugColorFlags::empty(), Some("Soragen text to video source"))
@@ -42,8 +41,10 @@ struct State {
     info: Option<VideoInfo>,
     /// Where the negotiated caps keep frames.
     memory: FrameMemory,
-    /// The generated clip, once generated, minus the frames already pushed.
-    pending: Option<VecDeque<gst::Buffer>>,
+    /// The generated clip, once generated: kept, so that seeks replay it.
+    clip: Option<Arc<Vec<gst::Buffer>>>,
+    /// The clip's next frame to push.
+    next: u64,
 }
 
 #[derive(Default)]
@@ -61,7 +62,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SoragenSrc {
-    fn generate(&self, model: &WanVace, info: &VideoInfo, memory: &FrameMemory) -> Result<VecDeque<gst::Buffer>, gst::FlowError> {
+    fn generate(&self, model: &WanVace, info: &VideoInfo, memory: &FrameMemory) -> Result<Vec<gst::Buffer>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let kind = TaskKind::Generate {
             frames: settings.num_frames as usize,
@@ -85,24 +86,25 @@ impl SoragenSrc {
             seed: settings.generation.seed,
             task: output.record.task.clone(),
         };
-        let duration = gst::ClockTime::SECOND
-            .mul_div_floor(info.fps().denom() as u64, info.fps().numer().max(1) as u64)
-            .unwrap_or(gst::ClockTime::ZERO);
-        let frames: Vec<_> = output.video.frames.iter().collect();
-        let buffers = memory.to_buffers(&frames, info).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
-            gst::FlowError::Error
-        })?;
-        Ok(buffers
-            .into_iter()
-            .zip(0u64..)
-            .map(|(mut buffer, index)| {
-                let buffer_mut = buffer.make_mut();
-                stamp(buffer_mut, duration * index, duration, Some(info.fps()));
-                mark_generated(buffer_mut, &record);
-                buffer
-            })
-            .collect())
+        let grid = frame_grid(Some(info.fps()), gst::ClockTime::ZERO);
+        let mut buffers = Vec::with_capacity(output.video.frames.len());
+        // Frame by frame, so that a flush or a state change stops the conversion too.
+        for (frame, index) in output.video.frames.iter().zip(0u64..) {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(gst::FlowError::Flushing);
+            }
+            let mut buffer = memory.to_buffers(&[frame], info).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
+                gst::FlowError::Error
+            })?;
+            let mut buffer = buffer.pop().ok_or(gst::FlowError::Error)?;
+            let buffer_mut = buffer.make_mut();
+            let (pts, duration) = grid.frame(gst::ClockTime::ZERO, index);
+            stamp(buffer_mut, pts, duration, Some(info.fps()));
+            mark_generated(buffer_mut, &record);
+            buffers.push(buffer);
+        }
+        Ok(buffers)
     }
 }
 
@@ -133,6 +135,9 @@ impl ObjectImpl for SoragenSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if refused_while_running(self.obj().upcast_ref(), pspec, value) {
+            return;
+        }
         let mut settings = lock(&self.settings);
         if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
             return;
@@ -168,6 +173,22 @@ impl ElementImpl for SoragenSrc {
                 self.gpu.share(self.obj().upcast_ref(), &device);
             }
         }
+        // The model loads here rather than in start(): basesrc adds a generic "Failed to start"
+        // error to ours when start() fails; this way the reason is the only error.
+        if transition == gst::StateChange::ReadyToPaused {
+            let model = lock(&self.settings).generation.load_model();
+            match model {
+                Ok(model) => {
+                    // Shared already, unless the device property changed in READY.
+                    self.gpu.share(self.obj().upcast_ref(), &model.device);
+                    *lock(&self.state) = State { model: Some(model), ..State::default() };
+                }
+                Err(message) => {
+                    self.post_error_message(message);
+                    return Err(gst::StateChangeError);
+                }
+            }
+        }
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::ReadyToNull {
             self.gpu.stop();
@@ -198,10 +219,6 @@ impl ElementImpl for SoragenSrc {
 
 impl BaseSrcImpl for SoragenSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let model = lock(&self.settings).generation.load_model()?;
-        // Shared already, unless the device property changed in READY.
-        self.gpu.share(self.obj().upcast_ref(), &model.device);
-        *lock(&self.state) = State { model: Some(model), ..State::default() };
         self.cancel.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -221,11 +238,41 @@ impl BaseSrcImpl for SoragenSrc {
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Duration(q) = query.view_mut()
+            && q.format() == gst::Format::Time
+        {
+            let Some(duration) = self.clip_duration() else { return false };
+            q.set(duration);
+            return true;
+        }
         self.gpu.answer_context_query(self.obj().upcast_ref(), query) || BaseSrcImplExt::parent_query(self, query)
     }
 
+    /// Seekable in time, forward: the clip is generated once and kept.
     fn is_seekable(&self) -> bool {
-        false
+        true
+    }
+
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else { return false };
+        if segment.rate() < 0.0 {
+            gst::warning!(CAT, imp = self, "reverse playback is not supported");
+            return false;
+        }
+        let start = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        let mut state = lock(&self.state);
+        // Before negotiation the caps' rate is not known: start at frame 0, seek again later.
+        let fps = state.info.as_ref().map(VideoInfo::fps);
+        let grid = frame_grid(fps, gst::ClockTime::ZERO);
+        // The first frame that ends after the seek position.
+        state.next = match fps.filter(|fps| fps.numer() > 0) {
+            Some(fps) => start.nseconds().mul_div_floor(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds()).unwrap_or(0),
+            None => 0,
+        };
+        while state.next > 0 && grid.span(state.next) > start {
+            state.next -= 1;
+        }
+        true
     }
 
     fn fixate(&self, mut caps: gst::Caps) -> gst::Caps {
@@ -240,11 +287,21 @@ impl BaseSrcImpl for SoragenSrc {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = VideoInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
+        if info.fps().numer() <= 0 || info.fps().denom() <= 0 {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("soragensrc makes a clip of frames at a frame rate: framerate {}/{} states none (ask for e.g. framerate=16/1)", info.fps().numer(), info.fps().denom())
+            );
+            return Err(gst::loggable_error!(CAT, "no frame rate in {caps}"));
+        }
         let memory = self.gpu.memory_for(caps).map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
         let mut state = lock(&self.state);
+        if state.info.as_ref() != Some(&info) {
+            state.clip = None;
+        }
         state.info = Some(info);
         state.memory = memory;
-        state.pending = None;
         Ok(())
     }
 
@@ -262,7 +319,7 @@ impl BaseSrcImpl for SoragenSrc {
 impl PushSrcImpl for SoragenSrc {
     fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
         let mut state = lock(&self.state);
-        if state.pending.is_none() {
+        if state.clip.is_none() {
             let (Some(model), Some(info)) = (state.model.clone(), state.info.clone()) else {
                 return Err(gst::FlowError::NotNegotiated);
             };
@@ -271,11 +328,29 @@ impl PushSrcImpl for SoragenSrc {
             drop(state);
             let clip = self.generate(&model, &info, &memory)?;
             state = lock(&self.state);
-            state.pending = Some(clip);
+            state.clip = Some(Arc::new(clip));
         }
-        match state.pending.as_mut().and_then(VecDeque::pop_front) {
-            Some(buffer) => Ok(CreateSuccess::NewBuffer(buffer)),
-            None => Err(gst::FlowError::Eos),
+        let next = state.next;
+        let buffer = state.clip.as_ref().and_then(|clip| clip.get(next as usize).cloned());
+        let Some(buffer) = buffer else { return Err(gst::FlowError::Eos) };
+        state.next += 1;
+        drop(state);
+        // A segment seek's stop ends the clip early.
+        let stop = self.obj().segment().downcast::<gst::ClockTime>().ok().and_then(|segment| segment.stop());
+        if let (Some(stop), Some(pts)) = (stop, buffer.pts())
+            && pts >= stop
+        {
+            return Err(gst::FlowError::Eos);
         }
+        Ok(CreateSuccess::NewBuffer(buffer))
+    }
+}
+
+impl SoragenSrc {
+    /// The clip's length once the caps give its frame rate.
+    fn clip_duration(&self) -> Option<gst::ClockTime> {
+        let frames = lock(&self.settings).num_frames as u64;
+        let fps = lock(&self.state).info.as_ref().map(VideoInfo::fps).filter(|fps| fps.numer() > 0)?;
+        Some(frame_grid(Some(fps), gst::ClockTime::ZERO).span(frames))
     }
 }
