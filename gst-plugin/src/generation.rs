@@ -18,7 +18,8 @@ use soragen_core::vace::Observer;
 pub const GENERATED_META: &str = "GstSoragenGeneratedMeta";
 
 /// Name of the element messages that report progress: `step`, `total` (denoising steps of the
-/// current window), `window`, `windows` (0-based window of how many).
+/// current window), `window`, `windows` (0-based window of how many; replace-background counts
+/// the windows of the stream, `windows` 0 when the segment does not say how long it is).
 pub const PROGRESS_MESSAGE: &str = "soragen-progress";
 
 pub fn register_meta() {
@@ -230,11 +231,20 @@ pub struct BusProgress<'a> {
     pub cancel: &'a AtomicBool,
     window: AtomicU32,
     windows: AtomicU32,
+    /// The window of the stream this task is (replace-background: one task per window), which
+    /// the messages report instead of the task's own windows.
+    stream_window: Option<(u32, u32)>,
 }
 
 impl<'a> BusProgress<'a> {
     pub fn new(element: &'a gst::Element, cancel: &'a AtomicBool) -> Self {
-        Self { element, cancel, window: AtomicU32::new(0), windows: AtomicU32::new(1) }
+        Self { element, cancel, window: AtomicU32::new(0), windows: AtomicU32::new(1), stream_window: None }
+    }
+
+    /// Reports window `index` of `count` (0: not known) of the stream.
+    pub fn in_stream_window(mut self, index: u32, count: u32) -> Self {
+        self.stream_window = Some((index, count));
+        self
     }
 }
 
@@ -243,8 +253,8 @@ impl Observer for BusProgress<'_> {
         let structure = gst::Structure::builder(PROGRESS_MESSAGE)
             .field("step", done as u32)
             .field("total", total as u32)
-            .field("window", self.window.load(Ordering::Relaxed))
-            .field("windows", self.windows.load(Ordering::Relaxed))
+            .field("window", self.stream_window.map_or_else(|| self.window.load(Ordering::Relaxed), |w| w.0))
+            .field("windows", self.stream_window.map_or_else(|| self.windows.load(Ordering::Relaxed), |w| w.1))
             .build();
         let _ = self.element.post_message(gst::message::Element::builder(structure).src(self.element).build());
     }

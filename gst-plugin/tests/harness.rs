@@ -767,7 +767,7 @@ fn timestamps_lie_exactly_on_the_frame_grid() {
         let pts: Vec<_> = output.iter().map(|b| b.pts().unwrap()).collect();
         let expected: Vec<_> = (0..9).map(at_24).collect();
         assert_eq!(pts, expected, "{mode}: frame n at round(n / 24 s)");
-        for (buffer, n) in output.iter().zip(0..) {
+        for (buffer, n) in output.iter().zip(0..).filter(|(b, _)| is_generated(b)) {
             assert_eq!(buffer.duration(), Some(at_24(n + 1) - at_24(n)), "{mode}: frame {n}");
         }
         assert_eq!(output[5].pts(), Some(gst::ClockTime::from_nseconds(208_333_333)));
@@ -985,6 +985,7 @@ fn replace_background_keeps_the_source_samples_in_yuv() {
         let mut h = element_harness(&format!(
             "soragen model={TINY_MODEL} steps=2 mode=replace-background frames=1 prompt=\"a harbour\" seed=7"
         ));
+        let bus = bus_for(&h);
         let mut mask = Harness::with_element(&h.element().unwrap(), Some("mask"), None);
         mask.set_src_caps_str(&format!("video/x-raw,format=GRAY8,width={SIZE},height={SIZE},framerate=16/1"));
         h.set_src_caps_str(&caps(format));
@@ -1005,7 +1006,10 @@ fn replace_background_keeps_the_source_samples_in_yuv() {
         assert!(h.push_event(gst::event::Eos::new()));
         masks.join().unwrap();
         let output = pull_all(&mut h);
-        assert_eq!(output.len(), 1);
+        if let Some(error) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            panic!("{format}: {error:?}");
+        }
+        assert_eq!(output.len(), 1, "{format}");
         assert!(is_generated(&output[0]));
         let out = output[0].map_readable().unwrap();
         // Kept: the right half beyond the dilated (4) and feathered (2) edge, x >= 24.
@@ -1055,4 +1059,27 @@ fn a_live_insert_goes_out_on_time_without_a_queue() {
     eprintln!("live insert: {stats}");
     assert_eq!(stats.get::<u64>("dropped").unwrap(), 0, "no frame late: {stats}");
     assert_eq!(stats.get::<u64>("rendered").unwrap(), 56, "48 frames + 8 new ones: {stats}");
+}
+
+#[test]
+fn replace_background_progress_counts_the_windows_of_the_stream() {
+    let mut h = harness("mode=replace-background frames=1 steps=1");
+    let bus = bus_for(&h);
+    assert!(h.push_event(segment_with(1.0, Some(FRAME * 3))));
+    let mut transparent = frame(0);
+    for index in 0..3 {
+        // Transparent pixels (alpha 0 < 128) are background.
+        transparent = frame(index);
+        transparent.get_mut().unwrap().map_writable().unwrap().iter_mut().skip(3).step_by(4).for_each(|a| *a = 0);
+        h.push(transparent.clone()).unwrap();
+    }
+    drop(transparent);
+    settle(&h);
+    let windows: Vec<(u32, u32)> = (0..3)
+        .map(|_| {
+            let s = wait_for_progress(&bus);
+            (s.get("window").unwrap(), s.get("windows").unwrap())
+        })
+        .collect();
+    assert_eq!(windows, vec![(0, 3), (1, 3), (2, 3)]);
 }

@@ -100,6 +100,8 @@ struct Job {
     model: Option<Arc<WanVace>>,
     frame_duration: gst::ClockTime,
     grid: FrameGrid,
+    /// Replace-background: the window of the stream and how many there are (0: not known).
+    window: (u32, u32),
     /// The video segment, to match held frames with masks by running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
     memory: FrameMemory,
@@ -133,6 +135,8 @@ struct State {
     last_end_pts: Option<gst::ClockTime>,
     last_duration: Option<gst::ClockTime>,
     next_insert_at: usize,
+    /// Replace-background: windows generated so far.
+    windows_done: u64,
     /// Running time where the last input frame (held or not) ends: jumps are measured from it.
     last_input_end: Option<gst::ClockTime>,
     /// Insert: why the next boundary cannot get frames (the pieces around it differ in size).
@@ -211,6 +215,7 @@ impl State {
         self.next_insert_at = 0;
         self.last_input_end = None;
         self.unfillable = None;
+        self.windows_done = 0;
     }
 
     /// New caps mid-stream (what was held is drained already): frames of another format cannot
@@ -294,6 +299,7 @@ impl State {
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
             grid: self.grid(),
+            window: (0, 0),
             segment: self.segment.clone(),
             memory: self.memory.clone(),
         }
@@ -371,7 +377,19 @@ impl State {
                 Some(self.job(Some((TaskKind::Insert { frames: count }, previous, held_buffers)), Placement::Before { start, lead }))
             }
             Mode::ReplaceBackground => {
-                Some(self.job(Some((TaskKind::ReplaceBackground, held_buffers, vec![])), Placement::Replace))
+                let index = self.windows_done;
+                self.windows_done += 1;
+                // How many windows the segment holds, when it has a stop.
+                let count = match (self.segment.start(), self.segment.stop()) {
+                    (Some(start), Some(stop)) if stop > start => {
+                        let frames = (stop - start).nseconds().div_ceil(self.frame_duration().nseconds().max(1));
+                        frames.div_ceil(self.frames.max(1)).max(index + 1)
+                    }
+                    _ => 0,
+                };
+                let mut job = self.job(Some((TaskKind::ReplaceBackground, held_buffers, vec![])), Placement::Replace);
+                job.window = (index as u32, count as u32);
+                Some(job)
             }
         }
     }
@@ -672,7 +690,7 @@ impl Soragen {
                     TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, &job, info)?),
                     _ => None,
                 };
-                self.generate(model, (kind, clip, next), masks, info, &job.memory)?
+                self.generate(model, (kind, clip, next), masks, info, &job.memory, job.window)?
             }
             (Some(_), ..) => return Err(gst::FlowError::NotNegotiated),
             (None, ..) => vec![],
@@ -744,6 +762,7 @@ impl Soragen {
         mask: Option<Vec<Vec<u8>>>,
         info: &VideoInfo,
         memory: &FrameMemory,
+        (window, windows): (u32, u32),
     ) -> Result<Vec<(usize, gst::Buffer)>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let convert_failed = |e: glib::BoolError| {
@@ -767,7 +786,10 @@ impl Soragen {
         };
         gst::debug!(CAT, imp = self, "generating {kind:?} from {} + {} frames", clip.len(), next.len());
         let element = self.obj();
-        let observer = BusProgress::new(element.upcast_ref(), &self.cancel);
+        let mut observer = BusProgress::new(element.upcast_ref(), &self.cancel);
+        if *kind == TaskKind::ReplaceBackground {
+            observer = observer.in_stream_window(window, windows);
+        }
         let output = match run_task(model, kind, &inputs, &params, &observer) {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => {
