@@ -609,6 +609,10 @@ impl Soragen {
             Item::Buffer(buffer) => self.srcpad.push(buffer),
             Item::Event(event) => {
                 let kind = event.type_();
+                // Generations before the EOS waited for their masks; later masks are not needed.
+                if kind == gst::EventType::Eos {
+                    self.masks.video_ended(true);
+                }
                 if !self.srcpad.push_event(event) {
                     gst::debug!(CAT, imp = self, "downstream refused {kind:?}");
                 }
@@ -1044,7 +1048,6 @@ impl Soragen {
             }
             EventView::Eos(_) => {
                 let drained = self.drain(true).is_ok();
-                self.masks.video_ended(true);
                 drained && self.enqueue_event(event)
             }
             _ if event.is_serialized() => self.forward_in_order(event),
