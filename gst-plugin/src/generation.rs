@@ -228,7 +228,7 @@ impl GenerationSettings {
 /// set (by a flush or a state change to READY).
 pub struct BusProgress<'a> {
     pub element: &'a gst::Element,
-    pub cancel: &'a AtomicBool,
+    cancel: Box<dyn Fn() -> bool + 'a>,
     window: AtomicU32,
     windows: AtomicU32,
     /// The window of the stream this task is (replace-background: one task per window), which
@@ -238,7 +238,18 @@ pub struct BusProgress<'a> {
 
 impl<'a> BusProgress<'a> {
     pub fn new(element: &'a gst::Element, cancel: &'a AtomicBool) -> Self {
-        Self { element, cancel, window: AtomicU32::new(0), windows: AtomicU32::new(1), stream_window: None }
+        Self::with_cancel(element, move || cancel.load(Ordering::SeqCst))
+    }
+
+    /// Stops once `cancel` says so.
+    pub fn with_cancel(element: &'a gst::Element, cancel: impl Fn() -> bool + 'a) -> Self {
+        Self {
+            element,
+            cancel: Box::new(cancel),
+            window: AtomicU32::new(0),
+            windows: AtomicU32::new(1),
+            stream_window: None,
+        }
     }
 
     /// Reports window `index` of `count` (0: not known) of the stream.
@@ -265,7 +276,7 @@ impl Observer for BusProgress<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        (self.cancel)()
     }
 }
 

@@ -7,7 +7,9 @@
 //! VAE decode, a frame of post-processing) and returns within that bound.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
@@ -90,6 +92,8 @@ enum Placement {
 
 /// One generation and what to push around it, taken out of the state so that it runs unlocked.
 struct Job {
+    /// Matches the job with its generation's result.
+    id: u64,
     /// None: nothing to generate, only held items to release.
     task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>,
     placement: Placement,
@@ -291,6 +295,7 @@ impl State {
 
     fn job(&mut self, task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>, placement: Placement) -> Job {
         Job {
+            id: 0,
             task,
             placement,
             held: std::mem::take(&mut self.held),
@@ -410,9 +415,32 @@ pub struct Soragen {
     cancel: AtomicBool,
     /// What goes downstream, in order, to the worker (the source pad's task).
     queue: Mutex<Queue>,
-    /// Signalled when the queue gets an item, frees room, empties, or starts flushing.
+    /// Signalled when the queue gets an item or a result, frees room, empties, or starts
+    /// flushing.
     queue_changed: Condvar,
+    /// The generator thread (READY -> PAUSED to PAUSED -> READY) and how to hand it work.
+    generator: Mutex<Option<(mpsc::Sender<Generation>, std::thread::JoinHandle<()>)>>,
+    /// Counts flushes and stops: a generation of an older epoch is abandoned.
+    epoch: AtomicU64,
+    next_job: AtomicU64,
 }
+
+/// What the generator thread needs of a job. Generations start as soon as their input is
+/// there, while the worker still pushes the frames before them (a sink holds each push back to
+/// the frame's time): their result is waited for only when the worker reaches the job.
+struct Generation {
+    id: u64,
+    epoch: u64,
+    task: (TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>),
+    info: VideoInfo,
+    model: Arc<WanVace>,
+    memory: FrameMemory,
+    window: (u32, u32),
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    frame_duration: gst::ClockTime,
+}
+
+type Generated = Result<Vec<(usize, gst::Buffer)>, gst::FlowError>;
 
 /// What the streaming thread hands the worker, in stream order.
 enum Item {
@@ -444,11 +472,20 @@ struct Queue {
     flushing: bool,
     /// What the worker's last push (or generation) returned: errors go back upstream.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
+    /// Finished generations by job id, until the worker reaches their job.
+    results: HashMap<u64, Generated>,
 }
 
 impl Default for Queue {
     fn default() -> Self {
-        Self { items: VecDeque::new(), buffers: 0, busy: false, flushing: true, flow: Ok(gst::FlowSuccess::Ok) }
+        Self {
+            items: VecDeque::new(),
+            buffers: 0,
+            busy: false,
+            flushing: true,
+            flow: Ok(gst::FlowSuccess::Ok),
+            results: HashMap::new(),
+        }
     }
 }
 
@@ -552,8 +589,11 @@ impl Soragen {
 
     /// Queues an item for the worker; waits while the queue holds more than `limit` buffers.
     /// Errors: the worker's last flow error, or FLUSHING.
-    fn enqueue(&self, item: Item, limit: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn enqueue(&self, mut item: Item, limit: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
         let count = item.buffers();
+        if let Item::Job(job) = &mut item {
+            self.start_generation(job)?;
+        }
         let mut queue = lock(&self.queue);
         loop {
             if queue.flushing {
@@ -657,10 +697,12 @@ impl Soragen {
     /// Stops whatever the worker does (a generation at its next phase) and empties the queue.
     fn set_flushing(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
         queue.flushing = true;
         queue.items.clear();
         queue.buffers = 0;
+        queue.results.clear();
         self.queue_changed.notify_all();
         drop(queue);
         self.masks.wake();
@@ -679,6 +721,62 @@ impl Soragen {
         }
     }
 
+    /// Hands a job's generation to the generator thread, which starts it at once.
+    fn start_generation(&self, job: &mut Job) -> Result<(), gst::FlowError> {
+        let Some((kind, clip, next)) = &job.task else { return Ok(()) };
+        let (Some(info), Some(model)) = (&job.info, &job.model) else { return Err(gst::FlowError::NotNegotiated) };
+        job.id = self.next_job.fetch_add(1, Ordering::SeqCst);
+        let generation = Generation {
+            id: job.id,
+            epoch: self.epoch.load(Ordering::SeqCst),
+            task: (kind.clone(), clip.clone(), next.clone()),
+            info: info.clone(),
+            model: model.clone(),
+            memory: job.memory.clone(),
+            window: job.window,
+            segment: job.segment.clone(),
+            frame_duration: job.frame_duration,
+        };
+        let generator = lock(&self.generator);
+        let sent = generator.as_ref().is_some_and(|(sender, _)| sender.send(generation).is_ok());
+        if sent { Ok(()) } else { Err(gst::FlowError::Flushing) }
+    }
+
+    /// Starts the generator thread (READY -> PAUSED).
+    fn start_generator(&self) {
+        let (sender, receiver) = mpsc::channel::<Generation>();
+        let element = self.obj().clone();
+        let thread = std::thread::Builder::new()
+            .name("soragen-generate".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (PAUSED -> READY).
+                for generation in receiver {
+                    let imp = element.imp();
+                    let current = || imp.epoch.load(Ordering::SeqCst) == generation.epoch;
+                    if !current() {
+                        continue;
+                    }
+                    let result = imp.generate(&generation);
+                    let mut queue = lock(&imp.queue);
+                    if current() {
+                        queue.results.insert(generation.id, result);
+                    }
+                    imp.queue_changed.notify_all();
+                }
+            })
+            .expect("a thread for the generator");
+        *lock(&self.generator) = Some((sender, thread));
+    }
+
+    /// Stops the generator thread, once its generation stopped at its next phase.
+    fn stop_generator(&self) {
+        let generator = lock(&self.generator).take();
+        if let Some((sender, thread)) = generator {
+            drop(sender);
+            let _ = thread.join();
+        }
+    }
+
     /// Queues whatever is held (and, at EOS, the extend-forward generation), before an event
     /// that must not overtake it.
     fn drain(&self, at_eos: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -688,16 +786,20 @@ impl Soragen {
 
     /// Runs a job's generation, then pushes its output in order (on the worker).
     fn run(&self, job: Job) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let generated = match (&job.task, &job.info, &job.model) {
-            (Some((kind, clip, next)), Some(info), Some(model)) => {
-                let masks = match kind {
-                    TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, &job, info)?),
-                    _ => None,
-                };
-                self.generate(model, (kind, clip, next), masks, info, &job.memory, job.window)?
+        let generated = match &job.task {
+            Some(_) => {
+                let mut queue = lock(&self.queue);
+                loop {
+                    if queue.flushing {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                    if let Some(result) = queue.results.remove(&job.id) {
+                        break result?;
+                    }
+                    queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
             }
-            (Some(_), ..) => return Err(gst::FlowError::NotNegotiated),
-            (None, ..) => vec![],
+            None => vec![],
         };
         let info = job.info.as_ref();
         let mut originals = job.held.into_iter().map(|item| match item {
@@ -759,21 +861,22 @@ impl Soragen {
 
     /// The generated frames of one task with their index in the task's output clip, as buffers
     /// in the stream's format (not yet stamped).
-    fn generate(
-        &self,
-        model: &WanVace,
-        (kind, clip, next): (&TaskKind, &[gst::Buffer], &[gst::Buffer]),
-        mask: Option<Vec<Vec<u8>>>,
-        info: &VideoInfo,
-        memory: &FrameMemory,
-        (window, windows): (u32, u32),
-    ) -> Result<Vec<(usize, gst::Buffer)>, gst::FlowError> {
+    fn generate(&self, generation: &Generation) -> Generated {
+        let (kind, clip, next) = (&generation.task.0, &generation.task.1[..], &generation.task.2[..]);
+        let (info, memory, model) = (&generation.info, &generation.memory, &*generation.model);
+        let (window, windows) = generation.window;
+        // A flush, a stop, or a flush since this generation was asked for.
+        let cancelled = || self.cancel.load(Ordering::SeqCst) || self.epoch.load(Ordering::SeqCst) != generation.epoch;
+        let mask = match kind {
+            TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, generation)?),
+            _ => None,
+        };
         let settings = lock(&self.settings).clone();
         let convert_failed = |e: glib::BoolError| {
             gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
             gst::FlowError::Error
         };
-        if self.cancel.load(Ordering::SeqCst) {
+        if cancelled() {
             return Err(gst::FlowError::Flushing);
         }
         let inputs = TaskInputs {
@@ -790,7 +893,7 @@ impl Soragen {
         };
         gst::debug!(CAT, imp = self, "generating {kind:?} from {} + {} frames", clip.len(), next.len());
         let element = self.obj();
-        let mut observer = BusProgress::new(element.upcast_ref(), &self.cancel);
+        let mut observer = BusProgress::with_cancel(element.upcast_ref(), cancelled);
         if *kind == TaskKind::ReplaceBackground {
             observer = observer.in_stream_window(window, windows);
         }
@@ -818,7 +921,7 @@ impl Soragen {
         // Frame by frame, so that a flush or a state change stops the conversion too.
         let mut buffers = Vec::with_capacity(indices.len());
         for &index in &indices {
-            if self.cancel.load(Ordering::SeqCst) {
+            if cancelled() {
                 return Err(gst::FlowError::Flushing);
             }
             let frame = &output.video.frames[index];
@@ -845,7 +948,8 @@ impl Soragen {
     }
 
     /// The masks of a replace-background window's frames from the mask pad, waiting for them.
-    fn masks_for(&self, clip: &[gst::Buffer], job: &Job, info: &VideoInfo) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+    fn masks_for(&self, clip: &[gst::Buffer], job: &Generation) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+        let info = &job.info;
         let linked = self.mask_pad().is_some_and(|pad| pad.is_linked());
         let times: Option<Vec<_>> = clip
             .iter()
@@ -1224,6 +1328,9 @@ impl ObjectSubclass for Soragen {
             cancel: AtomicBool::new(false),
             queue: Mutex::default(),
             queue_changed: Condvar::new(),
+            generator: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            next_job: AtomicU64::new(0),
         }
     }
 }
@@ -1426,12 +1533,14 @@ impl ElementImpl for Soragen {
                 };
                 self.cancel.store(false, Ordering::SeqCst);
                 self.masks.start();
+                self.start_generator();
             }
             // Stops a running generation (and a wait for masks or for room in the queue) so
             // that deactivating the pads does not wait for them.
             gst::StateChange::PausedToReady => {
                 self.set_flushing();
                 self.masks.stop();
+                self.stop_generator();
             }
             _ => {}
         }
