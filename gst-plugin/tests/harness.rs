@@ -320,7 +320,8 @@ fn replace_background_matches_masks_from_the_mask_pad_by_running_time() {
     for input in &inputs {
         h.push(input.clone()).unwrap();
     }
-    masks.join().unwrap();
+    // The mask harness holds the mask pad: it stays until the output is pulled.
+    let _mask = masks.join().unwrap();
     let output = pull_all(&mut h);
     assert_eq!(pts_in_frames(&output), vec![0, 1, 2, 3]);
     assert_generated_frames(&output[..2], 0);
@@ -353,7 +354,8 @@ fn a_frame_before_the_first_mask_is_an_error() {
     let text = error_text(&bus);
     assert!(text.contains("no mask for the frame") && text.contains("the mask stream starts at"), "{text}");
     h.push_event(gst::event::Eos::new());
-    masks.join().unwrap();
+    // The mask harness holds the mask pad: it stays until the output is pulled.
+    let _mask = masks.join().unwrap();
 }
 
 #[test]
@@ -1004,10 +1006,12 @@ fn replace_background_keeps_the_source_samples_in_yuv() {
         input.get_mut().unwrap().set_duration(FRAME);
         h.push(input).unwrap();
         assert!(h.push_event(gst::event::Eos::new()));
-        masks.join().unwrap();
+        // The mask harness holds the mask pad: it stays until the output is pulled.
+        let _mask = masks.join().unwrap();
         let output = pull_all(&mut h);
-        if let Some(error) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            panic!("{format}: {error:?}");
+        if let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(error) = message.view() else { unreachable!() };
+            panic!("{format}: {}", error.error());
         }
         assert_eq!(output.len(), 1, "{format}");
         assert!(is_generated(&output[0]));
