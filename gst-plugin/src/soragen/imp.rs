@@ -423,6 +423,10 @@ pub struct Soragen {
     /// Counts flushes and stops: a generation of an older epoch is abandoned.
     epoch: AtomicU64,
     next_job: AtomicU64,
+    /// A generator thread that was told to stop (it ends at its generation's next phase).
+    stopping: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// When the last flush or stop began: the log says how long a generation took to stop.
+    cancelled_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// What the generator thread needs of a job. Generations start as soon as their input is
@@ -696,6 +700,7 @@ impl Soragen {
 
     /// Stops whatever the worker does (a generation at its next phase) and empties the queue.
     fn set_flushing(&self) {
+        *lock(&self.cancelled_at) = Some(std::time::Instant::now());
         self.cancel.store(true, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
@@ -744,6 +749,9 @@ impl Soragen {
 
     /// Starts the generator thread (READY -> PAUSED).
     fn start_generator(&self) {
+        if let Some(previous) = lock(&self.stopping).take() {
+            let _ = previous.join();
+        }
         let (sender, receiver) = mpsc::channel::<Generation>();
         let element = self.obj().clone();
         let thread = std::thread::Builder::new()
@@ -768,12 +776,13 @@ impl Soragen {
         *lock(&self.generator) = Some((sender, thread));
     }
 
-    /// Stops the generator thread, once its generation stopped at its next phase.
+    /// Stops the generator thread without waiting for it: its generation (cancelled already)
+    /// stops at its next phase and the thread ends; the next start waits for that.
     fn stop_generator(&self) {
         let generator = lock(&self.generator).take();
         if let Some((sender, thread)) = generator {
             drop(sender);
-            let _ = thread.join();
+            *lock(&self.stopping) = Some(thread);
         }
     }
 
@@ -900,7 +909,8 @@ impl Soragen {
         let output = match run_task(model, kind, &inputs, &params, &observer) {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => {
-                gst::debug!(CAT, imp = self, "generation cancelled");
+                let after = lock(&self.cancelled_at).map(|at| at.elapsed());
+                gst::info!(CAT, imp = self, "generation stopped {after:?} after the flush or stop");
                 return Err(gst::FlowError::Flushing);
             }
             Err(e) => {
@@ -1331,6 +1341,8 @@ impl ObjectSubclass for Soragen {
             generator: Mutex::default(),
             epoch: AtomicU64::new(0),
             next_job: AtomicU64::new(0),
+            stopping: Mutex::default(),
+            cancelled_at: Mutex::default(),
         }
     }
 }
