@@ -142,20 +142,40 @@ impl GenerationSettings {
 
     /// Sets one of the shared properties; false when `name` is not one of them. An invalid value
     /// is refused with a warning and the old value kept.
-    pub fn set_property(&mut self, element: &gst::Element, name: &str, value: &glib::Value) -> bool {
+    pub fn set_property(
+        &mut self,
+        element: &gst::Element,
+        name: &str,
+        value: &glib::Value,
+    ) -> bool {
         match name {
             "model" => {
-                self.model = value.get::<Option<String>>().expect("type checked upstream").filter(|s| !s.is_empty()).map(PathBuf::from)
+                self.model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
             }
-            "prompt" => self.prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            "prompt" => {
+                self.prompt = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
             "negative-prompt" => {
-                self.negative_prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+                self.negative_prompt = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
             }
             "steps" => self.steps = value.get().expect("type checked upstream"),
             "guidance" => self.guidance = value.get().expect("type checked upstream"),
             "seed" => self.seed = value.get().expect("type checked upstream"),
             "device" => {
-                let text = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default();
+                let text = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
                 match DeviceChoice::parse(&text) {
                     Some(device) => self.device = device,
                     None => glib::g_warning!(
@@ -173,7 +193,11 @@ impl GenerationSettings {
 
     pub fn property(&self, name: &str) -> Option<glib::Value> {
         Some(match name {
-            "model" => self.model.as_ref().map(|m| m.display().to_string()).to_value(),
+            "model" => self
+                .model
+                .as_ref()
+                .map(|m| m.display().to_string())
+                .to_value(),
             "prompt" => self.prompt.to_value(),
             "negative-prompt" => self.negative_prompt.to_value(),
             "steps" => self.steps.to_value(),
@@ -193,7 +217,10 @@ impl GenerationSettings {
             ));
         };
         let fail = |e: soragen_core::Error| {
-            gst::error_msg!(gst::LibraryError::Init, ("Cannot load the model {}: {e}", folder.display()))
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                ("Cannot load the model {}: {e}", folder.display())
+            )
         };
         // A folder, or a repository id looked up in (and fetched into) the Hugging Face cache.
         let folder = resolve_model(&folder.to_string_lossy()).map_err(fail)?;
@@ -206,9 +233,14 @@ impl GenerationSettings {
         match self.device {
             DeviceChoice::Auto => Ok(model_device()),
             DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceChoice::Cuda(ordinal) => open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
-                gst::error_msg!(gst::LibraryError::Init, ("Cannot use device cuda:{ordinal}: {reason}"))
-            }),
+            DeviceChoice::Cuda(ordinal) => {
+                open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
+                    gst::error_msg!(
+                        gst::LibraryError::Init,
+                        ("Cannot use device cuda:{ordinal}: {reason}")
+                    )
+                })
+            }
         }
     }
 
@@ -264,10 +296,22 @@ impl Observer for BusProgress<'_> {
         let structure = gst::Structure::builder(PROGRESS_MESSAGE)
             .field("step", done as u32)
             .field("total", total as u32)
-            .field("window", self.stream_window.map_or_else(|| self.window.load(Ordering::Relaxed), |w| w.0))
-            .field("windows", self.stream_window.map_or_else(|| self.windows.load(Ordering::Relaxed), |w| w.1))
+            .field(
+                "window",
+                self.stream_window
+                    .map_or_else(|| self.window.load(Ordering::Relaxed), |w| w.0),
+            )
+            .field(
+                "windows",
+                self.stream_window
+                    .map_or_else(|| self.windows.load(Ordering::Relaxed), |w| w.1),
+            )
             .build();
-        let _ = self.element.post_message(gst::message::Element::builder(structure).src(self.element).build());
+        let _ = self.element.post_message(
+            gst::message::Element::builder(structure)
+                .src(self.element)
+                .build(),
+        );
     }
 
     fn window(&self, index: usize, count: usize) {
@@ -282,13 +326,20 @@ impl Observer for BusProgress<'_> {
 
 /// Gives a generated buffer its own timing: `offset` is the frame number at the stream's frame
 /// rate (as `videotestsrc` counts), left unset without a rate.
-pub fn stamp(buffer: &mut gst::BufferRef, pts: gst::ClockTime, duration: gst::ClockTime, fps: Option<gst::Fraction>) {
+pub fn stamp(
+    buffer: &mut gst::BufferRef,
+    pts: gst::ClockTime,
+    duration: gst::ClockTime,
+    fps: Option<gst::Fraction>,
+) {
     buffer.set_pts(pts);
     buffer.set_dts(gst::ClockTime::NONE);
     buffer.set_duration(duration);
     let frame = fps.filter(|fps| fps.numer() > 0).and_then(|fps| {
-        pts.nseconds()
-            .mul_div_round(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds())
+        pts.nseconds().mul_div_round(
+            fps.numer() as u64,
+            fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+        )
     });
     if let Some(frame) = frame {
         buffer.set_offset(frame);
@@ -298,7 +349,8 @@ pub fn stamp(buffer: &mut gst::BufferRef, pts: gst::ClockTime, duration: gst::Cl
 
 /// Attaches the meta that marks a buffer as generated.
 pub fn mark_generated(buffer: &mut gst::BufferRef, record: &GeneratedBy) {
-    let mut meta = gst::meta::CustomMeta::add(buffer, GENERATED_META).expect("meta registered at plugin load");
+    let mut meta =
+        gst::meta::CustomMeta::add(buffer, GENERATED_META).expect("meta registered at plugin load");
     let s = meta.mut_structure();
     s.set("model", &record.model);
     s.set("prompt", &record.prompt);
@@ -324,14 +376,20 @@ pub struct FrameGrid {
 }
 
 pub fn frame_grid(fps: Option<gst::Fraction>, fallback: gst::ClockTime) -> FrameGrid {
-    FrameGrid { fps: fps.filter(|fps| fps.numer() > 0 && fps.denom() > 0), fallback }
+    FrameGrid {
+        fps: fps.filter(|fps| fps.numer() > 0 && fps.denom() > 0),
+        fallback,
+    }
 }
 
 impl FrameGrid {
     /// The time `frames` frames take from a frame on the grid.
     pub fn span(&self, frames: u64) -> gst::ClockTime {
         self.fps
-            .and_then(|fps| gst::ClockTime::SECOND.mul_div_round(frames * fps.denom() as u64, fps.numer() as u64))
+            .and_then(|fps| {
+                gst::ClockTime::SECOND
+                    .mul_div_round(frames * fps.denom() as u64, fps.numer() as u64)
+            })
             .unwrap_or(self.fallback * frames)
     }
 
@@ -339,7 +397,10 @@ impl FrameGrid {
     /// muxer's rounding leaves).
     pub fn frame_at(&self, time: gst::ClockTime) -> Option<u64> {
         let fps = self.fps?;
-        let frame = time.nseconds().mul_div_round(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds())?;
+        let frame = time.nseconds().mul_div_round(
+            fps.numer() as u64,
+            fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+        )?;
         (self.span(frame).nseconds().abs_diff(time.nseconds()) <= 1_000).then_some(frame)
     }
 
@@ -351,7 +412,10 @@ impl FrameGrid {
                 let pts = self.span(first + index);
                 (pts, self.span(first + index + 1) - pts)
             }
-            None => (start + self.span(index), self.span(index + 1) - self.span(index)),
+            None => (
+                start + self.span(index),
+                self.span(index + 1) - self.span(index),
+            ),
         }
     }
 }
@@ -359,7 +423,11 @@ impl FrameGrid {
 /// Refuses (with a warning) to change a property that may change only in NULL or READY (flag
 /// `GST_PARAM_MUTABLE_READY`) once the element is PAUSED or PLAYING, or on its way there: the
 /// running element could not follow it. True when refused.
-pub fn refused_while_running(element: &gst::Element, pspec: &glib::ParamSpec, value: &glib::Value) -> bool {
+pub fn refused_while_running(
+    element: &gst::Element,
+    pspec: &glib::ParamSpec,
+    value: &glib::Value,
+) -> bool {
     let ready_only = pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY);
     let (_, current, pending) = element.state(gst::ClockTime::ZERO);
     if !ready_only || (current <= gst::State::Ready && pending <= gst::State::Ready) {

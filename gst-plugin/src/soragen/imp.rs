@@ -6,8 +6,8 @@
 //! next phase (text encoding, a chunk of the VAE encode, a denoising step, a latent frame of the
 //! VAE decode, a frame of post-processing) and returns within that bound.
 
-use std::collections::VecDeque;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
@@ -23,11 +23,16 @@ use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
 use crate::frames::{self, FrameMemory, SharedGpu};
 use crate::generation::{
-    BusProgress, GeneratedBy, GenerationSettings, FrameGrid, frame_grid, mark_generated, refused_while_running, stamp,
+    BusProgress, FrameGrid, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
+    refused_while_running, stamp,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("soragen", gst::DebugColorFlags::empty(), Some("Soragen generative video"))
+    gst::DebugCategory::new(
+        "soragen",
+        gst::DebugColorFlags::empty(),
+        Some("Soragen generative video"),
+    )
 });
 
 /// Frame duration assumed when neither the caps nor the buffers state one.
@@ -83,7 +88,10 @@ enum Held {
 /// Where the generated frames of a job go relative to the held items.
 enum Placement {
     /// Before them (extend-backward, insert), timestamped from `start`, after the `lead` events.
-    Before { start: gst::ClockTime, lead: Vec<gst::Event> },
+    Before {
+        start: gst::ClockTime,
+        lead: Vec<gst::Event>,
+    },
     /// After the stream's last frame (extend-forward).
     After { start: gst::ClockTime },
     /// In place of the held frames, one for one (replace-background).
@@ -151,12 +159,18 @@ struct State {
 
 impl State {
     fn held_frames(&self) -> usize {
-        self.held.iter().filter(|h| matches!(h, Held::Buffer(_))).count()
+        self.held
+            .iter()
+            .filter(|h| matches!(h, Held::Buffer(_)))
+            .count()
     }
 
     /// The caps' frame rate, when they state one.
     fn fps(&self) -> Option<gst::Fraction> {
-        self.info.as_ref().map(VideoInfo::fps).filter(|fps| fps.numer() > 0 && fps.denom() > 0)
+        self.info
+            .as_ref()
+            .map(VideoInfo::fps)
+            .filter(|fps| fps.numer() > 0 && fps.denom() > 0)
     }
 
     /// The time of `frames` frames on the rational frame grid (rounded once), or the buffers'
@@ -166,7 +180,10 @@ impl State {
     }
 
     fn grid(&self) -> FrameGrid {
-        frame_grid(self.fps(), self.last_duration.unwrap_or(FALLBACK_FRAME_DURATION))
+        frame_grid(
+            self.fps(),
+            self.last_duration.unwrap_or(FALLBACK_FRAME_DURATION),
+        )
     }
 
     /// One frame's duration (rounded): gap thresholds and buffers without a duration.
@@ -176,7 +193,9 @@ impl State {
 
     /// Stream time (timestamps) that passes in `running` time at the segment's rate.
     fn timestamp_span(&self, running: gst::ClockTime) -> gst::ClockTime {
-        gst::ClockTime::from_nseconds((running.nseconds() as f64 * self.segment.rate().abs()) as u64)
+        gst::ClockTime::from_nseconds(
+            (running.nseconds() as f64 * self.segment.rate().abs()) as u64,
+        )
     }
 
     /// Running time that `span` of timestamps takes at the segment's rate.
@@ -267,17 +286,26 @@ impl State {
     /// Insert: whether `buffer` starts a new piece (a jump in timestamps or an `insert-at`
     /// time); Err with the reason when it would but there is nothing before it to insert from.
     fn starts_piece(&mut self, buffer: &gst::Buffer) -> Result<bool, String> {
-        let Some(pts) = buffer.pts() else { return Ok(false) };
+        let Some(pts) = buffer.pts() else {
+            return Ok(false);
+        };
         let mut listed = None;
-        while let Some(&at) = self.insert_at.get(self.next_insert_at).filter(|&&at| at <= pts) {
+        while let Some(&at) = self
+            .insert_at
+            .get(self.next_insert_at)
+            .filter(|&&at| at <= pts)
+        {
             self.next_insert_at += 1;
             listed = Some(at);
         }
         let jump = match (self.segment.to_running_time(pts), self.last_input_end) {
-            (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2,
+            (Some(start), Some(end)) => {
+                self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2
+            }
             _ => false,
         };
-        self.last_input_end = running_end(&self.segment, buffer, self.frame_duration()).or(self.last_input_end);
+        self.last_input_end =
+            running_end(&self.segment, buffer, self.frame_duration()).or(self.last_input_end);
         if !jump && listed.is_none() {
             return Ok(false);
         }
@@ -293,7 +321,11 @@ impl State {
         Ok(true)
     }
 
-    fn job(&mut self, task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>, placement: Placement) -> Job {
+    fn job(
+        &mut self,
+        task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>,
+        placement: Placement,
+    ) -> Job {
         Job {
             id: 0,
             task,
@@ -327,13 +359,19 @@ impl State {
             if self.mode == Mode::ExtendForward && at_eos && !self.recent.is_empty() {
                 let start = self.last_end_pts? + self.shift;
                 let clip = std::mem::take(&mut self.recent).into();
-                return Some(self.job(Some((TaskKind::ExtendForward { frames: count }, clip, vec![])), Placement::After { start }));
+                return Some(self.job(
+                    Some((TaskKind::ExtendForward { frames: count }, clip, vec![])),
+                    Placement::After { start },
+                ));
             }
             self.collecting = false;
             return (!self.held.is_empty()).then(|| self.job(None, Placement::Replace));
         }
         let first_pts = held_buffers[0].pts().unwrap_or(gst::ClockTime::ZERO);
-        let gap = match (self.segment.to_running_time(first_pts), self.last_end_running_time) {
+        let gap = match (
+            self.segment.to_running_time(first_pts),
+            self.last_end_running_time,
+        ) {
             (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)),
             _ => gst::ClockTime::ZERO,
         };
@@ -348,8 +386,15 @@ impl State {
                 self.shift = new_frames_span;
                 let start = first_pts;
                 Some(self.job(
-                    Some((TaskKind::ExtendBackward { frames: count }, held_buffers, vec![])),
-                    Placement::Before { start, lead: vec![] },
+                    Some((
+                        TaskKind::ExtendBackward { frames: count },
+                        held_buffers,
+                        vec![],
+                    )),
+                    Placement::Before {
+                        start,
+                        lead: vec![],
+                    },
                 ))
             }
             Mode::Insert => {
@@ -370,16 +415,25 @@ impl State {
                 }
                 if gap > new_frames_span {
                     let gap_start = (first_pts + shift_before).saturating_sub(gap);
-                    lead.push(gst::event::Gap::builder(gap_start).duration(gap - new_frames_span).build());
+                    lead.push(
+                        gst::event::Gap::builder(gap_start)
+                            .duration(gap - new_frames_span)
+                            .build(),
+                    );
                 }
                 // The stream got longer: so does its segment.
-                if self.shift != shift_before && (self.segment.stop().is_some() || self.segment.duration().is_some()) {
+                if self.shift != shift_before
+                    && (self.segment.stop().is_some() || self.segment.duration().is_some())
+                {
                     lead.push(gst::event::Segment::new(&self.output_segment()));
                 }
                 let previous = std::mem::take(&mut self.recent).into();
                 let skip = held_buffers.len().saturating_sub(self.context_frames);
                 self.recent = held_buffers[skip..].iter().cloned().collect();
-                Some(self.job(Some((TaskKind::Insert { frames: count }, previous, held_buffers)), Placement::Before { start, lead }))
+                Some(self.job(
+                    Some((TaskKind::Insert { frames: count }, previous, held_buffers)),
+                    Placement::Before { start, lead },
+                ))
             }
             Mode::ReplaceBackground => {
                 let index = self.windows_done;
@@ -387,12 +441,17 @@ impl State {
                 // How many windows the segment holds, when it has a stop.
                 let count = match (self.segment.start(), self.segment.stop()) {
                     (Some(start), Some(stop)) if stop > start => {
-                        let frames = (stop - start).nseconds().div_ceil(self.frame_duration().nseconds().max(1));
+                        let frames = (stop - start)
+                            .nseconds()
+                            .div_ceil(self.frame_duration().nseconds().max(1));
                         frames.div_ceil(self.frames.max(1)).max(index + 1)
                     }
                     _ => 0,
                 };
-                let mut job = self.job(Some((TaskKind::ReplaceBackground, held_buffers, vec![])), Placement::Replace);
+                let mut job = self.job(
+                    Some((TaskKind::ReplaceBackground, held_buffers, vec![])),
+                    Placement::Replace,
+                );
                 job.window = (index as u32, count as u32);
                 Some(job)
             }
@@ -451,7 +510,7 @@ enum Item {
     Buffer(gst::Buffer),
     Event(gst::Event),
     /// A generation and the held items around it.
-    Job(Job),
+    Job(Box<Job>),
 }
 
 impl Item {
@@ -460,7 +519,11 @@ impl Item {
         match self {
             Item::Buffer(_) => 1,
             Item::Event(_) => 0,
-            Item::Job(job) => job.held.iter().filter(|h| matches!(h, Held::Buffer(_))).count(),
+            Item::Job(job) => job
+                .held
+                .iter()
+                .filter(|h| matches!(h, Held::Buffer(_)))
+                .count(),
         }
     }
 }
@@ -505,10 +568,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// grid when the frame was (a sum of two rounded grid times can be 1 ns off it).
 fn shifted(mut buffer: gst::Buffer, shift: gst::ClockTime, grid: &FrameGrid) -> gst::Buffer {
     if !shift.is_zero() {
-        let on_grid = |time: gst::ClockTime| match (grid.frame_at(time), grid.frame_at(time + shift)) {
-            (Some(_), Some(frame)) => grid.span(frame),
-            _ => time + shift,
-        };
+        let on_grid =
+            |time: gst::ClockTime| match (grid.frame_at(time), grid.frame_at(time + shift)) {
+                (Some(_), Some(frame)) => grid.span(frame),
+                _ => time + shift,
+            };
         // Only the buffer's metadata is copied (when shared): the memory stays the same.
         let buffer = buffer.make_mut();
         buffer.set_pts(buffer.pts().map(on_grid));
@@ -541,7 +605,7 @@ impl Soragen {
                     state.collecting = true;
                     if let Some(job) = job {
                         drop(state);
-                        self.enqueue(Item::Job(job), limit)?;
+                        self.enqueue(Item::Job(Box::new(job)), limit)?;
                         state = lock(&self.state);
                     }
                     true
@@ -579,7 +643,9 @@ impl Soragen {
         }
         let job = state.take_job(false);
         drop(state);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.enqueue(Item::Job(job), limit))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| {
+            self.enqueue(Item::Job(Box::new(job)), limit)
+        })
     }
 
     /// How many input buffers the queue takes: what a generation holds and makes, what the
@@ -607,7 +673,10 @@ impl Soragen {
             if count == 0 || queue.buffers < limit {
                 break;
             }
-            queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue = self
+                .queue_changed
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
         }
         queue.buffers += count;
         queue.items.push_back(item);
@@ -625,7 +694,10 @@ impl Soragen {
     fn wait_until_sent(&self) -> bool {
         let mut queue = lock(&self.queue);
         while !queue.flushing && (queue.busy || !queue.items.is_empty()) {
-            queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue = self
+                .queue_changed
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
         }
         !queue.flushing
     }
@@ -645,7 +717,10 @@ impl Soragen {
                     queue.busy = true;
                     break item;
                 }
-                queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                queue = self
+                    .queue_changed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
             }
         };
         let count = item.buffers();
@@ -662,7 +737,7 @@ impl Soragen {
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
-            Item::Job(job) => self.run(job),
+            Item::Job(job) => self.run(*job),
         };
         let mut queue = lock(&self.queue);
         queue.busy = false;
@@ -713,23 +788,34 @@ impl Soragen {
         self.masks.wake();
     }
 
-    fn src_activate_mode(&self, mode: gst::PadMode, active: bool) -> Result<(), gst::LoggableError> {
+    fn src_activate_mode(
+        &self,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
         if mode != gst::PadMode::Push {
             return Err(gst::loggable_error!(CAT, "only push mode"));
         }
         if active {
             self.cancel.store(false, Ordering::SeqCst);
-            self.start_worker().map_err(|e| gst::loggable_error!(CAT, "cannot start the worker: {e}"))
+            self.start_worker()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot start the worker: {e}"))
         } else {
             self.set_flushing();
-            self.srcpad.stop_task().map_err(|e| gst::loggable_error!(CAT, "cannot stop the worker: {e}"))
+            self.srcpad
+                .stop_task()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot stop the worker: {e}"))
         }
     }
 
     /// Hands a job's generation to the generator thread, which starts it at once.
     fn start_generation(&self, job: &mut Job) -> Result<(), gst::FlowError> {
-        let Some((kind, clip, next)) = &job.task else { return Ok(()) };
-        let (Some(info), Some(model)) = (&job.info, &job.model) else { return Err(gst::FlowError::NotNegotiated) };
+        let Some((kind, clip, next)) = &job.task else {
+            return Ok(());
+        };
+        let (Some(info), Some(model)) = (&job.info, &job.model) else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
         job.id = self.next_job.fetch_add(1, Ordering::SeqCst);
         let generation = Generation {
             id: job.id,
@@ -743,8 +829,14 @@ impl Soragen {
             frame_duration: job.frame_duration,
         };
         let generator = lock(&self.generator);
-        let sent = generator.as_ref().is_some_and(|(sender, _)| sender.send(generation).is_ok());
-        if sent { Ok(()) } else { Err(gst::FlowError::Flushing) }
+        let sent = generator
+            .as_ref()
+            .is_some_and(|(sender, _)| sender.send(generation).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(gst::FlowError::Flushing)
+        }
     }
 
     /// Starts the generator thread (READY -> PAUSED).
@@ -790,7 +882,9 @@ impl Soragen {
     /// that must not overtake it.
     fn drain(&self, at_eos: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let job = lock(&self.state).take_job(at_eos);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.enqueue(Item::Job(job), usize::MAX))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| {
+            self.enqueue(Item::Job(Box::new(job)), usize::MAX)
+        })
     }
 
     /// Runs a job's generation, then pushes its output in order (on the worker).
@@ -805,7 +899,10 @@ impl Soragen {
                     if let Some(result) = queue.results.remove(&job.id) {
                         break result?;
                     }
-                    queue = self.queue_changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                    queue = self
+                        .queue_changed
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
                 }
             }
             None => vec![],
@@ -819,20 +916,30 @@ impl Soragen {
         match job.placement {
             Placement::Before { start, lead } => {
                 output.extend(lead.into_iter().map(Held::Event));
-                output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    let (pts, duration) = job.grid.frame(start, i);
-                    stamp_generated(&mut buffer, pts, duration, info);
-                    Held::Buffer(buffer)
-                }));
+                output.extend(
+                    generated
+                        .into_iter()
+                        .zip(0u64..)
+                        .map(|((_, mut buffer), i)| {
+                            let (pts, duration) = job.grid.frame(start, i);
+                            stamp_generated(&mut buffer, pts, duration, info);
+                            Held::Buffer(buffer)
+                        }),
+                );
                 output.extend(originals);
             }
             Placement::After { start } => {
                 output.extend(originals);
-                output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    let (pts, duration) = job.grid.frame(start, i);
-                    stamp_generated(&mut buffer, pts, duration, info);
-                    Held::Buffer(buffer)
-                }));
+                output.extend(
+                    generated
+                        .into_iter()
+                        .zip(0u64..)
+                        .map(|((_, mut buffer), i)| {
+                            let (pts, duration) = job.grid.frame(start, i);
+                            stamp_generated(&mut buffer, pts, duration, info);
+                            Held::Buffer(buffer)
+                        }),
+                );
             }
             Placement::Replace => {
                 // Frames the task left alone (no background in them) go out untouched.
@@ -841,12 +948,16 @@ impl Soragen {
                 for item in originals.by_ref() {
                     output.push(match item {
                         Held::Buffer(original) => {
-                            let replacement = generated.next_if(|(i, _)| *i == index).map(|(_, mut buffer)| {
-                                let pts = original.pts().unwrap_or(gst::ClockTime::ZERO);
-                                let duration = original.duration().unwrap_or(job.frame_duration);
-                                stamp_generated(&mut buffer, pts, duration, info);
-                                buffer
-                            });
+                            let replacement =
+                                generated
+                                    .next_if(|(i, _)| *i == index)
+                                    .map(|(_, mut buffer)| {
+                                        let pts = original.pts().unwrap_or(gst::ClockTime::ZERO);
+                                        let duration =
+                                            original.duration().unwrap_or(job.frame_duration);
+                                        stamp_generated(&mut buffer, pts, duration, info);
+                                        buffer
+                                    });
                             index += 1;
                             Held::Buffer(replacement.unwrap_or(original))
                         }
@@ -871,18 +982,31 @@ impl Soragen {
     /// The generated frames of one task with their index in the task's output clip, as buffers
     /// in the stream's format (not yet stamped).
     fn generate(&self, generation: &Generation) -> Generated {
-        let (kind, clip, next) = (&generation.task.0, &generation.task.1[..], &generation.task.2[..]);
+        let (kind, clip, next) = (
+            &generation.task.0,
+            &generation.task.1[..],
+            &generation.task.2[..],
+        );
         let (info, memory, model) = (&generation.info, &generation.memory, &*generation.model);
         let (window, windows) = generation.window;
         // A flush, a stop, or a flush since this generation was asked for.
-        let cancelled = || self.cancel.load(Ordering::SeqCst) || self.epoch.load(Ordering::SeqCst) != generation.epoch;
+        let cancelled = || {
+            self.cancel.load(Ordering::SeqCst)
+                || self.epoch.load(Ordering::SeqCst) != generation.epoch
+        };
         let mask = match kind {
-            TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, generation)?),
+            TaskKind::ReplaceBackground if self.mask_pad().is_some() => {
+                Some(self.masks_for(clip, generation)?)
+            }
             _ => None,
         };
         let settings = lock(&self.settings).clone();
         let convert_failed = |e: glib::BoolError| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot convert frames: {e}")
+            );
             gst::FlowError::Error
         };
         if cancelled() {
@@ -890,7 +1014,10 @@ impl Soragen {
         }
         let inputs = TaskInputs {
             clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
-            next: (!next.is_empty()).then(|| memory.to_video(next, info)).transpose().map_err(convert_failed)?,
+            next: (!next.is_empty())
+                .then(|| memory.to_video(next, info))
+                .transpose()
+                .map_err(convert_failed)?,
             mask,
         };
         let params = soragen_core::tasks::TaskParams {
@@ -900,7 +1027,13 @@ impl Soragen {
             mask_feather: settings.mask_feather as usize,
             ..settings.generation.task_params()
         };
-        gst::debug!(CAT, imp = self, "generating {kind:?} from {} + {} frames", clip.len(), next.len());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "generating {kind:?} from {} + {} frames",
+            clip.len(),
+            next.len()
+        );
         let element = self.obj();
         let mut observer = BusProgress::with_cancel(element.upcast_ref(), cancelled);
         if *kind == TaskKind::ReplaceBackground {
@@ -910,7 +1043,11 @@ impl Soragen {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => {
                 let after = lock(&self.cancelled_at).map(|at| at.elapsed());
-                gst::info!(CAT, imp = self, "generation stopped {after:?} after the flush or stop");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "generation stopped {after:?} after the flush or stop"
+                );
                 return Err(gst::FlowError::Flushing);
             }
             Err(e) => {
@@ -924,10 +1061,17 @@ impl Soragen {
             seed: settings.generation.seed,
             task: output.record.task.clone(),
         };
-        let indices: Vec<usize> = output.record.generated.iter().flat_map(Clone::clone).collect();
+        let indices: Vec<usize> = output
+            .record
+            .generated
+            .iter()
+            .flat_map(Clone::clone)
+            .collect();
         // Replaced backgrounds keep the source's own samples outside the generated region
         // (in system memory; CUDA frames are RGBA, where the conversion keeps them anyway).
-        let source = inputs.clip.as_ref().filter(|_| *kind == TaskKind::ReplaceBackground && matches!(memory, FrameMemory::System));
+        let source = inputs.clip.as_ref().filter(|_| {
+            *kind == TaskKind::ReplaceBackground && matches!(memory, FrameMemory::System)
+        });
         // Frame by frame, so that a flush or a state change stops the conversion too.
         let mut buffers = Vec::with_capacity(indices.len());
         for &index in &indices {
@@ -937,9 +1081,14 @@ impl Soragen {
             let frame = &output.video.frames[index];
             let mut converted = memory.to_buffers(&[frame], info).map_err(convert_failed)?;
             if let (Some(source), Some(buffer)) = (source, converted.first_mut()) {
-                let changed: Vec<bool> =
-                    frame.rgb.chunks_exact(3).zip(source.frames[index].rgb.chunks_exact(3)).map(|(a, b)| a != b).collect();
-                *buffer = frames::keep_source_samples(&clip[index], buffer, &changed, info).map_err(convert_failed)?;
+                let changed: Vec<bool> = frame
+                    .rgb
+                    .chunks_exact(3)
+                    .zip(source.frames[index].rgb.chunks_exact(3))
+                    .map(|(a, b)| a != b)
+                    .collect();
+                *buffer = frames::keep_source_samples(&clip[index], buffer, &changed, info)
+                    .map_err(convert_failed)?;
             }
             buffers.extend(converted);
         }
@@ -958,7 +1107,11 @@ impl Soragen {
     }
 
     /// The masks of a replace-background window's frames from the mask pad, waiting for them.
-    fn masks_for(&self, clip: &[gst::Buffer], job: &Generation) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+    fn masks_for(
+        &self,
+        clip: &[gst::Buffer],
+        job: &Generation,
+    ) -> Result<Vec<Vec<u8>>, gst::FlowError> {
         let info = &job.info;
         let linked = self.mask_pad().is_some_and(|pad| pad.is_linked());
         let times: Option<Vec<_>> = clip
@@ -971,7 +1124,10 @@ impl Soragen {
         let result = match (linked, times) {
             (false, _) => Err(MaskError::NotLinked),
             (true, None) => Err(MaskError::Untimed),
-            (true, Some(times)) => self.masks.masks_for(&times, (info.width(), info.height()), &self.cancel),
+            (true, Some(times)) => {
+                self.masks
+                    .masks_for(&times, (info.width(), info.height()), &self.cancel)
+            }
         };
         result.map_err(|e| match e {
             MaskError::Cancelled => gst::FlowError::Flushing,
@@ -1006,17 +1162,27 @@ impl Soragen {
             EventView::Caps(caps) => match VideoInfo::from_caps(caps.caps()) {
                 Ok(info) => self.masks.set_caps(info),
                 Err(_) => {
-                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid mask caps {}", caps.caps()));
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Invalid mask caps {}", caps.caps())
+                    );
                     return false;
                 }
             },
-            EventView::Segment(segment) => match segment.segment().clone().downcast::<gst::ClockTime>() {
-                Ok(segment) => self.masks.set_segment(segment),
-                Err(_) => {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("Only time segments are supported on the mask pad"));
-                    return false;
+            EventView::Segment(segment) => {
+                match segment.segment().clone().downcast::<gst::ClockTime>() {
+                    Ok(segment) => self.masks.set_segment(segment),
+                    Err(_) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("Only time segments are supported on the mask pad")
+                        );
+                        return false;
+                    }
                 }
-            },
+            }
             EventView::Eos(_) => self.masks.end(),
             _ => {}
         }
@@ -1026,7 +1192,9 @@ impl Soragen {
     fn mask_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         match query.view() {
             // The template's grey formats, at any size (the size is checked against the video's).
-            gst::QueryView::Caps(_) | gst::QueryView::AcceptCaps(_) => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+            gst::QueryView::Caps(_) | gst::QueryView::AcceptCaps(_) => {
+                gst::Pad::query_default(pad, Some(&*self.obj()), query)
+            }
             _ => false,
         }
     }
@@ -1052,10 +1220,16 @@ impl Soragen {
                 }
                 forwarded
             }
-            _ if lock(&self.state).mode == Mode::Passthrough => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+            _ if lock(&self.state).mode == Mode::Passthrough => {
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
             EventView::Caps(caps) => {
                 let Ok(info) = VideoInfo::from_caps(caps.caps()) else {
-                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid caps {}", caps.caps()));
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Invalid caps {}", caps.caps())
+                    );
                     return false;
                 };
                 // Repeated caps (as `concat` sends for each piece) change nothing: keep what is held.
@@ -1101,16 +1275,28 @@ impl Soragen {
                     return false;
                 }
                 let Ok(segment) = segment.segment().clone().downcast::<gst::ClockTime>() else {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("Only time segments are supported"));
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Only time segments are supported")
+                    );
                     return false;
                 };
                 let mut state = lock(&self.state);
-                if segment.rate() < 0.0 && matches!(state.mode, Mode::ExtendForward | Mode::ExtendBackward | Mode::Insert) {
+                if segment.rate() < 0.0
+                    && matches!(
+                        state.mode,
+                        Mode::ExtendForward | Mode::ExtendBackward | Mode::Insert
+                    )
+                {
                     drop(state);
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::NotImplemented,
-                        ("Extend and insert modes cannot run in reverse playback (segment rate {}): play forward", segment.rate())
+                        (
+                            "Extend and insert modes cannot run in reverse playback (segment rate {}): play forward",
+                            segment.rate()
+                        )
                     );
                     return false;
                 }
@@ -1131,7 +1317,11 @@ impl Soragen {
                 // The rate may have changed the running time held frames take.
                 self.update_latency();
                 if extended {
-                    self.enqueue_event(gst::event::Segment::builder(&output).seqnum(event.seqnum()).build())
+                    self.enqueue_event(
+                        gst::event::Segment::builder(&output)
+                            .seqnum(event.seqnum())
+                            .build(),
+                    )
                 } else {
                     self.enqueue_event(event)
                 }
@@ -1171,7 +1361,11 @@ impl Soragen {
 
     /// Warns that a boundary gets no inserted frames, and why.
     fn warn_no_insert(&self, reason: &str) {
-        gst::element_imp_warning!(self, gst::StreamError::Failed, ("No frames inserted: {reason}"));
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            ("No frames inserted: {reason}")
+        );
     }
 
     /// Queues a serialized event now, or behind the held frames it must not overtake.
@@ -1188,8 +1382,10 @@ impl Soragen {
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         // Serialized queries must not overtake what the worker has yet to send.
-        if matches!(query.view(), gst::QueryView::Drain(_) | gst::QueryView::Allocation(_))
-            && lock(&self.state).mode != Mode::Passthrough
+        if matches!(
+            query.view(),
+            gst::QueryView::Drain(_) | gst::QueryView::Allocation(_)
+        ) && lock(&self.state).mode != Mode::Passthrough
             && !self.wait_until_sent()
         {
             return false;
@@ -1200,9 +1396,13 @@ impl Soragen {
                 && let Some(caps) = q.result_owned()
             {
                 let mut caps = self.usable_caps(caps);
-                if lock(&self.settings).mode == Mode::ReplaceBackground && self.mask_pad().is_none() {
+                if lock(&self.settings).mode == Mode::ReplaceBackground && self.mask_pad().is_none()
+                {
                     // The mask comes from the alpha channel: offer only formats that have one.
-                    caps = caps.intersect_with_mode(&frames::element_caps(&frames::ALPHA_FORMATS), gst::CapsIntersectMode::First);
+                    caps = caps.intersect_with_mode(
+                        &frames::element_caps(&frames::ALPHA_FORMATS),
+                        gst::CapsIntersectMode::First,
+                    );
                 }
                 q.set_result(&caps);
             }
@@ -1213,16 +1413,25 @@ impl Soragen {
 
     /// Leaves out CUDA memory when the mode touches frames and the model's GPU is not shared.
     fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
-        if lock(&self.settings).mode == Mode::Passthrough { caps } else { self.gpu.usable_caps(caps) }
+        if lock(&self.settings).mode == Mode::Passthrough {
+            caps
+        } else {
+            self.gpu.usable_caps(caps)
+        }
     }
 
     fn answer_context_query(&self, query: &mut gst::QueryRef) -> bool {
-        self.gpu.answer_context_query(self.obj().upcast_ref(), query)
+        self.gpu
+            .answer_context_query(self.obj().upcast_ref(), query)
     }
 
     /// How frames of `caps` are read and written; passthrough never touches them.
     fn memory_for(&self, caps: &gst::CapsRef, mode: Mode) -> Result<FrameMemory, String> {
-        if mode == Mode::Passthrough { Ok(FrameMemory::System) } else { self.gpu.memory_for(caps) }
+        if mode == Mode::Passthrough {
+            Ok(FrameMemory::System)
+        } else {
+            self.gpu.memory_for(caps)
+        }
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -1246,7 +1455,9 @@ impl Soragen {
                 return false;
             }
             match upstream.result() {
-                gst::GenericFormattedValue::Time(Some(duration)) => q.set(duration + lock(&self.state).extension()),
+                gst::GenericFormattedValue::Time(Some(duration)) => {
+                    q.set(duration + lock(&self.state).extension())
+                }
                 unknown => q.set(unknown),
             }
             return true;
@@ -1258,7 +1469,11 @@ impl Soragen {
             }
             let (live, min, max) = upstream.result();
             let ours = self.own_latency();
-            gst::debug!(CAT, imp = self, "latency: upstream {min} - {max:?}, ours {ours}");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "latency: upstream {min} - {max:?}, ours {ours}"
+            );
             q.set(live, min + ours, max.map(|max| max + ours));
             return true;
         }
@@ -1287,11 +1502,18 @@ impl Soragen {
         }
         state.posted_latency = Some(latency);
         drop(state);
-        let _ = self.obj().post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        let _ = self
+            .obj()
+            .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 }
 
-fn stamp_generated(buffer: &mut gst::Buffer, pts: gst::ClockTime, duration: gst::ClockTime, info: Option<&VideoInfo>) {
+fn stamp_generated(
+    buffer: &mut gst::Buffer,
+    pts: gst::ClockTime,
+    duration: gst::ClockTime,
+    info: Option<&VideoInfo>,
+) {
     stamp(buffer.make_mut(), pts, duration, info.map(|i| i.fps()));
 }
 
@@ -1304,13 +1526,25 @@ impl ObjectSubclass for Soragen {
     fn with_class(klass: &Self::Class) -> Self {
         let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
             .chain_function(|_pad, parent, buffer| {
-                Soragen::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.chain(buffer))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.chain(buffer),
+                )
             })
             .event_function(|pad, parent, event| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.sink_event(pad, event))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_event(pad, event),
+                )
             })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.sink_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_query(pad, query),
+                )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
@@ -1323,7 +1557,11 @@ impl ObjectSubclass for Soragen {
                 )
             })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.src_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_query(pad, query),
+                )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
@@ -1418,20 +1656,30 @@ impl ObjectImpl for Soragen {
             return;
         }
         let mut settings = lock(&self.settings);
-        if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
+        if settings
+            .generation
+            .set_property(self.obj().upcast_ref(), pspec.name(), value)
+        {
             return;
         }
         match pspec.name() {
             "mode" => settings.mode = value.get().expect("type checked upstream"),
             "frames" => settings.frames = value.get().expect("type checked upstream"),
-            "context-frames" => settings.context_frames = value.get().expect("type checked upstream"),
+            "context-frames" => {
+                settings.context_frames = value.get().expect("type checked upstream")
+            }
             "insert-at" => {
                 let times = value.get::<gst::Array>().expect("type checked upstream");
-                settings.insert_at = times.iter().filter_map(|t| t.get::<u64>().ok()).map(gst::ClockTime::from_nseconds).collect();
+                settings.insert_at = times
+                    .iter()
+                    .filter_map(|t| t.get::<u64>().ok())
+                    .map(gst::ClockTime::from_nseconds)
+                    .collect();
                 settings.insert_at.sort();
             }
             "processing-latency" => {
-                settings.processing_latency = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+                settings.processing_latency =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
             }
             "color-match" => settings.color_match = value.get().expect("type checked upstream"),
             "mask-dilation" => settings.mask_dilation = value.get().expect("type checked upstream"),
@@ -1439,7 +1687,10 @@ impl ObjectImpl for Soragen {
             name => unreachable!("unknown property {name}"),
         }
         drop(settings);
-        if matches!(pspec.name(), "frames" | "context-frames" | "processing-latency" | "mode") {
+        if matches!(
+            pspec.name(),
+            "frames" | "context-frames" | "processing-latency" | "mode"
+        ) {
             self.update_latency();
         }
     }
@@ -1453,7 +1704,9 @@ impl ObjectImpl for Soragen {
             "mode" => settings.mode.to_value(),
             "frames" => settings.frames.to_value(),
             "context-frames" => settings.context_frames.to_value(),
-            "insert-at" => gst::Array::new(settings.insert_at.iter().map(|t| t.nseconds())).to_value(),
+            "insert-at" => {
+                gst::Array::new(settings.insert_at.iter().map(|t| t.nseconds())).to_value()
+            }
             "processing-latency" => settings.processing_latency.nseconds().to_value(),
             "color-match" => settings.color_match.to_value(),
             "mask-dilation" => settings.mask_dilation.to_value(),
@@ -1489,17 +1742,37 @@ impl ElementImpl for Soragen {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = frames::element_caps(&frames::FORMATS);
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
                 // Replace-background: white = background, one mask per video frame by running time.
-                gst::PadTemplate::new("mask", gst::PadDirection::Sink, gst::PadPresence::Request, &frames::caps(&mask::FORMATS))
-                    .unwrap(),
+                gst::PadTemplate::new(
+                    "mask",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &frames::caps(&mask::FORMATS),
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
             gst::StateChange::NullToReady => {
                 let settings = lock(&self.settings).clone();
@@ -1565,7 +1838,12 @@ impl ElementImpl for Soragen {
         Ok(success)
     }
 
-    fn request_new_pad(&self, template: &gst::PadTemplate, _name: Option<&str>, _caps: Option<&gst::Caps>) -> Option<gst::Pad> {
+    fn request_new_pad(
+        &self,
+        template: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
         if template.name_template() != "mask" || self.mask_pad().is_some() {
             gst::warning!(CAT, imp = self, "there is one mask pad at most");
             return None;
@@ -1573,13 +1851,21 @@ impl ElementImpl for Soragen {
         let pad = gst::Pad::builder_from_template(template)
             .name("mask")
             .chain_function(|_pad, parent, buffer| {
-                Soragen::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.mask_chain(buffer))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.mask_chain(buffer),
+                )
             })
             .event_function(|_pad, parent, event| {
                 Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_event(event))
             })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.mask_query(pad, query),
+                )
             })
             .build();
         self.obj().add_pad(&pad).ok()?;

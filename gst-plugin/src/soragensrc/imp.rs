@@ -12,10 +12,17 @@ use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use crate::frames::{self, FrameMemory, SharedGpu};
-use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, frame_grid, mark_generated, refused_while_running, stamp};
+use crate::generation::{
+    BusProgress, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
+    refused_while_running, stamp,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("soragensrc", gst::DebugColorFlags::empty(), Some("Soragen text to video source"))
+    gst::DebugCategory::new(
+        "soragensrc",
+        gst::DebugColorFlags::empty(),
+        Some("Soragen text to video source"),
+    )
 });
 
 /// Wan2.1's native size and rate, preferred when downstream leaves them open.
@@ -31,7 +38,10 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { generation: GenerationSettings::default(), num_frames: 81 }
+        Self {
+            generation: GenerationSettings::default(),
+            num_frames: 81,
+        }
     }
 }
 
@@ -62,7 +72,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SoragenSrc {
-    fn generate(&self, model: &WanVace, info: &VideoInfo, memory: &FrameMemory) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+    fn generate(
+        &self,
+        model: &WanVace,
+        info: &VideoInfo,
+        memory: &FrameMemory,
+    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let kind = TaskKind::Generate {
             frames: settings.num_frames as usize,
@@ -72,7 +87,13 @@ impl SoragenSrc {
         gst::debug!(CAT, imp = self, "generating {kind:?}");
         let element = self.obj();
         let observer = BusProgress::new(element.upcast_ref(), &self.cancel);
-        let output = match run_task(model, &kind, &TaskInputs::default(), &settings.generation.task_params(), &observer) {
+        let output = match run_task(
+            model,
+            &kind,
+            &TaskInputs::default(),
+            &settings.generation.task_params(),
+            &observer,
+        ) {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => return Err(gst::FlowError::Flushing),
             Err(e) => {
@@ -94,7 +115,11 @@ impl SoragenSrc {
                 return Err(gst::FlowError::Flushing);
             }
             let mut buffer = memory.to_buffers(&[frame], info).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Cannot convert frames: {e}")
+                );
                 gst::FlowError::Error
             })?;
             let mut buffer = buffer.pop().ok_or(gst::FlowError::Error)?;
@@ -139,7 +164,10 @@ impl ObjectImpl for SoragenSrc {
             return;
         }
         let mut settings = lock(&self.settings);
-        if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
+        if settings
+            .generation
+            .set_property(self.obj().upcast_ref(), pspec.name(), value)
+        {
             return;
         }
         match pspec.name() {
@@ -152,7 +180,10 @@ impl ObjectImpl for SoragenSrc {
         let settings = lock(&self.settings);
         match pspec.name() {
             "num-frames" => settings.num_frames.to_value(),
-            name => settings.generation.property(name).unwrap_or_else(|| unreachable!("unknown property {name}")),
+            name => settings
+                .generation
+                .property(name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 
@@ -165,7 +196,10 @@ impl ObjectImpl for SoragenSrc {
 impl GstObjectImpl for SoragenSrc {}
 
 impl ElementImpl for SoragenSrc {
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             let settings = lock(&self.settings).generation.clone();
             // A device that does not open is reported when the model loads.
@@ -181,7 +215,10 @@ impl ElementImpl for SoragenSrc {
                 Ok(model) => {
                     // Shared already, unless the device property changed in READY.
                     self.gpu.share(self.obj().upcast_ref(), &model.device);
-                    *lock(&self.state) = State { model: Some(model), ..State::default() };
+                    *lock(&self.state) = State {
+                        model: Some(model),
+                        ..State::default()
+                    };
                 }
                 Err(message) => {
                     self.post_error_message(message);
@@ -211,7 +248,15 @@ impl ElementImpl for SoragenSrc {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = frames::element_caps(&frames::FORMATS);
-            vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
         });
         PAD_TEMPLATES.as_ref()
     }
@@ -230,7 +275,9 @@ impl BaseSrcImpl for SoragenSrc {
 
     /// The template's caps, without CUDA memory unless the model's GPU is shared.
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = self.gpu.usable_caps(self.obj().src_pad().pad_template_caps());
+        let caps = self
+            .gpu
+            .usable_caps(self.obj().src_pad().pad_template_caps());
         Some(match filter {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,
@@ -241,11 +288,15 @@ impl BaseSrcImpl for SoragenSrc {
         if let gst::QueryViewMut::Duration(q) = query.view_mut()
             && q.format() == gst::Format::Time
         {
-            let Some(duration) = self.clip_duration() else { return false };
+            let Some(duration) = self.clip_duration() else {
+                return false;
+            };
             q.set(duration);
             return true;
         }
-        self.gpu.answer_context_query(self.obj().upcast_ref(), query) || BaseSrcImplExt::parent_query(self, query)
+        self.gpu
+            .answer_context_query(self.obj().upcast_ref(), query)
+            || BaseSrcImplExt::parent_query(self, query)
     }
 
     /// Seekable in time, forward: the clip is generated once and kept.
@@ -254,7 +305,9 @@ impl BaseSrcImpl for SoragenSrc {
     }
 
     fn do_seek(&self, segment: &mut gst::Segment) -> bool {
-        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else { return false };
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            return false;
+        };
         if segment.rate() < 0.0 {
             gst::warning!(CAT, imp = self, "reverse playback is not supported");
             return false;
@@ -266,7 +319,13 @@ impl BaseSrcImpl for SoragenSrc {
         let grid = frame_grid(fps, gst::ClockTime::ZERO);
         // The first frame that ends after the seek position.
         state.next = match fps.filter(|fps| fps.numer() > 0) {
-            Some(fps) => start.nseconds().mul_div_floor(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds()).unwrap_or(0),
+            Some(fps) => start
+                .nseconds()
+                .mul_div_floor(
+                    fps.numer() as u64,
+                    fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+                )
+                .unwrap_or(0),
             None => 0,
         };
         while state.next > 0 && grid.span(state.next) > start {
@@ -286,16 +345,24 @@ impl BaseSrcImpl for SoragenSrc {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = VideoInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
+        let info = VideoInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
         if info.fps().numer() <= 0 || info.fps().denom() <= 0 {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("soragensrc makes a clip of frames at a frame rate: framerate {}/{} states none (ask for e.g. framerate=16/1)", info.fps().numer(), info.fps().denom())
+                (
+                    "soragensrc makes a clip of frames at a frame rate: framerate {}/{} states none (ask for e.g. framerate=16/1)",
+                    info.fps().numer(),
+                    info.fps().denom()
+                )
             );
             return Err(gst::loggable_error!(CAT, "no frame rate in {caps}"));
         }
-        let memory = self.gpu.memory_for(caps).map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
+        let memory = self
+            .gpu
+            .memory_for(caps)
+            .map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
         let mut state = lock(&self.state);
         if state.info.as_ref() != Some(&info) {
             state.clip = None;
@@ -317,7 +384,10 @@ impl BaseSrcImpl for SoragenSrc {
 }
 
 impl PushSrcImpl for SoragenSrc {
-    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
         let mut state = lock(&self.state);
         if state.clip.is_none() {
             let (Some(model), Some(info)) = (state.model.clone(), state.info.clone()) else {
@@ -331,12 +401,22 @@ impl PushSrcImpl for SoragenSrc {
             state.clip = Some(Arc::new(clip));
         }
         let next = state.next;
-        let buffer = state.clip.as_ref().and_then(|clip| clip.get(next as usize).cloned());
-        let Some(buffer) = buffer else { return Err(gst::FlowError::Eos) };
+        let buffer = state
+            .clip
+            .as_ref()
+            .and_then(|clip| clip.get(next as usize).cloned());
+        let Some(buffer) = buffer else {
+            return Err(gst::FlowError::Eos);
+        };
         state.next += 1;
         drop(state);
         // A segment seek's stop ends the clip early.
-        let stop = self.obj().segment().downcast::<gst::ClockTime>().ok().and_then(|segment| segment.stop());
+        let stop = self
+            .obj()
+            .segment()
+            .downcast::<gst::ClockTime>()
+            .ok()
+            .and_then(|segment| segment.stop());
         if let (Some(stop), Some(pts)) = (stop, buffer.pts())
             && pts >= stop
         {
@@ -350,7 +430,11 @@ impl SoragenSrc {
     /// The clip's length once the caps give its frame rate.
     fn clip_duration(&self) -> Option<gst::ClockTime> {
         let frames = lock(&self.settings).num_frames as u64;
-        let fps = lock(&self.state).info.as_ref().map(VideoInfo::fps).filter(|fps| fps.numer() > 0)?;
+        let fps = lock(&self.state)
+            .info
+            .as_ref()
+            .map(VideoInfo::fps)
+            .filter(|fps| fps.numer() > 0)?;
         Some(frame_grid(Some(fps), gst::ClockTime::ZERO).span(frames))
     }
 }
