@@ -15,7 +15,7 @@ use soragen_models::vae::{self, AutoencoderKLWan};
 use soragen_models::weights::{Weights, read_config};
 
 use crate::device::model_device;
-use crate::vace::Prompt;
+use crate::vace::{Observer, Prompt};
 use crate::{Error, Result};
 
 /// Prompt length the Wan pipelines pad and truncate to.
@@ -271,15 +271,17 @@ impl WanVace {
         Ok(Prompt { embeddings: embeddings.to_dtype(self.dtype)? })
     }
 
-    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised.
-    pub(crate) fn encode_latents(&self, video: &Tensor) -> Result<Tensor> {
-        let latents = self.vae.encode(&video.to_dtype(DType::F32)?)?;
-        Ok(self.vae.normalize_latents(&latents)?)
+    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised; stops
+    /// between chunks of frames with [`Error::Cancelled`] once `observer` asks.
+    pub(crate) fn encode_latents(&self, video: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
+        let latents = self.vae.encode_until(&video.to_dtype(DType::F32)?, &|| observer.cancelled())?;
+        Ok(self.vae.normalize_latents(&latents.ok_or(Error::Cancelled)?)?)
     }
 
-    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1].
-    pub(crate) fn decode_latents(&self, latents: &Tensor) -> Result<Tensor> {
+    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1]; stops between latent
+    /// frames with [`Error::Cancelled`] once `observer` asks.
+    pub(crate) fn decode_latents(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
         let latents = self.vae.denormalize_latents(&latents.to_dtype(DType::F32)?)?;
-        Ok(self.vae.decode(&latents)?)
+        self.vae.decode_until(&latents, &|| observer.cancelled())?.ok_or(Error::Cancelled)
     }
 }

@@ -31,7 +31,7 @@ pub use colour::{Seam, seam};
 
 use crate::limits;
 use crate::model::WanVace;
-use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput};
+use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
 use crate::video::{Frame, Video};
 use crate::{Error, Result};
 
@@ -181,7 +181,9 @@ pub fn run_task(
         timeline.backward,
     );
     if !windows.is_empty() {
+        checkpoint(observer)?;
         let prompt = model.encode_prompt(&params.prompt)?;
+        checkpoint(observer)?;
         let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
         // A cache that cannot be used costs only time: run without it.
         let cache = params.cache.as_deref().and_then(|dir| match open_cache(dir, model, params) {
@@ -193,9 +195,7 @@ pub fn run_task(
         });
         let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache, cache_failed: Default::default() };
         for (index, window) in windows.iter().enumerate() {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
-            }
+            checkpoint(observer)?;
             observer.window(index, windows.len());
             timeline.run_window(&request, window.clone(), params.seed.wrapping_add(index as u64))?;
         }
@@ -585,6 +585,7 @@ impl Timeline {
         let mut mask: Vec<f32> = Vec::with_capacity(count * width * height);
         let mut targets = Vec::new();
         for (offset, position) in positions.enumerate() {
+            checkpoint(request.observer)?;
             let slot = usize::try_from(position).ok().and_then(|p| self.slots.get(p));
             match slot {
                 None | Some(Slot::New) => {
@@ -647,6 +648,7 @@ impl Timeline {
             }
         }
         for ((_, position), frame) in targets.into_iter().zip(frames) {
+            checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
             let full = resample::resize(&scaled, request.working, 3, size);
             let rgb = match &self.slots[position] {

@@ -95,7 +95,9 @@ pub trait Observer {
     fn step(&self, done: usize, total: usize);
     /// Called when a task starts its `index`-th (0-based) of `count` model windows.
     fn window(&self, _index: usize, _count: usize) {}
-    /// Polled before each step: true stops the generation with [`Error::Cancelled`].
+    /// Polled before each step and between the other phases (text encoding, each chunk of the
+    /// VAE encode, each latent frame of the VAE decode, post-processing per frame): true stops
+    /// the generation with [`Error::Cancelled`].
     fn cancelled(&self) -> bool {
         false
     }
@@ -104,6 +106,11 @@ pub trait Observer {
     fn warn(&self, message: &str) {
         eprintln!("soragen: warning: {message}");
     }
+}
+
+/// [`Error::Cancelled`] once `observer` asks to stop: the check between two phases.
+pub fn checkpoint(observer: &dyn Observer) -> Result<()> {
+    if observer.cancelled() { Err(Error::Cancelled) } else { Ok(()) }
 }
 
 /// An observer that shows nothing and never cancels.
@@ -170,10 +177,14 @@ impl WanVace {
 
     /// The 96-channel VACE context [1, 2C + s*s, F', h, w] for a clip and its mask.
     pub fn vace_context(&self, input: &VaceInput) -> Result<Tensor> {
+        self.vace_context_observed(input, &Silent)
+    }
+
+    fn vace_context_observed(&self, input: &VaceInput, observer: &dyn Observer) -> Result<Tensor> {
         let inactive = input.video.broadcast_mul(&(1.0 - &input.mask)?)?;
         let reactive = input.video.broadcast_mul(&input.mask)?;
-        let inactive = self.encode_latents(&inactive)?;
-        let reactive = self.encode_latents(&reactive)?;
+        let inactive = self.encode_latents(&inactive, observer)?;
+        let reactive = self.encode_latents(&reactive, observer)?;
         ensure_finite(&inactive, "the VAE encoder")?;
         ensure_finite(&reactive, "the VAE encoder")?;
         let mask = self.fold_mask(&input.mask, inactive.dim(2)?)?;
@@ -231,7 +242,18 @@ impl WanVace {
         negative: Option<&Prompt>,
         sampling: &Sampling,
     ) -> Result<Conditioning> {
-        let control = self.vace_context(input)?.to_dtype(self.dtype)?;
+        self.conditioning_observed(input, prompt, negative, sampling, &Silent)
+    }
+
+    fn conditioning_observed(
+        &self,
+        input: &VaceInput,
+        prompt: &Prompt,
+        negative: Option<&Prompt>,
+        sampling: &Sampling,
+        observer: &dyn Observer,
+    ) -> Result<Conditioning> {
+        let control = self.vace_context_observed(input, observer)?.to_dtype(self.dtype)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
         let (control, text, guidance) = match negative {
             // Both branches in one batch of two: larger matrix products run faster on the CPU
@@ -285,27 +307,30 @@ impl WanVace {
             (true, Some(n)) => Some(n),
             (false, _) => None,
         };
-        let conditioning = self.conditioning(input, prompt, negative, sampling)?;
+        checkpoint(observer)?;
+        let conditioning = self.conditioning_observed(input, prompt, negative, sampling, observer)?;
         let mut latents = self.initial_latents(&sampling.noise, self.latent_shape(frames, height, width))?;
         let mut scheduler = self.scheduler(sampling.flow_shift)?;
         scheduler.set_timesteps(sampling.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
         for (index, &t) in timesteps.iter().enumerate() {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
-            }
+            checkpoint(observer)?;
             let velocity = self.velocity(&latents, t, &conditioning)?;
             latents = scheduler.step(&velocity, t, &latents)?;
             ensure_finite(&latents, &format!("denoising step {}", index + 1))?;
             observer.step(index + 1, timesteps.len());
         }
-        self.decode_frames(&latents)
+        self.decode_frames_observed(&latents, observer)
     }
 
     /// Decodes latents to frames [F, H, W, 3] in [0, 1], as diffusers' postprocess does
     /// (`x / 2 + 0.5`, clamped).
     pub fn decode_frames(&self, latents: &Tensor) -> Result<Tensor> {
-        let video = self.decode_latents(latents)?;
+        self.decode_frames_observed(latents, &Silent)
+    }
+
+    fn decode_frames_observed(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
+        let video = self.decode_latents(latents, observer)?;
         ensure_finite(&video, "the VAE decoder")?;
         let video = ((video / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
         Ok(video.squeeze(0)?.permute((1, 2, 3, 0))?.contiguous()?)
