@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;
     let wan = WanVace::load(&model, DType::F32, &device)?;
     let tensors = candle_core::safetensors::load(&inputs, &device)?;
-    let input = VaceInput { video: tensors["video"].clone(), mask: tensors["mask"].clone() };
+    let input = VaceInput { video: tensors["video"].clone(), mask: tensors["mask"].clone(), references: Vec::new() };
     let latents = tensors["latents"].clone();
     let prompt = wan.encode_prompt("a harbour at dawn, the camera pans slowly over fishing boats")?;
     let negative = wan.encode_prompt("blurry, low quality")?;

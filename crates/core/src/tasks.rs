@@ -674,6 +674,7 @@ impl Timeline {
         let input = VaceInput {
             video: video.contiguous()?,
             mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
+            references: Vec::new(),
         };
         let sampling = Sampling {
             steps: request.params.steps,

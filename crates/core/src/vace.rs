@@ -1,9 +1,15 @@
 //! The VACE primitive: source frames + a mask per frame + a prompt -> generated frames, with
-//! the semantics of `diffusers.WanVACEPipeline` (video + mask + prompt, no reference images).
+//! the semantics of `diffusers.WanVACEPipeline` (video + mask + prompt + reference images).
 //!
 //! Masked source pixels are greyed (0 in [-1, 1]); the transformer is conditioned on the
 //! 96-channel VACE context: VAE(video * (1 - mask)), VAE(video * mask), both normalised, and
 //! the mask folded 8x8 into 64 channels and resized in time to the latent frame count.
+//!
+//! Reference images (a subject's look, usually on white) are fitted to the frames' size
+//! ([`fit_reference`]), each VAE-encoded alone as one frame and put in front of the video's
+//! context as (VAE(reference), zeros) with a mask of 0. As diffusers does, each reference goes
+//! in front of those before it, so the context's order is the references reversed, then the
+//! video. The latents gain one frame per reference; those frames are dropped before decoding.
 
 use std::path::Path;
 
@@ -23,6 +29,9 @@ pub struct VaceInput {
     pub video: Tensor,
     /// [1, 1, F, H, W], 1 = generate, 0 = keep.
     pub mask: Tensor,
+    /// Reference images, each [1, 3, 1, H, W] in [-1, 1] at the frames' size (see
+    /// [`fit_reference`]), in the order given.
+    pub references: Vec<Tensor>,
 }
 
 impl VaceInput {
@@ -44,12 +53,175 @@ impl VaceInput {
         let video = Tensor::from_vec(pixels, (f, h, w, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
         let bits: Vec<f32> = mask.iter().flatten().map(|&b| if b { 1.0 } else { 0.0 }).collect();
         let mask = Tensor::from_vec(bits, (1, 1, f, h, w), device)?;
-        Ok(Self { video: video.contiguous()?, mask })
+        Ok(Self { video: video.contiguous()?, mask, references: Vec::new() })
+    }
+
+    /// Adds reference images (one-frame clips of any size), each fitted to the frames' size as
+    /// diffusers fits them ([`fit_reference`]).
+    pub fn with_references(mut self, references: &[Video]) -> Result<Self> {
+        let (_, h, w) = self.dims();
+        let device = self.video.device().clone();
+        for reference in references {
+            let pixels = fit_reference(reference, w, h)?;
+            let tensor = Tensor::from_vec(pixels, (1, 3, 1, h, w), &device)?;
+            self.references.push(tensor);
+        }
+        Ok(self)
     }
 
     fn dims(&self) -> (usize, usize, usize) {
         let (_, _, f, h, w) = self.video.dims5().expect("video is 5-D by construction");
         (f, h, w)
+    }
+}
+
+/// The spatial factor diffusers' image processor rounds a reference's size down to (Wan's VAE).
+const REFERENCE_MULTIPLE: usize = 8;
+
+/// A reference image (the first frame of `image`) fitted to `width` x `height` as diffusers'
+/// `WanVACEPipeline.preprocess_conditions` fits it: sides not multiples of 8 are first resized
+/// (Pillow's Lanczos) down to the nearest multiples of 8; then the image is scaled, aspect kept,
+/// to fit inside the frame (bilinear, `align_corners=False`, no antialiasing, as
+/// `torch.nn.functional.interpolate`; sizes truncated as Python's `int`) and centred on a white
+/// canvas. Returns [3, height, width] in [-1, 1].
+pub fn fit_reference(image: &Video, width: usize, height: usize) -> Result<Vec<f32>> {
+    let Some(frame) = image.frames.first() else {
+        return Err(Error::Input("a reference image holds no frame".into()));
+    };
+    if image.frames.len() != 1 {
+        return Err(Error::Input(format!("a reference is one image, not {} frames", image.frames.len())));
+    }
+    let (w0, h0) = (image.width, image.height);
+    let (w1, h1) = (w0 - w0 % REFERENCE_MULTIPLE, h0 - h0 % REFERENCE_MULTIPLE);
+    if w1 == 0 || h1 == 0 {
+        return Err(Error::Input(format!(
+            "a {w0}x{h0} reference image is too small: at least {REFERENCE_MULTIPLE}x{REFERENCE_MULTIPLE} pixels"
+        )));
+    }
+    let rgb = if (w1, h1) == (w0, h0) { frame.rgb.clone() } else { lanczos::resize(&frame.rgb, w0, h0, w1, h1) };
+    let pixels: Vec<f32> = rgb.iter().map(|&v| 2.0 * (v as f32 / 255.0) - 1.0).collect();
+    // Python: scale = min(H / h, W / w); int(h * scale), int(w * scale).
+    let scale = (height as f64 / h1 as f64).min(width as f64 / w1 as f64);
+    let (nh, nw) = (((h1 as f64) * scale) as usize, ((w1 as f64) * scale) as usize);
+    let (nh, nw) = (nh.clamp(1, height), nw.clamp(1, width));
+    let rows = bilinear_taps(h1, nh);
+    let cols = bilinear_taps(w1, nw);
+    let (top, left) = ((height - nh) / 2, (width - nw) / 2);
+    let mut canvas = vec![1.0f32; 3 * height * width];
+    for (y, &(y0, y1, ly)) in rows.iter().enumerate() {
+        for (x, &(x0, x1, lx)) in cols.iter().enumerate() {
+            for c in 0..3 {
+                let at = |yy: usize, xx: usize| pixels[(yy * w1 + xx) * 3 + c];
+                let value = (1.0 - ly) * ((1.0 - lx) * at(y0, x0) + lx * at(y0, x1))
+                    + ly * ((1.0 - lx) * at(y1, x0) + lx * at(y1, x1));
+                canvas[(c * height + top + y) * width + left + x] = value;
+            }
+        }
+    }
+    Ok(canvas)
+}
+
+/// Source indices and weight of the second for each output index of a bilinear resize from
+/// `input` to `output` samples, as PyTorch computes them (f32, `align_corners=False`).
+fn bilinear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let source = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (source as usize).min(input - 1);
+            let i1 = (i0 + 1).min(input - 1);
+            (i0, i1, source - i0 as f32)
+        })
+        .collect()
+}
+
+/// Pillow's `Image.resize(size, Image.LANCZOS)` on 8-bit RGB: separable, antialiased,
+/// fixed-point coefficients, horizontal pass first, each pass rounded to 8 bits.
+mod lanczos {
+    const PRECISION_BITS: u32 = 32 - 8 - 2;
+    const SUPPORT: f64 = 3.0;
+
+    fn sinc(x: f64) -> f64 {
+        if x == 0.0 {
+            1.0
+        } else {
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+    }
+
+    fn filter(x: f64) -> f64 {
+        if (-SUPPORT..SUPPORT).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+    }
+
+    /// Per output sample: first input index and fixed-point weights (Pillow's precompute_coeffs
+    /// and normalize_coeffs_8bpc).
+    fn coefficients(input: usize, output: usize) -> Vec<(usize, Vec<i32>)> {
+        let scale = input as f64 / output as f64;
+        let filterscale = scale.max(1.0);
+        let support = SUPPORT * filterscale;
+        (0..output)
+            .map(|xx| {
+                let center = (xx as f64 + 0.5) * scale;
+                let ss = 1.0 / filterscale;
+                let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+                let xmax = ((center + support + 0.5) as i64).min(input as i64) as usize;
+                let weights: Vec<f64> =
+                    (xmin..xmax).map(|x| filter((x as f64 - center + 0.5) * ss)).collect();
+                let total: f64 = weights.iter().sum();
+                let fixed = weights
+                    .iter()
+                    .map(|&w| {
+                        let w = if total != 0.0 { w / total } else { w };
+                        let v = w * (1i64 << PRECISION_BITS) as f64;
+                        (if v < 0.0 { v - 0.5 } else { v + 0.5 }) as i32
+                    })
+                    .collect();
+                (xmin, fixed)
+            })
+            .collect()
+    }
+
+    fn clip8(v: i64) -> u8 {
+        (v >> PRECISION_BITS).clamp(0, 255) as u8
+    }
+
+    /// Resizes interleaved RGB `w0` x `h0` to `w1` x `h1`.
+    pub fn resize(rgb: &[u8], w0: usize, h0: usize, w1: usize, h1: usize) -> Vec<u8> {
+        let mut current = rgb.to_vec();
+        if w1 != w0 {
+            let coeffs = coefficients(w0, w1);
+            let mut out = vec![0u8; h0 * w1 * 3];
+            for y in 0..h0 {
+                for (x, (xmin, k)) in coeffs.iter().enumerate() {
+                    for c in 0..3 {
+                        let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                        for (i, &kk) in k.iter().enumerate() {
+                            ss += current[(y * w0 + xmin + i) * 3 + c] as i64 * kk as i64;
+                        }
+                        out[(y * w1 + x) * 3 + c] = clip8(ss);
+                    }
+                }
+            }
+            current = out;
+        }
+        if h1 != h0 {
+            let coeffs = coefficients(h0, h1);
+            let mut out = vec![0u8; h1 * w1 * 3];
+            for (y, (ymin, k)) in coeffs.iter().enumerate() {
+                for x in 0..w1 {
+                    for c in 0..3 {
+                        let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                        for (i, &kk) in k.iter().enumerate() {
+                            ss += current[((ymin + i) * w1 + x) * 3 + c] as i64 * kk as i64;
+                        }
+                        out[(y * w1 + x) * 3 + c] = clip8(ss);
+                    }
+                }
+            }
+            current = out;
+        }
+        current
     }
 }
 
@@ -188,7 +360,19 @@ impl WanVace {
         ensure_finite(&inactive, "the VAE encoder")?;
         ensure_finite(&reactive, "the VAE encoder")?;
         let mask = self.fold_mask(&input.mask, inactive.dim(2)?)?;
-        Ok(Tensor::cat(&[&inactive, &reactive, &mask], 1)?)
+        let mut context = Tensor::cat(&[&inactive, &reactive, &mask], 1)?;
+        for reference in &input.references {
+            checkpoint(observer)?;
+            let latent = self.encode_latents(reference, observer)?;
+            ensure_finite(&latent, "the VAE encoder")?;
+            // (VAE(reference), zeros) and a mask of 0 (the mask padding goes in front as well:
+            // diffusers issue #11779, fixed in the diffusers we match).
+            let (_, c, _, h, w) = latent.dims5()?;
+            let zeros = Tensor::zeros((1, c + mask.dim(1)?, 1, h, w), latent.dtype(), latent.device())?;
+            let entry = Tensor::cat(&[&latent, &zeros], 1)?;
+            context = Tensor::cat(&[&entry, &context], 2)?;
+        }
+        Ok(context)
     }
 
     /// The mask [1, 1, F, H, W] folded s x s into s*s channels at latent resolution
@@ -307,9 +491,21 @@ impl WanVace {
             (true, Some(n)) => Some(n),
             (false, _) => None,
         };
+        for reference in &input.references {
+            if reference.dims() != [1, 3, 1, height, width] {
+                return Err(Error::Input(format!(
+                    "a reference image has shape {:?}, the frames need [1, 3, 1, {height}, {width}]",
+                    reference.dims()
+                )));
+            }
+        }
         checkpoint(observer)?;
         let conditioning = self.conditioning_observed(input, prompt, negative, sampling, observer)?;
-        let mut latents = self.initial_latents(&sampling.noise, self.latent_shape(frames, height, width))?;
+        // One more latent frame per reference (diffusers: num_frames + 4 per reference).
+        let references = input.references.len();
+        let mut shape = self.latent_shape(frames, height, width);
+        shape[2] += references;
+        let mut latents = self.initial_latents(&sampling.noise, shape)?;
         let mut scheduler = self.scheduler(sampling.flow_shift)?;
         scheduler.set_timesteps(sampling.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
@@ -320,6 +516,9 @@ impl WanVace {
             ensure_finite(&latents, &format!("denoising step {}", index + 1))?;
             observer.step(index + 1, timesteps.len());
         }
+        // The references' frames are not part of the clip: dropped before decoding (diffusers
+        // drops them only when decoding, issue #14170; we never return latents).
+        let latents = latents.narrow(2, references, shape[2] - references)?;
         self.decode_frames_observed(&latents, observer)
     }
 

@@ -72,6 +72,18 @@ impl Video {
         }
     }
 
+    /// Reads one PNG image as a one-frame clip (a reference image).
+    pub fn read_image(path: &Path) -> Result<Self> {
+        if !has_extension(path, "png") {
+            return Err(Error::Input(format!("{}: an image must be a PNG file", path.display())));
+        }
+        let mut allowance = Allowance::new(path.display().to_string())?;
+        let (width, height, frame) = read_png(path, &mut allowance)?;
+        let mut video = Video::new(width, height, None);
+        video.push(frame, path)?;
+        Ok(video)
+    }
+
     /// Per-pixel generate flags from grey levels (> 127 = generate), frame by frame. Colour
     /// masks are reduced to their BT.601 luma first.
     pub fn mask_bits(&self) -> Vec<Vec<bool>> {

@@ -1,6 +1,18 @@
 //! The VACE pipeline equals diffusers' `WanVACEPipeline` run with the same initial latents on
 //! the same tiny random models (fixtures from `models/reference/pipeline.py`): several configs,
-//! frame counts, sizes and mask shapes, with and without guidance.
+//! frame counts, sizes and mask shapes, with and without guidance; and with reference images
+//! (`reference_*`: one, two, three references of odd sizes, a mask of each kind).
+//!
+//! Where diffusers' reference handling has known problems, we do this:
+//! - issue #11779 (the references' mask padding went after the video's mask): fixed in the
+//!   diffusers we match; the padding goes in front, as the official VACE code does.
+//! - issue #14170 / PR #14170 (`output_type="latent"` kept the reference frames): we never return
+//!   latents; the reference frames are always dropped before decoding.
+//! - More references than the clip has latent frames (e.g. one frame and three references):
+//!   diffusers pads the mask with `zeros_like(mask[:, :n])`, too few frames, and fails; we pad
+//!   one frame per reference (`more_references_than_latent_frames`).
+//! - diffusers puts each reference in front of those before it (context order: references
+//!   reversed, then the video; the official VACE code keeps the given order); we match diffusers.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +28,7 @@ fn cases() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
-    assert!(cases.len() >= 3, "pipeline fixtures missing in {}", root.display());
+    assert!(cases.len() >= 6, "pipeline fixtures missing in {}", root.display());
     cases
 }
 
@@ -27,7 +39,14 @@ fn run_case(case: &Path) -> f32 {
     let model = WanVace::load(&case.join(request["model"].as_str().unwrap()), DType::F32, &device).unwrap();
     let video = Video::read(&case.join("video")).unwrap();
     let masks = Video::read(&case.join("mask")).unwrap();
-    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap();
+    let mut input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap();
+    if case.join("references").is_dir() {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(case.join("references")).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let references: Vec<Video> = files.iter().map(|f| Video::read_image(f).unwrap()).collect();
+        input = input.with_references(&references).unwrap();
+    }
     let sampling = Sampling {
         steps: request["steps"].as_u64().unwrap() as usize,
         guidance: request["guidance"].as_f64().unwrap(),
@@ -51,6 +70,62 @@ fn matches_diffusers_wan_vace_pipeline() {
         println!("{}: max |diff| = {diff:e}", case.file_name().unwrap().to_string_lossy());
         assert!(diff <= TOLERANCE, "{}: max |diff| {diff} > {TOLERANCE}", case.display());
     }
+}
+
+/// One frame (one latent frame) and three references: the context gets one zero mask frame per
+/// reference (where diffusers fails), and the output is the clip's one frame.
+#[test]
+fn more_references_than_latent_frames() {
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/single_frame");
+    let device = Device::Cpu;
+    let model = WanVace::load(&case.join("model"), DType::F32, &device).unwrap();
+    let video = Video::read(&case.join("video")).unwrap();
+    let masks = Video::read(&case.join("mask")).unwrap();
+    let refs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/reference_three/references");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&refs).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let references: Vec<Video> = files.iter().map(|f| Video::read_image(f).unwrap()).collect();
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap().with_references(&references).unwrap();
+    let context = model.vace_context(&input).unwrap();
+    assert_eq!(context.dim(2).unwrap(), 4);
+    let sampling = Sampling { steps: 2, guidance: 1.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(1) };
+    let prompt = model.encode_prompt("a cat").unwrap();
+    let frames = model.generate(&input, &prompt, None, &sampling, &Silent).unwrap();
+    assert_eq!(frames.dims(), &[1, video.height, video.width, 3]);
+    // Latents given without the references' frames are refused, naming the shape needed.
+    let short = candle_core::Tensor::zeros((1, 16, 1, video.height / 8, video.width / 8), DType::F32, &device).unwrap();
+    let sampling = Sampling { noise: Noise::Latents(short), ..sampling };
+    let message = model.generate(&input, &prompt, None, &sampling, &Silent).err().unwrap().to_string();
+    assert!(message.contains("[1, 16, 4,"), "{message}");
+}
+
+/// The fitting of a reference: a frame-sized multiple-of-8 image is used as it is; a smaller one
+/// of another aspect is scaled to fit and centred on white.
+#[test]
+fn references_are_fitted_as_diffusers_fits_them() {
+    use soragen_core::vace::fit_reference;
+    use soragen_core::video::Frame;
+    let image = |w: usize, h: usize| {
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 256) as u8).collect();
+        Video { width: w, height: h, frames: vec![Frame { rgb, alpha: None }], fps: None }
+    };
+    let same = image(16, 8);
+    let fitted = fit_reference(&same, 16, 8).unwrap();
+    let expected: Vec<f32> = (0..3)
+        .flat_map(|c| (0..8 * 16).map(move |p| c + 3 * p))
+        .map(|i| 2.0 * (same.frames[0].rgb[i] as f32 / 255.0) - 1.0)
+        .collect();
+    assert_eq!(fitted, expected);
+    // 8x8 into 32x16: scaled to 16x16, 8 white columns each side.
+    let fitted = fit_reference(&image(8, 8), 32, 16).unwrap();
+    for c in 0..3 {
+        for y in 0..16 {
+            for x in (0..8).chain(24..32) {
+                assert_eq!(fitted[(c * 16 + y) * 32 + x], 1.0);
+            }
+        }
+    }
+    assert!(fit_reference(&image(7, 30), 32, 16).unwrap_err().to_string().contains("too small"));
 }
 
 #[test]
