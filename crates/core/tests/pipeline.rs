@@ -23,6 +23,10 @@ use soragen_models::max_abs_diff;
 use soragen_core::video::Video;
 
 const TOLERANCE: f32 = 1e-3;
+/// The random tiny models barely depend on the references: putting them in the wrong order
+/// changes the frames by only 2e-4 (reference_three) and 8e-4 (reference_two), under
+/// TOLERANCE; these cases reach ~2e-6, so they are held to this.
+const REFERENCE_TOLERANCE: f32 = 5e-5;
 
 fn cases() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline");
@@ -68,7 +72,9 @@ fn matches_diffusers_wan_vace_pipeline() {
     for case in cases() {
         let diff = run_case(&case);
         println!("{}: max |diff| = {diff:e}", case.file_name().unwrap().to_string_lossy());
-        assert!(diff <= TOLERANCE, "{}: max |diff| {diff} > {TOLERANCE}", case.display());
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let tolerance = if name.starts_with("reference_") { REFERENCE_TOLERANCE } else { TOLERANCE };
+        assert!(diff <= tolerance, "{}: max |diff| {diff} > {tolerance}", case.display());
     }
 }
 
