@@ -159,7 +159,7 @@ pub fn extend(args: ExtendArgs) -> Result<()> {
 pub fn insert(args: InsertArgs) -> Result<()> {
     let read = || {
         let (clip, next) = (container::read(&args.from)?, container::read(&args.to)?);
-        Ok(TaskInputs { clip: Some(clip), next: Some(next), mask: None })
+        Ok(TaskInputs { clip: Some(clip), next: Some(next), mask: None, references: Vec::new() })
     };
     run(&TaskKind::Insert { frames: args.frames }, &[&args.from, &args.to], read, &args.common)
 }
@@ -174,7 +174,7 @@ pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
             }
             None => None,
         };
-        Ok(TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask })
+        Ok(TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask, references: Vec::new() })
     };
     let mut inputs = vec![args.input.as_path()];
     inputs.extend(args.mask.as_deref());

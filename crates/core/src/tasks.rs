@@ -68,6 +68,10 @@ pub struct TaskInputs {
     /// pixel (> 127 = background, to be replaced). Absent: the clip's alpha channel decides
     /// (transparent = background).
     pub mask: Option<Vec<Vec<u8>>>,
+    /// Reference images (one-frame clips of any size: a subject's look, usually on white),
+    /// given to every model window alike so that the subject keeps its look across windows;
+    /// each is fitted to the working size as diffusers fits it ([`crate::vace::fit_reference`]).
+    pub references: Vec<Video>,
 }
 
 /// Everything besides the frames that changes the output.
@@ -186,14 +190,19 @@ pub fn run_task(
         checkpoint(observer)?;
         let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
         // A cache that cannot be used costs only time: run without it.
-        let cache = params.cache.as_deref().and_then(|dir| match open_cache(dir, model, params) {
+        let references = fitted_references(inputs, working)?;
+        let cache = params.cache.as_deref().and_then(|dir| match open_cache(dir, model, params, &references) {
             Ok(cache) => Some(cache),
             Err(e) => {
                 observer.warn(&format!("running without the cache: {e}"));
                 None
             }
         });
-        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache, cache_failed: Default::default() };
+        let references = references
+            .into_iter()
+            .map(|pixels| Ok(Tensor::from_vec(pixels, (1, 3, 1, working.1, working.0), &model.device)?))
+            .collect::<Result<Vec<_>>>()?;
+        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), references, params, observer, cache, cache_failed: Default::default() };
         for (index, window) in windows.iter().enumerate() {
             checkpoint(observer)?;
             observer.window(index, windows.len());
@@ -209,8 +218,13 @@ pub fn run_task(
     Ok(TaskOutput { video: timeline.into_video(), record })
 }
 
+/// The task's reference images fitted to the working size, [3, H, W] in [-1, 1] each.
+fn fitted_references(inputs: &TaskInputs, (width, height): (usize, usize)) -> Result<Vec<Vec<f32>>> {
+    inputs.references.iter().map(|reference| crate::vace::fit_reference(reference, width, height)).collect()
+}
+
 /// The cache and the part of every window's key the whole task shares.
-fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams) -> Result<(Cache, Key)> {
+fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams, references: &[Vec<f32>]) -> Result<(Cache, Key)> {
     let cache = Cache::open(dir)?;
     let mut key = Key::new();
     cache::add_model(&mut key, model)?;
@@ -218,6 +232,10 @@ fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams) -> Re
     key.add("negative prompt", params.negative_prompt.as_bytes());
     key.add("steps", &(params.steps as u64).to_le_bytes());
     key.add("guidance", &params.guidance.to_le_bytes());
+    // No entry for no references: caches made before references existed stay valid.
+    for reference in references {
+        key.add_f32s("reference", reference);
+    }
     Ok((cache, key))
 }
 
@@ -333,6 +351,8 @@ struct Request<'a> {
     working: (usize, usize),
     prompt: &'a Prompt,
     negative: Option<&'a Prompt>,
+    /// The same reference images for every window, [1, 3, 1, H, W] at the working size.
+    references: Vec<Tensor>,
     params: &'a TaskParams,
     observer: &'a dyn Observer,
     cache: Option<(Cache, Key)>,
@@ -674,7 +694,7 @@ impl Timeline {
         let input = VaceInput {
             video: video.contiguous()?,
             mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
-            references: Vec::new(),
+            references: request.references.clone(),
         };
         let sampling = Sampling {
             steps: request.params.steps,

@@ -100,7 +100,7 @@ fn extend_backward_puts_new_frames_before_the_clip() {
 #[test]
 fn insert_is_a_then_new_frames_then_b() {
     let (a, b) = (clip(4, 0), clip(3, 50));
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
     let out = run(TaskKind::Insert { frames: 2 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 9);
     assert_eq!(out.video.frames[..4], a.frames[..]);
@@ -209,7 +209,7 @@ fn long_outputs_take_several_windows_each_notified() {
 #[test]
 fn long_inserts_end_on_clip_b() {
     let (a, b) = (clip(3, 0), clip(3, 80));
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
     let out = run(TaskKind::Insert { frames: 15 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 21);
     assert_eq!(out.video.frames[..3], a.frames[..]);
@@ -387,7 +387,7 @@ fn a_30_fps_insert_lands_on_clip_b() {
     let (mut a, mut b) = (clip(4, 0), clip(4, 60));
     a.fps = Some((30000, 1001));
     b.fps = a.fps;
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None };
+    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
     let out = run(TaskKind::Insert { frames: 5 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 13);
     assert_eq!((&out.video.frames[..4], &out.video.frames[9..]), (&a.frames[..], &b.frames[..]));
@@ -497,4 +497,57 @@ fn out_of_range_requests_are_refused_before_any_allocation() {
         let message = run_task(&model, &kind, &with_clip(clip(3, 1)), &params, &silent).unwrap_err().to_string();
         assert!(message.contains(expected) && !message.contains('\n'), "{message}");
     }
+}
+
+/// A reference image of another size and aspect than the clip (a subject on white).
+fn reference(width: usize, height: usize, shade: u8) -> Video {
+    let mut video = Video::new(width, height, None);
+    let rgb = (0..width * height)
+        .flat_map(|i| {
+            let (x, y) = (i % width, i / width);
+            let inside = x > width / 4 && x < 3 * width / 4 && y > height / 4;
+            if inside { [shade, 40, (x * 5) as u8] } else { [255, 255, 255] }
+        })
+        .collect();
+    video.frames.push(Frame { rgb, alpha: None });
+    video
+}
+
+/// References go to every window of a task: kept frames stay the source's bytes, the new frames
+/// change with the references (in every window), the result is deterministic, and the cache
+/// tells runs with other references apart.
+#[test]
+fn references_condition_every_window() {
+    let source = clip(4, 2);
+    let kind = TaskKind::ExtendForward { frames: 12 };
+    let plain = run(kind.clone(), &with_clip(source.clone()), &params()).unwrap();
+    let inputs = TaskInputs { references: vec![reference(24, 40, 200)], ..with_clip(source.clone()) };
+    let recorder = Recorder::default();
+    let out = run_task(&tiny(), &kind, &inputs, &params(), &recorder).unwrap();
+    assert!(recorder.windows.borrow().len() >= 2, "{:?}", recorder.windows.borrow());
+    assert_eq!(out.video.len(), 16);
+    assert_eq!(out.video.frames[..4], source.frames[..]);
+    assert_eq!(out.record.generated, plain.record.generated);
+    for index in 4..16 {
+        assert!(differs(&out.video.frames[index], &plain.video.frames[index]), "frame {index}");
+    }
+    let again = run(kind.clone(), &inputs, &params()).unwrap();
+    assert_eq!(again.video, out.video);
+
+    let cache = std::env::temp_dir().join(format!("soragen-ref-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let cached = TaskParams { cache: Some(cache.clone()), ..params() };
+    assert_eq!(run(kind.clone(), &inputs, &cached).unwrap().video, out.video);
+    let other = TaskInputs { references: vec![reference(24, 40, 30)], ..with_clip(source.clone()) };
+    let other_out = run(kind.clone(), &other, &cached).unwrap();
+    assert_ne!(other_out.video.frames[4..], out.video.frames[4..]);
+    assert_eq!(run(kind.clone(), &with_clip(source.clone()), &cached).unwrap().video, plain.video);
+    let _ = std::fs::remove_dir_all(&cache);
+
+    // Two references, and a reference too small to fit, named.
+    let two = TaskInputs { references: vec![reference(24, 40, 200), reference(64, 16, 90)], ..with_clip(source.clone()) };
+    assert_eq!(run(kind.clone(), &two, &params()).unwrap().video.frames[..4], source.frames[..]);
+    let tiny_ref = TaskInputs { references: vec![reference(4, 4, 9)], ..with_clip(source) };
+    let message = run(kind, &tiny_ref, &params()).unwrap_err().to_string();
+    assert!(message.contains("too small"), "{message}");
 }

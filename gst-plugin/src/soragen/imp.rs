@@ -1019,6 +1019,7 @@ impl Soragen {
                 .transpose()
                 .map_err(convert_failed)?,
             mask,
+            references: Vec::new(),
         };
         let params = soragen_core::tasks::TaskParams {
             context_frames: settings.context_frames as usize,
