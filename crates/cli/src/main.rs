@@ -39,6 +39,8 @@ enum Command {
     ReplaceBackground(tasks::ReplaceBackgroundArgs),
     /// Text to video.
     Generate(tasks::GenerateArgs),
+    /// Image to video: the still is frame 0 (kept bit-identical), the rest is generated from it.
+    Animate(tasks::AnimateArgs),
     /// Lists, fetches and verifies models in the Hugging Face cache.
     Models {
         #[command(subcommand)]
@@ -83,6 +85,10 @@ struct VaceArgs {
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
+    /// A reference image (PNG, any size; fitted to the frames as diffusers fits
+    /// `reference_images`); repeat for several, in diffusers' order.
+    #[arg(long = "reference", value_name = "IMG")]
+    references: Vec<PathBuf>,
 }
 
 /// Where a run stands with stop requests (Ctrl-C, SIGTERM), shared with the signal handler.
@@ -195,6 +201,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     let folder = models::model_folder(&args.model)?;
     let mut inputs = vec![args.video.as_path(), args.mask.as_path(), folder.as_path()];
     inputs.extend(args.latents.as_deref());
+    inputs.extend(args.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&args.output, &inputs)?;
     let video = container::read(&args.video)?;
     let masks = container::read(&args.mask)?;
@@ -209,7 +216,8 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     }
     let model = WanVace::load(&folder, dtype, &device)?;
     model.check_size(video.len(), video.height, video.width)?;
-    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;
+    let references = args.references.iter().map(|path| Video::read_image(path)).collect::<Result<Vec<_>>>()?;
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?.with_references(&references)?;
     let noise = match &args.latents {
         Some(path) => Noise::Latents(read_latents(path, &device)?),
         None => Noise::Seed(args.seed),
@@ -231,6 +239,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "steps": args.steps, "guidance": args.guidance, "flow_shift": args.flow_shift,
         },
+        "references": args.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
     let output = args.output;
     commit_output(destination, record, &terminal, |staging| match Sink::for_path(&output) {
@@ -315,6 +324,7 @@ fn main() -> ExitCode {
         Command::Insert(args) => tasks::insert(args),
         Command::ReplaceBackground(args) => tasks::replace_background(args),
         Command::Generate(args) => tasks::generate(args),
+        Command::Animate(args) => tasks::animate(args),
         Command::Models { command } => models::run(command),
     };
     match result {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, animate_request, run_task};
+use soragen_core::video::{Frame, Video};
 use soragen_core::{Error, Result};
 
 use soragen_core::limits;
@@ -65,6 +66,10 @@ pub struct Common {
     /// OUTPUT.json.
     #[arg(long)]
     output: PathBuf,
+    /// A reference image (PNG, any size; e.g. the subject on white), given to every window so
+    /// the subject keeps its look; repeat for several.
+    #[arg(long = "reference", value_name = "IMG")]
+    references: Vec<PathBuf>,
 }
 
 impl Common {
@@ -136,6 +141,18 @@ pub struct ReplaceBackgroundArgs {
 }
 
 #[derive(Args)]
+pub struct AnimateArgs {
+    /// The still (PNG): frame 0 of the output, kept bit-identical.
+    #[arg(long)]
+    image: PathBuf,
+    /// Frames of the output, the still included (at least 2), at 16 fps.
+    #[arg(long, value_parser = limited(limits::FRAMES))]
+    frames: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
 pub struct GenerateArgs {
     #[arg(long, value_parser = limited(limits::FRAMES))]
     frames: usize,
@@ -186,9 +203,29 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     run(&kind, &[], || Ok(TaskInputs::default()), &args.common)
 }
 
+pub fn animate(args: AnimateArgs) -> Result<()> {
+    // Refused before anything is read: the request itself is wrong.
+    let placeholder = Video { width: 1, height: 1, frames: vec![Frame { rgb: vec![0; 3], alpha: None }], fps: None };
+    let (kind, _) = animate_request(placeholder, args.frames)?;
+    let read = || Ok(animate_request(Video::read_image(&args.image)?, args.frames)?.1);
+    run_named(&kind, "animate", &[&args.image], read, &args.common)
+}
+
 /// Checks the output against `sources` (and the model and cache folders) before reading them
 /// with `read` and running the task; then commits the frames and their record together.
 fn run(kind: &TaskKind, sources: &[&Path], read: impl FnOnce() -> Result<TaskInputs>, common: &Common) -> Result<()> {
+    run_named(kind, kind.name(), sources, read, common)
+}
+
+/// [`run`], the record naming the task `task`; references (--reference) are read and protected
+/// like the other inputs, and listed in the record.
+fn run_named(
+    kind: &TaskKind,
+    task: &str,
+    sources: &[&Path],
+    read: impl FnOnce() -> Result<TaskInputs>,
+    common: &Common,
+) -> Result<()> {
     frames_only(&common.output)?;
     let terminal = Terminal::new();
     let (device, dtype) = device_and_dtype(common.dtype.as_deref())?;
@@ -196,12 +233,19 @@ fn run(kind: &TaskKind, sources: &[&Path], read: impl FnOnce() -> Result<TaskInp
     let mut protected = sources.to_vec();
     protected.push(&folder);
     protected.extend(common.cache.as_deref());
+    protected.extend(common.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&common.output, &protected)?;
-    let inputs = read()?;
+    let mut inputs = read()?;
+    inputs.references = common.references.iter().map(|path| Video::read_image(path)).collect::<Result<_>>()?;
     let model = WanVace::load(&folder, dtype, &device)?;
     let output = run_task(&model, kind, &inputs, &common.params(), &terminal)?;
     drop(inputs);
-    let record = serde_json::to_value(&output.record)
+    let mut record = serde_json::to_value(&output.record)
         .map_err(|e| Error::Output(format!("cannot describe the output: {e}")))?;
+    record["task"] = task.into();
+    if !common.references.is_empty() {
+        let paths: Vec<String> = common.references.iter().map(|p| p.display().to_string()).collect();
+        record["references"] = paths.into();
+    }
     commit_output(destination, record, &terminal, |staging| write_frames(&output.video, &common.output, staging))
 }

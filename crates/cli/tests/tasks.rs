@@ -244,3 +244,74 @@ fn video_files_are_read_and_written_through_ffmpeg() {
     assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
     assert!(stderr(&run).contains("broken.mp4: ffmpeg:"), "{}", stderr(&run));
 }
+
+fn reference_png(dir: &Path, name: &str, width: usize, height: usize, shade: u8) -> PathBuf {
+    let folder = dir.join(format!("{name}-dir"));
+    write_png_dir(&clip(width, height, 1, shade), &folder).unwrap();
+    let file = dir.join(format!("{name}.png"));
+    std::fs::rename(folder.join("00000.png"), &file).unwrap();
+    std::fs::remove_dir_all(folder).unwrap();
+    file
+}
+
+/// `--reference` on the task commands: the references change the new frames, never the kept
+/// ones, and the record lists them.
+#[test]
+fn task_commands_take_references() {
+    let dir = scratch("task-references");
+    let source = clip(40, 24, 4, 30);
+    write_png_dir(&source, &dir.join("in")).unwrap();
+    let (one, two) = (reference_png(&dir, "one", 24, 40, 200), reference_png(&dir, "two", 50, 13, 10));
+    let input = path(&dir.join("in"));
+    let (plain, with) = (dir.join("plain"), dir.join("with"));
+    let run = soragen(&["extend", "--input", &input, "--frames", "3", "--output", &path(&plain)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = soragen(&[
+        "extend", "--input", &input, "--frames", "3", "--reference", &path(&one), "--reference", &path(&two),
+        "--output", &path(&with),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (plain, with_refs) = (Video::read(&plain).unwrap(), Video::read(&with).unwrap());
+    assert_eq!(with_refs.frames[..4], source.frames[..]);
+    assert_ne!(with_refs.frames[4..], plain.frames[4..]);
+    let record = record(&with, "with.json");
+    assert_eq!(record["references"], serde_json::json!([path(&one), path(&two)]));
+
+    let generated = dir.join("gen.y4m");
+    let run = soragen(&["generate", "--frames", "5", "--width", "32", "--height", "16", "--reference", &path(&one), "--output", &path(&generated)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    // A missing reference: one line, exit 1, nothing written.
+    let run = soragen(&["extend", "--input", &input, "--frames", "3", "--reference", &path(&dir.join("none.png")), "--output", &path(&dir.join("x"))]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
+    assert!(!dir.join("x").exists());
+}
+
+/// `soragen animate`: the still is frame 0, bit-identical; N frames in all at 16 fps; the
+/// record says `animate`; fewer than 2 frames is refused.
+#[test]
+fn animate_keeps_the_still_as_frame_zero() {
+    let dir = scratch("animate");
+    let still = reference_png(&dir, "still", 40, 24, 77);
+    let stored = Video::read_image(&still).unwrap();
+    let out = dir.join("out.y4m");
+    let pngs = dir.join("out");
+    let run = soragen(&["animate", "--image", &path(&still), "--frames", "12", "--output", &path(&pngs)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let result = Video::read(&pngs).unwrap();
+    assert_eq!((result.len(), result.width, result.height), (12, 40, 24));
+    assert_eq!(result.frames[0], stored.frames[0], "the still comes back bit for bit");
+    assert!(result.frames[1..].iter().all(|f| f.rgb != stored.frames[0].rgb));
+    let animated = record(&pngs, "out.json");
+    assert_eq!(animated["task"], "animate");
+    assert_eq!(animated["generated"], serde_json::json!([{ "start": 1, "end": 12 }]));
+    let run = soragen(&["animate", "--image", &path(&still), "--frames", "5", "--reference", &path(&still), "--output", &path(&out)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(Video::read(&out).unwrap().fps, Some((16, 1)));
+
+    let run = soragen(&["animate", "--image", &path(&still), "--frames", "1", "--output", &path(&dir.join("one"))]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("at least 2"), "{}", stderr(&run));
+    assert!(!dir.join("one").exists());
+}

@@ -174,3 +174,42 @@ fn ctrl_c_stops_between_steps_and_writes_nothing() {
     assert!(stderr.contains("cancelled, nothing written"), "{stderr}");
     assert!(!output.exists());
 }
+
+/// `--reference IMG`, repeated, reproduces diffusers' `reference_images` (the reference_*
+/// fixtures: one, two and three references of odd sizes); the record lists them.
+#[test]
+fn references_reproduce_diffusers() {
+    for name in ["reference_one", "reference_two", "reference_three"] {
+        let case = fixture(name);
+        let request = request(&case);
+        let out = scratch(name).join("frames.safetensors");
+        let mut args = vace_args(&case, &request, out.to_str().unwrap());
+        args.extend(["--latents".into(), case.join("latents.safetensors").to_str().unwrap().into()]);
+        let mut references: Vec<PathBuf> =
+            std::fs::read_dir(case.join("references")).unwrap().map(|e| e.unwrap().path()).collect();
+        references.sort();
+        for reference in &references {
+            args.extend(["--reference".into(), reference.to_str().unwrap().into()]);
+        }
+        let result = Command::new(env!("CARGO_BIN_EXE_soragen")).args(&args).output().unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let diff = max_abs_diff(&frames(&out), &frames(&case.join("expected.safetensors")));
+        println!("{name}: max |diff| = {diff:e}");
+        assert!(diff <= 5e-5, "{name}: {diff}");
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.with_file_name("frames.safetensors.json")).unwrap()).unwrap();
+        assert_eq!(record["references"].as_array().unwrap().len(), references.len());
+    }
+    // A reference that is not a PNG: one line, nothing written.
+    let case = fixture("reference_one");
+    let request = request(&case);
+    let dir = scratch("bad-reference");
+    let out = dir.join("frames.safetensors");
+    let mut args = vace_args(&case, &request, out.to_str().unwrap());
+    args.extend(["--reference".into(), case.join("request.json").to_str().unwrap().into()]);
+    let result = Command::new(env!("CARGO_BIN_EXE_soragen")).args(&args).output().unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&result.stderr);
+    assert!(message.contains("PNG") && message.lines().count() == 1, "{message}");
+    assert!(!out.exists());
+}

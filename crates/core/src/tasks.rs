@@ -223,6 +223,40 @@ fn fitted_references(inputs: &TaskInputs, (width, height): (usize, usize)) -> Re
     inputs.references.iter().map(|reference| crate::vace::fit_reference(reference, width, height)).collect()
 }
 
+/// Image to video: a clip of `frames` frames (at least 2) whose frame 0 is `image` (a one-frame
+/// clip), bit-identical, and the rest generated from it: an extension forward of the one-frame
+/// clip, at the model's 16 fps, through [`run_task`] (windows, cache, references and colour
+/// matching as for any extension). The record names the task `animate`.
+pub fn animate(
+    model: &WanVace,
+    image: &Video,
+    frames: usize,
+    references: &[Video],
+    params: &TaskParams,
+    observer: &dyn Observer,
+) -> Result<TaskOutput> {
+    let (kind, mut inputs) = animate_request(image.clone(), frames)?;
+    inputs.references = references.to_vec();
+    let mut output = run_task(model, &kind, &inputs, params, observer)?;
+    output.record.task = "animate".to_string();
+    Ok(output)
+}
+
+/// The extension [`animate`] runs: the still as a one-frame clip at 16 fps, `frames - 1` new
+/// frames after it.
+pub fn animate_request(mut image: Video, frames: usize) -> Result<(TaskKind, TaskInputs)> {
+    if image.len() != 1 {
+        return Err(Error::Input(format!("the still is one image, not {} frames", image.len())));
+    }
+    if frames < 2 {
+        return Err(Error::Request(format!(
+            "{frames} frames: animate makes at least 2 (the still, then new frames)"
+        )));
+    }
+    image.fps = Some(MODEL_FPS);
+    Ok((TaskKind::ExtendForward { frames: frames - 1 }, TaskInputs { clip: Some(image), ..TaskInputs::default() }))
+}
+
 /// The cache and the part of every window's key the whole task shares.
 fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams, references: &[Vec<f32>]) -> Result<(Cache, Key)> {
     let cache = Cache::open(dir)?;

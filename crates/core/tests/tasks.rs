@@ -551,3 +551,29 @@ fn references_condition_every_window() {
     let message = run(kind, &tiny_ref, &params()).unwrap_err().to_string();
     assert!(message.contains("too small"), "{message}");
 }
+
+/// Image to video is an extension forward of a one-frame clip: the still is frame 0, its bytes;
+/// the other frames are new, at 16 fps; the same frames as that extension, named `animate`.
+#[test]
+fn animate_extends_a_still() {
+    use soragen_core::tasks::animate;
+    let mut still = clip(1, 5);
+    still.fps = None;
+    let references = [reference(24, 40, 120)];
+    let out = animate(&tiny(), &still, 14, &references, &params(), &Recorder::default()).unwrap();
+    assert_eq!(out.video.len(), 14);
+    assert_eq!(out.video.fps, Some((16, 1)));
+    assert_eq!(out.video.frames[0], still.frames[0]);
+    assert!(out.video.frames[1..].iter().all(|f| differs(f, &still.frames[0])));
+    assert_eq!(out.record.generated, vec![1..14]);
+    assert_eq!(out.record.task, "animate");
+    let mut clip16 = still.clone();
+    clip16.fps = Some((16, 1));
+    let inputs = TaskInputs { references: references.to_vec(), ..with_clip(clip16) };
+    let extended = run(TaskKind::ExtendForward { frames: 13 }, &inputs, &params()).unwrap();
+    assert_eq!(extended.video, out.video);
+    let message = animate(&tiny(), &still, 1, &[], &params(), &Recorder::default()).unwrap_err().to_string();
+    assert!(message.contains("at least 2"), "{message}");
+    let message = animate(&tiny(), &clip(2, 0), 5, &[], &params(), &Recorder::default()).unwrap_err().to_string();
+    assert!(message.contains("one image"), "{message}");
+}
