@@ -8,6 +8,8 @@ diffusers' own Wan LoRA converter, which `load_lora_weights` applies), writing
                              main and VACE blocks, the output projection
         wan.safetensors      original Wan / ComfyUI names (diffusion_model.blocks.N.self_attn.q.lora_down
                              / lora_up / alpha) with diff_b bias deltas, time projection, head
+        peft_alpha.safetensors  diffusers / PEFT names saved by `save_lora_weights` with the adapter's
+                             LoraConfig in the metadata (lora_alpha, alpha_pattern), rank 4
         wan_ab.safetensors   original names with lora_A / lora_B, no alpha, head.head.diff (+ diff_b)
         cases.json           case -> [[adapter file, strength], ...]
         io.safetensors       latents, timestep, text_embeddings, control, control_scale,
@@ -33,6 +35,7 @@ CASES = {
     "peft": [("peft", 0.8)],
     "wan": [("wan", 1.5)],
     "wan_ab": [("wan_ab", 1.0)],
+    "peft_alpha": [("peft_alpha", 1.2)],
     "stacked": [("peft", 0.7), ("wan", -0.6)],
 }
 
@@ -130,6 +133,16 @@ def main() -> None:
     }
     for name, state in adapters.items():
         save_file({k: v.contiguous() for k, v in state.items()}, str(OUT / f"{name}.safetensors"))
+    # Alpha in the metadata, as diffusers' training scripts save it.
+    state = {k.removeprefix("transformer."): v for k, v in peft_adapter(transformer, gen).items()
+             if ".attn1." in k or k.startswith("transformer.proj_out")}
+    modules = sorted({k.split(".lora_")[0] for k in state})
+    WanVACEPipeline.save_lora_weights(
+        OUT, transformer_lora_layers=state, weight_name="peft_alpha.safetensors",
+        transformer_lora_adapter_metadata=dict(r=4, lora_alpha=6.0, target_modules=modules,
+                                               alpha_pattern={"blocks.1.attn1.to_k": 2.0, "proj_out": 1.0}),
+    )
+    adapters["peft_alpha"] = state
 
     config = transformer.config
     latents = torch.randn(1, config.in_channels, 3, 8, 12, generator=gen)

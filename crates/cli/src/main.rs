@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
+use soragen_models::lora::LoraSpec;
 
 #[derive(Parser)]
 #[command(name = "soragen", version, about = "Generative video for editors: VACE on Wan2.1")]
@@ -78,6 +79,10 @@ struct VaceArgs {
     /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
     #[arg(long, value_parser = ["f32", "bf16", "f16"])]
     dtype: Option<String>,
+    /// A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the
+    /// transformer, with its strength (default 1); repeat for several.
+    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = parse_lora)]
+    lora: Vec<LoraSpec>,
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
@@ -138,6 +143,11 @@ impl Observer for Terminal {
     }
 }
 
+/// `--lora FILE[:STRENGTH]`.
+fn parse_lora(arg: &str) -> std::result::Result<LoraSpec, String> {
+    LoraSpec::parse(arg).map_err(|e| e.to_string())
+}
+
 /// The device the models run on (see `soragen_core::device`) and the dtype `--dtype` names, or
 /// the one that suits the device.
 fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_core::DType)> {
@@ -162,7 +172,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
-    let model = WanVace::load(&models::model_folder(&args.model)?, dtype, &device)?;
+    let model = WanVace::load_with_adapters(&models::model_folder(&args.model)?, dtype, &device, &args.lora)?;
     model.check_size(video.len(), video.height, video.width)?;
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;
     let noise = match &args.latents {

@@ -57,6 +57,10 @@ pub struct Common {
     /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
     #[arg(long, value_parser = ["f32", "bf16", "f16"])]
     dtype: Option<String>,
+    /// A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the
+    /// transformer, with its strength (default 1); repeat for several.
+    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = crate::parse_lora)]
+    lora: Vec<soragen_models::lora::LoraSpec>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
     /// OUTPUT.json.
@@ -180,7 +184,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
     frames_only(&common.output)?;
     let (device, dtype) = device_and_dtype(common.dtype.as_deref())?;
-    let model = WanVace::load(&crate::models::model_folder(&common.model)?, dtype, &device)?;
+    let model = WanVace::load_with_adapters(&crate::models::model_folder(&common.model)?, dtype, &device, &common.lora)?;
     let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
     write(&output, &common.output)
 }

@@ -303,6 +303,7 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
     let map = unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map LoRA file {}: {e}", path.display())))?;
     let tensors = SafeTensors::deserialize(&map)
         .map_err(|e| err(format!("{} is not a valid safetensors file: {e}", path.display())))?;
+    let peft = PeftAlpha::from_metadata(&map, path)?;
     let names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
     if names.is_empty() {
         return Err(err(format!("LoRA file {} holds no tensors", path.display())));
@@ -394,6 +395,10 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
                         return Err(err(format!("LoRA key {alpha_key} in {} is not a single number", path.display())));
                     };
                     scale *= alpha / rank as f64;
+                } else if naming == Naming::Diffusers
+                    && let Some(peft) = &peft
+                {
+                    scale *= peft.scale(&module, rank);
                 }
                 out.push((target("weight"), delta(&down_key, Change::LowRank { down, up }, scale)));
             }
@@ -418,4 +423,54 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
         }
     }
     Ok(out)
+}
+
+/// The scaling diffusers saves in a file's `lora_adapter_metadata` (the PEFT `LoraConfig` of the
+/// transformer, keys `transformer.lora_alpha`, `transformer.alpha_pattern`,
+/// `transformer.use_rslora`) for files without `.alpha` keys.
+struct PeftAlpha {
+    alpha: Option<f64>,
+    /// Module name or trailing part of one (PEFT's pattern `(.*\.)?NAME$`) -> alpha.
+    pattern: Vec<(String, f64)>,
+    rslora: bool,
+}
+
+impl PeftAlpha {
+    fn from_metadata(map: &[u8], path: &std::path::Path) -> Result<Option<Self>> {
+        let (_, metadata) = SafeTensors::read_metadata(map)
+            .map_err(|e| err(format!("{} is not a valid safetensors file: {e}", path.display())))?;
+        let Some(text) = metadata.metadata().as_ref().and_then(|m| m.get("lora_adapter_metadata")) else {
+            return Ok(None);
+        };
+        let bad = |what: &str| err(format!("{}: lora_adapter_metadata {what}", path.display()));
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&format!("is not JSON: {e}")))?;
+        let alpha = match json.get("transformer.lora_alpha") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(value.as_f64().ok_or_else(|| bad("has a lora_alpha that is not a number"))?),
+        };
+        let mut pattern = Vec::new();
+        if let Some(object) = json.get("transformer.alpha_pattern").and_then(|v| v.as_object()) {
+            for (name, value) in object {
+                let value = value.as_f64().ok_or_else(|| bad(&format!("has a non-numeric alpha for {name}")))?;
+                pattern.push((name.trim_start_matches('^').to_string(), value));
+            }
+        }
+        let rslora = json.get("transformer.use_rslora").and_then(|v| v.as_bool()).unwrap_or(false);
+        Ok(Some(Self { alpha, pattern, rslora }))
+    }
+
+    /// `alpha / rank` (or `alpha / sqrt(rank)` with rsLoRA) for `module`, 1 without an alpha.
+    fn scale(&self, module: &str, rank: usize) -> f64 {
+        let alpha = self
+            .pattern
+            .iter()
+            .find(|(name, _)| module == name || module.ends_with(&format!(".{name}")))
+            .map(|(_, alpha)| *alpha)
+            .or(self.alpha);
+        match alpha {
+            None => 1.0,
+            Some(alpha) if self.rslora => alpha / (rank as f64).sqrt(),
+            Some(alpha) => alpha / rank as f64,
+        }
+    }
 }
