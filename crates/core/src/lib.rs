@@ -4,6 +4,7 @@ pub mod device;
 pub mod gpu;
 pub mod hub;
 pub mod model;
+pub mod presets;
 pub mod tasks;
 pub mod vace;
 pub mod video;

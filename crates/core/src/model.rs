@@ -219,6 +219,11 @@ impl WanVace {
         self.transformer.config().in_channels
     }
 
+    /// Transformer forward passes this model has run (see `WanTransformer::forward_count`).
+    pub fn transformer_forwards(&self) -> usize {
+        self.transformer.forward_count()
+    }
+
     pub fn vace_layer_count(&self) -> usize {
         self.transformer.config().vace_layers.as_ref().map_or(0, Vec::len)
     }
