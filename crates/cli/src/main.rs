@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
+use soragen_core::presets::Preset;
 use soragen_models::lora::LoraSpec;
 
 #[derive(Parser)]
@@ -83,6 +84,10 @@ struct VaceArgs {
     /// transformer, with its strength (default 1); repeat for several.
     #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = parse_lora)]
     lora: Vec<LoraSpec>,
+    /// Sampling preset: `distill-4` (4 steps, guidance 1, flow shift 5, for a distilled LoRA
+    /// given with --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
+    #[arg(long, value_parser = parse_preset, conflicts_with_all = ["steps", "guidance"])]
+    preset: Option<&'static Preset>,
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
@@ -148,6 +153,11 @@ fn parse_lora(arg: &str) -> std::result::Result<LoraSpec, String> {
     LoraSpec::parse(arg).map_err(|e| e.to_string())
 }
 
+/// `--preset NAME`.
+fn parse_preset(name: &str) -> std::result::Result<&'static Preset, String> {
+    Preset::named(name).map_err(|e| e.to_string())
+}
+
 /// The device the models run on (see `soragen_core::device`) and the dtype `--dtype` names, or
 /// the one that suits the device.
 fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_core::DType)> {
@@ -180,9 +190,9 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         None => Noise::Seed(args.seed),
     };
     let sampling = Sampling {
-        steps: args.steps,
-        guidance: args.guidance,
-        flow_shift: args.flow_shift,
+        steps: args.preset.map_or(args.steps, |p| p.steps),
+        guidance: args.preset.map_or(args.guidance, |p| p.guidance),
+        flow_shift: args.flow_shift.or(args.preset.and_then(|p| p.flow_shift)),
         conditioning_scale: 1.0,
         noise,
     };

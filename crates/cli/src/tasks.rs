@@ -61,6 +61,10 @@ pub struct Common {
     /// transformer, with its strength (default 1); repeat for several.
     #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = crate::parse_lora)]
     lora: Vec<soragen_models::lora::LoraSpec>,
+    /// Sampling preset: `distill-4` (4 steps, guidance 1, for a distilled LoRA given with
+    /// --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
+    #[arg(long, value_parser = crate::parse_preset, conflicts_with_all = ["steps", "guidance"])]
+    preset: Option<&'static soragen_core::presets::Preset>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
     /// OUTPUT.json.
@@ -70,7 +74,7 @@ pub struct Common {
 
 impl Common {
     fn params(&self) -> TaskParams {
-        TaskParams {
+        let mut params = TaskParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             seed: self.seed,
@@ -84,7 +88,11 @@ impl Common {
             window_frames: self.window_frames,
             match_frame_rate: !self.no_frame_rate_match,
             cache: self.cache.clone(),
+        };
+        if let Some(preset) = self.preset {
+            preset.apply(&mut params);
         }
+        params
     }
 }
 

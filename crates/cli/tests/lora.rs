@@ -132,3 +132,36 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
     assert!(!result.status.success());
     assert!(stderr(&result).contains("finite"), "{}", stderr(&result));
 }
+
+/// `--preset distill-4` with its adapter gives what `--steps 4 --guidance 1 --flow-shift 5` gives.
+#[test]
+fn presets_set_steps_guidance_and_shift() {
+    let dir = scratch("preset");
+    let peft = adapter("peft.safetensors");
+    let strip = |extra: &[&str]| -> Vec<String> { extra.iter().map(|s| s.to_string()).collect() };
+    let run = |name: &str, extra: Vec<String>| {
+        let out = dir.join(name);
+        let case = models().join("fixtures/pipeline/tiny_extend");
+        let mut args: Vec<String> = [
+            "vace", "--model", models().join("tiny").to_str().unwrap(),
+            "--video", case.join("video").to_str().unwrap(), "--mask", case.join("mask").to_str().unwrap(),
+            "--prompt", "waves", "--latents", case.join("latents.safetensors").to_str().unwrap(),
+            "--output", out.to_str().unwrap(), "--lora", &peft,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra);
+        let result = soragen(&args);
+        assert!(result.status.success(), "{}", stderr(&result));
+        out
+    };
+    let preset = run("preset.safetensors", strip(&["--preset", "distill-4"]));
+    let explicit = run("explicit.safetensors", strip(&["--steps", "4", "--guidance", "1", "--flow-shift", "5"]));
+    assert_eq!(diff(&preset, &explicit), 0.0);
+    let unknown = soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast"]));
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("distill-4"), "{}", stderr(&unknown));
+    let both = soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "distill-4", "--steps", "8"]));
+    assert!(!both.status.success());
+}
