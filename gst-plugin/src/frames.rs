@@ -6,10 +6,10 @@
 #[cfg(feature = "cuda")]
 use std::sync::{Arc, Mutex};
 
+use candle_core::Device;
 use gst::glib;
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrame, VideoInfo};
-use candle_core::Device;
 use soragen_core::video::{Frame, Video};
 
 /// Formats both elements accept and produce (system memory).
@@ -27,7 +27,9 @@ pub const FORMATS: [VideoFormat; 7] = [
 pub const ALPHA_FORMATS: [VideoFormat; 2] = [VideoFormat::Rgba, VideoFormat::Bgra];
 
 pub fn caps(formats: &[VideoFormat]) -> gst::Caps {
-    gst_video::VideoCapsBuilder::new().format_list(formats.iter().copied()).build()
+    gst_video::VideoCapsBuilder::new()
+        .format_list(formats.iter().copied())
+        .build()
 }
 
 /// The element's caps for `formats`: in a CUDA build, first those the CUDA path takes in CUDA
@@ -55,16 +57,26 @@ pub enum FrameMemory {
 }
 
 impl FrameMemory {
-    pub fn to_video(&self, buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
+    pub fn to_video(
+        &self,
+        buffers: &[gst::Buffer],
+        info: &VideoInfo,
+    ) -> Result<Video, glib::BoolError> {
         match self {
             #[cfg(feature = "cuda")]
-            Self::Cuda(cuda) if buffers.iter().all(|buffer| cuda.is_ours(buffer)) => cuda.to_video(buffers, info),
+            Self::Cuda(cuda) if buffers.iter().all(|buffer| cuda.is_ours(buffer)) => {
+                cuda.to_video(buffers, info)
+            }
             // CUDA memory of another context is mapped through host memory, like system memory.
             _ => to_video(buffers, info),
         }
     }
 
-    pub fn to_buffers(&self, frames: &[&Frame], info: &VideoInfo) -> Result<Vec<gst::Buffer>, glib::BoolError> {
+    pub fn to_buffers(
+        &self,
+        frames: &[&Frame],
+        info: &VideoInfo,
+    ) -> Result<Vec<gst::Buffer>, glib::BoolError> {
         match self {
             #[cfg(feature = "cuda")]
             Self::Cuda(cuda) => cuda.to_buffers(frames, info),
@@ -74,7 +86,11 @@ impl FrameMemory {
 }
 
 static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
-    gst::DebugCategory::new("soragen-gpu", gst::DebugColorFlags::empty(), Some("Soragen's GPU shared with the pipeline"))
+    gst::DebugCategory::new(
+        "soragen-gpu",
+        gst::DebugColorFlags::empty(),
+        Some("Soragen's GPU shared with the pipeline"),
+    )
 });
 
 /// The model's GPU as shared with the pipeline (cuda build), or why not: it decides whether caps
@@ -92,7 +108,9 @@ pub struct SharedGpu {
 
 impl SharedGpu {
     #[cfg(feature = "cuda")]
-    fn shared(&self) -> std::sync::MutexGuard<'_, Option<Result<Arc<crate::cuda::CudaFrames>, String>>> {
+    fn shared(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<Result<Arc<crate::cuda::CudaFrames>, String>>> {
         self.cuda.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -147,7 +165,10 @@ impl SharedGpu {
             let mut system = gst::Caps::new_empty();
             for (structure, features) in caps.iter_with_features() {
                 if !features.contains(crate::cuda::CAPS_FEATURE) {
-                    system.get_mut().expect("new caps").append_structure_full(structure.to_owned(), Some(features.to_owned()));
+                    system
+                        .get_mut()
+                        .expect("new caps")
+                        .append_structure_full(structure.to_owned(), Some(features.to_owned()));
                 }
             }
             return system;
@@ -192,7 +213,10 @@ fn rgba_info(info: &VideoInfo) -> Result<VideoInfo, glib::BoolError> {
         .build()
 }
 
-fn converter(from: &VideoInfo, to: &VideoInfo) -> Result<gst_video::VideoConverter, glib::BoolError> {
+fn converter(
+    from: &VideoInfo,
+    to: &VideoInfo,
+) -> Result<gst_video::VideoConverter, glib::BoolError> {
     gst_video::VideoConverter::new(from, to, None)
 }
 
@@ -236,7 +260,11 @@ fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolE
     let rgba = rgba_info(info)?;
     let (width, height) = (info.width() as usize, info.height() as usize);
     if frame.rgb.len() != width * height * 3 {
-        return Err(glib::bool_error!("generated frame does not match {}x{}", width, height));
+        return Err(glib::bool_error!(
+            "generated frame does not match {}x{}",
+            width,
+            height
+        ));
     }
     let mut source = VideoFrame::from_buffer_writable(gst::Buffer::with_size(rgba.size())?, &rgba)
         .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
@@ -255,5 +283,68 @@ fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolE
     let mut target = VideoFrame::from_buffer_writable(gst::Buffer::with_size(info.size())?, info)
         .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
     converter(&rgba, info)?.frame(&source, &mut target);
+    Ok(target.into_buffer())
+}
+
+/// A replaced-background frame as a buffer of `info`'s format that keeps the source's own
+/// samples: a copy of `original` where the generated frame's samples are written only for the
+/// pixels in `changed` (one flag per pixel, row by row). A sample of a subsampled plane (the
+/// chroma of I420 and NV12) is written when any pixel it covers changed. So no kept pixel goes
+/// through RGB and back.
+pub fn keep_source_samples(
+    original: &gst::Buffer,
+    generated: &gst::Buffer,
+    changed: &[bool],
+    info: &VideoInfo,
+) -> Result<gst::Buffer, glib::BoolError> {
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    if changed.len() != width * height {
+        return Err(glib::bool_error!(
+            "{} change flags for a {width}x{height} frame",
+            changed.len()
+        ));
+    }
+    let finfo = info.format_info();
+    if finfo
+        .depth()
+        .iter()
+        .take(finfo.n_components() as usize)
+        .any(|&depth| depth != 8)
+    {
+        return Err(glib::bool_error!("{:?}: only 8-bit formats", info.format()));
+    }
+    let generated = VideoFrame::from_buffer_readable(generated.clone(), info)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    let mut target = VideoFrame::from_buffer_writable(original.copy_deep()?, info)
+        .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
+    for component in 0..finfo.n_components() as usize {
+        let plane = finfo.plane()[component] as usize;
+        let (offset, step) = (
+            finfo.poffset()[component] as usize,
+            finfo.pixel_stride()[component] as usize,
+        );
+        let (w_sub, h_sub) = (finfo.w_sub()[component], finfo.h_sub()[component]);
+        let samples_x = finfo.scale_width(component as u8, width as u32) as usize;
+        let samples_y = finfo.scale_height(component as u8, height as u32) as usize;
+        let (source_stride, target_stride) = (
+            generated.plane_stride()[plane] as usize,
+            target.plane_stride()[plane] as usize,
+        );
+        let source = generated.plane_data(plane as u32)?;
+        let target = target.plane_data_mut(plane as u32)?;
+        for sy in 0..samples_y {
+            let rows = (sy << h_sub)..((sy + 1) << h_sub).min(height);
+            for sx in 0..samples_x {
+                let columns = (sx << w_sub)..((sx + 1) << w_sub).min(width);
+                if rows
+                    .clone()
+                    .any(|y| changed[y * width..][columns.clone()].iter().any(|&c| c))
+                {
+                    target[sy * target_stride + sx * step + offset] =
+                        source[sy * source_stride + sx * step + offset];
+                }
+            }
+        }
+    }
     Ok(target.into_buffer())
 }

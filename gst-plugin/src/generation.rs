@@ -18,7 +18,8 @@ use soragen_core::vace::Observer;
 pub const GENERATED_META: &str = "GstSoragenGeneratedMeta";
 
 /// Name of the element messages that report progress: `step`, `total` (denoising steps of the
-/// current window), `window`, `windows` (0-based window of how many).
+/// current window), `window`, `windows` (0-based window of how many; replace-background counts
+/// the windows of the stream, `windows` 0 when the segment does not say how long it is).
 pub const PROGRESS_MESSAGE: &str = "soragen-progress";
 
 pub fn register_meta() {
@@ -141,20 +142,40 @@ impl GenerationSettings {
 
     /// Sets one of the shared properties; false when `name` is not one of them. An invalid value
     /// is refused with a warning and the old value kept.
-    pub fn set_property(&mut self, element: &gst::Element, name: &str, value: &glib::Value) -> bool {
+    pub fn set_property(
+        &mut self,
+        element: &gst::Element,
+        name: &str,
+        value: &glib::Value,
+    ) -> bool {
         match name {
             "model" => {
-                self.model = value.get::<Option<String>>().expect("type checked upstream").filter(|s| !s.is_empty()).map(PathBuf::from)
+                self.model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
             }
-            "prompt" => self.prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            "prompt" => {
+                self.prompt = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
             "negative-prompt" => {
-                self.negative_prompt = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+                self.negative_prompt = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
             }
             "steps" => self.steps = value.get().expect("type checked upstream"),
             "guidance" => self.guidance = value.get().expect("type checked upstream"),
             "seed" => self.seed = value.get().expect("type checked upstream"),
             "device" => {
-                let text = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default();
+                let text = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
                 match DeviceChoice::parse(&text) {
                     Some(device) => self.device = device,
                     None => glib::g_warning!(
@@ -172,7 +193,11 @@ impl GenerationSettings {
 
     pub fn property(&self, name: &str) -> Option<glib::Value> {
         Some(match name {
-            "model" => self.model.as_ref().map(|m| m.display().to_string()).to_value(),
+            "model" => self
+                .model
+                .as_ref()
+                .map(|m| m.display().to_string())
+                .to_value(),
             "prompt" => self.prompt.to_value(),
             "negative-prompt" => self.negative_prompt.to_value(),
             "steps" => self.steps.to_value(),
@@ -192,7 +217,10 @@ impl GenerationSettings {
             ));
         };
         let fail = |e: soragen_core::Error| {
-            gst::error_msg!(gst::LibraryError::Init, ("Cannot load the model {}: {e}", folder.display()))
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                ("Cannot load the model {}: {e}", folder.display())
+            )
         };
         // A folder, or a repository id looked up in (and fetched into) the Hugging Face cache.
         let folder = resolve_model(&folder.to_string_lossy()).map_err(fail)?;
@@ -205,9 +233,14 @@ impl GenerationSettings {
         match self.device {
             DeviceChoice::Auto => Ok(model_device()),
             DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceChoice::Cuda(ordinal) => open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
-                gst::error_msg!(gst::LibraryError::Init, ("Cannot use device cuda:{ordinal}: {reason}"))
-            }),
+            DeviceChoice::Cuda(ordinal) => {
+                open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
+                    gst::error_msg!(
+                        gst::LibraryError::Init,
+                        ("Cannot use device cuda:{ordinal}: {reason}")
+                    )
+                })
+            }
         }
     }
 
@@ -227,14 +260,34 @@ impl GenerationSettings {
 /// set (by a flush or a state change to READY).
 pub struct BusProgress<'a> {
     pub element: &'a gst::Element,
-    pub cancel: &'a AtomicBool,
+    cancel: Box<dyn Fn() -> bool + 'a>,
     window: AtomicU32,
     windows: AtomicU32,
+    /// The window of the stream this task is (replace-background: one task per window), which
+    /// the messages report instead of the task's own windows.
+    stream_window: Option<(u32, u32)>,
 }
 
 impl<'a> BusProgress<'a> {
     pub fn new(element: &'a gst::Element, cancel: &'a AtomicBool) -> Self {
-        Self { element, cancel, window: AtomicU32::new(0), windows: AtomicU32::new(1) }
+        Self::with_cancel(element, move || cancel.load(Ordering::SeqCst))
+    }
+
+    /// Stops once `cancel` says so.
+    pub fn with_cancel(element: &'a gst::Element, cancel: impl Fn() -> bool + 'a) -> Self {
+        Self {
+            element,
+            cancel: Box::new(cancel),
+            window: AtomicU32::new(0),
+            windows: AtomicU32::new(1),
+            stream_window: None,
+        }
+    }
+
+    /// Reports window `index` of `count` (0: not known) of the stream.
+    pub fn in_stream_window(mut self, index: u32, count: u32) -> Self {
+        self.stream_window = Some((index, count));
+        self
     }
 }
 
@@ -243,10 +296,22 @@ impl Observer for BusProgress<'_> {
         let structure = gst::Structure::builder(PROGRESS_MESSAGE)
             .field("step", done as u32)
             .field("total", total as u32)
-            .field("window", self.window.load(Ordering::Relaxed))
-            .field("windows", self.windows.load(Ordering::Relaxed))
+            .field(
+                "window",
+                self.stream_window
+                    .map_or_else(|| self.window.load(Ordering::Relaxed), |w| w.0),
+            )
+            .field(
+                "windows",
+                self.stream_window
+                    .map_or_else(|| self.windows.load(Ordering::Relaxed), |w| w.1),
+            )
             .build();
-        let _ = self.element.post_message(gst::message::Element::builder(structure).src(self.element).build());
+        let _ = self.element.post_message(
+            gst::message::Element::builder(structure)
+                .src(self.element)
+                .build(),
+        );
     }
 
     fn window(&self, index: usize, count: usize) {
@@ -255,19 +320,26 @@ impl Observer for BusProgress<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        (self.cancel)()
     }
 }
 
 /// Gives a generated buffer its own timing: `offset` is the frame number at the stream's frame
 /// rate (as `videotestsrc` counts), left unset without a rate.
-pub fn stamp(buffer: &mut gst::BufferRef, pts: gst::ClockTime, duration: gst::ClockTime, fps: Option<gst::Fraction>) {
+pub fn stamp(
+    buffer: &mut gst::BufferRef,
+    pts: gst::ClockTime,
+    duration: gst::ClockTime,
+    fps: Option<gst::Fraction>,
+) {
     buffer.set_pts(pts);
     buffer.set_dts(gst::ClockTime::NONE);
     buffer.set_duration(duration);
     let frame = fps.filter(|fps| fps.numer() > 0).and_then(|fps| {
-        pts.nseconds()
-            .mul_div_round(fps.numer() as u64, fps.denom() as u64 * gst::ClockTime::SECOND.nseconds())
+        pts.nseconds().mul_div_round(
+            fps.numer() as u64,
+            fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+        )
     });
     if let Some(frame) = frame {
         buffer.set_offset(frame);
@@ -277,7 +349,8 @@ pub fn stamp(buffer: &mut gst::BufferRef, pts: gst::ClockTime, duration: gst::Cl
 
 /// Attaches the meta that marks a buffer as generated.
 pub fn mark_generated(buffer: &mut gst::BufferRef, record: &GeneratedBy) {
-    let mut meta = gst::meta::CustomMeta::add(buffer, GENERATED_META).expect("meta registered at plugin load");
+    let mut meta =
+        gst::meta::CustomMeta::add(buffer, GENERATED_META).expect("meta registered at plugin load");
     let s = meta.mut_structure();
     s.set("model", &record.model);
     s.set("prompt", &record.prompt);
@@ -292,4 +365,79 @@ pub struct GeneratedBy {
     pub prompt: String,
     pub seed: u64,
     pub task: String,
+}
+
+/// A stream's frame grid: frame n starts n × den / num seconds after frame 0, rounded once
+/// (never a rounded duration added up); without a rate every frame lasts `fallback`.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameGrid {
+    fps: Option<gst::Fraction>,
+    fallback: gst::ClockTime,
+}
+
+pub fn frame_grid(fps: Option<gst::Fraction>, fallback: gst::ClockTime) -> FrameGrid {
+    FrameGrid {
+        fps: fps.filter(|fps| fps.numer() > 0 && fps.denom() > 0),
+        fallback,
+    }
+}
+
+impl FrameGrid {
+    /// The time `frames` frames take from a frame on the grid.
+    pub fn span(&self, frames: u64) -> gst::ClockTime {
+        self.fps
+            .and_then(|fps| {
+                gst::ClockTime::SECOND
+                    .mul_div_round(frames * fps.denom() as u64, fps.numer() as u64)
+            })
+            .unwrap_or(self.fallback * frames)
+    }
+
+    /// The grid frame nearest `time`, when `time` lies on the grid (within 1 µs, what a
+    /// muxer's rounding leaves).
+    pub fn frame_at(&self, time: gst::ClockTime) -> Option<u64> {
+        let fps = self.fps?;
+        let frame = time.nseconds().mul_div_round(
+            fps.numer() as u64,
+            fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+        )?;
+        (self.span(frame).nseconds().abs_diff(time.nseconds()) <= 1_000).then_some(frame)
+    }
+
+    /// PTS and duration of the `index`-th frame from `start`: the grid's own frame times when
+    /// `start` lies on the grid, else `start` plus the grid's spans.
+    pub fn frame(&self, start: gst::ClockTime, index: u64) -> (gst::ClockTime, gst::ClockTime) {
+        match self.frame_at(start) {
+            Some(first) => {
+                let pts = self.span(first + index);
+                (pts, self.span(first + index + 1) - pts)
+            }
+            None => (
+                start + self.span(index),
+                self.span(index + 1) - self.span(index),
+            ),
+        }
+    }
+}
+
+/// Refuses (with a warning) to change a property that may change only in NULL or READY (flag
+/// `GST_PARAM_MUTABLE_READY`) once the element is PAUSED or PLAYING, or on its way there: the
+/// running element could not follow it. True when refused.
+pub fn refused_while_running(
+    element: &gst::Element,
+    pspec: &glib::ParamSpec,
+    value: &glib::Value,
+) -> bool {
+    let ready_only = pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY);
+    let (_, current, pending) = element.state(gst::ClockTime::ZERO);
+    if !ready_only || (current <= gst::State::Ready && pending <= gst::State::Ready) {
+        return false;
+    }
+    glib::g_warning!(
+        "soragen",
+        "{}: property '{}' can change only in the NULL or READY state (it is {current:?}): keeping the current value, not {value:?}",
+        element.name(),
+        pspec.name(),
+    );
+    true
 }

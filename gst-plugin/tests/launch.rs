@@ -12,9 +12,17 @@ const TINY_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny");
 fn plugin_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        let deps = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
         let built = deps.join("libgstsoragen.so");
-        assert!(built.is_file(), "cargo builds the cdylib next to the test: {}", built.display());
+        assert!(
+            built.is_file(),
+            "cargo builds the cdylib next to the test: {}",
+            built.display()
+        );
         let dir = std::env::temp_dir().join(format!("soragen-gst-plugin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&built, dir.join("libgstsoragen.so")).unwrap();
@@ -47,25 +55,38 @@ fn launch_with(pipeline: &str, envs: &[(&str, &str)]) -> (Output, usize) {
     args.extend(pipeline.split_whitespace());
     let output = gst_tool("gst-launch-1.0", &args, envs);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let buffers = stdout.lines().filter(|l| l.contains("last-message = chain")).count();
+    let buffers = stdout
+        .lines()
+        .filter(|l| l.contains("last-message = chain"))
+        .count();
     (output, buffers)
 }
 
 fn assert_buffers(pipeline: &str, expected: usize) {
     let (output, buffers) = launch(pipeline);
-    assert!(output.status.success(), "{pipeline}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{pipeline}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(buffers, expected, "{pipeline}");
 }
 
 fn source(count: u32, format: &str) -> String {
-    format!("videotestsrc num-buffers={count} ! video/x-raw,format={format},width=32,height=32,framerate=16/1")
+    format!(
+        "videotestsrc num-buffers={count} ! video/x-raw,format={format},width=32,height=32,framerate=16/1"
+    )
 }
 
 const SINK: &str = "fakesink silent=false";
 
 fn inspect(name: &str) -> String {
     let output = gst_tool("gst-inspect-1.0", &["--no-colors", name], &[]);
-    assert!(output.status.success(), "gst-inspect-1.0 {name}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "gst-inspect-1.0 {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -85,14 +106,19 @@ fn gst_inspect_documents_both_elements() {
         "insert-at",
         "Range: 1 - 1000 Default: 50",
         "\"auto\" (the GPU in a CUDA build when one opens, else the CPU), \"cpu\", or \"cuda:N\"",
-
         "SINK template: 'mask'",
         "format: { (string)RGBA, (string)RGBx, (string)BGRA, (string)BGRx, (string)RGB, (string)I420, (string)NV12 }",
     ] {
-        assert!(soragen.contains(expected), "missing {expected:?} in\n{soragen}");
+        assert!(
+            soragen.contains(expected),
+            "missing {expected:?} in\n{soragen}"
+        );
     }
     let source = inspect("soragensrc");
-    assert!(source.contains("Source/Video") && source.contains("num-frames"), "{source}");
+    assert!(
+        source.contains("Source/Video") && source.contains("num-frames"),
+        "{source}"
+    );
 }
 
 #[test]
@@ -103,7 +129,10 @@ fn passthrough_lets_every_frame_through() {
 #[test]
 fn extend_forward_adds_frames_after_the_last() {
     assert_buffers(
-        &format!("{} ! soragen mode=extend-forward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "NV12")),
+        &format!(
+            "{} ! soragen mode=extend-forward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}",
+            source(5, "NV12")
+        ),
         8,
     );
 }
@@ -111,7 +140,10 @@ fn extend_forward_adds_frames_after_the_last() {
 #[test]
 fn extend_backward_adds_frames_before_the_first() {
     assert_buffers(
-        &format!("{} ! soragen mode=extend-backward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "BGRx")),
+        &format!(
+            "{} ! soragen mode=extend-backward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}",
+            source(5, "BGRx")
+        ),
         8,
     );
 }
@@ -130,7 +162,10 @@ fn insert_fills_the_boundary_concat_makes() {
 #[test]
 fn replace_background_keeps_every_frame() {
     assert_buffers(
-        &format!("{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}", source(5, "RGBA")),
+        &format!(
+            "{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}",
+            source(5, "RGBA")
+        ),
         5,
     );
 }
@@ -151,29 +186,46 @@ fn replace_background_takes_masks_from_a_second_pad() {
 #[test]
 fn soragensrc_generates_the_requested_frames() {
     assert_buffers(
-        &format!("soragensrc num-frames=5 steps=2 model={TINY_MODEL} ! video/x-raw,format=I420,width=32,height=32 ! {SINK}"),
+        &format!(
+            "soragensrc num-frames=5 steps=2 model={TINY_MODEL} ! video/x-raw,format=I420,width=32,height=32 ! {SINK}"
+        ),
         5,
     );
 }
 
 #[test]
 fn a_bad_model_stops_the_pipeline_with_an_error() {
-    let (output, _) = launch(&format!("{} ! soragen mode=extend-forward model=/nonexistent ! {SINK}", source(5, "RGBA")));
+    let (output, _) = launch(&format!(
+        "{} ! soragen mode=extend-forward model=/nonexistent ! {SINK}",
+        source(5, "RGBA")
+    ));
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("Cannot load the model /nonexistent"), "{text}");
+    assert!(
+        text.contains("Cannot load the model /nonexistent"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_repository_id_is_looked_up_in_the_hugging_face_cache() {
     let cache = std::env::temp_dir().join(format!("soragen-gst-empty-hub-{}", std::process::id()));
     std::fs::create_dir_all(&cache).unwrap();
-    let envs = [("HF_HUB_CACHE", cache.to_str().unwrap()), ("HF_HUB_OFFLINE", "1")];
-    let pipeline = format!("{} ! soragen mode=extend-forward model=nobody/no-such-model ! {SINK}", source(5, "RGBA"));
+    let envs = [
+        ("HF_HUB_CACHE", cache.to_str().unwrap()),
+        ("HF_HUB_OFFLINE", "1"),
+    ];
+    let pipeline = format!(
+        "{} ! soragen mode=extend-forward model=nobody/no-such-model ! {SINK}",
+        source(5, "RGBA")
+    );
     let (output, _) = launch_with(&pipeline, &envs);
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("Cannot load the model nobody/no-such-model"), "{text}");
+    assert!(
+        text.contains("Cannot load the model nobody/no-such-model"),
+        "{text}"
+    );
     assert!(text.contains("offline"), "{text}");
 }
 

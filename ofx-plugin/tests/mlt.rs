@@ -1,5 +1,5 @@
-//! The bundle in a host like MLT's openfx module (Kdenlive): the Filter context only, 8-bit,
-//! no frame ranges on clips and no effect duration, the frame being rendered for any time
+//! The bundle in a host like MLT's openfx module (Kdenlive; checked against `melt` 7.40): the
+//! Filter context only, 8-bit, no frame ranges on clips, the frame being rendered for any time
 //! asked, and a new instance for every frame. What cannot work there fails with a message that
 //! names the host's limit, never a silent pass-through.
 
@@ -67,4 +67,33 @@ fn replace_background_renders_each_frame_on_its_own() {
         assert_ne!(frame, source.frames[&t], "frame {t} is not passed through");
         assert_all_released(&instance);
     }
+}
+
+/// MLT cannot connect the Mask input and hands over opaque frames: with nothing marked as
+/// background, Replace Background says so instead of handing the source back as if processed.
+#[test]
+fn replace_background_on_an_opaque_clip_says_there_is_no_background() {
+    let host = host();
+    let mut source = footage(0, 2, Depth::Byte, Components::Rgba, false, 7);
+    for pixels in source.frames.values_mut() {
+        pixels
+            .data
+            .chunks_exact_mut(4)
+            .for_each(|pixel| pixel[3] = 255);
+    }
+    let instance = host
+        .instance(
+            REPLACE_BACKGROUND,
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source)],
+                Depth::Byte,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
+    quick(&instance, 4, 1);
+    assert_eq!(instance.render(0.0), Err(kOfxStatFailed));
+    let message = instance.log().messages.last().cloned().expect("a message");
+    assert!(message.text.contains("no background"), "{message:?}");
 }

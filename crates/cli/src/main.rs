@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 mod container;
@@ -15,6 +15,8 @@ use std::cell::Cell;
 
 use clap::{Parser, Subcommand};
 use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
+use soragen_core::limits::{self, Limit};
+use soragen_core::output::{Destination, Shape};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
 use soragen_core::presets::Preset;
@@ -63,13 +65,13 @@ struct VaceArgs {
     #[arg(long, default_value = "")]
     negative_prompt: String,
     /// Denoising steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = limited(limits::STEPS))]
     steps: usize,
     /// Classifier-free guidance scale (1 or less: no guidance, half the work).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = limited(limits::GUIDANCE))]
     guidance: f64,
     /// Overrides the scheduler's flow shift (published: 3.0 at 480p, 5.0 at 720p).
-    #[arg(long)]
+    #[arg(long, value_parser = limited(limits::FLOW_SHIFT))]
     flow_shift: Option<f64>,
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0, conflicts_with = "latents")]
@@ -93,9 +95,16 @@ struct VaceArgs {
     output: PathBuf,
 }
 
-/// Progress on a terminal; Ctrl-C asks to stop between denoising steps.
+/// Where a run stands with stop requests (Ctrl-C, SIGTERM), shared with the signal handler.
+const RUNNING: u8 = 0;
+const STOP_REQUESTED: u8 = 1;
+/// The output is being committed: a stop waits for the commit to finish.
+const COMMITTING: u8 = 2;
+const COMMITTING_STOP_REQUESTED: u8 = 3;
+
+/// Progress on a terminal; Ctrl-C or SIGTERM asks to stop between denoising steps.
 struct Terminal {
-    interrupted: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     /// When the current window's first step began.
     started: Cell<Instant>,
     draw: bool,
@@ -103,16 +112,38 @@ struct Terminal {
 
 impl Terminal {
     fn new() -> Self {
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&interrupted);
-        // A second Ctrl-C ends the process at once, for a user who does not want to wait.
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let shared = Arc::clone(&state);
+        // A second stop request ends the process at once, for a user who does not want to
+        // wait, except while the output is committed: that finishes first, so an output is
+        // never left half replaced.
         let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
+            match shared.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| match s {
+                RUNNING => Some(STOP_REQUESTED),
+                COMMITTING => Some(COMMITTING_STOP_REQUESTED),
+                _ => None,
+            }) {
+                Ok(RUNNING) => eprintln!("\nstopping after the current step (Ctrl-C again to quit now)"),
+                Ok(_) => eprintln!("\nstopping once the output is written in full"),
+                Err(STOP_REQUESTED) => std::process::exit(130),
+                Err(_) => {}
             }
-            eprintln!("\nstopping after the current step (Ctrl-C again to quit now)");
         });
-        Self { interrupted, started: Cell::new(Instant::now()), draw: std::io::stderr().is_terminal() }
+        Self { state, started: Cell::new(Instant::now()), draw: std::io::stderr().is_terminal() }
+    }
+
+    /// Enters the commit: from here a stop request finishes writing the output. Fails with
+    /// [`Error::Cancelled`] when a stop was requested before.
+    fn begin_commit(&self) -> Result<()> {
+        match self.state.compare_exchange(RUNNING, COMMITTING, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Cancelled),
+        }
+    }
+
+    /// After a commit: a stop requested during it still ends the run as stopped.
+    fn stopped_while_committing(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == COMMITTING_STOP_REQUESTED
     }
 }
 
@@ -144,7 +175,7 @@ impl Observer for Terminal {
     }
 
     fn cancelled(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) != RUNNING
     }
 }
 
@@ -169,8 +200,23 @@ fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_
     Ok((device, dtype))
 }
 
+/// A flag's value parsed and checked against its range, so a bad number is refused before
+/// anything runs.
+pub fn limited<T>(limit: Limit<T>) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Debug + Copy + Send + Sync + 'static,
+{
+    move |text| text.trim().parse::<T>().map_err(|_| format!("{text:?} is not a number")).and_then(|v| limit.check(v))
+}
+
 fn run_vace(args: VaceArgs) -> Result<()> {
+    let terminal = Terminal::new();
     let (device, dtype) = device_and_dtype(args.dtype.as_deref())?;
+    let folder = models::model_folder(&args.model)?;
+    let mut inputs = vec![args.video.as_path(), args.mask.as_path(), folder.as_path()];
+    inputs.extend(args.latents.as_deref());
+    inputs.extend(args.lora.iter().map(|adapter| adapter.path.as_path()));
+    let destination = prepare_output(&args.output, &inputs)?;
     let video = container::read(&args.video)?;
     let masks = container::read(&args.mask)?;
     if masks.len() != video.len() {
@@ -182,7 +228,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
-    let model = WanVace::load_with_adapters(&models::model_folder(&args.model)?, dtype, &device, &args.lora)?;
+    let model = WanVace::load_with_adapters(&folder, dtype, &device, &args.lora)?;
     model.check_size(video.len(), video.height, video.width)?;
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?;
     let noise = match &args.latents {
@@ -198,23 +244,28 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     };
     let prompt = model.encode_prompt(&args.prompt)?;
     let negative = if sampling.uses_guidance() { Some(model.encode_prompt(&args.negative_prompt)?) } else { None };
-    let terminal = Terminal::new();
     let frames = model.generate(&input, &prompt, negative.as_ref(), &sampling, &terminal)?;
-    write_output(&frames, &video, &args.output)
-}
-
-fn write_output(frames: &candle_core::Tensor, source: &Video, output: &Path) -> Result<()> {
-    let staged = stage(output, |staging| match Sink::for_path(output) {
+    let record = serde_json::json!({
+        "model": folder.display().to_string(),
+        "task": "vace",
+        "params": {
+            "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
+            "steps": sampling.steps, "guidance": sampling.guidance, "flow_shift": sampling.flow_shift,
+            "preset": args.preset.map(|p| p.name),
+            "lora": args.lora.iter().map(|a| serde_json::json!({"file": a.path.display().to_string(), "strength": a.strength})).collect::<Vec<_>>(),
+        },
+    });
+    let output = args.output;
+    commit_output(destination, record, &terminal, |staging| match Sink::for_path(&output) {
         Sink::Safetensors(_) => frames
             .save_safetensors("frames", staging)
             .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display()))),
         _ => {
             let (_, height, width, _) = frames.dims4()?;
             let values = frames.flatten_all()?.to_vec1::<f32>()?;
-            write_frames(&quantise(&values, width, height, source.fps), output, staging)
+            write_frames(&quantise(&values, width, height, video.fps), &output, staging)
         }
-    })?;
-    commit(&staged, output)
+    })
 }
 
 /// 8-bit frames as `output` asks: a video file, a `.y4m` file, else a PNG folder.
@@ -238,68 +289,49 @@ fn frames_only(output: &Path) -> Result<()> {
     }
 }
 
-/// `.NAME.partial` beside `path`: where an output is written before it takes its name, so an
-/// interrupted run never leaves an output that looks complete.
-fn staging_path(path: &Path) -> PathBuf {
-    path.with_file_name(format!(".{}.partial", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+/// Checks the output before any work is done (see `soragen_core::output`): it must not touch
+/// `inputs`, and may replace only what soragen wrote.
+fn prepare_output(output: &Path, inputs: &[&Path]) -> Result<Destination> {
+    let folder = matches!(Sink::for_path(output), Sink::PngDir(_)) && !container::is_container(output);
+    Destination::prepare(output, if folder { Shape::Folder } else { Shape::File }, inputs)
 }
 
-fn discard(path: &Path) {
-    let _ = std::fs::remove_dir_all(path);
-    let _ = std::fs::remove_file(path);
-}
-
-/// Writes `path`'s staging copy with `write`; nothing is left behind if that fails.
-fn stage(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
-    let staging = staging_path(path);
-    discard(&staging);
-    match write(&staging) {
-        Ok(()) => Ok(staging),
-        Err(e) => {
-            discard(&staging);
-            Err(e)
-        }
+/// Writes the output under its staging name with `write`, then commits it with its record,
+/// unless a stop was requested first. A stop during the commit lets it finish, then ends the
+/// run as stopped.
+fn commit_output(
+    destination: Destination,
+    record: serde_json::Value,
+    terminal: &Terminal,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    if terminal.cancelled() {
+        return Err(Error::Cancelled);
     }
-}
-
-/// Gives a staged output its final name, replacing an earlier output (a folder only when it
-/// holds nothing but frames we write).
-fn commit(staged: &Path, output: &Path) -> Result<()> {
-    let result = replace(staged, output);
-    if result.is_err() {
-        discard(staged);
-    }
-    result
-}
-
-fn replace(staged: &Path, output: &Path) -> Result<()> {
-    if output.is_dir() {
-        ensure_only_frames(output)?;
-        std::fs::remove_dir_all(output)
-            .map_err(|e| Error::Output(format!("cannot replace {}: {e}", output.display())))?;
-    }
-    std::fs::rename(staged, output).map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display())))
-}
-
-/// An output folder is replaced only if it holds nothing but frames we would write
-/// (`00000.png`, ...): never a user's own files.
-fn ensure_only_frames(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Output(format!("cannot read {}: {e}", dir.display())))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_frame = name.len() == 9 && name.ends_with(".png") && name[..5].bytes().all(|b| b.is_ascii_digit());
-        if !is_frame {
-            return Err(Error::Output(format!(
-                "{} exists and holds other files ({name}): choose a new output folder",
-                dir.display()
-            )));
-        }
+    write(&destination.staged())?;
+    let output = destination.path().to_path_buf();
+    destination.commit(record, || terminal.begin_commit())?;
+    if terminal.stopped_while_committing() {
+        eprintln!("soragen: stopped, after writing {} in full", output.display());
+        std::process::exit(130);
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors in one line, like every other error; help and version as clap prints them.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's first paragraph, which may list arguments on lines of their own.
+            let text = e.to_string();
+            let paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let line = paragraph.join(" ");
+            eprintln!("soragen: {}", line.strip_prefix("error: ").unwrap_or(&line));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Vace(args) => run_vace(args),
         Command::Extend(args) => tasks::extend(args),

@@ -2,12 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, WINDOW_FRAMES, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, run_task};
 use soragen_core::{Error, Result};
 
-use crate::{Terminal, commit, container, device_and_dtype, discard, frames_only, stage, staging_path, write_frames};
+use soragen_core::limits;
+
+use crate::{Terminal, commit_output, container, device_and_dtype, frames_only, limited, prepare_output, write_frames};
 
 /// Model and generation settings every task command takes.
 #[derive(Args)]
@@ -24,28 +27,28 @@ pub struct Common {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Denoising steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = limited(limits::STEPS))]
     steps: usize,
     /// Classifier-free guidance scale (1 or less: no guidance, half the work).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = limited(limits::GUIDANCE))]
     guidance: f64,
     /// Source frames nearest the cut that condition an extension or insert.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = limited(limits::CONTEXT_FRAMES))]
     context_frames: usize,
     /// Leave generated colours as the model made them instead of matching them to the source.
     #[arg(long)]
     no_color_match: bool,
     /// Grow the background mask by this many pixels (tight mattes leave halos).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = limited(limits::MASK_PIXELS))]
     mask_dilation: usize,
     /// Soften the composite edge over this many pixels.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = limited(limits::MASK_PIXELS))]
     mask_feather: usize,
     /// Pixels of the model's working size [default: 832x480, or the clip's own size if smaller].
-    #[arg(long)]
+    #[arg(long, value_parser = limited(limits::WORKING_PIXELS))]
     working_pixels: Option<usize>,
     /// Frames per model window (4n+1); longer outputs take several windows.
-    #[arg(long, default_value_t = WINDOW_FRAMES)]
+    #[arg(long, default_value_t = WINDOW_FRAMES, value_parser = limited(limits::WINDOW_FRAMES))]
     window_frames: usize,
     /// A folder of finished windows to reuse and fill, shareable between machines (e.g. a
     /// render farm's network share).
@@ -110,7 +113,7 @@ pub struct ExtendArgs {
     #[arg(long, value_enum, default_value = "forward")]
     direction: Direction,
     /// New frames to add.
-    #[arg(long)]
+    #[arg(long, value_parser = limited(limits::FRAMES))]
     frames: usize,
     #[command(flatten)]
     common: Common,
@@ -125,7 +128,7 @@ pub struct InsertArgs {
     #[arg(long)]
     to: PathBuf,
     /// New frames between the two clips.
-    #[arg(long)]
+    #[arg(long, value_parser = limited(limits::FRAMES))]
     frames: usize,
     #[command(flatten)]
     common: Common,
@@ -146,11 +149,11 @@ pub struct ReplaceBackgroundArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = limited(limits::FRAMES))]
     frames: usize,
-    #[arg(long, default_value_t = 832)]
+    #[arg(long, default_value_t = 832, value_parser = limited(limits::SIDE))]
     width: usize,
-    #[arg(long, default_value_t = 480)]
+    #[arg(long, default_value_t = 480, value_parser = limited(limits::SIDE))]
     height: usize,
     #[command(flatten)]
     common: Common,
@@ -161,62 +164,57 @@ pub fn extend(args: ExtendArgs) -> Result<()> {
         Direction::Forward => TaskKind::ExtendForward { frames: args.frames },
         Direction::Backward => TaskKind::ExtendBackward { frames: args.frames },
     };
-    let inputs = TaskInputs { clip: Some(container::read(&args.input)?), ..TaskInputs::default() };
-    run(&kind, &inputs, &args.common)
+    let read = || Ok(TaskInputs { clip: Some(container::read(&args.input)?), ..TaskInputs::default() });
+    run(&kind, &[&args.input], read, &args.common)
 }
 
 pub fn insert(args: InsertArgs) -> Result<()> {
-    let inputs =
-        TaskInputs { clip: Some(container::read(&args.from)?), next: Some(container::read(&args.to)?), mask: None };
-    run(&TaskKind::Insert { frames: args.frames }, &inputs, &args.common)
+    let read = || {
+        let (clip, next) = (container::read(&args.from)?, container::read(&args.to)?);
+        Ok(TaskInputs { clip: Some(clip), next: Some(next), mask: None })
+    };
+    run(&TaskKind::Insert { frames: args.frames }, &[&args.from, &args.to], read, &args.common)
 }
 
 pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
-    let mask = match &args.mask {
-        Some(path) => {
-            let masks = container::read(path)?;
-            let grey = |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
-            Some(masks.mask_bits().into_iter().map(grey).collect())
-        }
-        None => None,
+    let read = || {
+        let mask = match &args.mask {
+            Some(path) => {
+                let masks = container::read(path)?;
+                let grey = |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
+                Some(masks.mask_bits().into_iter().map(grey).collect())
+            }
+            None => None,
+        };
+        Ok(TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask })
     };
-    let inputs = TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask };
-    run(&TaskKind::ReplaceBackground, &inputs, &args.common)
+    let mut inputs = vec![args.input.as_path()];
+    inputs.extend(args.mask.as_deref());
+    run(&TaskKind::ReplaceBackground, &inputs, read, &args.common)
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
     let kind = TaskKind::Generate { frames: args.frames, width: args.width, height: args.height };
-    run(&kind, &TaskInputs::default(), &args.common)
+    run(&kind, &[], || Ok(TaskInputs::default()), &args.common)
 }
 
-fn run(kind: &TaskKind, inputs: &TaskInputs, common: &Common) -> Result<()> {
+/// Checks the output against `sources` (and the model and cache folders) before reading them
+/// with `read` and running the task; then commits the frames and their record together.
+fn run(kind: &TaskKind, sources: &[&Path], read: impl FnOnce() -> Result<TaskInputs>, common: &Common) -> Result<()> {
     frames_only(&common.output)?;
+    let terminal = Terminal::new();
     let (device, dtype) = device_and_dtype(common.dtype.as_deref())?;
-    let model = WanVace::load_with_adapters(&crate::models::model_folder(&common.model)?, dtype, &device, &common.lora)?;
-    let output = run_task(&model, kind, inputs, &common.params(), &Terminal::new())?;
-    write(&output, &common.output)
-}
-
-/// `clip.y4m` -> `clip.y4m.json`, `frames/` -> `frames.json`.
-pub fn sidecar_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".json");
-    output.with_file_name(name)
-}
-
-/// Frames and record are both written in full before either takes its final name.
-fn write(output: &TaskOutput, path: &Path) -> Result<()> {
-    let sidecar = sidecar_path(path);
-    let record = serde_json::to_string_pretty(&output.record)
+    let folder = crate::models::model_folder(&common.model)?;
+    let mut protected = sources.to_vec();
+    protected.push(&folder);
+    protected.extend(common.cache.as_deref());
+    protected.extend(common.lora.iter().map(|adapter| adapter.path.as_path()));
+    let destination = prepare_output(&common.output, &protected)?;
+    let inputs = read()?;
+    let model = WanVace::load_with_adapters(&folder, dtype, &device, &common.lora)?;
+    let output = run_task(&model, kind, &inputs, &common.params(), &terminal)?;
+    drop(inputs);
+    let record = serde_json::to_value(&output.record)
         .map_err(|e| Error::Output(format!("cannot describe the output: {e}")))?;
-    let staged_record = staging_path(&sidecar);
-    std::fs::write(&staged_record, record + "\n")
-        .map_err(|e| Error::Output(format!("cannot write {}: {e}", sidecar.display())))?;
-    let written = stage(path, |staging| write_frames(&output.video, path, staging))
-        .and_then(|staged| commit(&staged, path))
-        .and_then(|()| commit(&staged_record, &sidecar));
-    if written.is_err() {
-        discard(&staged_record);
-    }
-    written
+    commit_output(destination, record, &terminal, |staging| write_frames(&output.video, &common.output, staging))
 }

@@ -165,16 +165,17 @@ fn bad_requests_fail_in_one_line_and_write_nothing() {
     let out = path(&dir.join("out"));
     let missing = path(&dir.join("missing"));
     let tensors = path(&dir.join("out.safetensors"));
-    let cases: [(&[&str], &str); 4] = [
-        (&["extend", "--input", &input, "--frames", "0", "--output", &out], "at least 1"),
-        (&["extend", "--input", &missing, "--frames", "2", "--output", &out], "does not exist"),
-        (&["replace-background", "--input", &input, "--output", &out], "alpha"),
-        (&["extend", "--input", &input, "--frames", "2", "--output", &tensors], "PNG folder"),
+    // Exit code 2: refused as the command line is parsed.
+    let cases: [(&[&str], &str, i32); 4] = [
+        (&["extend", "--input", &input, "--frames", "0", "--output", &out], "frame count 0 is out of range", 2),
+        (&["extend", "--input", &missing, "--frames", "2", "--output", &out], "does not exist", 1),
+        (&["replace-background", "--input", &input, "--output", &out], "alpha", 1),
+        (&["extend", "--input", &input, "--frames", "2", "--output", &tensors], "PNG folder", 1),
     ];
-    for (args, expected) in cases {
+    for (args, expected, code) in cases {
         let run = soragen(args);
         let message = stderr(&run);
-        assert_eq!(run.status.code(), Some(1), "{args:?}: {message}");
+        assert_eq!(run.status.code(), Some(code), "{args:?}: {message}");
         assert_eq!(message.lines().count(), 1, "{message}");
         assert!(message.starts_with("soragen: ") && message.contains(expected), "{args:?}: {message}");
         assert_nothing_written(&dir, &["in"]);

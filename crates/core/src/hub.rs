@@ -186,7 +186,7 @@ impl Hub {
     /// The complete snapshot of `id` in the cache, if there is one.
     pub fn cached(&self, id: &ModelId) -> Option<PathBuf> {
         let repo = self.cache.join(id.folder_name());
-        let commit = std::fs::read_to_string(repo.join("refs").join(&id.revision))
+        let commit = read_small(&repo.join("refs").join(&id.revision))
             .map(|commit| commit.trim().to_string())
             .unwrap_or_else(|_| id.revision.clone());
         let folder = repo.join("snapshots").join(commit);
@@ -312,7 +312,7 @@ fn weights_complete(dir: &Path) -> bool {
 
 /// The shard files a weights index names.
 fn shards(index: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(index).ok()?;
+    let text = soragen_models::files::read_text(index, soragen_models::files::TEXT_LIMIT).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let map = json.get("weight_map")?.as_object()?;
     Some(map.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
@@ -331,9 +331,9 @@ fn refs_of(dir: &Path) -> Vec<(String, String)> {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
         for entry in sorted_entries(&next) {
-            if entry.is_dir() {
+            if is_real_dir(&entry) {
                 pending.push(entry);
-            } else if let (Ok(name), Ok(commit)) = (entry.strip_prefix(dir), std::fs::read_to_string(&entry)) {
+            } else if let (Ok(name), Ok(commit)) = (entry.strip_prefix(dir), read_small(&entry)) {
                 refs.push((name.to_string_lossy().into_owned(), commit.trim().to_string()));
             }
         }
@@ -346,8 +346,19 @@ fn refs_of(dir: &Path) -> Vec<(String, String)> {
 fn folder_bytes(dir: &Path) -> u64 {
     sorted_entries(dir)
         .iter()
-        .map(|entry| if entry.is_dir() { folder_bytes(entry) } else { entry.metadata().map_or(0, |m| m.len()) })
+        .map(|entry| if is_real_dir(entry) { folder_bytes(entry) } else { entry.metadata().map_or(0, |m| m.len()) })
         .sum()
+}
+
+/// A folder itself, not a link to one: walks never follow links into folders, so link loops
+/// in a cache cannot make them endless.
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// A ref file's text (a commit hash), read only from a regular file and bounded.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    soragen_models::files::read_text(path, 4096)
 }
 
 /// One line saying why a request to the hub failed.

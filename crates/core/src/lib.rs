@@ -3,7 +3,9 @@
 pub mod device;
 pub mod gpu;
 pub mod hub;
+pub mod limits;
 pub mod model;
+pub mod output;
 pub mod presets;
 pub mod tasks;
 pub mod vace;

@@ -16,7 +16,7 @@ use soragen_models::vae::{self, AutoencoderKLWan};
 use soragen_models::weights::{Weights, read_config};
 
 use crate::device::model_device;
-use crate::vace::Prompt;
+use crate::vace::{Observer, Prompt};
 use crate::{Error, Result};
 
 /// Prompt length the Wan pipelines pad and truncate to.
@@ -61,9 +61,12 @@ fn load_part<T>(
     rename: Option<fn(&str) -> String>,
     build: impl FnOnce(candle_nn::VarBuilder<'static>) -> candle_core::Result<T>,
 ) -> Result<T> {
+    let weights = Weights::open_dir(dir)?;
+    // NaN or infinite weights would give black frames without another sign: refused by name.
+    weights.ensure_finite()?;
     let weights = match tensors {
-        Tensors::Read => Weights::open_dir(dir)?,
-        Tensors::Checked => Weights::open_dir(dir)?.as_placeholders(),
+        Tensors::Read => weights,
+        Tensors::Checked => weights.as_placeholders(),
     };
     let mut vb = weights.var_builder(dtype, device);
     if let Some(rename) = rename {
@@ -72,6 +75,45 @@ fn load_part<T>(
     let part = build(vb).map_err(|e| Error::Input(format!("{}: {}", dir.display(), first_line(&e))))?;
     weights.ensure_all_used()?;
     Ok(part)
+}
+
+/// `model_index.json` must be a diffusers pipeline index naming every part we load.
+fn check_model_index(folder: &Path) -> Result<()> {
+    let path = folder.join("model_index.json");
+    let bytes = soragen_models::files::read_bounded(&path, soragen_models::files::TEXT_LIMIT).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound { "no model_index.json".into() } else { format!("model_index.json {e}") };
+        Error::Input(format!("{} is not a diffusers model folder ({why})", folder.display()))
+    })?;
+    let index: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{}: model_index.json is not JSON: {e}", folder.display())))?;
+    let missing: Vec<&str> = ["transformer", "vae", "text_encoder", "tokenizer", "scheduler"]
+        .into_iter()
+        .filter(|part| index.get(part).is_none_or(|entry| entry.as_array().is_none_or(|a| a.len() != 2)))
+        .collect();
+    if !index.is_object() || !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: model_index.json is not a diffusers pipeline index (it lacks {})",
+            folder.display(),
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a config value that is not a finite number.
+fn finite(dir: &Path, name: &str, values: &[f64]) -> Result<()> {
+    match values.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(Error::Input(format!("{}/config.json: {name} holds {v}, not a finite number", dir.display()))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a config value that must be above zero (an epsilon, a standard deviation).
+fn positive(dir: &Path, name: &str, values: &[f64]) -> Result<()> {
+    match values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        Some(v) => Err(Error::Input(format!("{}/config.json: {name} holds {v}; it must be above 0", dir.display()))),
+        None => Ok(()),
+    }
 }
 
 fn first_line(e: &candle_core::Error) -> String {
@@ -140,9 +182,10 @@ impl WanVace {
         Ok(Arc::new(model))
     }
 
-    /// Checks a model folder as [`Self::load`] does (every part present, every tensor there
-    /// with the shape the configs ask for, none left unused) without reading the weights, so
-    /// even a 14B model is checked in moments and without memory.
+    /// Checks a model folder as [`Self::load`] does (`model_index.json`, every part present and
+    /// of one model, every tensor there with the shape the configs ask for and finite values,
+    /// none left unused) without building the model from the weights: one read of the files,
+    /// no memory beyond their mapping.
     pub fn verify(folder: &Path) -> Result<()> {
         Self::build(folder, (DType::BF16, &Device::Cpu, Tensors::Checked)).map(drop)
     }
@@ -153,25 +196,42 @@ impl WanVace {
 
     fn build_with(folder: &Path, serve: (DType, &Device, Tensors), adapters: &[LoraSpec]) -> Result<Self> {
         let (dtype, device, _) = serve;
-        if !folder.join("model_index.json").is_file() {
-            return Err(Error::Input(format!(
-                "{} is not a diffusers model folder (no model_index.json)",
-                folder.display()
-            )));
-        }
+        check_model_index(folder)?;
         let tokenizer_dir = part_dir(folder, "tokenizer")?;
         let tokenizer = T5Tokenizer::from_file(tokenizer_dir.join("tokenizer.json"))?;
 
         let dir = part_dir(folder, "text_encoder")?;
         let config: text_encoder::Config = read_config(&dir.join("config.json"))?;
+        positive(&dir, "layer_norm_epsilon", &[config.layer_norm_epsilon])?;
+        // Parts of different models fail here by name, before any weights are read.
+        let transformer_dir = part_dir(folder, "transformer")?;
+        let transformer_config: transformer::Config = read_config(&transformer_dir.join("config.json"))?;
+        positive(&transformer_dir, "eps", &[transformer_config.eps])?;
+        if transformer_config.text_dim != config.d_model {
+            return Err(Error::Input(format!(
+                "{}: the transformer takes text of width {} (text_dim) but the text encoder gives {} (d_model): parts of different models",
+                folder.display(),
+                transformer_config.text_dim,
+                config.d_model
+            )));
+        }
         let text_encoder = load_part(&dir, serve, None, |vb| UMT5EncoderModel::load(vb, &config))?;
 
         let dir = part_dir(folder, "vae")?;
         let config: vae::Config = read_config(&dir.join("config.json"))?;
+        positive(&dir, "latents_std", &config.latents_std)?;
+        // Each level halves the frame (2^levels): Wan's VAE has 4; a handful at most.
+        let levels = config.dim_mult.len();
+        if !(1..=8).contains(&levels) || !(levels - 1..=8).contains(&config.temperal_downsample.len()) {
+            return Err(Error::Input(format!(
+                "{}/config.json: dim_mult must list 1 to 8 levels, temperal_downsample one fewer",
+                dir.display()
+            )));
+        }
+        finite(&dir, "latents_mean", &config.latents_mean)?;
         let vae = load_part(&dir, (DType::F32, device, serve.2), None, |vb| AutoencoderKLWan::load(vb, &config))?;
 
-        let dir = part_dir(folder, "transformer")?;
-        let config: transformer::Config = read_config(&dir.join("config.json"))?;
+        let (dir, config) = (transformer_dir, transformer_config);
         // The original Wan release names its tensors differently (`patch_embedding` stays,
         // `blocks.N.self_attn.q` ...): serve those names under diffusers' ones.
         let original = Weights::open_dir(&dir)?.contains("blocks.0.self_attn.q.weight");
@@ -246,15 +306,17 @@ impl WanVace {
         Ok(Prompt { embeddings: embeddings.to_dtype(self.dtype)? })
     }
 
-    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised.
-    pub(crate) fn encode_latents(&self, video: &Tensor) -> Result<Tensor> {
-        let latents = self.vae.encode(&video.to_dtype(DType::F32)?)?;
-        Ok(self.vae.normalize_latents(&latents)?)
+    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised; stops
+    /// between chunks of frames with [`Error::Cancelled`] once `observer` asks.
+    pub(crate) fn encode_latents(&self, video: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
+        let latents = self.vae.encode_until(&video.to_dtype(DType::F32)?, &|| observer.cancelled())?;
+        Ok(self.vae.normalize_latents(&latents.ok_or(Error::Cancelled)?)?)
     }
 
-    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1].
-    pub(crate) fn decode_latents(&self, latents: &Tensor) -> Result<Tensor> {
+    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1]; stops between latent
+    /// frames with [`Error::Cancelled`] once `observer` asks.
+    pub(crate) fn decode_latents(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
         let latents = self.vae.denormalize_latents(&latents.to_dtype(DType::F32)?)?;
-        Ok(self.vae.decode(&latents)?)
+        self.vae.decode_until(&latents, &|| observer.cancelled())?.ok_or(Error::Cancelled)
     }
 }

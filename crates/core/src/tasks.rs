@@ -29,8 +29,9 @@ use colour::ChannelStats;
 use resample::{Between, between};
 pub use colour::{Seam, seam};
 
+use crate::limits;
 use crate::model::WanVace;
-use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput};
+use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
 use crate::video::{Frame, Video};
 use crate::{Error, Result};
 
@@ -168,12 +169,10 @@ pub fn run_task(
     observer: &dyn Observer,
 ) -> Result<TaskOutput> {
     check_params(model, params)?;
+    let working = preflight(model, kind, inputs, params)?;
     let mut timeline = Timeline::new(kind, inputs, params)?;
     let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
     let generated = timeline.generated();
-    let multiple = model.vae_spatial_factor() * model.patch_size();
-    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(timeline.width * timeline.height));
-    let working = working_size(timeline.width, timeline.height, pixels, multiple);
     let windows = plan::windows(
         &pending,
         params.window_frames,
@@ -182,14 +181,21 @@ pub fn run_task(
         timeline.backward,
     );
     if !windows.is_empty() {
+        checkpoint(observer)?;
         let prompt = model.encode_prompt(&params.prompt)?;
+        checkpoint(observer)?;
         let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
-        let cache = params.cache.as_deref().map(|dir| open_cache(dir, model, params)).transpose()?;
-        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache };
-        for (index, window) in windows.iter().enumerate() {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
+        // A cache that cannot be used costs only time: run without it.
+        let cache = params.cache.as_deref().and_then(|dir| match open_cache(dir, model, params) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                observer.warn(&format!("running without the cache: {e}"));
+                None
             }
+        });
+        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), params, observer, cache, cache_failed: Default::default() };
+        for (index, window) in windows.iter().enumerate() {
+            checkpoint(observer)?;
             observer.window(index, windows.len());
             timeline.run_window(&request, window.clone(), params.seed.wrapping_add(index as u64))?;
         }
@@ -215,9 +221,66 @@ fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams) -> Re
     Ok((cache, key))
 }
 
+/// Frames of the output clip a task makes, from the request alone.
+fn output_frames(kind: &TaskKind, inputs: &TaskInputs) -> usize {
+    let len = |clip: &Option<Video>| clip.as_ref().map_or(0, Video::len);
+    match *kind {
+        TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } => {
+            len(&inputs.clip).saturating_add(frames)
+        }
+        TaskKind::Insert { frames } => len(&inputs.clip).saturating_add(frames).saturating_add(len(&inputs.next)),
+        TaskKind::ReplaceBackground => len(&inputs.clip),
+        TaskKind::Generate { frames, .. } => frames,
+    }
+}
+
+/// Every count and size of the request in range, and its memory within the budget, before
+/// anything is allocated for it: the output clip and the model's timeline of as many frames,
+/// and one window's buffers at the working size. Returns the working size.
+fn preflight(model: &WanVace, kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<(usize, usize)> {
+    let (width, height) = match (kind, &inputs.clip) {
+        (TaskKind::Generate { frames, width, height }, _) => {
+            at_least_one(*frames)?;
+            limits::frame_size("generate", *width, *height).map_err(|e| Error::Request(e.to_string()))?;
+            (*width, *height)
+        }
+        (_, Some(clip)) => (clip.width, clip.height),
+        // Timeline::new names what is missing.
+        (_, None) => return Ok((0, 0)),
+    };
+    if let TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } | TaskKind::Insert { frames } =
+        *kind
+    {
+        at_least_one(frames)?;
+    }
+    let frames = limits::FRAMES.request(output_frames(kind, inputs))?;
+    let multiple = model.vae_spatial_factor() * model.patch_size();
+    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(width * height));
+    let working = working_size(width, height, pixels, multiple);
+    // Rounding to the model's multiple can grow a very narrow frame's working size.
+    limits::WORKING_PIXELS.request(working.0.saturating_mul(working.1)).map_err(|_| {
+        Error::Request(format!(
+            "{width}x{height} frames give a working size of {}x{}: too narrow or too large for the model",
+            working.0, working.1
+        ))
+    })?;
+    // A frame rate below the model's stretches the timeline: more model frames than output.
+    let stretch = inputs.clip.as_ref().map_or(1.0, |clip| source_step(clip, params)).recip().max(1.0).ceil();
+    let clip = limits::bytes("the output", &[frames, width, height, 3, 1 + stretch as usize])?;
+    let window = limits::bytes("a model window", &[params.window_frames, working.0, working.1, 4, 4 * 4])?;
+    limits::fits("this task", clip.saturating_add(window))?;
+    Ok(working)
+}
+
 fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
-    if params.steps == 0 {
-        return Err(Error::Request("steps must be at least 1".into()));
+    limits::STEPS.request(params.steps)?;
+    limits::GUIDANCE.request(params.guidance)?;
+    limits::CONTEXT_FRAMES.request(params.context_frames)?;
+    limits::WINDOW_FRAMES.request(params.window_frames)?;
+    limits::MASK_PIXELS.request(params.mask_dilation)?;
+    limits::MASK_PIXELS.request(params.mask_feather)?;
+    if let Some(pixels) = params.working_pixels {
+        limits::WORKING_PIXELS.request(pixels)?;
     }
     let (window, temporal) = (params.window_frames, model.vae_temporal_factor());
     if window == 0 || (window - 1) % temporal != 0 {
@@ -232,9 +295,6 @@ fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
             params.context_frames,
             2 * params.context_frames + 1
         )));
-    }
-    if params.working_pixels == Some(0) {
-        return Err(Error::Request("the working size must have at least one pixel".into()));
     }
     Ok(())
 }
@@ -276,6 +336,8 @@ struct Request<'a> {
     params: &'a TaskParams,
     observer: &'a dyn Observer,
     cache: Option<(Cache, Key)>,
+    /// Set when the cache could not be written: the rest of the task runs without it.
+    cache_failed: std::cell::Cell<bool>,
 }
 
 /// Where an output frame comes from.
@@ -324,7 +386,7 @@ fn at_least_one(frames: usize) -> Result<()> {
     if frames == 0 {
         return Err(Error::Request("the number of frames to generate must be at least 1".into()));
     }
-    Ok(())
+    limits::FRAMES.request(frames).map(drop)
 }
 
 fn fixed(frames: Vec<Frame>) -> impl Iterator<Item = Slot> {
@@ -523,6 +585,7 @@ impl Timeline {
         let mut mask: Vec<f32> = Vec::with_capacity(count * width * height);
         let mut targets = Vec::new();
         for (offset, position) in positions.enumerate() {
+            checkpoint(request.observer)?;
             let slot = usize::try_from(position).ok().and_then(|p| self.slots.get(p));
             match slot {
                 None | Some(Slot::New) => {
@@ -550,7 +613,7 @@ impl Timeline {
             }
         }
         let shape = [count, height, width, 3];
-        let cached = request.cache.as_ref().map(|(cache, task_key)| {
+        let cached = request.cache.as_ref().filter(|_| !request.cache_failed.get()).map(|(cache, task_key)| {
             let mut key = task_key.clone();
             key.add_f32s("pixels", &pixels);
             key.add_f32s("mask", &mask);
@@ -562,8 +625,11 @@ impl Timeline {
             Some((_, (_, Some(stored)))) => stored,
             cached => {
                 let output = Self::generate(request, pixels, mask, shape, seed)?;
-                if let Some((cache, (key, None))) = cached {
-                    cache.put(&key, &output, &shape)?;
+                if let Some((cache, (key, None))) = cached
+                    && let Err(e) = cache.put(&key, &output, &shape)
+                {
+                    request.observer.warn(&format!("running without the cache: {e}"));
+                    request.cache_failed.set(true);
                 }
                 output
             }
@@ -582,6 +648,7 @@ impl Timeline {
             }
         }
         for ((_, position), frame) in targets.into_iter().zip(frames) {
+            checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
             let full = resample::resize(&scaled, request.working, 3, size);
             let rgb = match &self.slots[position] {
@@ -714,6 +781,14 @@ fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams
             })
             .collect::<Result<_>>()?,
     };
+    // Without a mask, opaque frames would come back unchanged as if processed (what MLT hands
+    // OpenFX effects). An all-black mask is the user's word: keep everything.
+    if masks.is_none() && background.iter().all(|frame| frame.iter().all(|&b| b == 0.0)) {
+        return Err(Error::Input(format!(
+            "the frames' alpha channel is opaque everywhere in these {} frames, so it marks no background to replace: give a mask (white = background) or frames whose alpha is transparent where the background is",
+            clip.len()
+        )));
+    }
     Ok(clip
         .frames
         .iter()

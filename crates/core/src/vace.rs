@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand_distr::Distribution;
 use soragen_models::transformer::TextContext;
 
+use crate::limits;
 use crate::model::WanVace;
 use crate::video::Video;
 use crate::{Error, Result};
@@ -73,6 +74,16 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// Refuses steps, guidance and flow shift out of their ranges ([`crate::limits`]).
+    pub fn check(&self) -> Result<()> {
+        limits::STEPS.request(self.steps)?;
+        limits::GUIDANCE.request(self.guidance)?;
+        if let Some(shift) = self.flow_shift {
+            limits::FLOW_SHIFT.request(shift)?;
+        }
+        Ok(())
+    }
+
     pub fn uses_guidance(&self) -> bool {
         self.guidance > 1.0
     }
@@ -84,10 +95,22 @@ pub trait Observer {
     fn step(&self, done: usize, total: usize);
     /// Called when a task starts its `index`-th (0-based) of `count` model windows.
     fn window(&self, _index: usize, _count: usize) {}
-    /// Polled before each step: true stops the generation with [`Error::Cancelled`].
+    /// Polled before each step and between the other phases (text encoding, each chunk of the
+    /// VAE encode, each latent frame of the VAE decode, post-processing per frame): true stops
+    /// the generation with [`Error::Cancelled`].
     fn cancelled(&self) -> bool {
         false
     }
+    /// Something the user should know that does not stop the work (a cache that cannot be
+    /// used); said once per occasion.
+    fn warn(&self, message: &str) {
+        eprintln!("soragen: warning: {message}");
+    }
+}
+
+/// [`Error::Cancelled`] once `observer` asks to stop: the check between two phases.
+pub fn checkpoint(observer: &dyn Observer) -> Result<()> {
+    if observer.cancelled() { Err(Error::Cancelled) } else { Ok(()) }
 }
 
 /// An observer that shows nothing and never cancels.
@@ -112,6 +135,18 @@ pub struct Conditioning {
 #[derive(Clone)]
 pub struct Prompt {
     pub embeddings: Tensor,
+}
+
+/// Fails with an error naming `what` when `tensor` holds a NaN or an infinity: a broken part
+/// (weights, configuration) or input would otherwise come out as black frames. One reduction:
+/// `x * 0` sums to 0 exactly when every value is finite.
+pub(crate) fn ensure_finite(tensor: &Tensor, what: &str) -> Result<()> {
+    let zeros = tensor.to_dtype(DType::F32)?.affine(0.0, 0.0)?;
+    if zeros.sum_all()?.to_scalar::<f32>()? == 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Request(format!("{what} produced NaN or infinite values: nothing was written")))
+    }
 }
 
 impl WanVace {
@@ -142,10 +177,16 @@ impl WanVace {
 
     /// The 96-channel VACE context [1, 2C + s*s, F', h, w] for a clip and its mask.
     pub fn vace_context(&self, input: &VaceInput) -> Result<Tensor> {
+        self.vace_context_observed(input, &Silent)
+    }
+
+    fn vace_context_observed(&self, input: &VaceInput, observer: &dyn Observer) -> Result<Tensor> {
         let inactive = input.video.broadcast_mul(&(1.0 - &input.mask)?)?;
         let reactive = input.video.broadcast_mul(&input.mask)?;
-        let inactive = self.encode_latents(&inactive)?;
-        let reactive = self.encode_latents(&reactive)?;
+        let inactive = self.encode_latents(&inactive, observer)?;
+        let reactive = self.encode_latents(&reactive, observer)?;
+        ensure_finite(&inactive, "the VAE encoder")?;
+        ensure_finite(&reactive, "the VAE encoder")?;
         let mask = self.fold_mask(&input.mask, inactive.dim(2)?)?;
         Ok(Tensor::cat(&[&inactive, &reactive, &mask], 1)?)
     }
@@ -177,7 +218,9 @@ impl WanVace {
                         latents.dims()
                     )));
                 }
-                Ok(latents.to_dtype(DType::F32)?.to_device(&self.device)?)
+                let latents = latents.to_dtype(DType::F32)?.to_device(&self.device)?;
+                ensure_finite(&latents, "the given latents")?;
+                Ok(latents)
             }
             Noise::Seed(seed) => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
@@ -199,7 +242,18 @@ impl WanVace {
         negative: Option<&Prompt>,
         sampling: &Sampling,
     ) -> Result<Conditioning> {
-        let control = self.vace_context(input)?.to_dtype(self.dtype)?;
+        self.conditioning_observed(input, prompt, negative, sampling, &Silent)
+    }
+
+    fn conditioning_observed(
+        &self,
+        input: &VaceInput,
+        prompt: &Prompt,
+        negative: Option<&Prompt>,
+        sampling: &Sampling,
+        observer: &dyn Observer,
+    ) -> Result<Conditioning> {
+        let control = self.vace_context_observed(input, observer)?.to_dtype(self.dtype)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
         let (control, text, guidance) = match negative {
             // Both branches in one batch of two: larger matrix products run faster on the CPU
@@ -211,6 +265,7 @@ impl WanVace {
             ),
             _ => (control, prompt.embeddings.clone(), None),
         };
+        ensure_finite(&text, "the text encoder")?;
         let text = self.transformer.text_context(&text)?;
         Ok(Conditioning { control, scales, text, guidance })
     }
@@ -225,6 +280,7 @@ impl WanVace {
         let control = Some((&conditioning.control, conditioning.scales.as_slice()));
         let out = self.transformer.forward_with_text(&latents, &timestep, &conditioning.text, control)?;
         let out = out.to_dtype(DType::F32)?;
+        ensure_finite(&out, "the transformer")?;
         match conditioning.guidance {
             Some(guidance) => {
                 let (conditional, unconditional) = (out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?);
@@ -245,34 +301,37 @@ impl WanVace {
     ) -> Result<Tensor> {
         let (frames, height, width) = input.dims();
         self.check_size(frames, height, width)?;
-        if sampling.steps == 0 {
-            return Err(Error::Request("steps must be at least 1".into()));
-        }
+        sampling.check()?;
         let negative = match (sampling.uses_guidance(), negative) {
             (true, None) => return Err(Error::Request("guidance needs a negative prompt".into())),
             (true, Some(n)) => Some(n),
             (false, _) => None,
         };
-        let conditioning = self.conditioning(input, prompt, negative, sampling)?;
+        checkpoint(observer)?;
+        let conditioning = self.conditioning_observed(input, prompt, negative, sampling, observer)?;
         let mut latents = self.initial_latents(&sampling.noise, self.latent_shape(frames, height, width))?;
         let mut scheduler = self.scheduler(sampling.flow_shift)?;
         scheduler.set_timesteps(sampling.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
         for (index, &t) in timesteps.iter().enumerate() {
-            if observer.cancelled() {
-                return Err(Error::Cancelled);
-            }
+            checkpoint(observer)?;
             let velocity = self.velocity(&latents, t, &conditioning)?;
             latents = scheduler.step(&velocity, t, &latents)?;
+            ensure_finite(&latents, &format!("denoising step {}", index + 1))?;
             observer.step(index + 1, timesteps.len());
         }
-        self.decode_frames(&latents)
+        self.decode_frames_observed(&latents, observer)
     }
 
     /// Decodes latents to frames [F, H, W, 3] in [0, 1], as diffusers' postprocess does
     /// (`x / 2 + 0.5`, clamped).
     pub fn decode_frames(&self, latents: &Tensor) -> Result<Tensor> {
-        let video = self.decode_latents(latents)?;
+        self.decode_frames_observed(latents, &Silent)
+    }
+
+    fn decode_frames_observed(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
+        let video = self.decode_latents(latents, observer)?;
+        ensure_finite(&video, "the VAE decoder")?;
         let video = ((video / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
         Ok(video.squeeze(0)?.permute((1, 2, 3, 0))?.contiguous()?)
     }
@@ -280,6 +339,9 @@ impl WanVace {
 
 /// Reads `latents` from a `.safetensors` file (the CLI's `--latents`).
 pub fn read_latents(path: &Path, device: &Device) -> Result<Tensor> {
+    // candle maps the file: refuse anything but a regular file first (a FIFO would block).
+    soragen_models::files::open_regular(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
     let tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| Error::Input(format!("{}: {}", path.display(), e.to_string().lines().next().unwrap_or(""))))?;
     tensors

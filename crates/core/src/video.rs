@@ -4,9 +4,10 @@
 //! Frames are 8-bit RGB (alpha kept when a PNG has it). A `.y4m` file is read as BT.601,
 //! limited range unless its header says `XCOLORRANGE=FULL`; we write 4:4:4 full range.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::limits::{self, Allowance};
 use crate::{Error, Result};
 
 /// One frame: interleaved 8-bit RGB, plus the alpha plane when the source had one.
@@ -58,7 +59,7 @@ impl Video {
         if path.is_dir() {
             read_png_dir(path)
         } else if has_extension(path, "y4m") {
-            let file = std::fs::File::open(path)
+            let file = soragen_models::files::open_regular(path)
                 .map_err(|e| Error::Input(format!("cannot open {}: {e}", path.display())))?;
             read_y4m(BufReader::new(file), path)
         } else if !path.exists() {
@@ -104,11 +105,13 @@ fn read_png_dir(dir: &Path) -> Result<Video> {
     let Some(first) = files.first() else {
         return Err(Error::Input(format!("{} holds no PNG images", dir.display())));
     };
-    let (width, height, frame) = read_png(first)?;
+    frame_count(dir, files.len())?;
+    let mut allowance = Allowance::new(dir.display().to_string())?;
+    let (width, height, frame) = read_png(first, &mut allowance)?;
     let mut video = Video::new(width, height, None);
     video.push(frame, first)?;
     for file in &files[1..] {
-        let (w, h, frame) = read_png(file)?;
+        let (w, h, frame) = read_png(file, &mut allowance)?;
         if (w, h) != (width, height) {
             return Err(Error::Input(format!(
                 "{} is {w}x{h}, but {} is {width}x{height}: all frames must have one size",
@@ -121,12 +124,20 @@ fn read_png_dir(dir: &Path) -> Result<Video> {
     Ok(video)
 }
 
-fn read_png(path: &Path) -> Result<(usize, usize, Frame)> {
+fn frame_count(origin: &Path, count: usize) -> Result<()> {
+    limits::FRAMES.check(count).map(drop).map_err(|e| Error::Input(format!("{}: {e}", origin.display())))
+}
+
+fn read_png(path: &Path, allowance: &mut Allowance) -> Result<(usize, usize, Frame)> {
     let bad = |e: &dyn std::fmt::Display| Error::Input(format!("{}: unreadable PNG: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let file = soragen_models::files::open_regular(path).map_err(|e| bad(&e))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
+    // The header's size is checked before the decode buffer and the frame are allocated.
+    let (declared_width, declared_height) = (reader.info().width as usize, reader.info().height as usize);
+    let rgba = limits::frame_size(&path.display().to_string(), declared_width, declared_height)? / 3 * 4;
+    allowance.take(rgba + reader.output_buffer_size() as u64)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
     let (width, height) = (info.width as usize, info.height as usize);
@@ -187,7 +198,7 @@ fn chroma_subsampling(tag: &str) -> Option<Option<(usize, usize)>> {
 fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
     let bad = |what: String| Error::Input(format!("{}: {what}", origin.display()));
     let mut header = String::new();
-    input.read_line(&mut header).map_err(|e| bad(e.to_string()))?;
+    read_line(&mut input, &mut header).map_err(|e| bad(e.to_string()))?;
     let mut fields = header.trim_end().split(' ');
     if fields.next() != Some("YUV4MPEG2") {
         return Err(bad("not a YUV4MPEG2 (.y4m) file".into()));
@@ -203,6 +214,9 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
                     .split_once(':')
                     .and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)))
                     .filter(|&(n, d): &(u32, u32)| n > 0 && d > 0);
+                if let Some((n, d)) = fps {
+                    limits::FPS.check(n as f64 / d as f64).map_err(bad)?;
+                }
             }
             "C" => chroma = value,
             "X" if value == "COLORRANGE=FULL" => full_range = true,
@@ -214,19 +228,25 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
     }
     let subsampling = chroma_subsampling(chroma)
         .ok_or_else(|| bad(format!("unsupported colour space C{chroma} (8-bit 420, 422, 444 and mono are read)")))?;
+    // Sizes are checked (and their products, in bytes) before anything is allocated for them.
+    let rgb_size = limits::frame_size(&origin.display().to_string(), width, height)?;
     let luma_size = width * height;
     let chroma_size = subsampling.map_or(0, |(sx, sy)| width.div_ceil(sx) * height.div_ceil(sy));
+    let mut allowance = Allowance::new(origin.display().to_string())?;
+    allowance.take((luma_size + 2 * chroma_size) as u64)?;
+    let mut planes = vec![0u8; luma_size + 2 * chroma_size];
     let mut video = Video::new(width, height, fps);
     let mut line = String::new();
     loop {
         line.clear();
-        if input.read_line(&mut line).map_err(|e| bad(e.to_string()))? == 0 {
+        if read_line(&mut input, &mut line).map_err(|e| bad(e.to_string()))? == 0 {
             break;
         }
         if !line.starts_with("FRAME") {
             return Err(bad(format!("frame {} does not start with FRAME", video.len())));
         }
-        let mut planes = vec![0u8; luma_size + 2 * chroma_size];
+        frame_count(origin, video.len() + 1)?;
+        allowance.take(rgb_size)?;
         input
             .read_exact(&mut planes)
             .map_err(|_| bad(format!("frame {} is truncated", video.len())))?;
@@ -252,6 +272,16 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
         return Err(bad("holds no frames".into()));
     }
     Ok(video)
+}
+
+/// One header line of at most 4 KiB: a file without line breaks is not read whole.
+fn read_line<R: BufRead>(input: &mut R, line: &mut String) -> std::io::Result<usize> {
+    const LIMIT: u64 = 4096;
+    let read = input.take(LIMIT).read_line(line)?;
+    if read as u64 == LIMIT && !line.ends_with('\n') {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a header line is longer than 4 KiB"));
+    }
+    Ok(read)
 }
 
 fn clamp_u8(x: f32) -> u8 {

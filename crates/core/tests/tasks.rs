@@ -264,8 +264,13 @@ fn bad_requests_are_one_line_errors() {
     assert!(message(run(TaskKind::Insert { frames: 2 }, &inputs, &p)).contains("one size"));
     let inputs = TaskInputs { mask: Some(vec![vec![255; 800]; 2]), ..clip_only.clone() };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("one mask per frame"));
-    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only };
+    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only.clone() };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels"));
+    // Opaque frames without a mask: an error, not the clip handed back as if processed.
+    let mut opaque = clip_only.clip.clone().unwrap();
+    opaque.frames.iter_mut().for_each(|frame| frame.alpha = Some(vec![255; 800]));
+    let text = message(run(TaskKind::ReplaceBackground, &with_clip(opaque), &p));
+    assert!(text.contains("opaque everywhere") && text.contains("marks no background"), "{text}");
 }
 
 #[test]
@@ -470,4 +475,26 @@ fn the_context_span_before_a_cut_is_all_a_task_reads_of_the_clip() {
     }
     assert_eq!(soragen_core::tasks::context_span(&params, Some((16, 1))), 3);
     assert_eq!(soragen_core::tasks::context_span(&params, Some((30000, 1001))), 5);
+}
+
+/// Hosts (OpenFX, GStreamer) call `run_task` directly: every size, count and number is checked
+/// there too, before anything is allocated for it, in one line.
+#[test]
+fn out_of_range_requests_are_refused_before_any_allocation() {
+    let model = tiny();
+    let silent = soragen_core::vace::Silent;
+    let huge = TaskKind::Generate { frames: 100_000, width: 16384, height: 16384 };
+    let message = run_task(&model, &huge, &TaskInputs::default(), &params(), &silent).unwrap_err().to_string();
+    assert!(message.starts_with("not enough memory: this task needs about"), "{message}");
+    let cases: [(TaskKind, TaskParams, &str); 5] = [
+        (TaskKind::Generate { frames: usize::MAX, width: 16, height: 16 }, params(), "frame count"),
+        (TaskKind::Generate { frames: 1, width: 1, height: 1_000_000_000 }, params(), "width and height"),
+        (TaskKind::ExtendForward { frames: 1 }, TaskParams { context_frames: 1 << 63, ..params() }, "context frames"),
+        (TaskKind::ExtendForward { frames: 1 }, TaskParams { guidance: f64::NAN, ..params() }, "guidance NaN"),
+        (TaskKind::ExtendForward { frames: 1 }, TaskParams { working_pixels: Some(100_000_000), ..params() }, "working pixels"),
+    ];
+    for (kind, params, expected) in cases {
+        let message = run_task(&model, &kind, &with_clip(clip(3, 1)), &params, &silent).unwrap_err().to_string();
+        assert!(message.contains(expected) && !message.contains('\n'), "{message}");
+    }
 }

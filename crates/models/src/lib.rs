@@ -2,6 +2,7 @@
 //! (`diffusers`, `transformers`) on the same weights.
 
 mod cpu;
+pub mod files;
 pub mod lora;
 pub mod scheduler;
 pub mod text_encoder;

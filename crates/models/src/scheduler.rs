@@ -60,7 +60,7 @@ pub enum SchedulerConfig {
 impl SchedulerConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_text(path, crate::files::TEXT_LIMIT)
             .map_err(|e| candle_core::Error::msg(format!("reading {}: {e}", path.display())))?;
         serde_json::from_str(&text)
             .map_err(|e| candle_core::Error::msg(format!("parsing {}: {e}", path.display())))

@@ -82,7 +82,7 @@ impl T5Tokenizer {
     /// Loads a `tokenizer.json` holding a Unigram (SentencePiece) model.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_text(path, crate::files::TEXT_LIMIT)
             .map_err(|e| candle_core::Error::msg(format!("cannot read {}: {e}", path.display())))?;
         let mut json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| candle_core::Error::msg(format!("{} is not JSON: {e}", path.display())))?;

@@ -169,6 +169,11 @@ impl AutoencoderKLWan {
     /// compression) -> the posterior mode (mean) `[B, z_dim, latent_frames(F), H/8, W/8]`,
     /// un-normalised, as `vae.encode(x).latent_dist.mode()`. Computed in the weights' dtype.
     pub fn encode(&self, video: &Tensor) -> Result<Tensor> {
+        Ok(self.encode_until(video, &|| false)?.expect("never stopped"))
+    }
+
+    /// [`Self::encode`], polling `stop` before each chunk of frames: `None` once it says stop.
+    pub fn encode_until(&self, video: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
         let (_, channels, frames, height, width) = video.dims5()?;
         let config = &self.config;
         if channels != config.in_channels {
@@ -195,6 +200,9 @@ impl AutoencoderKLWan {
         let mut start = 0;
         while start < frames {
             let len = if start == 0 { 1 } else { ENCODE_CHUNK_FRAMES };
+            if stop() {
+                return Ok(None);
+            }
             cache.begin_chunk();
             chunks.push(
                 self.encoder
@@ -204,12 +212,17 @@ impl AutoencoderKLWan {
         }
         let moments = self.quant_conv.forward(&Tensor::cat(&chunks, 1)?)?;
         // The mean is the first half of the channels (`DiagonalGaussianDistribution`).
-        to_channels_first(&moments.narrow(4, 0, config.z_dim)?)
+        to_channels_first(&moments.narrow(4, 0, config.z_dim)?).map(Some)
     }
 
     /// Latents `[B, z_dim, T, h, w]` (un-normalised) -> video `[B, out_channels, F, 8h, 8w]`
     /// clamped to [-1, 1], as `vae.decode(z).sample`. Computed in the weights' dtype.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        Ok(self.decode_until(latents, &|| false)?.expect("never stopped"))
+    }
+
+    /// [`Self::decode`], polling `stop` before each latent frame: `None` once it says stop.
+    pub fn decode_until(&self, latents: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
         let (_, channels, frames, height, width) = latents.dims5()?;
         if channels != self.config.z_dim {
             candle_core::bail!(
@@ -226,13 +239,15 @@ impl AutoencoderKLWan {
         let z = to_channels_last(&latents.to_dtype(self.dtype)?)?;
         let z = self.post_quant_conv.forward(&z)?;
         let mut cache = FeatureCache::new();
-        let chunks = (0..frames)
-            .map(|i| {
-                cache.begin_chunk();
-                self.decoder.forward(&z.narrow(1, i, 1)?, &mut cache)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        to_channels_first(&Tensor::cat(&chunks, 1)?.clamp(-1f32, 1f32)?)
+        let mut chunks = Vec::with_capacity(frames);
+        for i in 0..frames {
+            if stop() {
+                return Ok(None);
+            }
+            cache.begin_chunk();
+            chunks.push(self.decoder.forward(&z.narrow(1, i, 1)?, &mut cache)?);
+        }
+        to_channels_first(&Tensor::cat(&chunks, 1)?.clamp(-1f32, 1f32)?).map(Some)
     }
 
     /// `(z - mean) * (1 / std)` per channel, in f32 like the Wan pipelines; `z` is `[B, z_dim, ...]`.

@@ -89,7 +89,7 @@ impl Weights {
         let mut files = Vec::with_capacity(paths.len());
         let mut entries = HashMap::new();
         for (index, path) in paths.iter().enumerate() {
-            let file = std::fs::File::open(path)
+            let file = crate::files::open_regular(path)
                 .map_err(|e| err(format!("cannot open weights file {}: {e}", path.display())))?;
             // SAFETY: the map is read-only; a file truncated by another process while we
             // run is outside what any safetensors reader can defend against.
@@ -186,6 +186,25 @@ impl Weights {
         Err(err(format!("unexpected tensors in {}: {list}", self.origin)))
     }
 
+    /// Fails, naming the tensor and its file, when a floating-point tensor holds a NaN or an
+    /// infinity: such weights make every output black or noise without any other sign. One
+    /// pass over the memory-mapped data; placeholders have none to check.
+    pub fn ensure_finite(&self) -> Result<()> {
+        let mut names: Vec<&String> = self.entries.keys().collect();
+        names.sort();
+        for name in names {
+            let entry = &self.entries[name];
+            let Some(file) = entry.file else { continue };
+            let bytes = self.files[file].map.get(entry.bytes.0..entry.bytes.1).ok_or_else(|| {
+                err(format!("{}: tensor {name} lies outside the file", self.where_is(entry)))
+            })?;
+            if !all_finite(entry.dtype, bytes) {
+                return Err(err(format!("{}: tensor {name} holds NaN or infinite values", self.where_is(entry))));
+            }
+        }
+        Ok(())
+    }
+
     fn where_is(&self, entry: &Entry) -> String {
         match entry.file {
             Some(index) => self.files[index].path.display().to_string(),
@@ -245,12 +264,31 @@ impl SimpleBackend for Backend {
 }
 
 /// The shard files a `*.safetensors.index.json` names, in order of first appearance.
+/// Whether every little-endian value of `dtype` in `bytes` is finite: its exponent bits are not
+/// all set (all set is an infinity or a NaN in every IEEE format).
+fn all_finite(dtype: DType, bytes: &[u8]) -> bool {
+    fn check<const N: usize>(bytes: &[u8], exponent: u64) -> bool {
+        bytes.chunks_exact(N).all(|value| {
+            let mut word = [0u8; 8];
+            word[..N].copy_from_slice(value);
+            u64::from_le_bytes(word) & exponent != exponent
+        })
+    }
+    match dtype {
+        DType::F32 => check::<4>(bytes, 0x7f80_0000),
+        DType::F64 => check::<8>(bytes, 0x7ff0_0000_0000_0000),
+        DType::F16 => check::<2>(bytes, 0x7c00),
+        DType::BF16 => check::<2>(bytes, 0x7f80),
+        _ => true,
+    }
+}
+
 fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: BTreeMap<String, String>,
     }
-    let text = std::fs::read_to_string(index)
+    let text = crate::files::read_text(index, crate::files::TEXT_LIMIT)
         .map_err(|e| err(format!("cannot read {}: {e}", index.display())))?;
     let parsed: Index = serde_json::from_str(&text)
         .map_err(|e| err(format!("{} is not a valid weights index: {e}", index.display())))?;
@@ -273,9 +311,33 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads a part's `config.json` (or any JSON config) into `T`, naming the file in every error.
 pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text(path, crate::files::TEXT_LIMIT)
         .map_err(|e| err(format!("cannot read config {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    if let Some(bad) = out_of_bounds(&value) {
+        return Err(err(format!("{}: {bad} is out of range for a model config", path.display())));
+    }
+    serde_json::from_value(value).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// Largest integer and longest list a model config may hold: real ones stay far below (the
+/// largest, a vocabulary, is ~256k), and products of a few such sizes cannot overflow.
+const CONFIG_INTEGER_MAX: u64 = 1 << 24;
+const CONFIG_LIST_MAX: usize = 4096;
+
+/// The first integer or list in `value` too large to be a model size, so that sizes computed
+/// from a damaged config never overflow.
+fn out_of_bounds(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > CONFIG_INTEGER_MAX) => Some(n.to_string()),
+        serde_json::Value::Number(n) if n.as_i64().is_some_and(|n| n < -(CONFIG_INTEGER_MAX as i64)) => {
+            Some(n.to_string())
+        }
+        serde_json::Value::Array(items) if items.len() > CONFIG_LIST_MAX => Some(format!("a list of {}", items.len())),
+        serde_json::Value::Array(items) => items.iter().find_map(out_of_bounds),
+        serde_json::Value::Object(fields) => fields.values().find_map(out_of_bounds),
+        _ => None,
+    }
 }
 
 /// The dtype the user chose for the weights: `f32` (the CPU default), `bf16` or `f16`.

@@ -21,7 +21,8 @@ pub const FORMATS: [VideoFormat; 2] = [VideoFormat::Rgba, VideoFormat::Bgra];
 
 /// Whether caps carry frames in CUDA memory.
 pub fn is_cuda_caps(caps: &gst::CapsRef) -> bool {
-    caps.features(0).is_some_and(|features| features.contains(CAPS_FEATURE))
+    caps.features(0)
+        .is_some_and(|features| features.contains(CAPS_FEATURE))
 }
 
 /// `caps` with the formats of `formats` that the CUDA path handles, in CUDA memory.
@@ -36,7 +37,9 @@ fn pixel_format(info: &VideoInfo) -> Result<PixelFormat, glib::BoolError> {
     match info.format() {
         VideoFormat::Rgba => Ok(PixelFormat::Rgba8),
         VideoFormat::Bgra => Ok(PixelFormat::Bgra8),
-        other => Err(glib::bool_error!("{other:?} in CUDA memory is not supported (use RGBA or BGRA)")),
+        other => Err(glib::bool_error!(
+            "{other:?} in CUDA memory is not supported (use RGBA or BGRA)"
+        )),
     }
 }
 
@@ -48,7 +51,9 @@ fn core_error(e: soragen_core::Error) -> glib::BoolError {
 ///
 /// # Safety
 /// `ptr` must be a new, non-null `GstObject` of type `T` that the caller owns.
-unsafe fn take_object<T: glib::object::ObjectType + FromGlibPtrFull<*mut T::GlibType>>(ptr: *mut T::GlibType) -> T {
+unsafe fn take_object<T: glib::object::ObjectType + FromGlibPtrFull<*mut T::GlibType>>(
+    ptr: *mut T::GlibType,
+) -> T {
     let object = ptr as *mut glib::gobject_ffi::GObject;
     // SAFETY: as promised by the caller.
     unsafe {
@@ -65,11 +70,20 @@ struct CudaMapping(gst_video::ffi::GstVideoFrame);
 impl CudaMapping {
     /// # Safety
     /// `buffer` must hold CUDA memory, and be writable when `flags` asks for writing.
-    unsafe fn new(buffer: &gst::BufferRef, info: &VideoInfo, flags: gst::ffi::GstMapFlags) -> Result<Self, glib::BoolError> {
+    unsafe fn new(
+        buffer: &gst::BufferRef,
+        info: &VideoInfo,
+        flags: gst::ffi::GstMapFlags,
+    ) -> Result<Self, glib::BoolError> {
         let mut frame = MaybeUninit::zeroed();
         // SAFETY: `frame` is written by a successful map; the caller vouches for the buffer.
         let mapped = unsafe {
-            gst_video::ffi::gst_video_frame_map(frame.as_mut_ptr(), info.to_glib_none().0, buffer.as_mut_ptr(), flags | MAP_CUDA)
+            gst_video::ffi::gst_video_frame_map(
+                frame.as_mut_ptr(),
+                info.to_glib_none().0,
+                buffer.as_mut_ptr(),
+                flags | MAP_CUDA,
+            )
         };
         if mapped == glib::ffi::GFALSE {
             return Err(glib::bool_error!("cannot map a frame in CUDA memory"));
@@ -79,9 +93,16 @@ impl CudaMapping {
     }
 
     fn image(&self, info: &VideoInfo) -> Result<DeviceImage, glib::BoolError> {
-        let pitch = usize::try_from(self.0.info.stride[0]).map_err(|_| glib::bool_error!("negative pitch in CUDA memory"))?;
-        DeviceImage::top_down(self.0.data[0] as u64, info.width() as usize, info.height() as usize, pixel_format(info)?, pitch)
-            .map_err(core_error)
+        let pitch = usize::try_from(self.0.info.stride[0])
+            .map_err(|_| glib::bool_error!("negative pitch in CUDA memory"))?;
+        DeviceImage::top_down(
+            self.0.data[0] as u64,
+            info.width() as usize,
+            info.height() as usize,
+            pixel_format(info)?,
+            pitch,
+        )
+        .map_err(core_error)
     }
 }
 
@@ -109,7 +130,9 @@ impl CudaFrames {
     /// Wraps the context of `device` (the model's); says why not in one line when it cannot.
     pub fn new(device: &candle_core::Device) -> Result<Self, String> {
         let gst_cuda = gst_cuda()?;
-        let cuda = device.as_cuda_device().map_err(|_| "the model does not run on a GPU".to_string())?;
+        let cuda = device
+            .as_cuda_device()
+            .map_err(|_| "the model does not run on a GPU".to_string())?;
         let context = cuda.cuda_stream().context().clone();
         let handle = context.cu_ctx() as *mut c_void;
         // SAFETY: a live context of its device; a wrapped context is never destroyed by GStreamer.
@@ -120,7 +143,13 @@ impl CudaFrames {
         }
         // SAFETY: a new GstCudaContext, ours.
         let context = unsafe { take_object::<gst::Object>(wrapped as *mut gst::ffi::GstObject) };
-        Ok(Self { gst_cuda, device: device.clone(), context, handle, pool: Mutex::default() })
+        Ok(Self {
+            gst_cuda,
+            device: device.clone(),
+            context,
+            handle,
+            pool: Mutex::default(),
+        })
     }
 
     /// The model's device whose context this is.
@@ -135,14 +164,26 @@ impl CudaFrames {
     /// Answers a `gst.cuda.context` context query with our context.
     pub fn answer_context_query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
         // SAFETY: live element, query and context.
-        unsafe { (self.gst_cuda.handle_context_query)(element.as_ptr(), query.as_mut_ptr(), self.context_ptr()) != glib::ffi::GFALSE }
+        unsafe {
+            (self.gst_cuda.handle_context_query)(
+                element.as_ptr(),
+                query.as_mut_ptr(),
+                self.context_ptr(),
+            ) != glib::ffi::GFALSE
+        }
     }
 
     /// A have-context message offering our context to the whole pipeline.
     pub fn have_context_message(&self, element: &gst::Element) -> gst::Message {
         // SAFETY: returns a new GstContext holding a reference to ours.
-        let context = unsafe { gst::Context::from_glib_full((self.gst_cuda.context_new_cuda_context)(self.context_ptr())) };
-        gst::message::HaveContext::builder(context).src(element).build()
+        let context = unsafe {
+            gst::Context::from_glib_full((self.gst_cuda.context_new_cuda_context)(
+                self.context_ptr(),
+            ))
+        };
+        gst::message::HaveContext::builder(context)
+            .src(element)
+            .build()
     }
 
     /// Whether `buffer` is one CUDA memory of our context, readable by our kernels.
@@ -154,23 +195,33 @@ impl CudaFrames {
         // SAFETY: a live memory; `context` is read only from CUDA memory.
         unsafe {
             (self.gst_cuda.is_cuda_memory)(memory) != glib::ffi::GFALSE
-                && (self.gst_cuda.context_get_handle)((*(memory as *mut GstCudaMemory)).context) as usize == self.handle
+                && (self.gst_cuda.context_get_handle)((*(memory as *mut GstCudaMemory)).context)
+                    as usize
+                    == self.handle
         }
     }
 
     /// Buffers of our context as a clip, converted on the GPU.
-    pub fn to_video(&self, buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::BoolError> {
+    pub fn to_video(
+        &self,
+        buffers: &[gst::Buffer],
+        info: &VideoInfo,
+    ) -> Result<Video, glib::BoolError> {
         let mappings = buffers
             .iter()
             // SAFETY: the caller checked that they are our CUDA memory (`is_ours`).
             .map(|buffer| unsafe { CudaMapping::new(buffer, info, gst::ffi::GST_MAP_READ) })
             .collect::<Result<Vec<_>, _>>()?;
-        let images = mappings.iter().map(|m| m.image(info)).collect::<Result<Vec<_>, _>>()?;
+        let images = mappings
+            .iter()
+            .map(|m| m.image(info))
+            .collect::<Result<Vec<_>, _>>()?;
         let fps = info.fps();
         let fps = (fps.numer() > 0).then(|| (fps.numer() as u32, fps.denom() as u32));
         // SAFETY: the images are mapped device memory of our context until `mappings` goes.
         let video = unsafe {
-            let converter = ImageConverter::new(&self.device, StreamOrder::Own).map_err(core_error)?;
+            let converter =
+                ImageConverter::new(&self.device, StreamOrder::Own).map_err(core_error)?;
             let video = converter.import_video(&images, fps).map_err(core_error)?;
             converter.finish().map_err(core_error)?;
             video
@@ -179,14 +230,23 @@ impl CudaFrames {
     }
 
     /// Frames as new buffers of our CUDA buffer pool, written on the GPU; returns once written.
-    pub fn to_buffers(&self, frames: &[&Frame], info: &VideoInfo) -> Result<Vec<gst::Buffer>, glib::BoolError> {
+    pub fn to_buffers(
+        &self,
+        frames: &[&Frame],
+        info: &VideoInfo,
+    ) -> Result<Vec<gst::Buffer>, glib::BoolError> {
         let pool = self.pool_for(info)?;
         // SAFETY: no host stream: the converter's own, finished before returning.
-        let converter = unsafe { ImageConverter::new(&self.device, StreamOrder::Own) }.map_err(core_error)?;
+        let converter =
+            unsafe { ImageConverter::new(&self.device, StreamOrder::Own) }.map_err(core_error)?;
         let mut buffers = Vec::with_capacity(frames.len());
         for frame in frames {
-            let mut buffer = pool.acquire_buffer(None).map_err(|e| glib::bool_error!("no CUDA buffer: {e:?}"))?;
-            let buffer_ref = buffer.get_mut().ok_or_else(|| glib::bool_error!("a pool buffer is shared"))?;
+            let mut buffer = pool
+                .acquire_buffer(None)
+                .map_err(|e| glib::bool_error!("no CUDA buffer: {e:?}"))?;
+            let buffer_ref = buffer
+                .get_mut()
+                .ok_or_else(|| glib::bool_error!("a pool buffer is shared"))?;
             // SAFETY: a new, writable buffer of our CUDA pool.
             let mapping = unsafe { CudaMapping::new(buffer_ref, info, gst::ffi::GST_MAP_WRITE) }?;
             // SAFETY: the image is mapped device memory of our context, read by nobody before
@@ -202,7 +262,9 @@ impl CudaFrames {
     /// The buffer pool for frames of `info`, made again when the caps change.
     fn pool_for(&self, info: &VideoInfo) -> Result<gst::BufferPool, glib::BoolError> {
         let mut caps = info.to_caps()?;
-        caps.get_mut().expect("new caps").set_features_simple(Some(gst::CapsFeatures::new([CAPS_FEATURE])));
+        caps.get_mut()
+            .expect("new caps")
+            .set_features_simple(Some(gst::CapsFeatures::new([CAPS_FEATURE])));
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((pool_caps, pool)) = pool.as_ref()
             && *pool_caps == caps
@@ -210,7 +272,9 @@ impl CudaFrames {
             return Ok(pool.clone());
         }
         // SAFETY: a new GstBufferPool of our context, ours.
-        let new_pool = unsafe { take_object::<gst::BufferPool>((self.gst_cuda.buffer_pool_new)(self.context_ptr())) };
+        let new_pool = unsafe {
+            take_object::<gst::BufferPool>((self.gst_cuda.buffer_pool_new)(self.context_ptr()))
+        };
         let mut config = new_pool.config();
         config.set_params(Some(&caps), info.size() as u32, 0, 0);
         new_pool.set_config(config)?;
@@ -224,7 +288,12 @@ impl CudaFrames {
 
 impl Drop for CudaFrames {
     fn drop(&mut self) {
-        if let Some((_, pool)) = self.pool.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some((_, pool)) = self
+            .pool
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = pool.set_active(false);
         }
     }

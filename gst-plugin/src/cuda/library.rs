@@ -39,7 +39,8 @@ pub struct GstCuda {
     pub context_new_wrapped: unsafe extern "C" fn(*mut c_void, c_int) -> *mut GstCudaContext,
     pub context_get_handle: unsafe extern "C" fn(*mut GstCudaContext) -> *mut c_void,
     /// Answers a `gst.cuda.context` context query with the given context.
-    pub handle_context_query: unsafe extern "C" fn(*mut GstElement, *mut GstQuery, *mut GstCudaContext) -> gboolean,
+    pub handle_context_query:
+        unsafe extern "C" fn(*mut GstElement, *mut GstQuery, *mut GstCudaContext) -> gboolean,
     /// A `gst.cuda.context` context holding the given one, for a have-context message.
     pub context_new_cuda_context: unsafe extern "C" fn(*mut GstCudaContext) -> *mut GstContext,
     pub is_cuda_memory: unsafe extern "C" fn(*mut GstMemory) -> gboolean,
@@ -88,7 +89,10 @@ impl GstCuda {
 pub fn gst_cuda() -> Result<&'static GstCuda, &'static str> {
     static LOADED: OnceLock<Result<GstCuda, String>> = OnceLock::new();
     // SAFETY: LIBRARY is GStreamer's own CUDA library, whose ABI is stable within 1.x.
-    LOADED.get_or_init(|| unsafe { GstCuda::open(LIBRARY) }).as_ref().map_err(String::as_str)
+    LOADED
+        .get_or_init(|| unsafe { GstCuda::open(LIBRARY) })
+        .as_ref()
+        .map_err(String::as_str)
 }
 
 #[cfg(test)]
@@ -98,7 +102,9 @@ mod tests {
     #[test]
     fn a_missing_library_is_one_line_saying_what_to_install() {
         // SAFETY: nothing is loaded.
-        let error = unsafe { GstCuda::open("libgstcuda-nonexistent.so") }.err().unwrap();
+        let error = unsafe { GstCuda::open("libgstcuda-nonexistent.so") }
+            .err()
+            .unwrap();
         assert!(error.contains("libgstreamer-plugins-bad1.0-0"), "{error}");
         assert_eq!(error.lines().count(), 1);
     }

@@ -1,11 +1,16 @@
 //! The element holds frames only while a mode needs them as generation input (never in
-//! passthrough or extend-forward), keeps every event in order behind held frames, and runs
-//! generations on the streaming thread with no lock held, so a flush or a state change can cancel
-//! them between two denoising steps.
+//! passthrough or extend-forward) and keeps every event in order behind held frames. Everything
+//! it sends downstream goes through a queue to a worker, the source pad's task (like `queue`'s):
+//! generations run there, off the streaming thread, so upstream keeps feeding (a live source is
+//! never held back by a generation) and a flush or a state change cancels a generation at its
+//! next phase (text encoding, a chunk of the VAE encode, a denoising step, a latent frame of the
+//! VAE decode, a frame of post-processing) and returns within that bound.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
@@ -17,10 +22,17 @@ use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
 use crate::frames::{self, FrameMemory, SharedGpu};
-use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
+use crate::generation::{
+    BusProgress, FrameGrid, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
+    refused_while_running, stamp,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("soragen", gst::DebugColorFlags::empty(), Some("Soragen generative video"))
+    gst::DebugCategory::new(
+        "soragen",
+        gst::DebugColorFlags::empty(),
+        Some("Soragen generative video"),
+    )
 });
 
 /// Frame duration assumed when neither the caps nor the buffers state one.
@@ -76,7 +88,10 @@ enum Held {
 /// Where the generated frames of a job go relative to the held items.
 enum Placement {
     /// Before them (extend-backward, insert), timestamped from `start`, after the `lead` events.
-    Before { start: gst::ClockTime, lead: Vec<gst::Event> },
+    Before {
+        start: gst::ClockTime,
+        lead: Vec<gst::Event>,
+    },
     /// After the stream's last frame (extend-forward).
     After { start: gst::ClockTime },
     /// In place of the held frames, one for one (replace-background).
@@ -85,6 +100,8 @@ enum Placement {
 
 /// One generation and what to push around it, taken out of the state so that it runs unlocked.
 struct Job {
+    /// Matches the job with its generation's result.
+    id: u64,
     /// None: nothing to generate, only held items to release.
     task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>,
     placement: Placement,
@@ -94,6 +111,9 @@ struct Job {
     info: Option<VideoInfo>,
     model: Option<Arc<WanVace>>,
     frame_duration: gst::ClockTime,
+    grid: FrameGrid,
+    /// Replace-background: the window of the stream and how many there are (0: not known).
+    window: (u32, u32),
     /// The video segment, to match held frames with masks by running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
     memory: FrameMemory,
@@ -127,29 +147,55 @@ struct State {
     last_end_pts: Option<gst::ClockTime>,
     last_duration: Option<gst::ClockTime>,
     next_insert_at: usize,
+    /// Replace-background: windows generated so far.
+    windows_done: u64,
+    /// Running time where the last input frame (held or not) ends: jumps are measured from it.
+    last_input_end: Option<gst::ClockTime>,
+    /// Insert: why the next boundary cannot get frames (the pieces around it differ in size).
+    unfillable: Option<String>,
     /// The latency of our own last Latency message.
     posted_latency: Option<gst::ClockTime>,
 }
 
 impl State {
     fn held_frames(&self) -> usize {
-        self.held.iter().filter(|h| matches!(h, Held::Buffer(_))).count()
+        self.held
+            .iter()
+            .filter(|h| matches!(h, Held::Buffer(_)))
+            .count()
     }
 
-    fn frame_duration(&self) -> gst::ClockTime {
+    /// The caps' frame rate, when they state one.
+    fn fps(&self) -> Option<gst::Fraction> {
         self.info
             .as_ref()
-            .filter(|info| info.fps().numer() > 0)
-            .and_then(|info| {
-                gst::ClockTime::SECOND.mul_div_floor(info.fps().denom() as u64, info.fps().numer() as u64)
-            })
-            .or(self.last_duration)
-            .unwrap_or(FALLBACK_FRAME_DURATION)
+            .map(VideoInfo::fps)
+            .filter(|fps| fps.numer() > 0 && fps.denom() > 0)
+    }
+
+    /// The time of `frames` frames on the rational frame grid (rounded once), or the buffers'
+    /// own duration times `frames` without a rate.
+    fn frames_time(&self, frames: u64) -> gst::ClockTime {
+        self.grid().span(frames)
+    }
+
+    fn grid(&self) -> FrameGrid {
+        frame_grid(
+            self.fps(),
+            self.last_duration.unwrap_or(FALLBACK_FRAME_DURATION),
+        )
+    }
+
+    /// One frame's duration (rounded): gap thresholds and buffers without a duration.
+    fn frame_duration(&self) -> gst::ClockTime {
+        self.frames_time(1)
     }
 
     /// Stream time (timestamps) that passes in `running` time at the segment's rate.
     fn timestamp_span(&self, running: gst::ClockTime) -> gst::ClockTime {
-        gst::ClockTime::from_nseconds((running.nseconds() as f64 * self.segment.rate().abs()) as u64)
+        gst::ClockTime::from_nseconds(
+            (running.nseconds() as f64 * self.segment.rate().abs()) as u64,
+        )
     }
 
     /// Running time that `span` of timestamps takes at the segment's rate.
@@ -161,7 +207,7 @@ impl State {
     /// the stream (known in advance when extending; grows with each insert).
     fn extension(&self) -> gst::ClockTime {
         match self.mode {
-            Mode::ExtendForward | Mode::ExtendBackward => self.frame_duration() * self.frames,
+            Mode::ExtendForward | Mode::ExtendBackward => self.frames_time(self.frames),
             Mode::Insert => self.shift,
             Mode::Passthrough | Mode::ReplaceBackground => gst::ClockTime::ZERO,
         }
@@ -190,6 +236,31 @@ impl State {
         self.last_end_running_time = None;
         self.last_end_pts = None;
         self.next_insert_at = 0;
+        self.last_input_end = None;
+        self.unfillable = None;
+        self.windows_done = 0;
+    }
+
+    /// New caps mid-stream (what was held is drained already): frames of another format cannot
+    /// serve as context for the new ones, but the stream's timing goes on, so that a caps
+    /// change neither restarts an extension nor moves timestamps back.
+    fn new_caps(&mut self, info: &VideoInfo) {
+        if let Some(old) = &self.info
+            && (old.width(), old.height()) != (info.width(), info.height())
+            && self.mode == Mode::Insert
+            && !self.recent.is_empty()
+        {
+            self.unfillable = Some(format!(
+                "the pieces around the boundary have different sizes ({}x{}, then {}x{}): insert needs pieces of one size",
+                old.width(),
+                old.height(),
+                info.width(),
+                info.height()
+            ));
+        }
+        self.held.clear();
+        self.recent.clear();
+        self.collecting = false;
     }
 
     /// Notes a frame that goes through now; it may serve as context later.
@@ -212,23 +283,51 @@ impl State {
         }
     }
 
-    /// Insert: whether `buffer` starts a new piece (a jump in timestamps or an `insert-at` time).
-    fn starts_piece(&mut self, buffer: &gst::Buffer) -> bool {
-        let Some(pts) = buffer.pts() else { return false };
-        let mut boundary = false;
-        while self.insert_at.get(self.next_insert_at).is_some_and(|&at| at <= pts) {
+    /// Insert: whether `buffer` starts a new piece (a jump in timestamps or an `insert-at`
+    /// time); Err with the reason when it would but there is nothing before it to insert from.
+    fn starts_piece(&mut self, buffer: &gst::Buffer) -> Result<bool, String> {
+        let Some(pts) = buffer.pts() else {
+            return Ok(false);
+        };
+        let mut listed = None;
+        while let Some(&at) = self
+            .insert_at
+            .get(self.next_insert_at)
+            .filter(|&&at| at <= pts)
+        {
             self.next_insert_at += 1;
-            boundary = true;
+            listed = Some(at);
         }
-        let jump = match (self.segment.to_running_time(pts), self.last_end_running_time) {
-            (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2,
+        let jump = match (self.segment.to_running_time(pts), self.last_input_end) {
+            (Some(start), Some(end)) => {
+                self.timestamp_span(start.saturating_sub(end)) > self.frame_duration() / 2
+            }
             _ => false,
         };
-        (boundary || jump) && !self.recent.is_empty()
+        self.last_input_end =
+            running_end(&self.segment, buffer, self.frame_duration()).or(self.last_input_end);
+        if !jump && listed.is_none() {
+            return Ok(false);
+        }
+        if self.recent.is_empty() && !self.collecting {
+            return match (listed, self.unfillable.take()) {
+                (_, Some(reason)) => Err(reason),
+                (Some(at), None) => Err(format!(
+                    "insert-at {at} is at or before the first frame ({pts}): there are no frames before it to insert from"
+                )),
+                (None, None) => Ok(false),
+            };
+        }
+        Ok(true)
     }
 
-    fn job(&mut self, task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>, placement: Placement) -> Job {
+    fn job(
+        &mut self,
+        task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>,
+        placement: Placement,
+    ) -> Job {
         Job {
+            id: 0,
             task,
             placement,
             held: std::mem::take(&mut self.held),
@@ -236,6 +335,8 @@ impl State {
             info: self.info.clone(),
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
+            grid: self.grid(),
+            window: (0, 0),
             segment: self.segment.clone(),
             memory: self.memory.clone(),
         }
@@ -253,19 +354,24 @@ impl State {
             })
             .collect();
         let count = self.frames as usize;
-        let duration = self.frame_duration();
-        let new_frames_span = duration * self.frames;
+        let new_frames_span = self.frames_time(self.frames);
         if held_buffers.is_empty() {
             if self.mode == Mode::ExtendForward && at_eos && !self.recent.is_empty() {
                 let start = self.last_end_pts? + self.shift;
                 let clip = std::mem::take(&mut self.recent).into();
-                return Some(self.job(Some((TaskKind::ExtendForward { frames: count }, clip, vec![])), Placement::After { start }));
+                return Some(self.job(
+                    Some((TaskKind::ExtendForward { frames: count }, clip, vec![])),
+                    Placement::After { start },
+                ));
             }
             self.collecting = false;
             return (!self.held.is_empty()).then(|| self.job(None, Placement::Replace));
         }
         let first_pts = held_buffers[0].pts().unwrap_or(gst::ClockTime::ZERO);
-        let gap = match (self.segment.to_running_time(first_pts), self.last_end_running_time) {
+        let gap = match (
+            self.segment.to_running_time(first_pts),
+            self.last_end_running_time,
+        ) {
             (Some(start), Some(end)) => self.timestamp_span(start.saturating_sub(end)),
             _ => gst::ClockTime::ZERO,
         };
@@ -280,8 +386,15 @@ impl State {
                 self.shift = new_frames_span;
                 let start = first_pts;
                 Some(self.job(
-                    Some((TaskKind::ExtendBackward { frames: count }, held_buffers, vec![])),
-                    Placement::Before { start, lead: vec![] },
+                    Some((
+                        TaskKind::ExtendBackward { frames: count },
+                        held_buffers,
+                        vec![],
+                    )),
+                    Placement::Before {
+                        start,
+                        lead: vec![],
+                    },
                 ))
             }
             Mode::Insert => {
@@ -302,19 +415,45 @@ impl State {
                 }
                 if gap > new_frames_span {
                     let gap_start = (first_pts + shift_before).saturating_sub(gap);
-                    lead.push(gst::event::Gap::builder(gap_start).duration(gap - new_frames_span).build());
+                    lead.push(
+                        gst::event::Gap::builder(gap_start)
+                            .duration(gap - new_frames_span)
+                            .build(),
+                    );
                 }
                 // The stream got longer: so does its segment.
-                if self.shift != shift_before && (self.segment.stop().is_some() || self.segment.duration().is_some()) {
+                if self.shift != shift_before
+                    && (self.segment.stop().is_some() || self.segment.duration().is_some())
+                {
                     lead.push(gst::event::Segment::new(&self.output_segment()));
                 }
                 let previous = std::mem::take(&mut self.recent).into();
                 let skip = held_buffers.len().saturating_sub(self.context_frames);
                 self.recent = held_buffers[skip..].iter().cloned().collect();
-                Some(self.job(Some((TaskKind::Insert { frames: count }, previous, held_buffers)), Placement::Before { start, lead }))
+                Some(self.job(
+                    Some((TaskKind::Insert { frames: count }, previous, held_buffers)),
+                    Placement::Before { start, lead },
+                ))
             }
             Mode::ReplaceBackground => {
-                Some(self.job(Some((TaskKind::ReplaceBackground, held_buffers, vec![])), Placement::Replace))
+                let index = self.windows_done;
+                self.windows_done += 1;
+                // How many windows the segment holds, when it has a stop.
+                let count = match (self.segment.start(), self.segment.stop()) {
+                    (Some(start), Some(stop)) if stop > start => {
+                        let frames = (stop - start)
+                            .nseconds()
+                            .div_ceil(self.frame_duration().nseconds().max(1));
+                        frames.div_ceil(self.frames.max(1)).max(index + 1)
+                    }
+                    _ => 0,
+                };
+                let mut job = self.job(
+                    Some((TaskKind::ReplaceBackground, held_buffers, vec![])),
+                    Placement::Replace,
+                );
+                job.window = (index as u32, count as u32);
+                Some(job)
             }
         }
     }
@@ -331,21 +470,113 @@ pub struct Soragen {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     /// Set by FLUSH_START and PAUSED -> READY: a running generation (or a wait for masks) stops
-    /// at its next step.
+    /// at its next phase.
     cancel: AtomicBool,
+    /// What goes downstream, in order, to the worker (the source pad's task).
+    queue: Mutex<Queue>,
+    /// Signalled when the queue gets an item or a result, frees room, empties, or starts
+    /// flushing.
+    queue_changed: Condvar,
+    /// The generator thread (READY -> PAUSED to PAUSED -> READY) and how to hand it work.
+    generator: Mutex<Option<(mpsc::Sender<Generation>, std::thread::JoinHandle<()>)>>,
+    /// Counts flushes and stops: a generation of an older epoch is abandoned.
+    epoch: AtomicU64,
+    next_job: AtomicU64,
+    /// A generator thread that was told to stop (it ends at its generation's next phase).
+    stopping: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// When the last flush or stop began: the log says how long a generation took to stop.
+    cancelled_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// What the generator thread needs of a job. Generations start as soon as their input is
+/// there, while the worker still pushes the frames before them (a sink holds each push back to
+/// the frame's time): their result is waited for only when the worker reaches the job.
+struct Generation {
+    id: u64,
+    epoch: u64,
+    task: (TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>),
+    info: VideoInfo,
+    model: Arc<WanVace>,
+    memory: FrameMemory,
+    window: (u32, u32),
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    frame_duration: gst::ClockTime,
+}
+
+type Generated = Result<Vec<(usize, gst::Buffer)>, gst::FlowError>;
+
+/// What the streaming thread hands the worker, in stream order.
+enum Item {
+    Buffer(gst::Buffer),
+    Event(gst::Event),
+    /// A generation and the held items around it.
+    Job(Box<Job>),
+}
+
+impl Item {
+    /// Input buffers the item holds (what bounds the queue).
+    fn buffers(&self) -> usize {
+        match self {
+            Item::Buffer(_) => 1,
+            Item::Event(_) => 0,
+            Item::Job(job) => job
+                .held
+                .iter()
+                .filter(|h| matches!(h, Held::Buffer(_)))
+                .count(),
+        }
+    }
+}
+
+struct Queue {
+    items: VecDeque<Item>,
+    /// Input buffers in `items` and in the item the worker handles: upstream waits while
+    /// there are more than the limit.
+    buffers: usize,
+    /// The worker is handling an item.
+    busy: bool,
+    /// Flushing or stopped: nothing is queued, a waiting chain returns FLUSHING.
+    flushing: bool,
+    /// What the worker's last push (or generation) returned: errors go back upstream.
+    flow: Result<gst::FlowSuccess, gst::FlowError>,
+    /// Finished generations by job id, until the worker reaches their job.
+    results: HashMap<u64, Generated>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            buffers: 0,
+            busy: false,
+            flushing: true,
+            flow: Ok(gst::FlowSuccess::Ok),
+            results: HashMap::new(),
+        }
+    }
+}
+
+/// Input buffers the queue takes beyond what a mode holds and generates: upstream runs ahead of
+/// the worker by this much while a generation runs.
+const QUEUE_SLACK: usize = 16;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Output PTS of an original frame once generated frames were placed before it.
-fn shifted(mut buffer: gst::Buffer, shift: gst::ClockTime) -> gst::Buffer {
+/// Output PTS of an original frame once generated frames were placed before it: on the frame
+/// grid when the frame was (a sum of two rounded grid times can be 1 ns off it).
+fn shifted(mut buffer: gst::Buffer, shift: gst::ClockTime, grid: &FrameGrid) -> gst::Buffer {
     if !shift.is_zero() {
+        let on_grid =
+            |time: gst::ClockTime| match (grid.frame_at(time), grid.frame_at(time + shift)) {
+                (Some(_), Some(frame)) => grid.span(frame),
+                _ => time + shift,
+            };
         // Only the buffer's metadata is copied (when shared): the memory stays the same.
         let buffer = buffer.make_mut();
-        buffer.set_pts(buffer.pts().map(|pts| pts + shift));
-        buffer.set_dts(buffer.dts().map(|dts| dts + shift));
+        buffer.set_pts(buffer.pts().map(on_grid));
+        buffer.set_dts(buffer.dts().map(on_grid));
     }
     buffer
 }
@@ -357,18 +588,37 @@ impl Soragen {
             drop(state);
             return self.srcpad.push(buffer);
         }
+        lock(&self.queue).flow?;
         if buffer.duration().is_some() {
             state.last_duration = buffer.duration();
         }
         let hold = match state.mode {
             Mode::Passthrough | Mode::ExtendForward => false,
             Mode::ExtendBackward => !state.extended,
-            Mode::Insert => {
-                if !state.collecting && state.starts_piece(&buffer) {
+            Mode::Insert => match state.starts_piece(&buffer) {
+                // A boundary while the frames after the previous one are held (closer than
+                // context-frames): the previous insert takes the frames up to here as its
+                // second piece and its frames become this one's context.
+                Ok(true) if state.collecting && state.held_frames() > 0 => {
+                    let limit = self.queue_limit(&state);
+                    let job = state.take_job(false);
                     state.collecting = true;
+                    if let Some(job) = job {
+                        drop(state);
+                        self.enqueue(Item::Job(Box::new(job)), limit)?;
+                        state = lock(&self.state);
+                    }
+                    true
                 }
-                state.collecting
-            }
+                Ok(boundary) => {
+                    state.collecting |= boundary;
+                    state.collecting
+                }
+                Err(reason) => {
+                    self.warn_no_insert(&reason);
+                    state.collecting
+                }
+            },
             Mode::ReplaceBackground => {
                 if let Some(end) = running_end(&state.segment, &buffer, state.frame_duration()) {
                     self.masks.video_reached(end);
@@ -376,11 +626,12 @@ impl Soragen {
                 true
             }
         };
+        let limit = self.queue_limit(&state);
         if !hold {
             state.remember(&buffer);
-            let buffer = shifted(buffer, state.shift);
+            let buffer = shifted(buffer, state.shift, &state.grid());
             drop(state);
-            return self.srcpad.push(buffer);
+            return self.enqueue(Item::Buffer(buffer), limit);
         }
         state.held.push_back(Held::Buffer(buffer));
         let enough = match state.mode {
@@ -392,49 +643,303 @@ impl Soragen {
         }
         let job = state.take_job(false);
         drop(state);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.run(job))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| {
+            self.enqueue(Item::Job(Box::new(job)), limit)
+        })
     }
 
-    /// Generates (and releases) whatever is held, before an event that must not overtake it.
+    /// How many input buffers the queue takes: what a generation holds and makes, what the
+    /// stream was pushed back by (a live source keeps its pace while the output runs that much
+    /// later), and some slack.
+    fn queue_limit(&self, state: &State) -> usize {
+        let duration = state.frame_duration().nseconds().max(1);
+        let behind = (state.shift.nseconds() / duration) as usize;
+        (state.frames as usize + state.context_frames) * 2 + behind + QUEUE_SLACK
+    }
+
+    /// Queues an item for the worker; waits while the queue holds more than `limit` buffers.
+    /// Errors: the worker's last flow error, or FLUSHING.
+    fn enqueue(&self, mut item: Item, limit: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let count = item.buffers();
+        if let Item::Job(job) = &mut item {
+            self.start_generation(job)?;
+        }
+        let mut queue = lock(&self.queue);
+        loop {
+            if queue.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            queue.flow?;
+            if count == 0 || queue.buffers < limit {
+                break;
+            }
+            queue = self
+                .queue_changed
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        queue.buffers += count;
+        queue.items.push_back(item);
+        self.queue_changed.notify_all();
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Queues a serialized event behind what is queued (false when flushing or failed).
+    fn enqueue_event(&self, event: gst::Event) -> bool {
+        self.enqueue(Item::Event(event), usize::MAX).is_ok()
+    }
+
+    /// Waits until the worker has sent everything queued (a drain or allocation query must
+    /// not overtake it). False when flushing.
+    fn wait_until_sent(&self) -> bool {
+        let mut queue = lock(&self.queue);
+        while !queue.flushing && (queue.busy || !queue.items.is_empty()) {
+            queue = self
+                .queue_changed
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        !queue.flushing
+    }
+
+    /// One turn of the worker: the next item, pushed (a job generated first). On a flow error
+    /// (or flushing) the task pauses and the error goes upstream at the next chain.
+    fn worker(&self) {
+        let item = {
+            let mut queue = lock(&self.queue);
+            loop {
+                if queue.flushing {
+                    drop(queue);
+                    let _ = self.srcpad.pause_task();
+                    return;
+                }
+                if let Some(item) = queue.items.pop_front() {
+                    queue.busy = true;
+                    break item;
+                }
+                queue = self
+                    .queue_changed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let count = item.buffers();
+        let result = match item {
+            Item::Buffer(buffer) => self.srcpad.push(buffer),
+            Item::Event(event) => {
+                let kind = event.type_();
+                // Generations before the EOS waited for their masks; later masks are not needed.
+                if kind == gst::EventType::Eos {
+                    self.masks.video_ended(true);
+                }
+                if !self.srcpad.push_event(event) {
+                    gst::debug!(CAT, imp = self, "downstream refused {kind:?}");
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Item::Job(job) => self.run(*job),
+        };
+        let mut queue = lock(&self.queue);
+        queue.busy = false;
+        queue.buffers -= count.min(queue.buffers);
+        if let Err(error) = result {
+            gst::debug!(CAT, imp = self, "worker pausing: {error:?}");
+            if !queue.flushing {
+                queue.flow = Err(error);
+            }
+            queue.items.clear();
+            queue.buffers = 0;
+            self.queue_changed.notify_all();
+            drop(queue);
+            let _ = self.srcpad.pause_task();
+            return;
+        }
+        self.queue_changed.notify_all();
+    }
+
+    /// Starts the worker on the source pad (activation, FLUSH_STOP).
+    fn start_worker(&self) -> Result<(), glib::BoolError> {
+        {
+            let mut queue = lock(&self.queue);
+            queue.items.clear();
+            queue.buffers = 0;
+            queue.flushing = false;
+            queue.flow = Ok(gst::FlowSuccess::Ok);
+        }
+        let element = self.obj().downgrade();
+        self.srcpad.start_task(move || match element.upgrade() {
+            Some(element) => element.imp().worker(),
+            None => std::thread::yield_now(),
+        })
+    }
+
+    /// Stops whatever the worker does (a generation at its next phase) and empties the queue.
+    fn set_flushing(&self) {
+        *lock(&self.cancelled_at) = Some(std::time::Instant::now());
+        self.cancel.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut queue = lock(&self.queue);
+        queue.flushing = true;
+        queue.items.clear();
+        queue.buffers = 0;
+        queue.results.clear();
+        self.queue_changed.notify_all();
+        drop(queue);
+        self.masks.wake();
+    }
+
+    fn src_activate_mode(
+        &self,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "only push mode"));
+        }
+        if active {
+            self.cancel.store(false, Ordering::SeqCst);
+            self.start_worker()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot start the worker: {e}"))
+        } else {
+            self.set_flushing();
+            self.srcpad
+                .stop_task()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot stop the worker: {e}"))
+        }
+    }
+
+    /// Hands a job's generation to the generator thread, which starts it at once.
+    fn start_generation(&self, job: &mut Job) -> Result<(), gst::FlowError> {
+        let Some((kind, clip, next)) = &job.task else {
+            return Ok(());
+        };
+        let (Some(info), Some(model)) = (&job.info, &job.model) else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        job.id = self.next_job.fetch_add(1, Ordering::SeqCst);
+        let generation = Generation {
+            id: job.id,
+            epoch: self.epoch.load(Ordering::SeqCst),
+            task: (kind.clone(), clip.clone(), next.clone()),
+            info: info.clone(),
+            model: model.clone(),
+            memory: job.memory.clone(),
+            window: job.window,
+            segment: job.segment.clone(),
+            frame_duration: job.frame_duration,
+        };
+        let generator = lock(&self.generator);
+        let sent = generator
+            .as_ref()
+            .is_some_and(|(sender, _)| sender.send(generation).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(gst::FlowError::Flushing)
+        }
+    }
+
+    /// Starts the generator thread (READY -> PAUSED).
+    fn start_generator(&self) {
+        if let Some(previous) = lock(&self.stopping).take() {
+            let _ = previous.join();
+        }
+        let (sender, receiver) = mpsc::channel::<Generation>();
+        let element = self.obj().clone();
+        let thread = std::thread::Builder::new()
+            .name("soragen-generate".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (PAUSED -> READY).
+                for generation in receiver {
+                    let imp = element.imp();
+                    let current = || imp.epoch.load(Ordering::SeqCst) == generation.epoch;
+                    if !current() {
+                        continue;
+                    }
+                    let result = imp.generate(&generation);
+                    let mut queue = lock(&imp.queue);
+                    if current() {
+                        queue.results.insert(generation.id, result);
+                    }
+                    imp.queue_changed.notify_all();
+                }
+            })
+            .expect("a thread for the generator");
+        *lock(&self.generator) = Some((sender, thread));
+    }
+
+    /// Stops the generator thread without waiting for it: its generation (cancelled already)
+    /// stops at its next phase and the thread ends; the next start waits for that.
+    fn stop_generator(&self) {
+        let generator = lock(&self.generator).take();
+        if let Some((sender, thread)) = generator {
+            drop(sender);
+            *lock(&self.stopping) = Some(thread);
+        }
+    }
+
+    /// Queues whatever is held (and, at EOS, the extend-forward generation), before an event
+    /// that must not overtake it.
     fn drain(&self, at_eos: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let job = lock(&self.state).take_job(at_eos);
-        job.map_or(Ok(gst::FlowSuccess::Ok), |job| self.run(job))
+        job.map_or(Ok(gst::FlowSuccess::Ok), |job| {
+            self.enqueue(Item::Job(Box::new(job)), usize::MAX)
+        })
     }
 
-    /// Runs a job's generation, then pushes its output in order. Called with no lock held.
+    /// Runs a job's generation, then pushes its output in order (on the worker).
     fn run(&self, job: Job) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let generated = match (&job.task, &job.info, &job.model) {
-            (Some((kind, clip, next)), Some(info), Some(model)) => {
-                let masks = match kind {
-                    TaskKind::ReplaceBackground if self.mask_pad().is_some() => Some(self.masks_for(clip, &job, info)?),
-                    _ => None,
-                };
-                self.generate(model, (kind, clip, next), masks, info, &job.memory)?
+        let generated = match &job.task {
+            Some(_) => {
+                let mut queue = lock(&self.queue);
+                loop {
+                    if queue.flushing {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                    if let Some(result) = queue.results.remove(&job.id) {
+                        break result?;
+                    }
+                    queue = self
+                        .queue_changed
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
             }
-            (Some(_), ..) => return Err(gst::FlowError::NotNegotiated),
-            (None, ..) => vec![],
+            None => vec![],
         };
         let info = job.info.as_ref();
         let mut originals = job.held.into_iter().map(|item| match item {
-            Held::Buffer(buffer) => Held::Buffer(shifted(buffer, job.shift)),
+            Held::Buffer(buffer) => Held::Buffer(shifted(buffer, job.shift, &job.grid)),
             event => event,
         });
         let mut output: Vec<Held> = vec![];
         match job.placement {
             Placement::Before { start, lead } => {
                 output.extend(lead.into_iter().map(Held::Event));
-                output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    stamp_generated(&mut buffer, start + job.frame_duration * i, job.frame_duration, info);
-                    Held::Buffer(buffer)
-                }));
+                output.extend(
+                    generated
+                        .into_iter()
+                        .zip(0u64..)
+                        .map(|((_, mut buffer), i)| {
+                            let (pts, duration) = job.grid.frame(start, i);
+                            stamp_generated(&mut buffer, pts, duration, info);
+                            Held::Buffer(buffer)
+                        }),
+                );
                 output.extend(originals);
             }
             Placement::After { start } => {
                 output.extend(originals);
-                output.extend(generated.into_iter().zip(0u64..).map(|((_, mut buffer), i)| {
-                    stamp_generated(&mut buffer, start + job.frame_duration * i, job.frame_duration, info);
-                    Held::Buffer(buffer)
-                }));
+                output.extend(
+                    generated
+                        .into_iter()
+                        .zip(0u64..)
+                        .map(|((_, mut buffer), i)| {
+                            let (pts, duration) = job.grid.frame(start, i);
+                            stamp_generated(&mut buffer, pts, duration, info);
+                            Held::Buffer(buffer)
+                        }),
+                );
             }
             Placement::Replace => {
                 // Frames the task left alone (no background in them) go out untouched.
@@ -443,12 +948,16 @@ impl Soragen {
                 for item in originals.by_ref() {
                     output.push(match item {
                         Held::Buffer(original) => {
-                            let replacement = generated.next_if(|(i, _)| *i == index).map(|(_, mut buffer)| {
-                                let pts = original.pts().unwrap_or(gst::ClockTime::ZERO);
-                                let duration = original.duration().unwrap_or(job.frame_duration);
-                                stamp_generated(&mut buffer, pts, duration, info);
-                                buffer
-                            });
+                            let replacement =
+                                generated
+                                    .next_if(|(i, _)| *i == index)
+                                    .map(|(_, mut buffer)| {
+                                        let pts = original.pts().unwrap_or(gst::ClockTime::ZERO);
+                                        let duration =
+                                            original.duration().unwrap_or(job.frame_duration);
+                                        stamp_generated(&mut buffer, pts, duration, info);
+                                        buffer
+                                    });
                             index += 1;
                             Held::Buffer(replacement.unwrap_or(original))
                         }
@@ -472,22 +981,43 @@ impl Soragen {
 
     /// The generated frames of one task with their index in the task's output clip, as buffers
     /// in the stream's format (not yet stamped).
-    fn generate(
-        &self,
-        model: &WanVace,
-        (kind, clip, next): (&TaskKind, &[gst::Buffer], &[gst::Buffer]),
-        mask: Option<Vec<Vec<u8>>>,
-        info: &VideoInfo,
-        memory: &FrameMemory,
-    ) -> Result<Vec<(usize, gst::Buffer)>, gst::FlowError> {
+    fn generate(&self, generation: &Generation) -> Generated {
+        let (kind, clip, next) = (
+            &generation.task.0,
+            &generation.task.1[..],
+            &generation.task.2[..],
+        );
+        let (info, memory, model) = (&generation.info, &generation.memory, &*generation.model);
+        let (window, windows) = generation.window;
+        // A flush, a stop, or a flush since this generation was asked for.
+        let cancelled = || {
+            self.cancel.load(Ordering::SeqCst)
+                || self.epoch.load(Ordering::SeqCst) != generation.epoch
+        };
+        let mask = match kind {
+            TaskKind::ReplaceBackground if self.mask_pad().is_some() => {
+                Some(self.masks_for(clip, generation)?)
+            }
+            _ => None,
+        };
         let settings = lock(&self.settings).clone();
         let convert_failed = |e: glib::BoolError| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot convert frames: {e}")
+            );
             gst::FlowError::Error
         };
+        if cancelled() {
+            return Err(gst::FlowError::Flushing);
+        }
         let inputs = TaskInputs {
             clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
-            next: (!next.is_empty()).then(|| memory.to_video(next, info)).transpose().map_err(convert_failed)?,
+            next: (!next.is_empty())
+                .then(|| memory.to_video(next, info))
+                .transpose()
+                .map_err(convert_failed)?,
             mask,
         };
         let params = soragen_core::tasks::TaskParams {
@@ -497,13 +1027,27 @@ impl Soragen {
             mask_feather: settings.mask_feather as usize,
             ..settings.generation.task_params()
         };
-        gst::debug!(CAT, imp = self, "generating {kind:?} from {} + {} frames", clip.len(), next.len());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "generating {kind:?} from {} + {} frames",
+            clip.len(),
+            next.len()
+        );
         let element = self.obj();
-        let observer = BusProgress::new(element.upcast_ref(), &self.cancel);
+        let mut observer = BusProgress::with_cancel(element.upcast_ref(), cancelled);
+        if *kind == TaskKind::ReplaceBackground {
+            observer = observer.in_stream_window(window, windows);
+        }
         let output = match run_task(model, kind, &inputs, &params, &observer) {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => {
-                gst::debug!(CAT, imp = self, "generation cancelled");
+                let after = lock(&self.cancelled_at).map(|at| at.elapsed());
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "generation stopped {after:?} after the flush or stop"
+                );
                 return Err(gst::FlowError::Flushing);
             }
             Err(e) => {
@@ -517,9 +1061,37 @@ impl Soragen {
             seed: settings.generation.seed,
             task: output.record.task.clone(),
         };
-        let indices: Vec<usize> = output.record.generated.iter().flat_map(Clone::clone).collect();
-        let new_frames: Vec<_> = indices.iter().map(|&index| &output.video.frames[index]).collect();
-        let buffers = memory.to_buffers(&new_frames, info).map_err(convert_failed)?;
+        let indices: Vec<usize> = output
+            .record
+            .generated
+            .iter()
+            .flat_map(Clone::clone)
+            .collect();
+        // Replaced backgrounds keep the source's own samples outside the generated region
+        // (in system memory; CUDA frames are RGBA, where the conversion keeps them anyway).
+        let source = inputs.clip.as_ref().filter(|_| {
+            *kind == TaskKind::ReplaceBackground && matches!(memory, FrameMemory::System)
+        });
+        // Frame by frame, so that a flush or a state change stops the conversion too.
+        let mut buffers = Vec::with_capacity(indices.len());
+        for &index in &indices {
+            if cancelled() {
+                return Err(gst::FlowError::Flushing);
+            }
+            let frame = &output.video.frames[index];
+            let mut converted = memory.to_buffers(&[frame], info).map_err(convert_failed)?;
+            if let (Some(source), Some(buffer)) = (source, converted.first_mut()) {
+                let changed: Vec<bool> = frame
+                    .rgb
+                    .chunks_exact(3)
+                    .zip(source.frames[index].rgb.chunks_exact(3))
+                    .map(|(a, b)| a != b)
+                    .collect();
+                *buffer = frames::keep_source_samples(&clip[index], buffer, &changed, info)
+                    .map_err(convert_failed)?;
+            }
+            buffers.extend(converted);
+        }
         Ok(indices
             .into_iter()
             .zip(buffers)
@@ -535,7 +1107,12 @@ impl Soragen {
     }
 
     /// The masks of a replace-background window's frames from the mask pad, waiting for them.
-    fn masks_for(&self, clip: &[gst::Buffer], job: &Job, info: &VideoInfo) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+    fn masks_for(
+        &self,
+        clip: &[gst::Buffer],
+        job: &Generation,
+    ) -> Result<Vec<Vec<u8>>, gst::FlowError> {
+        let info = &job.info;
         let linked = self.mask_pad().is_some_and(|pad| pad.is_linked());
         let times: Option<Vec<_>> = clip
             .iter()
@@ -547,7 +1124,10 @@ impl Soragen {
         let result = match (linked, times) {
             (false, _) => Err(MaskError::NotLinked),
             (true, None) => Err(MaskError::Untimed),
-            (true, Some(times)) => self.masks.masks_for(&times, (info.width(), info.height()), &self.cancel),
+            (true, Some(times)) => {
+                self.masks
+                    .masks_for(&times, (info.width(), info.height()), &self.cancel)
+            }
         };
         result.map_err(|e| match e {
             MaskError::Cancelled => gst::FlowError::Flushing,
@@ -582,17 +1162,27 @@ impl Soragen {
             EventView::Caps(caps) => match VideoInfo::from_caps(caps.caps()) {
                 Ok(info) => self.masks.set_caps(info),
                 Err(_) => {
-                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid mask caps {}", caps.caps()));
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Invalid mask caps {}", caps.caps())
+                    );
                     return false;
                 }
             },
-            EventView::Segment(segment) => match segment.segment().clone().downcast::<gst::ClockTime>() {
-                Ok(segment) => self.masks.set_segment(segment),
-                Err(_) => {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("Only time segments are supported on the mask pad"));
-                    return false;
+            EventView::Segment(segment) => {
+                match segment.segment().clone().downcast::<gst::ClockTime>() {
+                    Ok(segment) => self.masks.set_segment(segment),
+                    Err(_) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("Only time segments are supported on the mask pad")
+                        );
+                        return false;
+                    }
                 }
-            },
+            }
             EventView::Eos(_) => self.masks.end(),
             _ => {}
         }
@@ -602,7 +1192,9 @@ impl Soragen {
     fn mask_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         match query.view() {
             // The template's grey formats, at any size (the size is checked against the video's).
-            gst::QueryView::Caps(_) | gst::QueryView::AcceptCaps(_) => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+            gst::QueryView::Caps(_) | gst::QueryView::AcceptCaps(_) => {
+                gst::Pad::query_default(pad, Some(&*self.obj()), query)
+            }
             _ => false,
         }
     }
@@ -612,19 +1204,32 @@ impl Soragen {
         gst::log!(CAT, obj = pad, "handling event {event:?}");
         match event.view() {
             EventView::FlushStart(_) => {
-                self.cancel.store(true, Ordering::SeqCst);
-                self.masks.wake();
-                self.srcpad.push_event(event)
+                self.set_flushing();
+                let forwarded = self.srcpad.push_event(event);
+                // Waits for the worker's turn to end: a generation stops at its next phase.
+                let _ = self.srcpad.pause_task();
+                forwarded
             }
             EventView::FlushStop(_) => {
                 lock(&self.state).reset_stream();
                 self.masks.video_ended(false);
                 self.cancel.store(false, Ordering::SeqCst);
-                self.srcpad.push_event(event)
+                let forwarded = self.srcpad.push_event(event);
+                if self.srcpad.is_active() && self.start_worker().is_err() {
+                    return false;
+                }
+                forwarded
+            }
+            _ if lock(&self.state).mode == Mode::Passthrough => {
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
             EventView::Caps(caps) => {
                 let Ok(info) = VideoInfo::from_caps(caps.caps()) else {
-                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Invalid caps {}", caps.caps()));
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Invalid caps {}", caps.caps())
+                    );
                     return false;
                 };
                 // Repeated caps (as `concat` sends for each piece) change nothing: keep what is held.
@@ -658,36 +1263,53 @@ impl Soragen {
                         return false;
                     }
                 };
-                // Frames of another format cannot serve as context for the new ones.
-                state.reset_stream();
+                state.new_caps(&info);
                 state.info = Some(info);
                 state.memory = memory;
                 drop(state);
                 self.update_latency();
-                self.srcpad.push_event(event)
+                self.enqueue_event(event)
             }
             EventView::Segment(segment) => {
                 if self.drain(false).is_err() {
                     return false;
                 }
                 let Ok(segment) = segment.segment().clone().downcast::<gst::ClockTime>() else {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("Only time segments are supported"));
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Only time segments are supported")
+                    );
                     return false;
                 };
                 let mut state = lock(&self.state);
-                if segment.rate() < 0.0 && matches!(state.mode, Mode::ExtendForward | Mode::ExtendBackward | Mode::Insert) {
+                if segment.rate() < 0.0
+                    && matches!(
+                        state.mode,
+                        Mode::ExtendForward | Mode::ExtendBackward | Mode::Insert
+                    )
+                {
                     drop(state);
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::NotImplemented,
-                        ("Extend and insert modes cannot run in reverse playback (segment rate {}): play forward", segment.rate())
+                        (
+                            "Extend and insert modes cannot run in reverse playback (segment rate {}): play forward",
+                            segment.rate()
+                        )
                     );
                     return false;
                 }
                 state.segment = segment;
                 // A new segment after frames (as `concat` makes) is a boundary between pieces.
-                if state.mode == Mode::Insert && !state.recent.is_empty() {
-                    state.collecting = true;
+                if state.mode == Mode::Insert {
+                    if !state.recent.is_empty() {
+                        state.collecting = true;
+                    } else if let Some(reason) = state.unfillable.take() {
+                        drop(state);
+                        self.warn_no_insert(&reason);
+                        state = lock(&self.state);
+                    }
                 }
                 let output = state.output_segment();
                 let extended = output != state.segment;
@@ -695,9 +1317,13 @@ impl Soragen {
                 // The rate may have changed the running time held frames take.
                 self.update_latency();
                 if extended {
-                    self.srcpad.push_event(gst::event::Segment::builder(&output).seqnum(event.seqnum()).build())
+                    self.enqueue_event(
+                        gst::event::Segment::builder(&output)
+                            .seqnum(event.seqnum())
+                            .build(),
+                    )
                 } else {
-                    self.srcpad.push_event(event)
+                    self.enqueue_event(event)
                 }
             }
             EventView::Gap(_) => {
@@ -717,24 +1343,37 @@ impl Soragen {
                     }
                 }
                 drop(state);
-                self.drain(false).is_ok() && self.srcpad.push_event(event)
+                self.drain(false).is_ok() && self.enqueue_event(event)
+            }
+            EventView::SegmentDone(_) => {
+                // A segment seek's end: extend-forward appends here as at EOS.
+                let drained = self.drain(true).is_ok();
+                drained && self.enqueue_event(event)
             }
             EventView::Eos(_) => {
                 let drained = self.drain(true).is_ok();
-                self.masks.video_ended(true);
-                drained && self.srcpad.push_event(event)
+                drained && self.enqueue_event(event)
             }
             _ if event.is_serialized() => self.forward_in_order(event),
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
     }
 
-    /// Pushes a serialized event now, or queues it behind the held frames it must not overtake.
+    /// Warns that a boundary gets no inserted frames, and why.
+    fn warn_no_insert(&self, reason: &str) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            ("No frames inserted: {reason}")
+        );
+    }
+
+    /// Queues a serialized event now, or behind the held frames it must not overtake.
     fn forward_in_order(&self, event: gst::Event) -> bool {
         let mut state = lock(&self.state);
         if state.held.is_empty() {
             drop(state);
-            self.srcpad.push_event(event)
+            self.enqueue_event(event)
         } else {
             state.held.push_back(Held::Event(event));
             true
@@ -742,15 +1381,28 @@ impl Soragen {
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        // Serialized queries must not overtake what the worker has yet to send.
+        if matches!(
+            query.view(),
+            gst::QueryView::Drain(_) | gst::QueryView::Allocation(_)
+        ) && lock(&self.state).mode != Mode::Passthrough
+            && !self.wait_until_sent()
+        {
+            return false;
+        }
         if let gst::QueryViewMut::Caps(_) = query.view_mut() {
             let answered = gst::Pad::query_default(pad, Some(&*self.obj()), query);
             if let gst::QueryViewMut::Caps(q) = query.view_mut()
                 && let Some(caps) = q.result_owned()
             {
                 let mut caps = self.usable_caps(caps);
-                if lock(&self.settings).mode == Mode::ReplaceBackground && self.mask_pad().is_none() {
+                if lock(&self.settings).mode == Mode::ReplaceBackground && self.mask_pad().is_none()
+                {
                     // The mask comes from the alpha channel: offer only formats that have one.
-                    caps = caps.intersect_with_mode(&frames::element_caps(&frames::ALPHA_FORMATS), gst::CapsIntersectMode::First);
+                    caps = caps.intersect_with_mode(
+                        &frames::element_caps(&frames::ALPHA_FORMATS),
+                        gst::CapsIntersectMode::First,
+                    );
                 }
                 q.set_result(&caps);
             }
@@ -761,16 +1413,25 @@ impl Soragen {
 
     /// Leaves out CUDA memory when the mode touches frames and the model's GPU is not shared.
     fn usable_caps(&self, caps: gst::Caps) -> gst::Caps {
-        if lock(&self.settings).mode == Mode::Passthrough { caps } else { self.gpu.usable_caps(caps) }
+        if lock(&self.settings).mode == Mode::Passthrough {
+            caps
+        } else {
+            self.gpu.usable_caps(caps)
+        }
     }
 
     fn answer_context_query(&self, query: &mut gst::QueryRef) -> bool {
-        self.gpu.answer_context_query(self.obj().upcast_ref(), query)
+        self.gpu
+            .answer_context_query(self.obj().upcast_ref(), query)
     }
 
     /// How frames of `caps` are read and written; passthrough never touches them.
     fn memory_for(&self, caps: &gst::CapsRef, mode: Mode) -> Result<FrameMemory, String> {
-        if mode == Mode::Passthrough { Ok(FrameMemory::System) } else { self.gpu.memory_for(caps) }
+        if mode == Mode::Passthrough {
+            Ok(FrameMemory::System)
+        } else {
+            self.gpu.memory_for(caps)
+        }
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -794,7 +1455,9 @@ impl Soragen {
                 return false;
             }
             match upstream.result() {
-                gst::GenericFormattedValue::Time(Some(duration)) => q.set(duration + lock(&self.state).extension()),
+                gst::GenericFormattedValue::Time(Some(duration)) => {
+                    q.set(duration + lock(&self.state).extension())
+                }
                 unknown => q.set(unknown),
             }
             return true;
@@ -806,7 +1469,11 @@ impl Soragen {
             }
             let (live, min, max) = upstream.result();
             let ours = self.own_latency();
-            gst::debug!(CAT, imp = self, "latency: upstream {min} - {max:?}, ours {ours}");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "latency: upstream {min} - {max:?}, ours {ours}"
+            );
             q.set(live, min + ours, max.map(|max| max + ours));
             return true;
         }
@@ -835,11 +1502,18 @@ impl Soragen {
         }
         state.posted_latency = Some(latency);
         drop(state);
-        let _ = self.obj().post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        let _ = self
+            .obj()
+            .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 }
 
-fn stamp_generated(buffer: &mut gst::Buffer, pts: gst::ClockTime, duration: gst::ClockTime, info: Option<&VideoInfo>) {
+fn stamp_generated(
+    buffer: &mut gst::Buffer,
+    pts: gst::ClockTime,
+    duration: gst::ClockTime,
+    info: Option<&VideoInfo>,
+) {
     stamp(buffer.make_mut(), pts, duration, info.map(|i| i.fps()));
 }
 
@@ -852,19 +1526,42 @@ impl ObjectSubclass for Soragen {
     fn with_class(klass: &Self::Class) -> Self {
         let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
             .chain_function(|_pad, parent, buffer| {
-                Soragen::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.chain(buffer))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.chain(buffer),
+                )
             })
             .event_function(|pad, parent, event| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.sink_event(pad, event))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_event(pad, event),
+                )
             })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.sink_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_query(pad, query),
+                )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .activatemode_function(|_pad, parent, mode, active| {
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "panic activating the source pad")),
+                    |this| this.src_activate_mode(mode, active),
+                )
+            })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.src_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_query(pad, query),
+                )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
@@ -877,6 +1574,13 @@ impl ObjectSubclass for Soragen {
             settings: Mutex::default(),
             state: Mutex::default(),
             cancel: AtomicBool::new(false),
+            queue: Mutex::default(),
+            queue_changed: Condvar::new(),
+            generator: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            next_job: AtomicU64::new(0),
+            stopping: Mutex::default(),
+            cancelled_at: Mutex::default(),
         }
     }
 }
@@ -948,21 +1652,34 @@ impl ObjectImpl for Soragen {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if refused_while_running(self.obj().upcast_ref(), pspec, value) {
+            return;
+        }
         let mut settings = lock(&self.settings);
-        if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
+        if settings
+            .generation
+            .set_property(self.obj().upcast_ref(), pspec.name(), value)
+        {
             return;
         }
         match pspec.name() {
             "mode" => settings.mode = value.get().expect("type checked upstream"),
             "frames" => settings.frames = value.get().expect("type checked upstream"),
-            "context-frames" => settings.context_frames = value.get().expect("type checked upstream"),
+            "context-frames" => {
+                settings.context_frames = value.get().expect("type checked upstream")
+            }
             "insert-at" => {
                 let times = value.get::<gst::Array>().expect("type checked upstream");
-                settings.insert_at = times.iter().filter_map(|t| t.get::<u64>().ok()).map(gst::ClockTime::from_nseconds).collect();
+                settings.insert_at = times
+                    .iter()
+                    .filter_map(|t| t.get::<u64>().ok())
+                    .map(gst::ClockTime::from_nseconds)
+                    .collect();
                 settings.insert_at.sort();
             }
             "processing-latency" => {
-                settings.processing_latency = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+                settings.processing_latency =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
             }
             "color-match" => settings.color_match = value.get().expect("type checked upstream"),
             "mask-dilation" => settings.mask_dilation = value.get().expect("type checked upstream"),
@@ -970,7 +1687,10 @@ impl ObjectImpl for Soragen {
             name => unreachable!("unknown property {name}"),
         }
         drop(settings);
-        if matches!(pspec.name(), "frames" | "context-frames" | "processing-latency" | "mode") {
+        if matches!(
+            pspec.name(),
+            "frames" | "context-frames" | "processing-latency" | "mode"
+        ) {
             self.update_latency();
         }
     }
@@ -984,7 +1704,9 @@ impl ObjectImpl for Soragen {
             "mode" => settings.mode.to_value(),
             "frames" => settings.frames.to_value(),
             "context-frames" => settings.context_frames.to_value(),
-            "insert-at" => gst::Array::new(settings.insert_at.iter().map(|t| t.nseconds())).to_value(),
+            "insert-at" => {
+                gst::Array::new(settings.insert_at.iter().map(|t| t.nseconds())).to_value()
+            }
             "processing-latency" => settings.processing_latency.nseconds().to_value(),
             "color-match" => settings.color_match.to_value(),
             "mask-dilation" => settings.mask_dilation.to_value(),
@@ -1020,17 +1742,37 @@ impl ElementImpl for Soragen {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = frames::element_caps(&frames::FORMATS);
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
                 // Replace-background: white = background, one mask per video frame by running time.
-                gst::PadTemplate::new("mask", gst::PadDirection::Sink, gst::PadPresence::Request, &frames::caps(&mask::FORMATS))
-                    .unwrap(),
+                gst::PadTemplate::new(
+                    "mask",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &frames::caps(&mask::FORMATS),
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
             gst::StateChange::NullToReady => {
                 let settings = lock(&self.settings).clone();
@@ -1076,12 +1818,14 @@ impl ElementImpl for Soragen {
                 };
                 self.cancel.store(false, Ordering::SeqCst);
                 self.masks.start();
+                self.start_generator();
             }
-            // Stops a running generation (and waits for masks) so that deactivating the pads
-            // does not wait for them.
+            // Stops a running generation (and a wait for masks or for room in the queue) so
+            // that deactivating the pads does not wait for them.
             gst::StateChange::PausedToReady => {
-                self.cancel.store(true, Ordering::SeqCst);
+                self.set_flushing();
                 self.masks.stop();
+                self.stop_generator();
             }
             _ => {}
         }
@@ -1094,7 +1838,12 @@ impl ElementImpl for Soragen {
         Ok(success)
     }
 
-    fn request_new_pad(&self, template: &gst::PadTemplate, _name: Option<&str>, _caps: Option<&gst::Caps>) -> Option<gst::Pad> {
+    fn request_new_pad(
+        &self,
+        template: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
         if template.name_template() != "mask" || self.mask_pad().is_some() {
             gst::warning!(CAT, imp = self, "there is one mask pad at most");
             return None;
@@ -1102,13 +1851,21 @@ impl ElementImpl for Soragen {
         let pad = gst::Pad::builder_from_template(template)
             .name("mask")
             .chain_function(|_pad, parent, buffer| {
-                Soragen::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.mask_chain(buffer))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.mask_chain(buffer),
+                )
             })
             .event_function(|_pad, parent, event| {
                 Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_event(event))
             })
             .query_function(|pad, parent, query| {
-                Soragen::catch_panic_pad_function(parent, || false, |this| this.mask_query(pad, query))
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.mask_query(pad, query),
+                )
             })
             .build();
         self.obj().add_pad(&pad).ok()?;

@@ -43,20 +43,30 @@ impl Queue {
     fn covers(&self, time: gst::ClockTime) -> bool {
         self.ended
             || self.masks.iter().any(|m| m.start > time)
-            || self.masks.back().is_some_and(|m| m.end.is_some_and(|end| end > time))
+            || self
+                .masks
+                .back()
+                .is_some_and(|m| m.end.is_some_and(|end| end > time))
     }
 
     /// The queued mask that covers running time `time`.
     fn index_for(&self, time: gst::ClockTime) -> Result<usize, MaskError> {
         let Some(index) = self.masks.iter().rposition(|m| m.start <= time) else {
             return Err(match self.masks.front() {
-                Some(first) => MaskError::StartsLater { frame: time, first: first.start },
+                Some(first) => MaskError::StartsLater {
+                    frame: time,
+                    first: first.start,
+                },
                 None => MaskError::Ended { frame: time },
             });
         };
-        let end = self.masks[index].end.or_else(|| self.masks.get(index + 1).map(|next| next.start));
+        let end = self.masks[index]
+            .end
+            .or_else(|| self.masks.get(index + 1).map(|next| next.start));
         match end {
-            Some(end) if end <= time && index + 1 == self.masks.len() => Err(MaskError::Ended { frame: time }),
+            Some(end) if end <= time && index + 1 == self.masks.len() => {
+                Err(MaskError::Ended { frame: time })
+            }
             Some(end) if end <= time => Err(MaskError::Missing { frame: time }),
             _ => Ok(index),
         }
@@ -72,10 +82,20 @@ pub enum MaskError {
     Flushing,
     NotLinked,
     Untimed,
-    Size { mask: (u32, u32), video: (u32, u32) },
-    StartsLater { frame: gst::ClockTime, first: gst::ClockTime },
-    Missing { frame: gst::ClockTime },
-    Ended { frame: gst::ClockTime },
+    Size {
+        mask: (u32, u32),
+        video: (u32, u32),
+    },
+    StartsLater {
+        frame: gst::ClockTime,
+        first: gst::ClockTime,
+    },
+    Missing {
+        frame: gst::ClockTime,
+    },
+    Ended {
+        frame: gst::ClockTime,
+    },
     Unreadable,
 }
 
@@ -83,17 +103,36 @@ impl fmt::Display for MaskError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Self::Cancelled | Self::Flushing => write!(f, "cancelled"),
-            Self::NotLinked => write!(f, "the mask pad is not linked: link a grey mask stream to it or release it"),
-            Self::Untimed => write!(f, "mask buffers need timestamps to be matched to video frames"),
+            Self::NotLinked => write!(
+                f,
+                "the mask pad is not linked: link a grey mask stream to it or release it"
+            ),
+            Self::Untimed => write!(
+                f,
+                "mask buffers need timestamps to be matched to video frames"
+            ),
             Self::Size { mask, video } => {
-                write!(f, "masks are {}x{} but the video is {}x{}: they must be the same size", mask.0, mask.1, video.0, video.1)
+                write!(
+                    f,
+                    "masks are {}x{} but the video is {}x{}: they must be the same size",
+                    mask.0, mask.1, video.0, video.1
+                )
             }
             Self::StartsLater { frame, first } => {
-                write!(f, "no mask for the frame at running time {frame}: the mask stream starts at {first}")
+                write!(
+                    f,
+                    "no mask for the frame at running time {frame}: the mask stream starts at {first}"
+                )
             }
-            Self::Missing { frame } => write!(f, "no mask for the frame at running time {frame}: the mask stream has a gap"),
+            Self::Missing { frame } => write!(
+                f,
+                "no mask for the frame at running time {frame}: the mask stream has a gap"
+            ),
             Self::Ended { frame } => {
-                write!(f, "no mask for the frame at running time {frame}: the mask stream ended (EOS) before the video")
+                write!(
+                    f,
+                    "no mask for the frame at running time {frame}: the mask stream ended (EOS) before the video"
+                )
             }
             Self::Unreadable => write!(f, "cannot map a mask buffer"),
         }
@@ -167,16 +206,24 @@ impl MaskStream {
         };
         let duration = buffer.duration().or_else(|| {
             let fps = q.info.as_ref()?.fps();
-            (fps.numer() > 0).then(|| gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64))?
+            (fps.numer() > 0).then(|| {
+                gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+            })?
         });
         let rate = q.segment.rate().abs();
-        let end = duration.map(|d| start + gst::ClockTime::from_nseconds((d.nseconds() as f64 / rate) as u64));
+        let end = duration
+            .map(|d| start + gst::ClockTime::from_nseconds((d.nseconds() as f64 / rate) as u64));
         q.masks.push_back(Mask { start, end, buffer });
         self.changed.notify_all();
-        while !q.flushing && !q.video_ended && q.video_reached.is_none_or(|reached| reached < start) {
+        while !q.flushing && !q.video_ended && q.video_reached.is_none_or(|reached| reached < start)
+        {
             q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
-        if q.flushing { Err(MaskError::Flushing) } else { Ok(()) }
+        if q.flushing {
+            Err(MaskError::Flushing)
+        } else {
+            Ok(())
+        }
     }
 
     /// The masks of video frames whose middles are at running times `times` (ascending), as
@@ -187,7 +234,9 @@ impl MaskStream {
         size: (u32, u32),
         cancel: &AtomicBool,
     ) -> Result<Vec<Vec<u8>>, MaskError> {
-        let Some(&last) = times.last() else { return Ok(vec![]) };
+        let Some(&last) = times.last() else {
+            return Ok(vec![]);
+        };
         let mut q = self.lock();
         while !cancel.load(Ordering::SeqCst) && !q.covers(last) {
             q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -195,12 +244,21 @@ impl MaskStream {
         if cancel.load(Ordering::SeqCst) {
             return Err(MaskError::Cancelled);
         }
-        let indices = times.iter().map(|&t| q.index_for(t)).collect::<Result<Vec<_>, _>>()?;
+        let indices = times
+            .iter()
+            .map(|&t| q.index_for(t))
+            .collect::<Result<Vec<_>, _>>()?;
         let info = q.info.clone().ok_or(MaskError::Unreadable)?;
         if (info.width(), info.height()) != size {
-            return Err(MaskError::Size { mask: (info.width(), info.height()), video: size });
+            return Err(MaskError::Size {
+                mask: (info.width(), info.height()),
+                video: size,
+            });
         }
-        let masks = indices.iter().map(|&i| grey_levels(&q.masks[i].buffer, &info)).collect::<Result<Vec<_>, _>>()?;
+        let masks = indices
+            .iter()
+            .map(|&i| grey_levels(&q.masks[i].buffer, &info))
+            .collect::<Result<Vec<_>, _>>()?;
         // Masks before the last one used cover only frames that are gone.
         let used = indices.last().copied().unwrap_or(0);
         q.masks.drain(..used);
@@ -215,14 +273,17 @@ impl MaskStream {
 
 /// One byte per pixel (the high byte of 16-bit levels), rows without padding.
 fn grey_levels(buffer: &gst::Buffer, info: &VideoInfo) -> Result<Vec<u8>, MaskError> {
-    let frame = VideoFrame::from_buffer_readable(buffer.clone(), info).map_err(|_| MaskError::Unreadable)?;
+    let frame = VideoFrame::from_buffer_readable(buffer.clone(), info)
+        .map_err(|_| MaskError::Unreadable)?;
     let (width, height) = (info.width() as usize, info.height() as usize);
     let stride = frame.plane_stride()[0] as usize;
     let data = frame.plane_data(0).map_err(|_| MaskError::Unreadable)?;
     let mut levels = Vec::with_capacity(width * height);
     for row in data.chunks(stride).take(height) {
         match info.format() {
-            VideoFormat::Gray16Le => levels.extend(row[..width * 2].chunks_exact(2).map(|pixel| pixel[1])),
+            VideoFormat::Gray16Le => {
+                levels.extend(row[..width * 2].chunks_exact(2).map(|pixel| pixel[1]))
+            }
             _ => levels.extend_from_slice(&row[..width]),
         }
     }
@@ -245,36 +306,70 @@ mod tests {
     }
 
     fn queue(masks: Vec<Mask>, ended: bool) -> Queue {
-        Queue { masks: masks.into(), ended, ..Queue::default() }
+        Queue {
+            masks: masks.into(),
+            ended,
+            ..Queue::default()
+        }
     }
 
     #[test]
     fn a_frame_takes_the_mask_that_covers_it() {
-        let q = queue(vec![mask(0, Some(2)), mask(2, None), mask(5, Some(1))], false);
+        let q = queue(
+            vec![mask(0, Some(2)), mask(2, None), mask(5, Some(1))],
+            false,
+        );
         assert_eq!(q.index_for(FRAME / 2), Ok(0));
-        assert_eq!(q.index_for(FRAME * 3), Ok(1), "open-ended: until the next mask");
+        assert_eq!(
+            q.index_for(FRAME * 3),
+            Ok(1),
+            "open-ended: until the next mask"
+        );
         assert_eq!(q.index_for(FRAME * 5), Ok(2));
         assert!(q.covers(FRAME * 5 + FRAME / 2));
-        assert!(!q.covers(FRAME * 6), "the video must wait for the next mask");
+        assert!(
+            !q.covers(FRAME * 6),
+            "the video must wait for the next mask"
+        );
     }
 
     #[test]
     fn frames_without_a_mask_say_why() {
         let q = queue(vec![mask(2, Some(1)), mask(5, Some(1))], true);
-        assert_eq!(q.index_for(FRAME), Err(MaskError::StartsLater { frame: FRAME, first: FRAME * 2 }));
-        assert_eq!(q.index_for(FRAME * 4), Err(MaskError::Missing { frame: FRAME * 4 }));
-        assert_eq!(q.index_for(FRAME * 7), Err(MaskError::Ended { frame: FRAME * 7 }));
-        assert_eq!(queue(vec![], true).index_for(FRAME), Err(MaskError::Ended { frame: FRAME }));
+        assert_eq!(
+            q.index_for(FRAME),
+            Err(MaskError::StartsLater {
+                frame: FRAME,
+                first: FRAME * 2
+            })
+        );
+        assert_eq!(
+            q.index_for(FRAME * 4),
+            Err(MaskError::Missing { frame: FRAME * 4 })
+        );
+        assert_eq!(
+            q.index_for(FRAME * 7),
+            Err(MaskError::Ended { frame: FRAME * 7 })
+        );
+        assert_eq!(
+            queue(vec![], true).index_for(FRAME),
+            Err(MaskError::Ended { frame: FRAME })
+        );
     }
 
     #[test]
     fn sixteen_bit_levels_keep_their_high_byte() {
         gst::init().unwrap();
-        let info = VideoInfo::builder(VideoFormat::Gray16Le, 2, 1).build().unwrap();
+        let info = VideoInfo::builder(VideoFormat::Gray16Le, 2, 1)
+            .build()
+            .unwrap();
         // 0xff00 and 0x00ff, little-endian, in a row padded to the format's stride.
         let mut data = vec![0u8; info.size()];
         data[..4].copy_from_slice(&[0x00, 0xff, 0xff, 0x00]);
-        assert_eq!(grey_levels(&gst::Buffer::from_mut_slice(data), &info), Ok(vec![0xff, 0x00]));
+        assert_eq!(
+            grey_levels(&gst::Buffer::from_mut_slice(data), &info),
+            Ok(vec![0xff, 0x00])
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ mod mask;
 #[enum_type(name = "GstSoragenMode")]
 pub enum Mode {
     #[default]
-    #[enum_value(name = "Passthrough: frames go through unchanged, no model needed", nick = "passthrough")]
+    #[enum_value(
+        name = "Passthrough: frames go through unchanged, no model needed",
+        nick = "passthrough"
+    )]
     Passthrough,
     #[enum_value(
         name = "Extend forward: 'frames' new frames after the stream's last frame, at EOS",
@@ -44,5 +47,10 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
-    gst::Element::register(Some(plugin), "soragen", gst::Rank::NONE, Soragen::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "soragen",
+        gst::Rank::NONE,
+        Soragen::static_type(),
+    )
 }

@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -13,10 +12,17 @@ use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 
 use crate::frames::{self, FrameMemory, SharedGpu};
-use crate::generation::{BusProgress, GeneratedBy, GenerationSettings, mark_generated, stamp};
+use crate::generation::{
+    BusProgress, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
+    refused_while_running, stamp,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("soragensrc", gst::DebugColorFlags::empty(), Some("Soragen text to video source"))
+    gst::DebugCategory::new(
+        "soragensrc",
+        gst::DebugColorFlags::empty(),
+        Some("Soragen text to video source"),
+    )
 });
 
 /// Wan2.1's native size and rate, preferred when downstream leaves them open.
@@ -32,7 +38,10 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { generation: GenerationSettings::default(), num_frames: 81 }
+        Self {
+            generation: GenerationSettings::default(),
+            num_frames: 81,
+        }
     }
 }
 
@@ -42,8 +51,10 @@ struct State {
     info: Option<VideoInfo>,
     /// Where the negotiated caps keep frames.
     memory: FrameMemory,
-    /// The generated clip, once generated, minus the frames already pushed.
-    pending: Option<VecDeque<gst::Buffer>>,
+    /// The generated clip, once generated: kept, so that seeks replay it.
+    clip: Option<Arc<Vec<gst::Buffer>>>,
+    /// The clip's next frame to push.
+    next: u64,
 }
 
 #[derive(Default)]
@@ -61,7 +72,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SoragenSrc {
-    fn generate(&self, model: &WanVace, info: &VideoInfo, memory: &FrameMemory) -> Result<VecDeque<gst::Buffer>, gst::FlowError> {
+    fn generate(
+        &self,
+        model: &WanVace,
+        info: &VideoInfo,
+        memory: &FrameMemory,
+    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let kind = TaskKind::Generate {
             frames: settings.num_frames as usize,
@@ -71,7 +87,13 @@ impl SoragenSrc {
         gst::debug!(CAT, imp = self, "generating {kind:?}");
         let element = self.obj();
         let observer = BusProgress::new(element.upcast_ref(), &self.cancel);
-        let output = match run_task(model, &kind, &TaskInputs::default(), &settings.generation.task_params(), &observer) {
+        let output = match run_task(
+            model,
+            &kind,
+            &TaskInputs::default(),
+            &settings.generation.task_params(),
+            &observer,
+        ) {
             Ok(output) => output,
             Err(soragen_core::Error::Cancelled) => return Err(gst::FlowError::Flushing),
             Err(e) => {
@@ -85,24 +107,29 @@ impl SoragenSrc {
             seed: settings.generation.seed,
             task: output.record.task.clone(),
         };
-        let duration = gst::ClockTime::SECOND
-            .mul_div_floor(info.fps().denom() as u64, info.fps().numer().max(1) as u64)
-            .unwrap_or(gst::ClockTime::ZERO);
-        let frames: Vec<_> = output.video.frames.iter().collect();
-        let buffers = memory.to_buffers(&frames, info).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot convert frames: {e}"));
-            gst::FlowError::Error
-        })?;
-        Ok(buffers
-            .into_iter()
-            .zip(0u64..)
-            .map(|(mut buffer, index)| {
-                let buffer_mut = buffer.make_mut();
-                stamp(buffer_mut, duration * index, duration, Some(info.fps()));
-                mark_generated(buffer_mut, &record);
-                buffer
-            })
-            .collect())
+        let grid = frame_grid(Some(info.fps()), gst::ClockTime::ZERO);
+        let mut buffers = Vec::with_capacity(output.video.frames.len());
+        // Frame by frame, so that a flush or a state change stops the conversion too.
+        for (frame, index) in output.video.frames.iter().zip(0u64..) {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(gst::FlowError::Flushing);
+            }
+            let mut buffer = memory.to_buffers(&[frame], info).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Cannot convert frames: {e}")
+                );
+                gst::FlowError::Error
+            })?;
+            let mut buffer = buffer.pop().ok_or(gst::FlowError::Error)?;
+            let buffer_mut = buffer.make_mut();
+            let (pts, duration) = grid.frame(gst::ClockTime::ZERO, index);
+            stamp(buffer_mut, pts, duration, Some(info.fps()));
+            mark_generated(buffer_mut, &record);
+            buffers.push(buffer);
+        }
+        Ok(buffers)
     }
 }
 
@@ -133,8 +160,14 @@ impl ObjectImpl for SoragenSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if refused_while_running(self.obj().upcast_ref(), pspec, value) {
+            return;
+        }
         let mut settings = lock(&self.settings);
-        if settings.generation.set_property(self.obj().upcast_ref(), pspec.name(), value) {
+        if settings
+            .generation
+            .set_property(self.obj().upcast_ref(), pspec.name(), value)
+        {
             return;
         }
         match pspec.name() {
@@ -147,7 +180,10 @@ impl ObjectImpl for SoragenSrc {
         let settings = lock(&self.settings);
         match pspec.name() {
             "num-frames" => settings.num_frames.to_value(),
-            name => settings.generation.property(name).unwrap_or_else(|| unreachable!("unknown property {name}")),
+            name => settings
+                .generation
+                .property(name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 
@@ -160,12 +196,34 @@ impl ObjectImpl for SoragenSrc {
 impl GstObjectImpl for SoragenSrc {}
 
 impl ElementImpl for SoragenSrc {
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             let settings = lock(&self.settings).generation.clone();
             // A device that does not open is reported when the model loads.
             if let Ok(device) = settings.open_device() {
                 self.gpu.share(self.obj().upcast_ref(), &device);
+            }
+        }
+        // The model loads here rather than in start(): basesrc adds a generic "Failed to start"
+        // error to ours when start() fails; this way the reason is the only error.
+        if transition == gst::StateChange::ReadyToPaused {
+            let model = lock(&self.settings).generation.load_model();
+            match model {
+                Ok(model) => {
+                    // Shared already, unless the device property changed in READY.
+                    self.gpu.share(self.obj().upcast_ref(), &model.device);
+                    *lock(&self.state) = State {
+                        model: Some(model),
+                        ..State::default()
+                    };
+                }
+                Err(message) => {
+                    self.post_error_message(message);
+                    return Err(gst::StateChangeError);
+                }
             }
         }
         let success = self.parent_change_state(transition)?;
@@ -190,7 +248,15 @@ impl ElementImpl for SoragenSrc {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = frames::element_caps(&frames::FORMATS);
-            vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
         });
         PAD_TEMPLATES.as_ref()
     }
@@ -198,10 +264,6 @@ impl ElementImpl for SoragenSrc {
 
 impl BaseSrcImpl for SoragenSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let model = lock(&self.settings).generation.load_model()?;
-        // Shared already, unless the device property changed in READY.
-        self.gpu.share(self.obj().upcast_ref(), &model.device);
-        *lock(&self.state) = State { model: Some(model), ..State::default() };
         self.cancel.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -213,7 +275,9 @@ impl BaseSrcImpl for SoragenSrc {
 
     /// The template's caps, without CUDA memory unless the model's GPU is shared.
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = self.gpu.usable_caps(self.obj().src_pad().pad_template_caps());
+        let caps = self
+            .gpu
+            .usable_caps(self.obj().src_pad().pad_template_caps());
         Some(match filter {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,
@@ -221,11 +285,53 @@ impl BaseSrcImpl for SoragenSrc {
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
-        self.gpu.answer_context_query(self.obj().upcast_ref(), query) || BaseSrcImplExt::parent_query(self, query)
+        if let gst::QueryViewMut::Duration(q) = query.view_mut()
+            && q.format() == gst::Format::Time
+        {
+            let Some(duration) = self.clip_duration() else {
+                return false;
+            };
+            q.set(duration);
+            return true;
+        }
+        self.gpu
+            .answer_context_query(self.obj().upcast_ref(), query)
+            || BaseSrcImplExt::parent_query(self, query)
     }
 
+    /// Seekable in time, forward: the clip is generated once and kept.
     fn is_seekable(&self) -> bool {
-        false
+        true
+    }
+
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            return false;
+        };
+        if segment.rate() < 0.0 {
+            gst::warning!(CAT, imp = self, "reverse playback is not supported");
+            return false;
+        }
+        let start = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        let mut state = lock(&self.state);
+        // Before negotiation the caps' rate is not known: start at frame 0, seek again later.
+        let fps = state.info.as_ref().map(VideoInfo::fps);
+        let grid = frame_grid(fps, gst::ClockTime::ZERO);
+        // The first frame that ends after the seek position.
+        state.next = match fps.filter(|fps| fps.numer() > 0) {
+            Some(fps) => start
+                .nseconds()
+                .mul_div_floor(
+                    fps.numer() as u64,
+                    fps.denom() as u64 * gst::ClockTime::SECOND.nseconds(),
+                )
+                .unwrap_or(0),
+            None => 0,
+        };
+        while state.next > 0 && grid.span(state.next) > start {
+            state.next -= 1;
+        }
+        true
     }
 
     fn fixate(&self, mut caps: gst::Caps) -> gst::Caps {
@@ -239,12 +345,30 @@ impl BaseSrcImpl for SoragenSrc {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = VideoInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
-        let memory = self.gpu.memory_for(caps).map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
+        let info = VideoInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "Invalid caps {caps}"))?;
+        if info.fps().numer() <= 0 || info.fps().denom() <= 0 {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                (
+                    "soragensrc makes a clip of frames at a frame rate: framerate {}/{} states none (ask for e.g. framerate=16/1)",
+                    info.fps().numer(),
+                    info.fps().denom()
+                )
+            );
+            return Err(gst::loggable_error!(CAT, "no frame rate in {caps}"));
+        }
+        let memory = self
+            .gpu
+            .memory_for(caps)
+            .map_err(|reason| gst::loggable_error!(CAT, "{reason}"))?;
         let mut state = lock(&self.state);
+        if state.info.as_ref() != Some(&info) {
+            state.clip = None;
+        }
         state.info = Some(info);
         state.memory = memory;
-        state.pending = None;
         Ok(())
     }
 
@@ -260,9 +384,12 @@ impl BaseSrcImpl for SoragenSrc {
 }
 
 impl PushSrcImpl for SoragenSrc {
-    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
         let mut state = lock(&self.state);
-        if state.pending.is_none() {
+        if state.clip.is_none() {
             let (Some(model), Some(info)) = (state.model.clone(), state.info.clone()) else {
                 return Err(gst::FlowError::NotNegotiated);
             };
@@ -271,11 +398,43 @@ impl PushSrcImpl for SoragenSrc {
             drop(state);
             let clip = self.generate(&model, &info, &memory)?;
             state = lock(&self.state);
-            state.pending = Some(clip);
+            state.clip = Some(Arc::new(clip));
         }
-        match state.pending.as_mut().and_then(VecDeque::pop_front) {
-            Some(buffer) => Ok(CreateSuccess::NewBuffer(buffer)),
-            None => Err(gst::FlowError::Eos),
+        let next = state.next;
+        let buffer = state
+            .clip
+            .as_ref()
+            .and_then(|clip| clip.get(next as usize).cloned());
+        let Some(buffer) = buffer else {
+            return Err(gst::FlowError::Eos);
+        };
+        state.next += 1;
+        drop(state);
+        // A segment seek's stop ends the clip early.
+        let stop = self
+            .obj()
+            .segment()
+            .downcast::<gst::ClockTime>()
+            .ok()
+            .and_then(|segment| segment.stop());
+        if let (Some(stop), Some(pts)) = (stop, buffer.pts())
+            && pts >= stop
+        {
+            return Err(gst::FlowError::Eos);
         }
+        Ok(CreateSuccess::NewBuffer(buffer))
+    }
+}
+
+impl SoragenSrc {
+    /// The clip's length once the caps give its frame rate.
+    fn clip_duration(&self) -> Option<gst::ClockTime> {
+        let frames = lock(&self.settings).num_frames as u64;
+        let fps = lock(&self.state)
+            .info
+            .as_ref()
+            .map(VideoInfo::fps)
+            .filter(|fps| fps.numer() > 0)?;
+        Some(frame_grid(Some(fps), gst::ClockTime::ZERO).span(frames))
     }
 }

@@ -11,5 +11,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "soragensrc", gst::Rank::NONE, SoragenSrc::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "soragensrc",
+        gst::Rank::NONE,
+        SoragenSrc::static_type(),
+    )
 }

@@ -44,8 +44,22 @@ pub fn bundle() -> PathBuf {
         .join("Soragen.ofx.bundle");
     let binary_dir = bundle.join("Contents/Linux-x86-64");
     std::fs::create_dir_all(&binary_dir).unwrap();
-    std::fs::copy(&built, binary_dir.join("Soragen.ofx")).unwrap();
+    // A hard link, not a copy: a debug build of the plugin is hundreds of megabytes, and every
+    // test process lays out its own bundle. Removed again when the process has loaded it.
+    let binary = binary_dir.join("Soragen.ofx");
+    if std::fs::hard_link(&built, &binary).is_err() {
+        std::fs::copy(&built, &binary).unwrap();
+    }
     bundle
+}
+
+/// Removes the bundle `bundle()` laid out for this process (a loaded library stays mapped).
+fn remove_own_bundle(bundle: &Path) {
+    if std::env::var_os(BUNDLE_ENV).is_none()
+        && let Some(folder) = bundle.parent()
+    {
+        let _ = std::fs::remove_dir_all(folder);
+    }
 }
 
 /// The one host of this test process (a plugin binary is loaded once per process).
@@ -55,7 +69,10 @@ pub fn host(profile: Profile) -> &'static Host {
         // The model parameter's default comes from here, read when the effects are described.
         // SAFETY: set before any thread of this process reads the environment.
         unsafe { std::env::set_var("SORAGEN_MODEL", tiny_model()) };
-        Host::load(&bundle(), profile).expect("bundle loads")
+        let bundle = bundle();
+        let host = Host::load(&bundle, profile).expect("bundle loads");
+        remove_own_bundle(&bundle);
+        host
     })
 }
 

@@ -119,8 +119,9 @@ impl Profile {
         images_at_render_time: false,
     };
 
-    /// MLT's openfx module (Kdenlive): Filter only, 8-bit, no frame ranges and no duration,
-    /// the current frame for any time asked; its users make a new instance for every frame.
+    /// MLT's openfx module (Kdenlive 7.40, as tried with `melt`): Filter only, 8-bit, no frame
+    /// ranges (the effect's duration it does give), the current frame for any time asked, a new
+    /// instance for every frame; it never asks GetFramesNeeded and ignores Render's status.
     pub const MLT: Profile = Profile {
         name: "org.soragen.testhost.mlt",
         contexts: &[kOfxImageEffectContextFilter],
@@ -132,7 +133,7 @@ impl Profile {
         gpu_properties: false,
         cuda: false,
         frame_ranges: false,
-        effect_duration: false,
+        effect_duration: true,
         images_at_render_time: true,
     };
 }

@@ -4,7 +4,8 @@
 //! version, the dtype and device kind, the window's exact input pixels and mask at the working
 //! size, the prompts, steps, guidance and seed. Entries hold the model's raw output at the
 //! working size; compositing and colour matching are redone from the source on every run.
-//! Files appear by rename, so a reader never sees a half-written entry.
+//! Files appear by rename, so a reader never sees a half-written entry; each holds the SHA-256
+//! of its values, checked on every read: a damaged entry counts as absent and is replaced.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
         let relative = file.strip_prefix(&model.folder).unwrap_or(&file).to_string_lossy().replace('\\', "/");
         let unreadable = |e: std::io::Error| Error::Input(format!("cannot read {}: {e}", file.display()));
         let bytes = if file.extension().is_some_and(|e| e == "safetensors") {
-            let mut reader = std::fs::File::open(&file).map_err(unreadable)?;
+            let mut reader = soragen_models::files::open_regular(&file).map_err(unreadable)?;
             let size = reader.metadata().map_err(unreadable)?.len();
             let mut length = [0u8; 8];
             reader.read_exact(&mut length).map_err(unreadable)?;
@@ -63,7 +64,7 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
             reader.read_exact(&mut header).map_err(unreadable)?;
             [size.to_le_bytes().as_slice(), &header].concat()
         } else {
-            std::fs::read(&file).map_err(unreadable)?
+            soragen_models::files::read_bounded(&file, soragen_models::files::TEXT_LIMIT).map_err(unreadable)?
         };
         key.add(&relative, &bytes);
     }
@@ -82,13 +83,23 @@ fn list_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::Input(format!("cannot read {}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // Folders are entered only when real ones, never through links (a link loop).
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             list_files(&path, files)?;
         } else if !entry.file_name().to_string_lossy().starts_with('.') {
             files.push(path);
         }
     }
     Ok(())
+}
+
+/// The SHA-256 of an entry's values, stored beside them.
+fn checksum_of(values: &[f32]) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    for value in values {
+        hash.update(value.to_le_bytes());
+    }
+    hash.finalize().to_vec()
 }
 
 pub(crate) struct Cache {
@@ -110,11 +121,17 @@ impl Cache {
     /// entry counts as absent and is overwritten by the next `put`.
     pub(crate) fn get(&self, key: Key, shape: &[usize]) -> (String, Option<Vec<f32>>) {
         let key = key.hex();
-        let stored = candle_core::safetensors::load(self.path(&key), &Device::Cpu)
+        let path = self.path(&key);
+        let stored = soragen_models::files::open_regular(&path)
             .ok()
-            .and_then(|mut tensors| tensors.remove("frames"))
-            .filter(|frames| frames.dims() == shape)
-            .and_then(|frames| frames.flatten_all().ok()?.to_vec1::<f32>().ok());
+            .and_then(|_| candle_core::safetensors::load(&path, &Device::Cpu).ok())
+            .and_then(|mut tensors| Some((tensors.remove("frames")?, tensors.remove("checksum")?)))
+            .filter(|(frames, _)| frames.dims() == shape)
+            .and_then(|(frames, checksum)| {
+                let values = frames.flatten_all().ok()?.to_vec1::<f32>().ok()?;
+                let intact = checksum.to_vec1::<u8>().ok()? == checksum_of(&values);
+                (intact && values.iter().all(|v| v.is_finite())).then_some(values)
+            });
         (key, stored)
     }
 
@@ -124,9 +141,19 @@ impl Cache {
         std::fs::create_dir_all(path.parent().expect("entries sit in a subfolder")).map_err(|e| failed(&e))?;
         // A random name, so two machines filling one share never write the same file.
         let staging = path.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
-        Tensor::from_slice(values, shape, &Device::Cpu)?
-            .save_safetensors("frames", &staging)
-            .map_err(|e| failed(&e))?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Output("a window with non-finite values is never cached".into()));
+        }
+        let frames = Tensor::from_slice(values, shape, &Device::Cpu)?;
+        let checksum = Tensor::new(checksum_of(values), &Device::Cpu)?;
+        let saved = candle_core::safetensors::save(
+            &std::collections::HashMap::from([("frames", frames), ("checksum", checksum)]),
+            &staging,
+        );
+        if let Err(e) = saved {
+            let _ = std::fs::remove_file(&staging);
+            return Err(failed(&e));
+        }
         std::fs::rename(&staging, &path).map_err(|e| failed(&e))
     }
 }
