@@ -195,6 +195,8 @@ impl WanVace {
     }
 
     fn build_with(folder: &Path, serve: (DType, &Device, Tensors), adapters: &[LoraSpec]) -> Result<Self> {
+        // Adapters are read first: a bad file fails before the large parts load.
+        let lora = Arc::new(Adapters::load(adapters)?);
         let (dtype, device, _) = serve;
         check_model_index(folder)?;
         let tokenizer_dir = part_dir(folder, "tokenizer")?;
@@ -236,7 +238,6 @@ impl WanVace {
         // `blocks.N.self_attn.q` ...): serve those names under diffusers' ones.
         let original = Weights::open_dir(&dir)?.contains("blocks.0.self_attn.q.weight");
         let rename = original.then_some(diffusers_to_original_name as fn(&str) -> String);
-        let lora = Arc::new(Adapters::load(adapters)?);
         let transformer = load_part(&dir, serve, rename, |vb| {
             let vb = if lora.is_empty() { vb } else { lora.wrap(vb) };
             WanTransformer::load(vb, &config)
