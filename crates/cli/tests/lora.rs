@@ -159,6 +159,14 @@ fn presets_set_steps_guidance_and_shift() {
     let preset = run("preset.safetensors", strip(&["--preset", "distill-4"]));
     let explicit = run("explicit.safetensors", strip(&["--steps", "4", "--guidance", "1", "--flow-shift", "5"]));
     assert_eq!(diff(&preset, &explicit), 0.0);
+    // The record next to the output says which sampling and adapters made it.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("preset.safetensors.json")).unwrap()).unwrap();
+    let params = &record["params"];
+    assert_eq!((params["preset"].as_str(), params["steps"].as_u64(), params["guidance"].as_f64()), (Some("distill-4"), Some(4), Some(1.0)));
+    assert_eq!(params["flow_shift"].as_f64(), Some(5.0));
+    assert_eq!(params["lora"][0]["file"].as_str(), Some(peft.as_str()));
+    assert_eq!(params["lora"][0]["strength"].as_f64(), Some(1.0));
     let unknown = soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast"]));
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("distill-4"), "{}", stderr(&unknown));
