@@ -44,12 +44,22 @@ fn vace(output: &Path, extra: &[&str]) -> Output {
     let case = models().join("fixtures/pipeline/tiny_extend");
     let mut args: Vec<String> = [
         "vace",
-        "--model", models().join("tiny").to_str().unwrap(),
-        "--video", case.join("video").to_str().unwrap(),
-        "--mask", case.join("mask").to_str().unwrap(),
-        "--prompt", "waves", "--steps", "2", "--guidance", "1",
-        "--latents", case.join("latents.safetensors").to_str().unwrap(),
-        "--output", output.to_str().unwrap(),
+        "--model",
+        models().join("tiny").to_str().unwrap(),
+        "--video",
+        case.join("video").to_str().unwrap(),
+        "--mask",
+        case.join("mask").to_str().unwrap(),
+        "--prompt",
+        "waves",
+        "--steps",
+        "2",
+        "--guidance",
+        "1",
+        "--latents",
+        case.join("latents.safetensors").to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -90,10 +100,25 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
     write_png_dir(&clip, &dir.join("in")).unwrap();
     let extend = |output: &str, lora: &[&str]| {
         let mut args: Vec<String> = [
-            "extend", "--input", dir.join("in").to_str().unwrap(), "--frames", "2",
-            "--model", models().join("tiny").to_str().unwrap(),
-            "--steps", "1", "--guidance", "1", "--context-frames", "2", "--window-frames", "9",
-            "--prompt", "a boat", "--output", dir.join(output).to_str().unwrap(),
+            "extend",
+            "--input",
+            dir.join("in").to_str().unwrap(),
+            "--frames",
+            "2",
+            "--model",
+            models().join("tiny").to_str().unwrap(),
+            "--steps",
+            "1",
+            "--guidance",
+            "1",
+            "--context-frames",
+            "2",
+            "--window-frames",
+            "9",
+            "--prompt",
+            "a boat",
+            "--output",
+            dir.join(output).to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -109,19 +134,25 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
 
     // An adapter with a key the model does not have: one line naming the key and the file.
     let bad = dir.join("bad.safetensors");
-    let tensors = std::collections::HashMap::from([(
-        "transformer.blocks.9.attn1.to_q.lora_A.weight".to_string(),
-        candle_core::Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    ), (
-        "transformer.blocks.9.attn1.to_q.lora_B.weight".to_string(),
-        candle_core::Tensor::zeros((32, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
-    )]);
+    let tensors = std::collections::HashMap::from([
+        (
+            "transformer.blocks.9.attn1.to_q.lora_A.weight".to_string(),
+            candle_core::Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "transformer.blocks.9.attn1.to_q.lora_B.weight".to_string(),
+            candle_core::Tensor::zeros((32, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ]);
     candle_core::safetensors::save(&tensors, &bad).unwrap();
     let result = extend("failed.y4m", &[bad.to_str().unwrap()]);
     let message = stderr(&result);
     assert_eq!(result.status.code(), Some(1), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
-    assert!(message.contains("transformer.blocks.9.attn1.to_q.lora_A.weight") && message.contains("bad.safetensors"), "{message}");
+    assert!(
+        message.contains("transformer.blocks.9.attn1.to_q.lora_A.weight") && message.contains("bad.safetensors"),
+        "{message}"
+    );
     assert!(!dir.join("failed.y4m").exists());
 
     // A missing file, and a strength that is not a number.
@@ -143,10 +174,21 @@ fn presets_set_steps_guidance_and_shift() {
         let out = dir.join(name);
         let case = models().join("fixtures/pipeline/tiny_extend");
         let mut args: Vec<String> = [
-            "vace", "--model", models().join("tiny").to_str().unwrap(),
-            "--video", case.join("video").to_str().unwrap(), "--mask", case.join("mask").to_str().unwrap(),
-            "--prompt", "waves", "--latents", case.join("latents.safetensors").to_str().unwrap(),
-            "--output", out.to_str().unwrap(), "--lora", &peft,
+            "vace",
+            "--model",
+            models().join("tiny").to_str().unwrap(),
+            "--video",
+            case.join("video").to_str().unwrap(),
+            "--mask",
+            case.join("mask").to_str().unwrap(),
+            "--prompt",
+            "waves",
+            "--latents",
+            case.join("latents.safetensors").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--lora",
+            &peft,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -163,13 +205,29 @@ fn presets_set_steps_guidance_and_shift() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("preset.safetensors.json")).unwrap()).unwrap();
     let params = &record["params"];
-    assert_eq!((params["preset"].as_str(), params["steps"].as_u64(), params["guidance"].as_f64()), (Some("distill-4"), Some(4), Some(1.0)));
+    assert_eq!(
+        (params["preset"].as_str(), params["steps"].as_u64(), params["guidance"].as_f64()),
+        (Some("distill-4"), Some(4), Some(1.0))
+    );
     assert_eq!(params["flow_shift"].as_f64(), Some(5.0));
     assert_eq!(params["lora"][0]["file"].as_str(), Some(peft.as_str()));
     assert_eq!(params["lora"][0]["strength"].as_f64(), Some(1.0));
-    let unknown = soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast"]));
+    let unknown =
+        soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast"]));
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("distill-4"), "{}", stderr(&unknown));
-    let both = soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "distill-4", "--steps", "8"]));
+    let both = soragen(&strip(&[
+        "generate",
+        "--model",
+        "x",
+        "--frames",
+        "5",
+        "--output",
+        "y.y4m",
+        "--preset",
+        "distill-4",
+        "--steps",
+        "8",
+    ]));
     assert!(!both.status.success());
 }

@@ -113,7 +113,10 @@ impl Delta {
     /// The change as an f32 tensor of `shape` on `device`.
     fn tensor(&self, target: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
         let mismatch = |got: &[usize]| {
-            err(format!("{} does not fit {target}: it changes a {got:?} tensor, the model's is {shape:?}", self.describe()))
+            err(format!(
+                "{} does not fit {target}: it changes a {got:?} tensor, the model's is {shape:?}",
+                self.describe()
+            ))
         };
         let change = match &self.change {
             Change::LowRank { down, up } => {
@@ -155,8 +158,15 @@ enum Naming {
 
 /// Path segments only the original Wan names use (at the start of a name or inside a block).
 const ORIGINAL_SEGMENTS: &[&str] = &[
-    "self_attn", "cross_attn", "head", "time_embedding", "text_embedding", "time_projection",
-    "modulation", "before_proj", "after_proj",
+    "self_attn",
+    "cross_attn",
+    "head",
+    "time_embedding",
+    "text_embedding",
+    "time_projection",
+    "modulation",
+    "before_proj",
+    "after_proj",
 ];
 
 /// Key endings: (suffix, what it is).
@@ -355,7 +365,10 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
         let tensor = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
         let slot = modules.entry((module, naming)).or_default().slot(part);
         if let Some((other, _)) = slot {
-            return Err(err(format!("LoRA keys {other} and {name} in {} are the same part of one module", path.display())));
+            return Err(err(format!(
+                "LoRA keys {other} and {name} in {} are the same part of one module",
+                path.display()
+            )));
         }
         *slot = Some((name.clone(), tensor));
     }
@@ -403,7 +416,11 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
                 out.push((target("weight"), delta(&down_key, Change::LowRank { down, up }, scale)));
             }
             (Some((key, _)), None) | (None, Some((key, _))) => {
-                return Err(err(format!("LoRA key {key} in {} has no {} matrix", path.display(), if key.contains("down") || key.contains("lora_A") { "up (B)" } else { "down (A)" })));
+                return Err(err(format!(
+                    "LoRA key {key} in {} has no {} matrix",
+                    path.display(),
+                    if key.contains("down") || key.contains("lora_A") { "up (B)" } else { "down (A)" }
+                )));
             }
             (None, None) => {
                 if let Some((key, _)) = parts.alpha {

@@ -50,9 +50,7 @@ fn tiny() -> PathBuf {
 
 fn run(model: &WanTransformer, io: &HashMap<String, Tensor>) -> Tensor {
     let scales: Vec<f64> = io["control_scale"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
-    model
-        .forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((&io["control"], &scales)))
-        .unwrap()
+    model.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((&io["control"], &scales))).unwrap()
 }
 
 fn diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -230,13 +228,19 @@ fn adapters_that_do_not_fit_fail_naming_the_key_and_file() {
         ("transformer.blocks.7.attn1.to_q.lora_A.weight", randn(&[2, 32])),
         ("transformer.blocks.7.attn1.to_q.lora_B.weight", randn(&[32, 2])),
     ]);
-    assert!(message.contains("transformer.blocks.7.attn1.to_q.lora_A.weight") && message.contains("matches no tensor"), "{message}");
+    assert!(
+        message.contains("transformer.blocks.7.attn1.to_q.lora_A.weight") && message.contains("matches no tensor"),
+        "{message}"
+    );
     // A pair of the wrong size (the tiny model's dim is 32).
     let message = load_error(&[
         ("diffusion_model.blocks.0.ffn.0.lora_down.weight", randn(&[2, 48])),
         ("diffusion_model.blocks.0.ffn.0.lora_up.weight", randn(&[64, 2])),
     ]);
-    assert!(message.contains("diffusion_model.blocks.0.ffn.0.lora_down.weight") && message.contains("does not fit"), "{message}");
+    assert!(
+        message.contains("diffusion_model.blocks.0.ffn.0.lora_down.weight") && message.contains("does not fit"),
+        "{message}"
+    );
     // Half a pair.
     let message = load_error(&[("transformer.proj_out.lora_A.weight", randn(&[2, 32]))]);
     assert!(message.contains("transformer.proj_out.lora_A.weight"), "{message}");
