@@ -15,7 +15,8 @@ diffusers' own Wan LoRA converter, which `load_lora_weights` applies), writing
         io.safetensors       latents, timestep, text_embeddings, control, control_scale,
                              output_base and output_<case> for each case
 
-    python models/reference/lora.py
+    python models/reference/lora.py      (diffusers loads LoRAs through `peft`: pip install peft
+                                         into the reference venv, which does not bring it)
 """
 import json
 import shutil
