@@ -223,7 +223,10 @@ fn require_gpu_pipeline() {
         panic!("this test needs a GPU: {reason}");
     }
     for name in ["cudaupload", "cudadownload"] {
-        assert!(gst::ElementFactory::find(name).is_some(), "this test needs the {name} element (gstreamer1.0-plugins-bad)");
+        assert!(
+            gst::ElementFactory::find(name).is_some(),
+            "this test needs the {name} element (gstreamer1.0-plugins-bad)"
+        );
     }
 }
 

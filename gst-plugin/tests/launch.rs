@@ -161,12 +161,27 @@ fn insert_fills_the_boundary_concat_makes() {
 
 #[test]
 fn replace_background_keeps_every_frame() {
+    // Without a mask pad the alpha marks the background: a transparent test card has one.
+    let transparent = source(5, "RGBA").replace(
+        "videotestsrc ",
+        "videotestsrc pattern=solid-color foreground-color=0x00000000 ",
+    );
     assert_buffers(
         &format!(
-            "{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}",
-            source(5, "RGBA")
+            "{transparent} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}"
         ),
         5,
+    );
+    // Opaque frames and no mask: nothing to replace is an error on the bus, not a silent
+    // pass-through.
+    let (output, _) = launch(&format!(
+        "{} ! soragen mode=replace-background frames=2 steps=2 model={TINY_MODEL} ! {SINK}",
+        source(5, "RGBA")
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("marks no background"),
+        "{stderr}"
     );
 }
 

@@ -19,6 +19,8 @@ use soragen_core::limits::{self, Limit};
 use soragen_core::output::{Destination, Shape};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
+use soragen_core::presets::Preset;
+use soragen_models::lora::LoraSpec;
 
 #[derive(Parser)]
 #[command(name = "soragen", version, about = "Generative video for editors: VACE on Wan2.1")]
@@ -82,6 +84,14 @@ struct VaceArgs {
     /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
     #[arg(long, value_parser = ["f32", "bf16", "f16"])]
     dtype: Option<String>,
+    /// A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the
+    /// transformer, with its strength (default 1); repeat for several.
+    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = parse_lora)]
+    lora: Vec<LoraSpec>,
+    /// Sampling preset: `distill-4` (4 steps, guidance 1, flow shift 5, for a distilled LoRA
+    /// given with --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
+    #[arg(long, value_parser = parse_preset, conflicts_with_all = ["steps", "guidance"])]
+    preset: Option<&'static Preset>,
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
@@ -175,6 +185,16 @@ impl Observer for Terminal {
     }
 }
 
+/// `--lora FILE[:STRENGTH]`.
+fn parse_lora(arg: &str) -> std::result::Result<LoraSpec, String> {
+    LoraSpec::parse(arg).map_err(|e| e.to_string())
+}
+
+/// `--preset NAME`.
+fn parse_preset(name: &str) -> std::result::Result<&'static Preset, String> {
+    Preset::named(name).map_err(|e| e.to_string())
+}
+
 /// The device the models run on (see `soragen_core::device`) and the dtype `--dtype` names, or
 /// the one that suits the device.
 fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_core::DType)> {
@@ -202,6 +222,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     let mut inputs = vec![args.video.as_path(), args.mask.as_path(), folder.as_path()];
     inputs.extend(args.latents.as_deref());
     inputs.extend(args.references.iter().map(PathBuf::as_path));
+    inputs.extend(args.lora.iter().map(|adapter| adapter.path.as_path()));
     let destination = prepare_output(&args.output, &inputs)?;
     let video = container::read(&args.video)?;
     let masks = container::read(&args.mask)?;
@@ -214,7 +235,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
-    let model = WanVace::load(&folder, dtype, &device)?;
+    let model = WanVace::load_with_adapters(&folder, dtype, &device, &args.lora)?;
     model.check_size(video.len(), video.height, video.width)?;
     let references = args.references.iter().map(|path| Video::read_image(path)).collect::<Result<Vec<_>>>()?;
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?.with_references(&references)?;
@@ -223,9 +244,9 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         None => Noise::Seed(args.seed),
     };
     let sampling = Sampling {
-        steps: args.steps,
-        guidance: args.guidance,
-        flow_shift: args.flow_shift,
+        steps: args.preset.map_or(args.steps, |p| p.steps),
+        guidance: args.preset.map_or(args.guidance, |p| p.guidance),
+        flow_shift: args.flow_shift.or(args.preset.and_then(|p| p.flow_shift)),
         conditioning_scale: 1.0,
         noise,
     };
@@ -237,7 +258,9 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         "task": "vace",
         "params": {
             "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
-            "steps": args.steps, "guidance": args.guidance, "flow_shift": args.flow_shift,
+            "steps": sampling.steps, "guidance": sampling.guidance, "flow_shift": sampling.flow_shift,
+            "preset": args.preset.map(|p| p.name),
+            "lora": args.lora.iter().map(|a| serde_json::json!({"file": a.path.display().to_string(), "strength": a.strength})).collect::<Vec<_>>(),
         },
         "references": args.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });

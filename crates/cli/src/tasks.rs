@@ -61,6 +61,14 @@ pub struct Common {
     /// Weight and compute dtype [default: bf16 on a GPU, f32 on the CPU].
     #[arg(long, value_parser = ["f32", "bf16", "f16"])]
     dtype: Option<String>,
+    /// A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the
+    /// transformer, with its strength (default 1); repeat for several.
+    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = crate::parse_lora)]
+    lora: Vec<soragen_models::lora::LoraSpec>,
+    /// Sampling preset: `distill-4` (4 steps, guidance 1, for a distilled LoRA given with
+    /// --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
+    #[arg(long, value_parser = crate::parse_preset, conflicts_with_all = ["steps", "guidance"])]
+    preset: Option<&'static soragen_core::presets::Preset>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
     /// OUTPUT.json.
@@ -74,7 +82,7 @@ pub struct Common {
 
 impl Common {
     fn params(&self) -> TaskParams {
-        TaskParams {
+        let mut params = TaskParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             seed: self.seed,
@@ -88,7 +96,11 @@ impl Common {
             window_frames: self.window_frames,
             match_frame_rate: !self.no_frame_rate_match,
             cache: self.cache.clone(),
+        };
+        if let Some(preset) = self.preset {
+            preset.apply(&mut params);
         }
+        params
     }
 }
 
@@ -233,11 +245,12 @@ fn run_named(
     let mut protected = sources.to_vec();
     protected.push(&folder);
     protected.extend(common.cache.as_deref());
+    protected.extend(common.lora.iter().map(|adapter| adapter.path.as_path()));
     protected.extend(common.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&common.output, &protected)?;
     let mut inputs = read()?;
     inputs.references = common.references.iter().map(|path| Video::read_image(path)).collect::<Result<_>>()?;
-    let model = WanVace::load(&folder, dtype, &device)?;
+    let model = WanVace::load_with_adapters(&folder, dtype, &device, &common.lora)?;
     let output = run_task(&model, kind, &inputs, &common.params(), &terminal)?;
     drop(inputs);
     let mut record = serde_json::to_value(&output.record)

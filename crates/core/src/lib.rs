@@ -6,6 +6,7 @@ pub mod hub;
 pub mod limits;
 pub mod model;
 pub mod output;
+pub mod presets;
 pub mod tasks;
 pub mod vace;
 pub mod video;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use candle_core::{DType, Device, DeviceLocation, Tensor};
+use soragen_models::lora::{Adapters, LoraSpec};
 use soragen_models::scheduler::{Scheduler, SchedulerConfig};
 use soragen_models::text_encoder::{self, UMT5EncoderModel};
 use soragen_models::tokenizer::T5Tokenizer;
@@ -26,6 +27,8 @@ pub struct WanVace {
     pub device: Device,
     /// Compute dtype of the transformer and the text encoder; the VAE runs in f32.
     pub dtype: DType,
+    /// LoRA adapters merged into the transformer (canonical paths), in the order applied.
+    pub adapters: Vec<LoraSpec>,
     pub(crate) tokenizer: T5Tokenizer,
     pub(crate) text_encoder: UMT5EncoderModel,
     pub(crate) vae: AutoencoderKLWan,
@@ -117,8 +120,9 @@ fn first_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// Which copy of a model: its folder, the device it lives on and its compute dtype.
-type ModelKey = (PathBuf, DeviceLocation, DType);
+/// Which copy of a model: its folder, the device it lives on, its compute dtype and the LoRA
+/// adapters merged into it.
+type ModelKey = (PathBuf, DeviceLocation, DType, Vec<LoraSpec>);
 
 /// Models loaded in this process: every plugin instance and element of a process shares one
 /// copy of the weights per device and dtype while any of them holds it.
@@ -127,8 +131,9 @@ fn loaded() -> &'static Mutex<HashMap<ModelKey, Weak<WanVace>>> {
     LOADED.get_or_init(Mutex::default)
 }
 
-fn model_key(folder: &Path, device: &Device, dtype: DType) -> ModelKey {
-    (folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()), device.location(), dtype)
+fn model_key(folder: &Path, device: &Device, dtype: DType, adapters: &[LoraSpec]) -> ModelKey {
+    let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+    (folder, device.location(), dtype, adapters.iter().map(LoraSpec::canonical).collect())
 }
 
 impl WanVace {
@@ -140,26 +145,41 @@ impl WanVace {
     /// The process-wide copy of a model on [`model_device`] where something holds it loaded:
     /// lets a host tell whether using the model costs a load (and the memory of its weights).
     pub fn already_loaded(folder: &Path, dtype: DType) -> Option<Arc<Self>> {
-        let key = model_key(folder, &model_device(), dtype);
+        let key = model_key(folder, &model_device(), dtype, &[]);
         loaded().lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(Weak::upgrade)
     }
 
     /// The process-wide copy of a model on `device`, loaded on first use.
     pub fn shared_on(folder: &Path, device: &Device, dtype: DType) -> Result<Arc<Self>> {
-        let key = model_key(folder, device, dtype);
+        Self::shared_with_adapters(folder, device, dtype, &[])
+    }
+
+    /// [`Self::shared_on`] with LoRA adapters merged into the transformer: a model with other
+    /// adapters (or strengths) is another copy.
+    pub fn shared_with_adapters(folder: &Path, device: &Device, dtype: DType, adapters: &[LoraSpec]) -> Result<Arc<Self>> {
+        let key = model_key(folder, device, dtype, adapters);
         // Loading under the lock makes a second caller wait for the first load, not repeat it.
         let mut loaded = loaded().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
             return Ok(model);
         }
-        let model = Self::load(folder, dtype, device)?;
+        let model = Self::load_with_adapters(folder, dtype, device, adapters)?;
         loaded.retain(|_, m| m.strong_count() > 0);
         loaded.insert(key, Arc::downgrade(&model));
         Ok(model)
     }
 
     pub fn load(folder: &Path, dtype: DType, device: &Device) -> Result<Arc<Self>> {
-        Self::build(folder, (dtype, device, Tensors::Read)).map(Arc::new)
+        Self::load_with_adapters(folder, dtype, device, &[])
+    }
+
+    /// [`Self::load`] with LoRA adapters (see `soragen_models::lora`) merged into the
+    /// transformer's weights as they load: no cost per step. An adapter key that matches no
+    /// tensor, or does not fit it, fails the load naming the key and its file.
+    pub fn load_with_adapters(folder: &Path, dtype: DType, device: &Device, adapters: &[LoraSpec]) -> Result<Arc<Self>> {
+        let mut model = Self::build_with(folder, (dtype, device, Tensors::Read), adapters)?;
+        model.adapters = adapters.iter().map(LoraSpec::canonical).collect();
+        Ok(Arc::new(model))
     }
 
     /// Checks a model folder as [`Self::load`] does (`model_index.json`, every part present and
@@ -171,6 +191,12 @@ impl WanVace {
     }
 
     fn build(folder: &Path, serve: (DType, &Device, Tensors)) -> Result<Self> {
+        Self::build_with(folder, serve, &[])
+    }
+
+    fn build_with(folder: &Path, serve: (DType, &Device, Tensors), adapters: &[LoraSpec]) -> Result<Self> {
+        // Adapters are read first: a bad file fails before the large parts load.
+        let lora = Arc::new(Adapters::load(adapters)?);
         let (dtype, device, _) = serve;
         check_model_index(folder)?;
         let tokenizer_dir = part_dir(folder, "tokenizer")?;
@@ -212,7 +238,11 @@ impl WanVace {
         // `blocks.N.self_attn.q` ...): serve those names under diffusers' ones.
         let original = Weights::open_dir(&dir)?.contains("blocks.0.self_attn.q.weight");
         let rename = original.then_some(diffusers_to_original_name as fn(&str) -> String);
-        let transformer = load_part(&dir, serve, rename, |vb| WanTransformer::load(vb, &config))?;
+        let transformer = load_part(&dir, serve, rename, |vb| {
+            let vb = if lora.is_empty() { vb } else { lora.wrap(vb) };
+            WanTransformer::load(vb, &config)
+        })?;
+        lora.ensure_all_applied()?;
         if !config.is_vace() {
             return Err(Error::Input(format!(
                 "{}: the transformer has no VACE layers; editing needs a Wan2.1-VACE model",
@@ -225,6 +255,7 @@ impl WanVace {
             folder: folder.to_path_buf(),
             device: device.clone(),
             dtype,
+            adapters: Vec::new(),
             tokenizer,
             text_encoder,
             vae,
@@ -247,6 +278,11 @@ impl WanVace {
 
     pub fn latent_channels(&self) -> usize {
         self.transformer.config().in_channels
+    }
+
+    /// Transformer forward passes this model has run (see `WanTransformer::forward_count`).
+    pub fn transformer_forwards(&self) -> usize {
+        self.transformer.forward_count()
     }
 
     pub fn vace_layer_count(&self) -> usize {

@@ -3,6 +3,7 @@
 
 mod cpu;
 pub mod files;
+pub mod lora;
 pub mod scheduler;
 pub mod text_encoder;
 pub mod tokenizer;

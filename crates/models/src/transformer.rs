@@ -354,6 +354,8 @@ pub struct WanTransformer {
     /// `[1, 2, dim]` f32: shift and scale of the output norm.
     scale_shift_table: Tensor,
     rope: Rope,
+    /// Forward passes run so far (see [`Self::forward_count`]).
+    forwards: std::sync::atomic::AtomicUsize,
 }
 
 impl WanTransformer {
@@ -437,11 +439,19 @@ impl WanTransformer {
                 config.rope_max_seq_len,
                 vb.device(),
             ),
+            forwards: Default::default(),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How many forward evaluations this model has run, per sample: a denoising step counts
+    /// one, two with guidance (the prompt and the negative prompt, even in one batch of two).
+    /// What step distillation and caching save.
+    pub fn forward_count(&self) -> usize {
+        self.forwards.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The text conditioning for [`Self::forward_with_text`]: every block's cross-attention
@@ -519,6 +529,7 @@ impl WanTransformer {
                 text.batch
             )
         }
+        self.forwards.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
         let rope = self.rope.tables(grid)?;
         let (temb, time_modulation) = self.embed_timestep(timestep, batch)?;
         let mut x = self

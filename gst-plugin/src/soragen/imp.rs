@@ -165,6 +165,20 @@ impl State {
             .count()
     }
 
+    /// Frames next to a cut that a generation reads: the context frames, which the core picks
+    /// 1/16 s apart at the stream's rate (more than `context-frames` above 16 fps), so that the
+    /// element conditions on what the CLI and OpenFX do (`tasks::context_span`).
+    fn context_span(&self) -> usize {
+        let params = soragen_core::tasks::TaskParams {
+            context_frames: self.context_frames,
+            ..soragen_core::tasks::TaskParams::default()
+        };
+        let fps = self
+            .fps()
+            .map(|fps| (fps.numer() as u32, fps.denom() as u32));
+        soragen_core::tasks::context_span(&params, fps)
+    }
+
     /// The caps' frame rate, when they state one.
     fn fps(&self) -> Option<gst::Fraction> {
         self.info
@@ -268,7 +282,7 @@ impl State {
         self.note_end(buffer);
         if matches!(self.mode, Mode::ExtendForward | Mode::Insert) {
             self.recent.push_back(buffer.clone());
-            while self.recent.len() > self.context_frames {
+            while self.recent.len() > self.context_span() {
                 self.recent.pop_front();
             }
         }
@@ -428,7 +442,7 @@ impl State {
                     lead.push(gst::event::Segment::new(&self.output_segment()));
                 }
                 let previous = std::mem::take(&mut self.recent).into();
-                let skip = held_buffers.len().saturating_sub(self.context_frames);
+                let skip = held_buffers.len().saturating_sub(self.context_span());
                 self.recent = held_buffers[skip..].iter().cloned().collect();
                 Some(self.job(
                     Some((TaskKind::Insert { frames: count }, previous, held_buffers)),
@@ -636,7 +650,7 @@ impl Soragen {
         state.held.push_back(Held::Buffer(buffer));
         let enough = match state.mode {
             Mode::ReplaceBackground => state.held_frames() as u64 >= state.frames,
-            _ => state.held_frames() >= state.context_frames,
+            _ => state.held_frames() >= state.context_span(),
         };
         if !enough {
             return Ok(gst::FlowSuccess::Ok);
@@ -1491,6 +1505,13 @@ impl Soragen {
             return gst::ClockTime::ZERO;
         }
         let state = lock(&self.state);
+        // Once the rate is known the context spans more frames above 16 fps.
+        let held = match state.mode {
+            Mode::ExtendBackward | Mode::Insert if state.info.is_some() => {
+                held.max(state.context_span() as u64)
+            }
+            _ => held,
+        };
         state.running_span(state.frame_duration() * held) + budget
     }
 

@@ -100,6 +100,7 @@ pub fn setup(
         components,
         project: SIZE,
         effect_range: None,
+        frame_rate: 25.0,
     }
 }
 

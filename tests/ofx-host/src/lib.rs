@@ -471,7 +471,10 @@ impl Host {
                 kOfxImageEffectPropProjectPixelAspectRatio,
                 vec![Value::Double(1.0)],
             ),
-            (kOfxImageEffectPropFrameRate, vec![Value::Double(25.0)]),
+            (
+                kOfxImageEffectPropFrameRate,
+                vec![Value::Double(setup.frame_rate)],
+            ),
             (
                 kOfxImageEffectInstancePropSequentialRender,
                 vec![Value::Int(0)],
@@ -487,6 +490,7 @@ impl Host {
             );
         }
         let frame_ranges = self.profile.frame_ranges;
+        let frame_rate = setup.frame_rate;
         let format = |props: &PropSet, depth: Depth, components: Components| {
             props.set(
                 kOfxImageEffectPropPixelDepth,
@@ -504,7 +508,10 @@ impl Host {
                 kOfxImageClipPropUnmappedComponents,
                 vec![Value::String(components.name().to_owned())],
             );
-            props.set(kOfxImageEffectPropFrameRate, vec![Value::Double(25.0)]);
+            props.set(
+                kOfxImageEffectPropFrameRate,
+                vec![Value::Double(frame_rate)],
+            );
             props.set(kOfxImagePropPixelAspectRatio, vec![Value::Double(1.0)]);
             props.set(
                 kOfxImageEffectPropPreMultiplication,
@@ -636,6 +643,8 @@ pub struct Setup {
     pub project: (usize, usize),
     /// The instance's frame range (default: the first input's).
     pub effect_range: Option<(f64, f64)>,
+    /// Frames per second of the project and every clip.
+    pub frame_rate: f64,
 }
 
 impl Footage {

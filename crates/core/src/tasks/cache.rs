@@ -68,6 +68,12 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
         };
         key.add(&relative, &bytes);
     }
+    // LoRA adapters are small next to a model: their whole content counts, with the strength.
+    for adapter in &model.adapters {
+        let bytes = std::fs::read(&adapter.path)
+            .map_err(|e| Error::Input(format!("cannot read {}: {e}", adapter.path.display())))?;
+        key.add("lora", &[bytes.as_slice(), &adapter.strength.to_le_bytes()].concat());
+    }
     key.add("dtype", format!("{:?}", model.dtype).as_bytes());
     key.add("device", if model.device.is_cpu() { b"cpu" } else { b"accelerator" });
     Ok(())
