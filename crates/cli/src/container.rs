@@ -13,7 +13,8 @@ use soragen_core::{Error, Result};
 const CONTAINERS: [&str; 4] = ["mp4", "mov", "mkv", "webm"];
 
 fn extension(path: &Path) -> Option<String> {
-    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
 }
 
 pub fn is_container(path: &Path) -> bool {
@@ -41,12 +42,23 @@ fn ffmpeg(args: &[&OsStr], about: &Path, error: fn(String) -> Error) -> Result<(
         .args(["-nostdin", "-v", "error", "-y"])
         .args(args)
         .output()
-        .map_err(|e| error(format!("{}: video files need the ffmpeg command ({e})", about.display())))?;
+        .map_err(|e| {
+            error(format!(
+                "{}: video files need the ffmpeg command ({e})",
+                about.display()
+            ))
+        })?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string();
+    let reason = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("failed")
+        .trim()
+        .to_string();
     Err(error(format!("{}: ffmpeg: {reason}", about.display())))
 }
 
@@ -72,8 +84,26 @@ pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
     write_y4m(video, &frames.0)?;
     let codec: &[&str] = match extension(output).as_deref() {
         Some("mkv") => &["-c:v", "ffv1", "-pix_fmt", "yuv444p"],
-        Some("webm") => &["-c:v", "libvpx-vp9", "-crf", "20", "-b:v", "0", "-pix_fmt", "yuv420p"],
-        _ => &["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-vf", "scale=out_range=tv"],
+        Some("webm") => &[
+            "-c:v",
+            "libvpx-vp9",
+            "-crf",
+            "20",
+            "-b:v",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        _ => &[
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+            "-pix_fmt",
+            "yuv420p",
+            "-vf",
+            "scale=out_range=tv",
+        ],
     };
     // The staging name ends in `.partial`: tell ffmpeg the container by name.
     let format = match extension(output).as_deref() {

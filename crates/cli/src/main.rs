@@ -14,16 +14,20 @@ mod tasks;
 use std::cell::Cell;
 
 use clap::{Parser, Subcommand};
-use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::limits::{self, Limit};
 use soragen_core::output::{Destination, Shape};
+use soragen_core::presets::Preset;
+use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
-use soragen_core::presets::Preset;
 use soragen_models::lora::LoraSpec;
 
 #[derive(Parser)]
-#[command(name = "soragen", version, about = "Generative video for editors: VACE on Wan2.1")]
+#[command(
+    name = "soragen",
+    version,
+    about = "Generative video for editors: VACE on Wan2.1"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,19 +133,28 @@ impl Terminal {
                 COMMITTING => Some(COMMITTING_STOP_REQUESTED),
                 _ => None,
             }) {
-                Ok(RUNNING) => eprintln!("\nstopping after the current step (Ctrl-C again to quit now)"),
+                Ok(RUNNING) => {
+                    eprintln!("\nstopping after the current step (Ctrl-C again to quit now)")
+                }
                 Ok(_) => eprintln!("\nstopping once the output is written in full"),
                 Err(STOP_REQUESTED) => std::process::exit(130),
                 Err(_) => {}
             }
         });
-        Self { state, started: Cell::new(Instant::now()), draw: std::io::stderr().is_terminal() }
+        Self {
+            state,
+            started: Cell::new(Instant::now()),
+            draw: std::io::stderr().is_terminal(),
+        }
     }
 
     /// Enters the commit: from here a stop request finishes writing the output. Fails with
     /// [`Error::Cancelled`] when a stop was requested before.
     fn begin_commit(&self) -> Result<()> {
-        match self.state.compare_exchange(RUNNING, COMMITTING, Ordering::SeqCst, Ordering::SeqCst) {
+        match self
+            .state
+            .compare_exchange(RUNNING, COMMITTING, Ordering::SeqCst, Ordering::SeqCst)
+        {
             Ok(_) => Ok(()),
             Err(_) => Err(Error::Cancelled),
         }
@@ -208,11 +221,18 @@ fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_
 
 /// A flag's value parsed and checked against its range, so a bad number is refused before
 /// anything runs.
-pub fn limited<T>(limit: Limit<T>) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+pub fn limited<T>(
+    limit: Limit<T>,
+) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Debug + Copy + Send + Sync + 'static,
 {
-    move |text| text.trim().parse::<T>().map_err(|_| format!("{text:?} is not a number")).and_then(|v| limit.check(v))
+    move |text| {
+        text.trim()
+            .parse::<T>()
+            .map_err(|_| format!("{text:?} is not a number"))
+            .and_then(|v| limit.check(v))
+    }
 }
 
 fn run_vace(args: VaceArgs) -> Result<()> {
@@ -227,7 +247,11 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     let video = container::read(&args.video)?;
     let masks = container::read(&args.mask)?;
     if masks.len() != video.len() {
-        return Err(Error::Input(format!("{} frames but {} masks", video.len(), masks.len())));
+        return Err(Error::Input(format!(
+            "{} frames but {} masks",
+            video.len(),
+            masks.len()
+        )));
     }
     if (masks.width, masks.height) != (video.width, video.height) {
         return Err(Error::Input(format!(
@@ -237,8 +261,13 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     }
     let model = WanVace::load_with_adapters(&folder, dtype, &device, &args.lora)?;
     model.check_size(video.len(), video.height, video.width)?;
-    let references = args.references.iter().map(|path| Video::read_image(path)).collect::<Result<Vec<_>>>()?;
-    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?.with_references(&references)?;
+    let references = args
+        .references
+        .iter()
+        .map(|path| Video::read_image(path))
+        .collect::<Result<Vec<_>>>()?;
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)?
+        .with_references(&references)?;
     let noise = match &args.latents {
         Some(path) => Noise::Latents(read_latents(path, &device)?),
         None => Noise::Seed(args.seed),
@@ -251,7 +280,11 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         noise,
     };
     let prompt = model.encode_prompt(&args.prompt)?;
-    let negative = if sampling.uses_guidance() { Some(model.encode_prompt(&args.negative_prompt)?) } else { None };
+    let negative = if sampling.uses_guidance() {
+        Some(model.encode_prompt(&args.negative_prompt)?)
+    } else {
+        None
+    };
     let frames = model.generate(&input, &prompt, negative.as_ref(), &sampling, &terminal)?;
     let record = serde_json::json!({
         "model": folder.display().to_string(),
@@ -265,16 +298,25 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         "references": args.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
     let output = args.output;
-    commit_output(destination, record, &terminal, |staging| match Sink::for_path(&output) {
-        Sink::Safetensors(_) => frames
-            .save_safetensors("frames", staging)
-            .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display()))),
-        _ => {
-            let (_, height, width, _) = frames.dims4()?;
-            let values = frames.flatten_all()?.to_vec1::<f32>()?;
-            write_frames(&quantise(&values, width, height, video.fps), &output, staging)
-        }
-    })
+    commit_output(
+        destination,
+        record,
+        &terminal,
+        |staging| match Sink::for_path(&output) {
+            Sink::Safetensors(_) => frames
+                .save_safetensors("frames", staging)
+                .map_err(|e| Error::Output(format!("cannot write {}: {e}", output.display()))),
+            _ => {
+                let (_, height, width, _) = frames.dims4()?;
+                let values = frames.flatten_all()?.to_vec1::<f32>()?;
+                write_frames(
+                    &quantise(&values, width, height, video.fps),
+                    &output,
+                    staging,
+                )
+            }
+        },
+    )
 }
 
 /// 8-bit frames as `output` asks: a video file, a `.y4m` file, else a PNG folder.
@@ -291,9 +333,10 @@ fn write_frames(video: &Video, output: &Path, staging: &Path) -> Result<()> {
 /// Task outputs are 8-bit frames: refuses an output path that asks for anything else.
 fn frames_only(output: &Path) -> Result<()> {
     match Sink::for_path(output) {
-        Sink::Safetensors(_) => {
-            Err(Error::Output(format!("{}: write frames as a PNG folder or a .y4m file", output.display())))
-        }
+        Sink::Safetensors(_) => Err(Error::Output(format!(
+            "{}: write frames as a PNG folder or a .y4m file",
+            output.display()
+        ))),
         _ => Ok(()),
     }
 }
@@ -301,8 +344,13 @@ fn frames_only(output: &Path) -> Result<()> {
 /// Checks the output before any work is done (see `soragen_core::output`): it must not touch
 /// `inputs`, and may replace only what soragen wrote.
 fn prepare_output(output: &Path, inputs: &[&Path]) -> Result<Destination> {
-    let folder = matches!(Sink::for_path(output), Sink::PngDir(_)) && !container::is_container(output);
-    Destination::prepare(output, if folder { Shape::Folder } else { Shape::File }, inputs)
+    let folder =
+        matches!(Sink::for_path(output), Sink::PngDir(_)) && !container::is_container(output);
+    Destination::prepare(
+        output,
+        if folder { Shape::Folder } else { Shape::File },
+        inputs,
+    )
 }
 
 /// Writes the output under its staging name with `write`, then commits it with its record,
@@ -321,7 +369,10 @@ fn commit_output(
     let output = destination.path().to_path_buf();
     destination.commit(record, || terminal.begin_commit())?;
     if terminal.stopped_while_committing() {
-        eprintln!("soragen: stopped, after writing {} in full", output.display());
+        eprintln!(
+            "soragen: stopped, after writing {} in full",
+            output.display()
+        );
         std::process::exit(130);
     }
     Ok(())
@@ -334,7 +385,11 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             // clap's first paragraph, which may list arguments on lines of their own.
             let text = e.to_string();
-            let paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
             let line = paragraph.join(" ");
             eprintln!("soragen: {}", line.strip_prefix("error: ").unwrap_or(&line));
             return ExitCode::from(2);

@@ -45,15 +45,24 @@ pub fn run(command: ModelsCommand) -> Result<()> {
                 println!("no models in {}", hub.cache().display());
             }
             for model in models {
-                let state = if model.complete { "complete" } else { "incomplete" };
+                let state = if model.complete {
+                    "complete"
+                } else {
+                    "incomplete"
+                };
                 let size = model.bytes as f64 / 1e9;
-                println!("{}\t{size:.2} GB\t{state}\t{}", model.id, model.folder.display());
+                println!(
+                    "{}\t{size:.2} GB\t{state}\t{}",
+                    model.id,
+                    model.folder.display()
+                );
             }
             Ok(())
         }
         ModelsCommand::Fetch { id } => {
-            let parsed = ModelId::parse(&id)
-                .ok_or_else(|| Error::Input(format!("{id}: not a repository id (owner/name[@revision])")))?;
+            let parsed = ModelId::parse(&id).ok_or_else(|| {
+                Error::Input(format!("{id}: not a repository id (owner/name[@revision])"))
+            })?;
             let folder = hub.fetch(&parsed)?;
             println!("{}", folder.display());
             Ok(())

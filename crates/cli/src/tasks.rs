@@ -2,16 +2,20 @@
 
 use std::path::{Path, PathBuf};
 
-
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, animate_request, run_task};
+use soragen_core::tasks::{
+    TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, animate_request, run_task,
+};
 use soragen_core::video::{Frame, Video};
 use soragen_core::{Error, Result};
 
 use soragen_core::limits;
 
-use crate::{Terminal, commit_output, container, device_and_dtype, frames_only, limited, prepare_output, write_frames};
+use crate::{
+    Terminal, commit_output, container, device_and_dtype, frames_only, limited, prepare_output,
+    write_frames,
+};
 
 /// Model and generation settings every task command takes.
 #[derive(Args)]
@@ -178,19 +182,40 @@ pub struct GenerateArgs {
 
 pub fn extend(args: ExtendArgs) -> Result<()> {
     let kind = match args.direction {
-        Direction::Forward => TaskKind::ExtendForward { frames: args.frames },
-        Direction::Backward => TaskKind::ExtendBackward { frames: args.frames },
+        Direction::Forward => TaskKind::ExtendForward {
+            frames: args.frames,
+        },
+        Direction::Backward => TaskKind::ExtendBackward {
+            frames: args.frames,
+        },
     };
-    let read = || Ok(TaskInputs { clip: Some(container::read(&args.input)?), ..TaskInputs::default() });
+    let read = || {
+        Ok(TaskInputs {
+            clip: Some(container::read(&args.input)?),
+            ..TaskInputs::default()
+        })
+    };
     run(&kind, &[&args.input], read, &args.common)
 }
 
 pub fn insert(args: InsertArgs) -> Result<()> {
     let read = || {
         let (clip, next) = (container::read(&args.from)?, container::read(&args.to)?);
-        Ok(TaskInputs { clip: Some(clip), next: Some(next), mask: None, references: Vec::new() })
+        Ok(TaskInputs {
+            clip: Some(clip),
+            next: Some(next),
+            mask: None,
+            references: Vec::new(),
+        })
     };
-    run(&TaskKind::Insert { frames: args.frames }, &[&args.from, &args.to], read, &args.common)
+    run(
+        &TaskKind::Insert {
+            frames: args.frames,
+        },
+        &[&args.from, &args.to],
+        read,
+        &args.common,
+    )
 }
 
 pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
@@ -198,12 +223,18 @@ pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
         let mask = match &args.mask {
             Some(path) => {
                 let masks = container::read(path)?;
-                let grey = |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
+                let grey =
+                    |bits: Vec<bool>| bits.into_iter().map(|b| if b { 255 } else { 0 }).collect();
                 Some(masks.mask_bits().into_iter().map(grey).collect())
             }
             None => None,
         };
-        Ok(TaskInputs { clip: Some(container::read(&args.input)?), next: None, mask, references: Vec::new() })
+        Ok(TaskInputs {
+            clip: Some(container::read(&args.input)?),
+            next: None,
+            mask,
+            references: Vec::new(),
+        })
     };
     let mut inputs = vec![args.input.as_path()];
     inputs.extend(args.mask.as_deref());
@@ -211,13 +242,25 @@ pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    let kind = TaskKind::Generate { frames: args.frames, width: args.width, height: args.height };
+    let kind = TaskKind::Generate {
+        frames: args.frames,
+        width: args.width,
+        height: args.height,
+    };
     run(&kind, &[], || Ok(TaskInputs::default()), &args.common)
 }
 
 pub fn animate(args: AnimateArgs) -> Result<()> {
     // Refused before anything is read: the request itself is wrong.
-    let placeholder = Video { width: 1, height: 1, frames: vec![Frame { rgb: vec![0; 3], alpha: None }], fps: None };
+    let placeholder = Video {
+        width: 1,
+        height: 1,
+        frames: vec![Frame {
+            rgb: vec![0; 3],
+            alpha: None,
+        }],
+        fps: None,
+    };
     let (kind, _) = animate_request(placeholder, args.frames)?;
     let read = || Ok(animate_request(Video::read_image(&args.image)?, args.frames)?.1);
     run_named(&kind, "animate", &[&args.image], read, &args.common)
@@ -225,7 +268,12 @@ pub fn animate(args: AnimateArgs) -> Result<()> {
 
 /// Checks the output against `sources` (and the model and cache folders) before reading them
 /// with `read` and running the task; then commits the frames and their record together.
-fn run(kind: &TaskKind, sources: &[&Path], read: impl FnOnce() -> Result<TaskInputs>, common: &Common) -> Result<()> {
+fn run(
+    kind: &TaskKind,
+    sources: &[&Path],
+    read: impl FnOnce() -> Result<TaskInputs>,
+    common: &Common,
+) -> Result<()> {
     run_named(kind, kind.name(), sources, read, common)
 }
 
@@ -249,7 +297,11 @@ fn run_named(
     protected.extend(common.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&common.output, &protected)?;
     let mut inputs = read()?;
-    inputs.references = common.references.iter().map(|path| Video::read_image(path)).collect::<Result<_>>()?;
+    inputs.references = common
+        .references
+        .iter()
+        .map(|path| Video::read_image(path))
+        .collect::<Result<_>>()?;
     let model = WanVace::load_with_adapters(&folder, dtype, &device, &common.lora)?;
     let output = run_task(&model, kind, &inputs, &common.params(), &terminal)?;
     drop(inputs);
@@ -257,8 +309,14 @@ fn run_named(
         .map_err(|e| Error::Output(format!("cannot describe the output: {e}")))?;
     record["task"] = task.into();
     if !common.references.is_empty() {
-        let paths: Vec<String> = common.references.iter().map(|p| p.display().to_string()).collect();
+        let paths: Vec<String> = common
+            .references
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         record["references"] = paths.into();
     }
-    commit_output(destination, record, &terminal, |staging| write_frames(&output.video, &common.output, staging))
+    commit_output(destination, record, &terminal, |staging| {
+        write_frames(&output.video, &common.output, staging)
+    })
 }

@@ -13,7 +13,12 @@ fn models() -> PathBuf {
 }
 
 fn adapter(name: &str) -> String {
-    models().join("fixtures/lora").join(name).to_str().unwrap().to_string()
+    models()
+        .join("fixtures/lora")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -24,7 +29,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn soragen(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_soragen")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_soragen"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -86,7 +94,15 @@ fn vace_merges_adapters_with_their_strengths() {
     assert!(diff(&base, &one) > 1e-3, "the adapter changes the frames");
     let explicit = run("explicit.safetensors", &["--lora", &format!("{peft}:1.0")]);
     assert_eq!(diff(&one, &explicit), 0.0, "no strength means 1");
-    let stacked = run("stacked.safetensors", &["--lora", &format!("{peft}:0.7"), "--lora", &format!("{wan}:-0.6")]);
+    let stacked = run(
+        "stacked.safetensors",
+        &[
+            "--lora",
+            &format!("{peft}:0.7"),
+            "--lora",
+            &format!("{wan}:-0.6"),
+        ],
+    );
     assert!(diff(&stacked, &one) > 1e-3 && diff(&stacked, &base) > 1e-3);
 }
 
@@ -95,7 +111,10 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
     let dir = scratch("tasks");
     let mut clip = Video::new(16, 16, Some((16, 1)));
     for f in 0..2 {
-        clip.frames.push(Frame { rgb: (0..16 * 16 * 3).map(|i| (i * 7 + f) as u8).collect(), alpha: None });
+        clip.frames.push(Frame {
+            rgb: (0..16 * 16 * 3).map(|i| (i * 7 + f) as u8).collect(),
+            alpha: None,
+        });
     }
     write_png_dir(&clip, &dir.join("in")).unwrap();
     let extend = |output: &str, lora: &[&str]| {
@@ -128,7 +147,10 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
         }
         soragen(&args)
     };
-    let result = extend("out.y4m", &[&format!("{}:0.5", adapter("wan_ab.safetensors"))]);
+    let result = extend(
+        "out.y4m",
+        &[&format!("{}:0.5", adapter("wan_ab.safetensors"))],
+    );
     assert!(result.status.success(), "{}", stderr(&result));
     assert!(dir.join("out.y4m").is_file());
 
@@ -150,16 +172,27 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
     assert_eq!(result.status.code(), Some(1), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(
-        message.contains("transformer.blocks.9.attn1.to_q.lora_A.weight") && message.contains("bad.safetensors"),
+        message.contains("transformer.blocks.9.attn1.to_q.lora_A.weight")
+            && message.contains("bad.safetensors"),
         "{message}"
     );
     assert!(!dir.join("failed.y4m").exists());
 
     // A missing file, and a strength that is not a number.
-    let result = extend("failed.y4m", &[dir.join("missing.safetensors").to_str().unwrap()]);
+    let result = extend(
+        "failed.y4m",
+        &[dir.join("missing.safetensors").to_str().unwrap()],
+    );
     assert_eq!(result.status.code(), Some(1));
-    assert!(stderr(&result).contains("missing.safetensors"), "{}", stderr(&result));
-    let result = extend("failed.y4m", &[&format!("{}:inf", adapter("peft.safetensors"))]);
+    assert!(
+        stderr(&result).contains("missing.safetensors"),
+        "{}",
+        stderr(&result)
+    );
+    let result = extend(
+        "failed.y4m",
+        &[&format!("{}:inf", adapter("peft.safetensors"))],
+    );
     assert!(!result.status.success());
     assert!(stderr(&result).contains("finite"), "{}", stderr(&result));
 }
@@ -199,23 +232,37 @@ fn presets_set_steps_guidance_and_shift() {
         out
     };
     let preset = run("preset.safetensors", strip(&["--preset", "distill-4"]));
-    let explicit = run("explicit.safetensors", strip(&["--steps", "4", "--guidance", "1", "--flow-shift", "5"]));
+    let explicit = run(
+        "explicit.safetensors",
+        strip(&["--steps", "4", "--guidance", "1", "--flow-shift", "5"]),
+    );
     assert_eq!(diff(&preset, &explicit), 0.0);
     // The record next to the output says which sampling and adapters made it.
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("preset.safetensors.json")).unwrap()).unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("preset.safetensors.json")).unwrap(),
+    )
+    .unwrap();
     let params = &record["params"];
     assert_eq!(
-        (params["preset"].as_str(), params["steps"].as_u64(), params["guidance"].as_f64()),
+        (
+            params["preset"].as_str(),
+            params["steps"].as_u64(),
+            params["guidance"].as_f64()
+        ),
         (Some("distill-4"), Some(4), Some(1.0))
     );
     assert_eq!(params["flow_shift"].as_f64(), Some(5.0));
     assert_eq!(params["lora"][0]["file"].as_str(), Some(peft.as_str()));
     assert_eq!(params["lora"][0]["strength"].as_f64(), Some(1.0));
-    let unknown =
-        soragen(&strip(&["generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast"]));
+    let unknown = soragen(&strip(&[
+        "generate", "--model", "x", "--frames", "5", "--output", "y.y4m", "--preset", "fast",
+    ]));
     assert!(!unknown.status.success());
-    assert!(stderr(&unknown).contains("distill-4"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("distill-4"),
+        "{}",
+        stderr(&unknown)
+    );
     let both = soragen(&strip(&[
         "generate",
         "--model",

@@ -38,16 +38,30 @@ fn peak_rss_mib() -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let (model, inputs, repeats) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]), args[3].parse::<usize>()?);
+    let (model, inputs, repeats) = (
+        PathBuf::from(&args[1]),
+        PathBuf::from(&args[2]),
+        args[3].parse::<usize>()?,
+    );
     let device = Device::Cpu;
     let wan = WanVace::load(&model, DType::F32, &device)?;
     let tensors = candle_core::safetensors::load(&inputs, &device)?;
-    let input = VaceInput { video: tensors["video"].clone(), mask: tensors["mask"].clone(), references: Vec::new() };
+    let input = VaceInput {
+        video: tensors["video"].clone(),
+        mask: tensors["mask"].clone(),
+        references: Vec::new(),
+    };
     let latents = tensors["latents"].clone();
-    let prompt = wan.encode_prompt("a harbour at dawn, the camera pans slowly over fishing boats")?;
+    let prompt =
+        wan.encode_prompt("a harbour at dawn, the camera pans slowly over fishing boats")?;
     let negative = wan.encode_prompt("blurry, low quality")?;
-    let sampling =
-        Sampling { steps: 50, guidance: 5.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(0) };
+    let sampling = Sampling {
+        steps: 50,
+        guidance: 5.0,
+        flow_shift: None,
+        conditioning_scale: 1.0,
+        noise: Noise::Seed(0),
+    };
     // Once per generation: the VACE context and the text keys of both prompts.
     let conditioning = wan.conditioning(&input, &prompt, Some(&negative), &sampling)?;
 

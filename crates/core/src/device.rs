@@ -42,7 +42,11 @@ impl DeviceRequest {
 
     /// What a build runs on unless told otherwise: the GPU when it has CUDA support.
     pub fn preferred() -> Self {
-        if cfg!(feature = "cuda") { Self::Cuda(0) } else { Self::Cpu }
+        if cfg!(feature = "cuda") {
+            Self::Cuda(0)
+        } else {
+            Self::Cpu
+        }
     }
 }
 
@@ -57,12 +61,18 @@ pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
             Err("this build of Soragen has no CUDA support (cargo feature `cuda`)".into())
         }
         DeviceRequest::Cuda(ordinal) => {
-            let mut opened = OPENED.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+            let mut opened = OPENED
+                .get_or_init(Mutex::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(device) = opened.get(&ordinal) {
                 return Ok(device.clone());
             }
             let fail = |reason: &str| {
-                format!("CUDA device {ordinal} did not open: {}", reason.lines().next().unwrap_or("unknown error"))
+                format!(
+                    "CUDA device {ordinal} did not open: {}",
+                    reason.lines().next().unwrap_or("unknown error")
+                )
             };
             #[cfg(feature = "cuda")]
             if let Some(reason) = cuda_unavailable() {
@@ -122,7 +132,11 @@ pub fn model_device() -> Device {
 /// The compute precision that suits a device: bf16 on a GPU (half the memory, tensor cores),
 /// f32 on the CPU (where bf16 is slower and reproduces the reference less closely).
 pub fn default_dtype(device: &Device) -> DType {
-    if device.is_cuda() { DType::BF16 } else { DType::F32 }
+    if device.is_cuda() {
+        DType::BF16
+    } else {
+        DType::F32
+    }
 }
 
 /// The shared libraries a CUDA run loads (cudarc in its run-time loading mode): the driver's
@@ -134,8 +148,15 @@ const CUDA_LIBRARIES: [&str; 5] = ["cuda", "nvrtc", "cublas", "cublasLt", "curan
 /// The file names cudarc tries for a library on Linux (CUDA 13 bindings), the usual one first.
 #[cfg(feature = "cuda")]
 fn library_names(library: &str) -> Vec<String> {
-    let suffixes: &[&str] = if library == "cuda" { &[".1", ""] } else { &["", ".13", ".12", ".11", ".10", ".9", ".1"] };
-    suffixes.iter().map(|suffix| format!("lib{library}.so{suffix}")).collect()
+    let suffixes: &[&str] = if library == "cuda" {
+        &[".1", ""]
+    } else {
+        &["", ".13", ".12", ".11", ".10", ".9", ".1"]
+    };
+    suffixes
+        .iter()
+        .map(|suffix| format!("lib{library}.so{suffix}"))
+        .collect()
 }
 
 /// The first of `names` the dynamic loader opens, if any.
@@ -143,7 +164,10 @@ fn library_names(library: &str) -> Vec<String> {
 fn first_loadable(names: &[String]) -> Option<&str> {
     // SAFETY: loading runs a library's initialisers; these are NVIDIA's CUDA libraries, which
     // cudarc loads anyway (or a test's libc).
-    names.iter().map(String::as_str).find(|name| unsafe { libloading::Library::new(name) }.is_ok())
+    names
+        .iter()
+        .map(String::as_str)
+        .find(|name| unsafe { libloading::Library::new(name) }.is_ok())
 }
 
 /// The oldest driver a cuda build runs with: it calls the CUDA 13 driver API, whose functions
@@ -190,7 +214,9 @@ pub(crate) fn cuda_unavailable() -> Option<String> {
     for library in CUDA_LIBRARIES {
         let names = library_names(library);
         match first_loadable(&names) {
-            None if library == "cuda" => return Some("no NVIDIA driver (libcuda.so.1 not found)".into()),
+            None if library == "cuda" => {
+                return Some("no NVIDIA driver (libcuda.so.1 not found)".into());
+            }
             None => {
                 return Some(format!(
                     "the CUDA library {} is missing (install CUDA 13's NVRTC, cuBLAS and cuRAND, or add their \
@@ -219,7 +245,10 @@ mod tests {
         assert_eq!(DeviceRequest::parse("cuda"), Ok(DeviceRequest::Cuda(0)));
         assert_eq!(DeviceRequest::parse(" cuda:3 "), Ok(DeviceRequest::Cuda(3)));
         let error = DeviceRequest::parse("gpu").unwrap_err();
-        assert!(error.contains("SORAGEN_DEVICE=gpu") && error.contains("cuda:N"), "{error}");
+        assert!(
+            error.contains("SORAGEN_DEVICE=gpu") && error.contains("cuda:N"),
+            "{error}"
+        );
         assert!(DeviceRequest::parse("cuda:x").is_err());
     }
 
@@ -246,7 +275,10 @@ mod tests {
         match open_device(DeviceRequest::Cuda(0)) {
             Ok(device) => assert_eq!(default_dtype(&device), DType::BF16),
             Err(reason) => {
-                assert!(reason.starts_with("CUDA device 0 did not open: "), "{reason}");
+                assert!(
+                    reason.starts_with("CUDA device 0 did not open: "),
+                    "{reason}"
+                );
                 assert_eq!(reason.lines().count(), 1);
             }
         }
@@ -257,7 +289,10 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn a_cuda_build_without_the_driver_says_so_in_one_line() {
-        let names = ["libsoragen-no-such-library.so".to_string(), "libc.so.6".to_string()];
+        let names = [
+            "libsoragen-no-such-library.so".to_string(),
+            "libc.so.6".to_string(),
+        ];
         assert_eq!(first_loadable(&names), Some("libc.so.6"));
         assert_eq!(first_loadable(&names[..1]), None);
         assert_eq!(library_names("cuda"), ["libcuda.so.1", "libcuda.so"]);
@@ -265,7 +300,10 @@ mod tests {
         if first_loadable(&library_names("cuda")).is_none() {
             // A machine without the NVIDIA driver, where a run-time loading build gets this far.
             let reason = open_device(DeviceRequest::Cuda(0)).unwrap_err();
-            assert_eq!(reason, "CUDA device 0 did not open: no NVIDIA driver (libcuda.so.1 not found)");
+            assert_eq!(
+                reason,
+                "CUDA device 0 did not open: no NVIDIA driver (libcuda.so.1 not found)"
+            );
             assert!(model_device().is_cpu());
         }
     }
@@ -284,11 +322,21 @@ mod tests {
             printing(info)
         }));
         assert_eq!(catch_cuda_panic(|| 7), Ok(7));
-        assert_eq!(catch_cuda_panic(|| panic!("Expected symbol in library")), Err("Expected symbol in library".into()));
-        assert_eq!(catch_cuda_panic(|| std::panic::panic_any(3)), Err("CUDA panicked".into()));
+        assert_eq!(
+            catch_cuda_panic(|| panic!("Expected symbol in library")),
+            Err("Expected symbol in library".into())
+        );
+        assert_eq!(
+            catch_cuda_panic(|| std::panic::panic_any(3)),
+            Err("CUDA panicked".into())
+        );
         assert_eq!(PRINTED.load(Ordering::SeqCst), 0, "the panics were printed");
         let _ = std::panic::catch_unwind(|| panic!("an expected panic, printed"));
-        assert_eq!(PRINTED.load(Ordering::SeqCst), 1, "the hook was not put back");
+        assert_eq!(
+            PRINTED.load(Ordering::SeqCst),
+            1,
+            "the hook was not put back"
+        );
     }
 
     #[cfg(feature = "cuda")]
@@ -296,7 +344,9 @@ mod tests {
     fn a_driver_older_than_cuda_13_is_named_with_what_to_do() {
         assert_eq!(
             driver_too_old(12040).as_deref(),
-            Some("the NVIDIA driver supports CUDA 12.4, this build needs CUDA 13.0 or later (update the driver)")
+            Some(
+                "the NVIDIA driver supports CUDA 12.4, this build needs CUDA 13.0 or later (update the driver)"
+            )
         );
         assert_eq!(driver_too_old(13000), None);
         assert_eq!(driver_too_old(13020), None);
@@ -306,7 +356,10 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn every_request_for_one_gpu_gets_the_same_handle() {
-        if let (Ok(first), Ok(second)) = (open_device(DeviceRequest::Cuda(0)), open_device(DeviceRequest::Cuda(0))) {
+        if let (Ok(first), Ok(second)) = (
+            open_device(DeviceRequest::Cuda(0)),
+            open_device(DeviceRequest::Cuda(0)),
+        ) {
             assert!(first.same_device(&second));
         }
     }

@@ -53,11 +53,16 @@ impl ModelId {
         let word = |part: &str| {
             !part.is_empty()
                 && !part.starts_with(['.', '-'])
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
-        let revision_ok = !revision.is_empty() && !revision.contains("..") && !revision.starts_with('/');
-        (word(owner) && word(name) && revision_ok)
-            .then(|| Self { repo: repo.to_string(), revision: revision.to_string() })
+        let revision_ok =
+            !revision.is_empty() && !revision.contains("..") && !revision.starts_with('/');
+        (word(owner) && word(name) && revision_ok).then(|| Self {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+        })
     }
 
     /// The repository's folder in the cache.
@@ -68,7 +73,11 @@ impl ModelId {
 
 impl fmt::Display for ModelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.revision == "main" { f.write_str(&self.repo) } else { write!(f, "{}@{}", self.repo, self.revision) }
+        if self.revision == "main" {
+            f.write_str(&self.repo)
+        } else {
+            write!(f, "{}@{}", self.repo, self.revision)
+        }
     }
 }
 
@@ -124,7 +133,13 @@ impl Hub {
     /// The hub at [`DEFAULT_ENDPOINT`] with its cache in `cache`, online, without a progress bar.
     pub fn new(cache: PathBuf) -> Self {
         let token = Cache::new(cache.clone()).token();
-        Self { cache, endpoint: DEFAULT_ENDPOINT.to_string(), token, offline: false, progress: false }
+        Self {
+            cache,
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            token,
+            offline: false,
+            progress: false,
+        }
     }
 
     pub fn endpoint(mut self, endpoint: &str) -> Self {
@@ -173,14 +188,23 @@ impl Hub {
             return Ok(folder);
         }
         if !fetch {
-            let why = if self.offline { "offline: HF_HUB_OFFLINE is set" } else { "`soragen models fetch` gets it" };
+            let why = if self.offline {
+                "offline: HF_HUB_OFFLINE is set"
+            } else {
+                "`soragen models fetch` gets it"
+            };
             return Err(Error::Input(format!(
                 "no folder {spec}, and {id} is not in the model cache {} ({why}); {}",
                 self.cache.display(),
                 self.local_models_line()
             )));
         }
-        self.fetch(&id).map_err(|e| Error::Input(format!("no folder {spec}, and {e}; {}", self.local_models_line())))
+        self.fetch(&id).map_err(|e| {
+            Error::Input(format!(
+                "no folder {spec}, and {e}; {}",
+                self.local_models_line()
+            ))
+        })
     }
 
     /// The complete snapshot of `id` in the cache, if there is one.
@@ -197,25 +221,58 @@ impl Hub {
     /// the cache lacks; returns the snapshot folder.
     pub fn fetch(&self, id: &ModelId) -> Result<PathBuf> {
         if self.offline {
-            return Err(Error::Input(format!("cannot fetch {id}: offline (HF_HUB_OFFLINE is set)")));
+            return Err(Error::Input(format!(
+                "cannot fetch {id}: offline (HF_HUB_OFFLINE is set)"
+            )));
         }
-        let failed = |e: ApiError| Error::Input(format!("cannot fetch {id} from {}: {}", self.endpoint, reason(&e)));
+        let failed = |e: ApiError| {
+            Error::Input(format!(
+                "cannot fetch {id} from {}: {}",
+                self.endpoint,
+                reason(&e)
+            ))
+        };
         let api = ApiBuilder::from_cache(Cache::new(self.cache.clone()))
             .with_endpoint(self.endpoint.clone())
             .with_token(self.token.clone())
             .with_progress(self.progress)
             .build()
             .map_err(failed)?;
-        let info = api.repo(Repo::with_revision(id.repo.clone(), RepoType::Model, id.revision.clone())).info().map_err(failed)?;
-        let files: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).filter(|f| needed(f)).collect();
+        let info = api
+            .repo(Repo::with_revision(
+                id.repo.clone(),
+                RepoType::Model,
+                id.revision.clone(),
+            ))
+            .info()
+            .map_err(failed)?;
+        let files: Vec<&str> = info
+            .siblings
+            .iter()
+            .map(|s| s.rfilename.as_str())
+            .filter(|f| needed(f))
+            .collect();
         if !files.contains(&"model_index.json") {
-            return Err(Error::Input(format!("{id} is not a diffusers model (it has no model_index.json)")));
+            return Err(Error::Input(format!(
+                "{id} is not a diffusers model (it has no model_index.json)"
+            )));
         }
         // Files are fetched for the commit the hub named, into that commit's snapshot, and the
         // revision points to it only once all are there.
-        let repo = api.repo(Repo::with_revision(id.repo.clone(), RepoType::Model, info.sha.clone()));
-        let snapshot = self.cache.join(id.folder_name()).join("snapshots").join(&info.sha);
-        for file in files.into_iter().filter(|file| !snapshot.join(file).is_file()) {
+        let repo = api.repo(Repo::with_revision(
+            id.repo.clone(),
+            RepoType::Model,
+            info.sha.clone(),
+        ));
+        let snapshot = self
+            .cache
+            .join(id.folder_name())
+            .join("snapshots")
+            .join(&info.sha);
+        for file in files
+            .into_iter()
+            .filter(|file| !snapshot.join(file).is_file())
+        {
             repo.download(file).map_err(failed)?;
         }
         if !is_complete(&snapshot) {
@@ -224,7 +281,11 @@ impl Hub {
                 info.sha
             )));
         }
-        let ref_path = self.cache.join(id.folder_name()).join("refs").join(&id.revision);
+        let ref_path = self
+            .cache
+            .join(id.folder_name())
+            .join("refs")
+            .join(&id.revision);
         let written = ref_path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -246,15 +307,31 @@ impl Hub {
                 continue;
             };
             // hf-hub also writes a ref named after the commit when fetching by commit.
-            let refs: Vec<(String, String)> =
-                refs_of(&repo_folder.join("refs")).into_iter().filter(|(name, commit)| name != commit).collect();
+            let refs: Vec<(String, String)> = refs_of(&repo_folder.join("refs"))
+                .into_iter()
+                .filter(|(name, commit)| name != commit)
+                .collect();
             for snapshot in sorted_entries(&repo_folder.join("snapshots")) {
-                let commit = snapshot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let revisions: Vec<&String> = refs.iter().filter(|(_, c)| *c == commit).map(|(r, _)| r).collect();
-                let names = if revisions.is_empty() { vec![&commit] } else { revisions };
+                let commit = snapshot
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let revisions: Vec<&String> = refs
+                    .iter()
+                    .filter(|(_, c)| *c == commit)
+                    .map(|(r, _)| r)
+                    .collect();
+                let names = if revisions.is_empty() {
+                    vec![&commit]
+                } else {
+                    revisions
+                };
                 for revision in names {
                     models.push(CachedModel {
-                        id: ModelId { repo: repo.clone(), revision: revision.clone() },
+                        id: ModelId {
+                            repo: repo.clone(),
+                            revision: revision.clone(),
+                        },
                         commit: commit.clone(),
                         complete: is_complete(&snapshot),
                         bytes: folder_bytes(&snapshot),
@@ -268,7 +345,12 @@ impl Hub {
 
     /// "local models: a, b@v2" or "no local models", for error messages.
     fn local_models_line(&self) -> String {
-        let names: Vec<String> = self.list().iter().filter(|m| m.complete).map(|m| m.id.to_string()).collect();
+        let names: Vec<String> = self
+            .list()
+            .iter()
+            .filter(|m| m.complete)
+            .map(|m| m.id.to_string())
+            .collect();
         if names.is_empty() {
             format!("no models in {}", self.cache.display())
         } else {
@@ -287,7 +369,9 @@ fn needed(file: &str) -> bool {
     if file == "model_index.json" {
         return true;
     }
-    let Some((part, name)) = file.split_once('/') else { return false };
+    let Some((part, name)) = file.split_once('/') else {
+        return false;
+    };
     PARTS.iter().any(|(p, _)| *p == part)
         && !name.contains('/')
         && (name.ends_with(".json") || name.ends_with(".safetensors"))
@@ -297,15 +381,25 @@ fn needed(file: &str) -> bool {
 /// shards their index names or at least one safetensors file.
 fn is_complete(folder: &Path) -> bool {
     folder.join("model_index.json").is_file()
-        && PARTS.iter().all(|(part, file)| folder.join(part).join(file).is_file())
-        && WEIGHTED_PARTS.iter().all(|part| weights_complete(&folder.join(part)))
+        && PARTS
+            .iter()
+            .all(|(part, file)| folder.join(part).join(file).is_file())
+        && WEIGHTED_PARTS
+            .iter()
+            .all(|part| weights_complete(&folder.join(part)))
 }
 
 fn weights_complete(dir: &Path) -> bool {
     let files: Vec<PathBuf> = sorted_entries(dir);
-    let named = |suffix: &str| files.iter().find(|f| f.to_str().is_some_and(|n| n.ends_with(suffix)) && f.is_file());
+    let named = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f.to_str().is_some_and(|n| n.ends_with(suffix)) && f.is_file())
+    };
     match named(".safetensors.index.json") {
-        Some(index) => shards(index).is_some_and(|shards| shards.iter().all(|s| dir.join(s).is_file())),
+        Some(index) => {
+            shards(index).is_some_and(|shards| shards.iter().all(|s| dir.join(s).is_file()))
+        }
         None => named(".safetensors").is_some(),
     }
 }
@@ -315,12 +409,17 @@ fn shards(index: &Path) -> Option<Vec<String>> {
     let text = soragen_models::files::read_text(index, soragen_models::files::TEXT_LIMIT).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let map = json.get("weight_map")?.as_object()?;
-    Some(map.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+    Some(
+        map.values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+    )
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     entries.sort();
     entries
 }
@@ -334,7 +433,10 @@ fn refs_of(dir: &Path) -> Vec<(String, String)> {
             if is_real_dir(&entry) {
                 pending.push(entry);
             } else if let (Ok(name), Ok(commit)) = (entry.strip_prefix(dir), read_small(&entry)) {
-                refs.push((name.to_string_lossy().into_owned(), commit.trim().to_string()));
+                refs.push((
+                    name.to_string_lossy().into_owned(),
+                    commit.trim().to_string(),
+                ));
             }
         }
     }
@@ -346,7 +448,13 @@ fn refs_of(dir: &Path) -> Vec<(String, String)> {
 fn folder_bytes(dir: &Path) -> u64 {
     sorted_entries(dir)
         .iter()
-        .map(|entry| if is_real_dir(entry) { folder_bytes(entry) } else { entry.metadata().map_or(0, |m| m.len()) })
+        .map(|entry| {
+            if is_real_dir(entry) {
+                folder_bytes(entry)
+            } else {
+                entry.metadata().map_or(0, |m| m.len())
+            }
+        })
         .sum()
 }
 

@@ -54,7 +54,11 @@ impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         // candle reports a failed GPU allocation like any other error; hosts must tell it apart.
         let text = e.to_string();
-        if GPU_OUT_OF_MEMORY.iter().any(|name| text.contains(name)) { Error::GpuOutOfMemory } else { Error::Model(e) }
+        if GPU_OUT_OF_MEMORY.iter().any(|name| text.contains(name)) {
+            Error::GpuOutOfMemory
+        } else {
+            Error::Model(e)
+        }
     }
 }
 
@@ -66,12 +70,17 @@ mod tests {
 
     #[test]
     fn gpu_allocation_failures_inside_candle_become_out_of_memory() {
-        let cuda = candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into());
+        let cuda = candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+        );
         assert!(matches!(Error::from(cuda), Error::GpuOutOfMemory));
         let cublas = candle_core::Error::Msg("CublasError(CUBLAS_STATUS_ALLOC_FAILED)".into());
         assert_eq!(Error::from(cublas).to_string(), "out of GPU memory");
         let other = candle_core::Error::Msg("shape mismatch".into());
         assert!(matches!(Error::from(other), Error::Model(_)));
-        assert_eq!(Error::Gpu("CUDA_ERROR_LAUNCH_FAILED".into()).to_string(), "GPU error: CUDA_ERROR_LAUNCH_FAILED");
+        assert_eq!(
+            Error::Gpu("CUDA_ERROR_LAUNCH_FAILED".into()).to_string(),
+            "GPU error: CUDA_ERROR_LAUNCH_FAILED"
+        );
     }
 }

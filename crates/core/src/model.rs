@@ -2,8 +2,8 @@
 //! `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`. Every part's weights must be used
 //! entirely: a folder of another model family fails here, by name, instead of producing noise.
 
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use candle_core::{DType, Device, DeviceLocation, Tensor};
@@ -41,7 +41,10 @@ fn part_dir(folder: &Path, part: &str) -> Result<PathBuf> {
     if dir.is_dir() {
         Ok(dir)
     } else {
-        Err(Error::Input(format!("{}: missing the {part}/ folder of a diffusers model", folder.display())))
+        Err(Error::Input(format!(
+            "{}: missing the {part}/ folder of a diffusers model",
+            folder.display()
+        )))
     }
 }
 
@@ -72,7 +75,8 @@ fn load_part<T>(
     if let Some(rename) = rename {
         vb = vb.rename_f(rename);
     }
-    let part = build(vb).map_err(|e| Error::Input(format!("{}: {}", dir.display(), first_line(&e))))?;
+    let part =
+        build(vb).map_err(|e| Error::Input(format!("{}: {}", dir.display(), first_line(&e))))?;
     weights.ensure_all_used()?;
     Ok(part)
 }
@@ -80,16 +84,38 @@ fn load_part<T>(
 /// `model_index.json` must be a diffusers pipeline index naming every part we load.
 fn check_model_index(folder: &Path) -> Result<()> {
     let path = folder.join("model_index.json");
-    let bytes = soragen_models::files::read_bounded(&path, soragen_models::files::TEXT_LIMIT).map_err(|e| {
-        let why = if e.kind() == std::io::ErrorKind::NotFound { "no model_index.json".into() } else { format!("model_index.json {e}") };
-        Error::Input(format!("{} is not a diffusers model folder ({why})", folder.display()))
+    let bytes = soragen_models::files::read_bounded(&path, soragen_models::files::TEXT_LIMIT)
+        .map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "no model_index.json".into()
+            } else {
+                format!("model_index.json {e}")
+            };
+            Error::Input(format!(
+                "{} is not a diffusers model folder ({why})",
+                folder.display()
+            ))
+        })?;
+    let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Input(format!(
+            "{}: model_index.json is not JSON: {e}",
+            folder.display()
+        ))
     })?;
-    let index: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{}: model_index.json is not JSON: {e}", folder.display())))?;
-    let missing: Vec<&str> = ["transformer", "vae", "text_encoder", "tokenizer", "scheduler"]
-        .into_iter()
-        .filter(|part| index.get(part).is_none_or(|entry| entry.as_array().is_none_or(|a| a.len() != 2)))
-        .collect();
+    let missing: Vec<&str> = [
+        "transformer",
+        "vae",
+        "text_encoder",
+        "tokenizer",
+        "scheduler",
+    ]
+    .into_iter()
+    .filter(|part| {
+        index
+            .get(part)
+            .is_none_or(|entry| entry.as_array().is_none_or(|a| a.len() != 2))
+    })
+    .collect();
     if !index.is_object() || !missing.is_empty() {
         return Err(Error::Input(format!(
             "{}: model_index.json is not a diffusers pipeline index (it lacks {})",
@@ -103,7 +129,10 @@ fn check_model_index(folder: &Path) -> Result<()> {
 /// Refuses a config value that is not a finite number.
 fn finite(dir: &Path, name: &str, values: &[f64]) -> Result<()> {
     match values.iter().find(|v| !v.is_finite()) {
-        Some(v) => Err(Error::Input(format!("{}/config.json: {name} holds {v}, not a finite number", dir.display()))),
+        Some(v) => Err(Error::Input(format!(
+            "{}/config.json: {name} holds {v}, not a finite number",
+            dir.display()
+        ))),
         None => Ok(()),
     }
 }
@@ -111,7 +140,10 @@ fn finite(dir: &Path, name: &str, values: &[f64]) -> Result<()> {
 /// Refuses a config value that must be above zero (an epsilon, a standard deviation).
 fn positive(dir: &Path, name: &str, values: &[f64]) -> Result<()> {
     match values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        Some(v) => Err(Error::Input(format!("{}/config.json: {name} holds {v}; it must be above 0", dir.display()))),
+        Some(v) => Err(Error::Input(format!(
+            "{}/config.json: {name} holds {v}; it must be above 0",
+            dir.display()
+        ))),
         None => Ok(()),
     }
 }
@@ -132,8 +164,15 @@ fn loaded() -> &'static Mutex<HashMap<ModelKey, Weak<WanVace>>> {
 }
 
 fn model_key(folder: &Path, device: &Device, dtype: DType, adapters: &[LoraSpec]) -> ModelKey {
-    let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
-    (folder, device.location(), dtype, adapters.iter().map(LoraSpec::canonical).collect())
+    let folder = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    (
+        folder,
+        device.location(),
+        dtype,
+        adapters.iter().map(LoraSpec::canonical).collect(),
+    )
 }
 
 impl WanVace {
@@ -146,7 +185,11 @@ impl WanVace {
     /// lets a host tell whether using the model costs a load (and the memory of its weights).
     pub fn already_loaded(folder: &Path, dtype: DType) -> Option<Arc<Self>> {
         let key = model_key(folder, &model_device(), dtype, &[]);
-        loaded().lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(Weak::upgrade)
+        loaded()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .and_then(Weak::upgrade)
     }
 
     /// The process-wide copy of a model on `device`, loaded on first use.
@@ -156,7 +199,12 @@ impl WanVace {
 
     /// [`Self::shared_on`] with LoRA adapters merged into the transformer: a model with other
     /// adapters (or strengths) is another copy.
-    pub fn shared_with_adapters(folder: &Path, device: &Device, dtype: DType, adapters: &[LoraSpec]) -> Result<Arc<Self>> {
+    pub fn shared_with_adapters(
+        folder: &Path,
+        device: &Device,
+        dtype: DType,
+        adapters: &[LoraSpec],
+    ) -> Result<Arc<Self>> {
         let key = model_key(folder, device, dtype, adapters);
         // Loading under the lock makes a second caller wait for the first load, not repeat it.
         let mut loaded = loaded().lock().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +224,12 @@ impl WanVace {
     /// [`Self::load`] with LoRA adapters (see `soragen_models::lora`) merged into the
     /// transformer's weights as they load: no cost per step. An adapter key that matches no
     /// tensor, or does not fit it, fails the load naming the key and its file.
-    pub fn load_with_adapters(folder: &Path, dtype: DType, device: &Device, adapters: &[LoraSpec]) -> Result<Arc<Self>> {
+    pub fn load_with_adapters(
+        folder: &Path,
+        dtype: DType,
+        device: &Device,
+        adapters: &[LoraSpec],
+    ) -> Result<Arc<Self>> {
         let mut model = Self::build_with(folder, (dtype, device, Tensors::Read), adapters)?;
         model.adapters = adapters.iter().map(LoraSpec::canonical).collect();
         Ok(Arc::new(model))
@@ -194,7 +247,11 @@ impl WanVace {
         Self::build_with(folder, serve, &[])
     }
 
-    fn build_with(folder: &Path, serve: (DType, &Device, Tensors), adapters: &[LoraSpec]) -> Result<Self> {
+    fn build_with(
+        folder: &Path,
+        serve: (DType, &Device, Tensors),
+        adapters: &[LoraSpec],
+    ) -> Result<Self> {
         // Adapters are read first: a bad file fails before the large parts load.
         let lora = Arc::new(Adapters::load(adapters)?);
         let (dtype, device, _) = serve;
@@ -207,7 +264,8 @@ impl WanVace {
         positive(&dir, "layer_norm_epsilon", &[config.layer_norm_epsilon])?;
         // Parts of different models fail here by name, before any weights are read.
         let transformer_dir = part_dir(folder, "transformer")?;
-        let transformer_config: transformer::Config = read_config(&transformer_dir.join("config.json"))?;
+        let transformer_config: transformer::Config =
+            read_config(&transformer_dir.join("config.json"))?;
         positive(&transformer_dir, "eps", &[transformer_config.eps])?;
         if transformer_config.text_dim != config.d_model {
             return Err(Error::Input(format!(
@@ -224,14 +282,18 @@ impl WanVace {
         positive(&dir, "latents_std", &config.latents_std)?;
         // Each level halves the frame (2^levels): Wan's VAE has 4; a handful at most.
         let levels = config.dim_mult.len();
-        if !(1..=8).contains(&levels) || !(levels - 1..=8).contains(&config.temperal_downsample.len()) {
+        if !(1..=8).contains(&levels)
+            || !(levels - 1..=8).contains(&config.temperal_downsample.len())
+        {
             return Err(Error::Input(format!(
                 "{}/config.json: dim_mult must list 1 to 8 levels, temperal_downsample one fewer",
                 dir.display()
             )));
         }
         finite(&dir, "latents_mean", &config.latents_mean)?;
-        let vae = load_part(&dir, (DType::F32, device, serve.2), None, |vb| AutoencoderKLWan::load(vb, &config))?;
+        let vae = load_part(&dir, (DType::F32, device, serve.2), None, |vb| {
+            AutoencoderKLWan::load(vb, &config)
+        })?;
 
         let (dir, config) = (transformer_dir, transformer_config);
         // The original Wan release names its tensors differently (`patch_embedding` stays,
@@ -250,7 +312,9 @@ impl WanVace {
             )));
         }
 
-        let scheduler = SchedulerConfig::from_file(part_dir(folder, "scheduler")?.join("scheduler_config.json"))?;
+        let scheduler = SchedulerConfig::from_file(
+            part_dir(folder, "scheduler")?.join("scheduler_config.json"),
+        )?;
         Ok(Self {
             folder: folder.to_path_buf(),
             device: device.clone(),
@@ -286,7 +350,11 @@ impl WanVace {
     }
 
     pub fn vace_layer_count(&self) -> usize {
-        self.transformer.config().vace_layers.as_ref().map_or(0, Vec::len)
+        self.transformer
+            .config()
+            .vace_layers
+            .as_ref()
+            .map_or(0, Vec::len)
     }
 
     /// A fresh sampler as the folder configures it, with an optional flow-shift override.
@@ -301,23 +369,41 @@ impl WanVace {
     /// The text encoder's output for a prompt, cut to its tokens and zero-padded to 512, as
     /// the Wan pipelines feed it to the transformer.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Prompt> {
-        let tokens = self.tokenizer.encode_prompts(&[prompt], MAX_PROMPT_TOKENS)?;
+        let tokens = self
+            .tokenizer
+            .encode_prompts(&[prompt], MAX_PROMPT_TOKENS)?;
         let (ids, mask) = tokens.to_tensors(&self.device)?;
-        let embeddings = self.text_encoder.encode_prompt(&ids, &mask, MAX_PROMPT_TOKENS)?;
-        Ok(Prompt { embeddings: embeddings.to_dtype(self.dtype)? })
+        let embeddings = self
+            .text_encoder
+            .encode_prompt(&ids, &mask, MAX_PROMPT_TOKENS)?;
+        Ok(Prompt {
+            embeddings: embeddings.to_dtype(self.dtype)?,
+        })
     }
 
     /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised; stops
     /// between chunks of frames with [`Error::Cancelled`] once `observer` asks.
     pub(crate) fn encode_latents(&self, video: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
-        let latents = self.vae.encode_until(&video.to_dtype(DType::F32)?, &|| observer.cancelled())?;
-        Ok(self.vae.normalize_latents(&latents.ok_or(Error::Cancelled)?)?)
+        let latents = self
+            .vae
+            .encode_until(&video.to_dtype(DType::F32)?, &|| observer.cancelled())?;
+        Ok(self
+            .vae
+            .normalize_latents(&latents.ok_or(Error::Cancelled)?)?)
     }
 
     /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1]; stops between latent
     /// frames with [`Error::Cancelled`] once `observer` asks.
-    pub(crate) fn decode_latents(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
-        let latents = self.vae.denormalize_latents(&latents.to_dtype(DType::F32)?)?;
-        self.vae.decode_until(&latents, &|| observer.cancelled())?.ok_or(Error::Cancelled)
+    pub(crate) fn decode_latents(
+        &self,
+        latents: &Tensor,
+        observer: &dyn Observer,
+    ) -> Result<Tensor> {
+        let latents = self
+            .vae
+            .denormalize_latents(&latents.to_dtype(DType::F32)?)?;
+        self.vae
+            .decode_until(&latents, &|| observer.cancelled())?
+            .ok_or(Error::Cancelled)
     }
 }

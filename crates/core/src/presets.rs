@@ -41,7 +41,10 @@ impl Preset {
     pub fn named(name: &str) -> Result<&'static Preset> {
         PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
-            Error::Input(format!("unknown preset {name:?}: use one of {}", names.join(", ")))
+            Error::Input(format!(
+                "unknown preset {name:?}: use one of {}",
+                names.join(", ")
+            ))
         })
     }
 

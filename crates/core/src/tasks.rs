@@ -26,8 +26,8 @@ use serde::Serialize;
 
 use cache::{Cache, Key};
 use colour::ChannelStats;
-use resample::{Between, between};
 pub use colour::{Seam, seam};
+use resample::{Between, between};
 
 use crate::limits;
 use crate::model::WanVace;
@@ -54,7 +54,11 @@ pub enum TaskKind {
     /// Keep the subject, regenerate the background (mask: 255 = background).
     ReplaceBackground,
     /// Text to video.
-    Generate { frames: usize, width: usize, height: usize },
+    Generate {
+        frames: usize,
+        width: usize,
+        height: usize,
+    },
 }
 
 /// The frames a task works on. Which are required depends on the [`TaskKind`].
@@ -160,7 +164,8 @@ impl TaskKind {
 /// kept, about `pixels` pixels.
 pub fn working_size(width: usize, height: usize, pixels: usize, multiple: usize) -> (usize, usize) {
     let scale = (pixels as f64 / (width * height) as f64).sqrt();
-    let fit = |side: usize| ((side as f64 * scale / multiple as f64).round() as usize).max(1) * multiple;
+    let fit =
+        |side: usize| ((side as f64 * scale / multiple as f64).round() as usize).max(1) * multiple;
     (fit(width), fit(height))
 }
 
@@ -188,25 +193,51 @@ pub fn run_task(
         checkpoint(observer)?;
         let prompt = model.encode_prompt(&params.prompt)?;
         checkpoint(observer)?;
-        let negative = if params.guidance > 1.0 { Some(model.encode_prompt(&params.negative_prompt)?) } else { None };
+        let negative = if params.guidance > 1.0 {
+            Some(model.encode_prompt(&params.negative_prompt)?)
+        } else {
+            None
+        };
         // A cache that cannot be used costs only time: run without it.
         let references = fitted_references(inputs, working)?;
-        let cache = params.cache.as_deref().and_then(|dir| match open_cache(dir, model, params, &references) {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                observer.warn(&format!("running without the cache: {e}"));
-                None
+        let cache = params.cache.as_deref().and_then(|dir| {
+            match open_cache(dir, model, params, &references) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    observer.warn(&format!("running without the cache: {e}"));
+                    None
+                }
             }
         });
         let references = references
             .into_iter()
-            .map(|pixels| Ok(Tensor::from_vec(pixels, (1, 3, 1, working.1, working.0), &model.device)?))
+            .map(|pixels| {
+                Ok(Tensor::from_vec(
+                    pixels,
+                    (1, 3, 1, working.1, working.0),
+                    &model.device,
+                )?)
+            })
             .collect::<Result<Vec<_>>>()?;
-        let request = Request { model, working, prompt: &prompt, negative: negative.as_ref(), references, params, observer, cache, cache_failed: Default::default() };
+        let request = Request {
+            model,
+            working,
+            prompt: &prompt,
+            negative: negative.as_ref(),
+            references,
+            params,
+            observer,
+            cache,
+            cache_failed: Default::default(),
+        };
         for (index, window) in windows.iter().enumerate() {
             checkpoint(observer)?;
             observer.window(index, windows.len());
-            timeline.run_window(&request, window.clone(), params.seed.wrapping_add(index as u64))?;
+            timeline.run_window(
+                &request,
+                window.clone(),
+                params.seed.wrapping_add(index as u64),
+            )?;
         }
     }
     let record = GenerationRecord {
@@ -215,12 +246,22 @@ pub fn run_task(
         generated,
         params: params.clone(),
     };
-    Ok(TaskOutput { video: timeline.into_video(), record })
+    Ok(TaskOutput {
+        video: timeline.into_video(),
+        record,
+    })
 }
 
 /// The task's reference images fitted to the working size, [3, H, W] in [-1, 1] each.
-fn fitted_references(inputs: &TaskInputs, (width, height): (usize, usize)) -> Result<Vec<Vec<f32>>> {
-    inputs.references.iter().map(|reference| crate::vace::fit_reference(reference, width, height)).collect()
+fn fitted_references(
+    inputs: &TaskInputs,
+    (width, height): (usize, usize),
+) -> Result<Vec<Vec<f32>>> {
+    inputs
+        .references
+        .iter()
+        .map(|reference| crate::vace::fit_reference(reference, width, height))
+        .collect()
 }
 
 /// Image to video: a clip of `frames` frames (at least 2) whose frame 0 is `image` (a one-frame
@@ -246,7 +287,10 @@ pub fn animate(
 /// frames after it.
 pub fn animate_request(mut image: Video, frames: usize) -> Result<(TaskKind, TaskInputs)> {
     if image.len() != 1 {
-        return Err(Error::Input(format!("the still is one image, not {} frames", image.len())));
+        return Err(Error::Input(format!(
+            "the still is one image, not {} frames",
+            image.len()
+        )));
     }
     if frames < 2 {
         return Err(Error::Request(format!(
@@ -254,11 +298,22 @@ pub fn animate_request(mut image: Video, frames: usize) -> Result<(TaskKind, Tas
         )));
     }
     image.fps = Some(MODEL_FPS);
-    Ok((TaskKind::ExtendForward { frames: frames - 1 }, TaskInputs { clip: Some(image), ..TaskInputs::default() }))
+    Ok((
+        TaskKind::ExtendForward { frames: frames - 1 },
+        TaskInputs {
+            clip: Some(image),
+            ..TaskInputs::default()
+        },
+    ))
 }
 
 /// The cache and the part of every window's key the whole task shares.
-fn open_cache(dir: &std::path::Path, model: &WanVace, params: &TaskParams, references: &[Vec<f32>]) -> Result<(Cache, Key)> {
+fn open_cache(
+    dir: &std::path::Path,
+    model: &WanVace,
+    params: &TaskParams,
+    references: &[Vec<f32>],
+) -> Result<(Cache, Key)> {
     let cache = Cache::open(dir)?;
     let mut key = Key::new();
     cache::add_model(&mut key, model)?;
@@ -280,7 +335,9 @@ fn output_frames(kind: &TaskKind, inputs: &TaskInputs) -> usize {
         TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } => {
             len(&inputs.clip).saturating_add(frames)
         }
-        TaskKind::Insert { frames } => len(&inputs.clip).saturating_add(frames).saturating_add(len(&inputs.next)),
+        TaskKind::Insert { frames } => len(&inputs.clip)
+            .saturating_add(frames)
+            .saturating_add(len(&inputs.next)),
         TaskKind::ReplaceBackground => len(&inputs.clip),
         TaskKind::Generate { frames, .. } => frames,
     }
@@ -289,25 +346,41 @@ fn output_frames(kind: &TaskKind, inputs: &TaskInputs) -> usize {
 /// Every count and size of the request in range, and its memory within the budget, before
 /// anything is allocated for it: the output clip and the model's timeline of as many frames,
 /// and one window's buffers at the working size. Returns the working size.
-fn preflight(model: &WanVace, kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<(usize, usize)> {
+fn preflight(
+    model: &WanVace,
+    kind: &TaskKind,
+    inputs: &TaskInputs,
+    params: &TaskParams,
+) -> Result<(usize, usize)> {
     let (width, height) = match (kind, &inputs.clip) {
-        (TaskKind::Generate { frames, width, height }, _) => {
+        (
+            TaskKind::Generate {
+                frames,
+                width,
+                height,
+            },
+            _,
+        ) => {
             at_least_one(*frames)?;
-            limits::frame_size("generate", *width, *height).map_err(|e| Error::Request(e.to_string()))?;
+            limits::frame_size("generate", *width, *height)
+                .map_err(|e| Error::Request(e.to_string()))?;
             (*width, *height)
         }
         (_, Some(clip)) => (clip.width, clip.height),
         // Timeline::new names what is missing.
         (_, None) => return Ok((0, 0)),
     };
-    if let TaskKind::ExtendForward { frames } | TaskKind::ExtendBackward { frames } | TaskKind::Insert { frames } =
-        *kind
+    if let TaskKind::ExtendForward { frames }
+    | TaskKind::ExtendBackward { frames }
+    | TaskKind::Insert { frames } = *kind
     {
         at_least_one(frames)?;
     }
     let frames = limits::FRAMES.request(output_frames(kind, inputs))?;
     let multiple = model.vae_spatial_factor() * model.patch_size();
-    let pixels = params.working_pixels.unwrap_or(NATIVE_PIXELS.min(width * height));
+    let pixels = params
+        .working_pixels
+        .unwrap_or(NATIVE_PIXELS.min(width * height));
     let working = working_size(width, height, pixels, multiple);
     // Rounding to the model's multiple can grow a very narrow frame's working size.
     limits::WORKING_PIXELS.request(working.0.saturating_mul(working.1)).map_err(|_| {
@@ -317,9 +390,21 @@ fn preflight(model: &WanVace, kind: &TaskKind, inputs: &TaskInputs, params: &Tas
         ))
     })?;
     // A frame rate below the model's stretches the timeline: more model frames than output.
-    let stretch = inputs.clip.as_ref().map_or(1.0, |clip| source_step(clip, params)).recip().max(1.0).ceil();
-    let clip = limits::bytes("the output", &[frames, width, height, 3, 1 + stretch as usize])?;
-    let window = limits::bytes("a model window", &[params.window_frames, working.0, working.1, 4, 4 * 4])?;
+    let stretch = inputs
+        .clip
+        .as_ref()
+        .map_or(1.0, |clip| source_step(clip, params))
+        .recip()
+        .max(1.0)
+        .ceil();
+    let clip = limits::bytes(
+        "the output",
+        &[frames, width, height, 3, 1 + stretch as usize],
+    )?;
+    let window = limits::bytes(
+        "a model window",
+        &[params.window_frames, working.0, working.1, 4, 4 * 4],
+    )?;
     limits::fits("this task", clip.saturating_add(window))?;
     Ok(working)
 }
@@ -429,16 +514,23 @@ struct Timeline {
 }
 
 fn required<'a>(clip: &'a Option<Video>, what: &str, task: &TaskKind) -> Result<&'a Video> {
-    let clip = clip.as_ref().ok_or_else(|| Error::Input(format!("{} needs {what}", task.name())))?;
+    let clip = clip
+        .as_ref()
+        .ok_or_else(|| Error::Input(format!("{} needs {what}", task.name())))?;
     if clip.is_empty() {
-        return Err(Error::Input(format!("{} has no frames", what.trim_start_matches("an ").trim_start_matches("a "))));
+        return Err(Error::Input(format!(
+            "{} has no frames",
+            what.trim_start_matches("an ").trim_start_matches("a ")
+        )));
     }
     Ok(clip)
 }
 
 fn at_least_one(frames: usize) -> Result<()> {
     if frames == 0 {
-        return Err(Error::Request("the number of frames to generate must be at least 1".into()));
+        return Err(Error::Request(
+            "the number of frames to generate must be at least 1".into(),
+        ));
     }
     limits::FRAMES.request(frames).map(drop)
 }
@@ -516,7 +608,11 @@ fn context_after(clip: &Video, step: f64, count: usize) -> Vec<Frame> {
 /// Model frames that span `frames` new source frames. `closed`: the stretch ends on a fixed
 /// frame (an insert), which sits one model frame after the last new one.
 fn model_frames(frames: usize, step: f64, closed: bool) -> usize {
-    let model = if closed { ((frames + 1) as f64 / step).round() - 1.0 } else { (frames as f64 / step).round() };
+    let model = if closed {
+        ((frames + 1) as f64 / step).round() - 1.0
+    } else {
+        (frames as f64 / step).round()
+    };
     (model as usize).max(1)
 }
 
@@ -524,16 +620,30 @@ fn model_frames(frames: usize, step: f64, closed: bool) -> usize {
 /// stretch starts at, as numerator and denominator: `frames` new source frames span `model` new
 /// model frames (`closed`: up to the fixed frame after them).
 fn model_time(at: usize, frames: usize, model: usize, closed: bool) -> (isize, usize) {
-    let (numerator, denominator) = if closed { (at * (model + 1), frames + 1) } else { (at * model, frames) };
+    let (numerator, denominator) = if closed {
+        (at * (model + 1), frames + 1)
+    } else {
+        (at * model, frames)
+    };
     (numerator as isize, denominator)
 }
 
 /// The output's new frames when the stretch runs forward from slot `first_new` (its first new
 /// model frame) in a timeline of `slots`.
-fn stretch(frames: usize, model: usize, closed: bool, first_new: usize, slots: usize) -> impl Iterator<Item = Pick> {
+fn stretch(
+    frames: usize,
+    model: usize,
+    closed: bool,
+    first_new: usize,
+    slots: usize,
+) -> impl Iterator<Item = Pick> {
     (1..=frames).map(move |at| {
         let (numerator, denominator) = model_time(at, frames, model, closed);
-        Pick::Model(between(numerator + (first_new as isize - 1) * denominator as isize, denominator, slots))
+        Pick::Model(between(
+            numerator + (first_new as isize - 1) * denominator as isize,
+            denominator,
+            slots,
+        ))
     })
 }
 
@@ -552,7 +662,13 @@ impl Timeline {
                 let slots: Vec<Slot> = fixed(known).chain(new_frames(model)).collect();
                 let new = stretch(frames, model, false, start, slots.len());
                 let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..]);
-                (slots, sources(clip).chain(new).collect(), clip, false, anchor)
+                (
+                    slots,
+                    sources(clip).chain(new).collect(),
+                    clip,
+                    false,
+                    anchor,
+                )
             }
             TaskKind::ExtendBackward { frames } => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
@@ -564,10 +680,20 @@ impl Timeline {
                 let len = slots.len();
                 let new = (1..=frames).rev().map(move |before| {
                     let (numerator, denominator) = model_time(before, frames, model, false);
-                    Pick::Model(between((model * denominator) as isize - numerator, denominator, len))
+                    Pick::Model(between(
+                        (model * denominator) as isize - numerator,
+                        denominator,
+                        len,
+                    ))
                 });
                 let anchor = stats(&clip.frames[..near.min(clip.len())]);
-                (slots, new.chain(sources(clip)).collect(), clip, true, anchor)
+                (
+                    slots,
+                    new.chain(sources(clip)).collect(),
+                    clip,
+                    true,
+                    anchor,
+                )
             }
             TaskKind::Insert { frames } => {
                 let a = required(&inputs.clip, "a first clip (A)", kind)?;
@@ -580,23 +706,47 @@ impl Timeline {
                     )));
                 }
                 let step = source_step(a, params);
-                let (tail, head) = (context_before(a, step, context), context_after(b, step, context));
+                let (tail, head) = (
+                    context_before(a, step, context),
+                    context_after(b, step, context),
+                );
                 let (start, model) = (tail.len(), model_frames(frames, step, true));
-                let slots: Vec<Slot> = fixed(tail).chain(new_frames(model)).chain(fixed(head)).collect();
+                let slots: Vec<Slot> = fixed(tail)
+                    .chain(new_frames(model))
+                    .chain(fixed(head))
+                    .collect();
                 let new = stretch(frames, model, true, start, slots.len());
                 let mut anchor_frames = a.frames[a.len().saturating_sub(near)..].to_vec();
                 anchor_frames.extend_from_slice(&b.frames[..near.min(b.len())]);
-                (slots, sources(a).chain(new).chain(sources(b)).collect(), a, false, stats(&anchor_frames))
+                (
+                    slots,
+                    sources(a).chain(new).chain(sources(b)).collect(),
+                    a,
+                    false,
+                    stats(&anchor_frames),
+                )
             }
             TaskKind::ReplaceBackground => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
                 let slots = background_slots(clip, inputs.mask.as_deref(), params)?;
-                (slots, (0..clip.len()).map(exact).collect(), clip, false, None)
+                (
+                    slots,
+                    (0..clip.len()).map(exact).collect(),
+                    clip,
+                    false,
+                    None,
+                )
             }
-            TaskKind::Generate { frames, width, height } => {
+            TaskKind::Generate {
+                frames,
+                width,
+                height,
+            } => {
                 at_least_one(frames)?;
                 if width == 0 || height == 0 {
-                    return Err(Error::Request(format!("{width}x{height}: width and height must be at least 1")));
+                    return Err(Error::Request(format!(
+                        "{width}x{height}: width and height must be at least 1"
+                    )));
                 }
                 return Ok(Self {
                     slots: new_frames(frames).collect(),
@@ -623,10 +773,14 @@ impl Timeline {
     /// Output frames that come from the model.
     fn generated(&self) -> Vec<Range<usize>> {
         let generated = |moment: &Between| {
-            self.slots[moment.from].is_pending() || (moment.weight > 0.0 && self.slots[moment.to].is_pending())
+            self.slots[moment.from].is_pending()
+                || (moment.weight > 0.0 && self.slots[moment.to].is_pending())
         };
-        let flags: Vec<bool> =
-            self.output.iter().map(|pick| matches!(pick, Pick::Model(moment) if generated(moment))).collect();
+        let flags: Vec<bool> = self
+            .output
+            .iter()
+            .map(|pick| matches!(pick, Pick::Model(moment) if generated(moment)))
+            .collect();
         runs(&flags)
     }
 
@@ -640,24 +794,34 @@ impl Timeline {
         let mut targets = Vec::new();
         for (offset, position) in positions.enumerate() {
             checkpoint(request.observer)?;
-            let slot = usize::try_from(position).ok().and_then(|p| self.slots.get(p));
+            let slot = usize::try_from(position)
+                .ok()
+                .and_then(|p| self.slots.get(p));
             match slot {
                 None | Some(Slot::New) => {
                     pixels.resize(pixels.len() + width * height * 3, 0.0);
                     mask.resize(mask.len() + width * height, 1.0);
                 }
                 Some(Slot::Fixed(frame)) => {
-                    let small = resample::resize(&resample::to_f32(&frame.rgb), size, 3, request.working);
+                    let small =
+                        resample::resize(&resample::to_f32(&frame.rgb), size, 3, request.working);
                     pixels.extend(small.iter().map(|v| 2.0 * (v / 255.0) - 1.0));
                     mask.resize(mask.len() + width * height, 0.0);
                 }
                 Some(Slot::Replace { source, weight }) => {
-                    let small = resample::resize(&resample::to_f32(&source.rgb), size, 3, request.working);
+                    let small =
+                        resample::resize(&resample::to_f32(&source.rgb), size, 3, request.working);
                     let weight = resample::resize(weight, size, 1, request.working);
                     for (pixel, w) in small.chunks_exact(3).zip(weight) {
                         // Any trace of background at the working size is regenerated.
                         let replace = w > 1e-6;
-                        pixels.extend(pixel.iter().map(|v| if replace { 0.0 } else { 2.0 * (v / 255.0) - 1.0 }));
+                        pixels.extend(pixel.iter().map(|v| {
+                            if replace {
+                                0.0
+                            } else {
+                                2.0 * (v / 255.0) - 1.0
+                            }
+                        }));
                         mask.push(if replace { 1.0 } else { 0.0 });
                     }
                 }
@@ -667,14 +831,21 @@ impl Timeline {
             }
         }
         let shape = [count, height, width, 3];
-        let cached = request.cache.as_ref().filter(|_| !request.cache_failed.get()).map(|(cache, task_key)| {
-            let mut key = task_key.clone();
-            key.add_f32s("pixels", &pixels);
-            key.add_f32s("mask", &mask);
-            key.add("shape", &shape.map(|d| d as u64).map(u64::to_le_bytes).concat());
-            key.add("seed", &seed.to_le_bytes());
-            (cache, cache.get(key, &shape))
-        });
+        let cached = request
+            .cache
+            .as_ref()
+            .filter(|_| !request.cache_failed.get())
+            .map(|(cache, task_key)| {
+                let mut key = task_key.clone();
+                key.add_f32s("pixels", &pixels);
+                key.add_f32s("mask", &mask);
+                key.add(
+                    "shape",
+                    &shape.map(|d| d as u64).map(u64::to_le_bytes).concat(),
+                );
+                key.add("seed", &seed.to_le_bytes());
+                (cache, cache.get(key, &shape))
+            });
         let output = match cached {
             Some((_, (_, Some(stored)))) => stored,
             cached => {
@@ -682,19 +853,30 @@ impl Timeline {
                 if let Some((cache, (key, None))) = cached
                     && let Err(e) = cache.put(&key, &output, &shape)
                 {
-                    request.observer.warn(&format!("running without the cache: {e}"));
+                    request
+                        .observer
+                        .warn(&format!("running without the cache: {e}"));
                     request.cache_failed.set(true);
                 }
                 output
             }
         };
         let frame_len = width * height * 3;
-        let mut frames: Vec<Vec<f32>> =
-            targets.iter().map(|&(offset, _)| output[offset * frame_len..][..frame_len].to_vec()).collect();
-        let new: Vec<bool> = targets.iter().map(|&(_, p)| matches!(self.slots[p], Slot::New)).collect();
+        let mut frames: Vec<Vec<f32>> = targets
+            .iter()
+            .map(|&(offset, _)| output[offset * frame_len..][..frame_len].to_vec())
+            .collect();
+        let new: Vec<bool> = targets
+            .iter()
+            .map(|&(_, p)| matches!(self.slots[p], Slot::New))
+            .collect();
         if let Some(anchor) = &self.anchor {
-            let mut whole: Vec<Vec<f32>> =
-                frames.iter().zip(&new).filter(|(_, n)| **n).map(|(f, _)| f.clone()).collect();
+            let mut whole: Vec<Vec<f32>> = frames
+                .iter()
+                .zip(&new)
+                .filter(|(_, n)| **n)
+                .map(|(f, _)| f.clone())
+                .collect();
             colour::match_to(&mut whole, anchor);
             let mut matched = whole.into_iter();
             for (frame, _) in frames.iter_mut().zip(&new).filter(|(_, n)| **n) {
@@ -724,7 +906,9 @@ impl Timeline {
     ) -> Result<Vec<f32>> {
         let model = request.model;
         let device = &model.device;
-        let video = Tensor::from_vec(pixels, (count, height, width, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
+        let video = Tensor::from_vec(pixels, (count, height, width, 3), device)?
+            .permute((3, 0, 1, 2))?
+            .unsqueeze(0)?;
         let input = VaceInput {
             video: video.contiguous()?,
             mask: Tensor::from_vec(mask, (1, 1, count, height, width), device)?,
@@ -737,7 +921,13 @@ impl Timeline {
             conditioning_scale: 1.0,
             noise: Noise::Seed(seed),
         };
-        let output = model.generate(&input, request.prompt, request.negative, &sampling, request.observer)?;
+        let output = model.generate(
+            &input,
+            request.prompt,
+            request.negative,
+            &sampling,
+            request.observer,
+        )?;
         Ok(output.flatten_all()?.to_vec1::<f32>()?)
     }
 
@@ -772,11 +962,18 @@ impl Timeline {
                     let frame = match (moment.weight == 0.0, last(moment.from)) {
                         (true, true) => slots[moment.from].take(),
                         (true, false) => slots[moment.from].clone(),
-                        (false, _) => slots[moment.from].as_ref().zip(slots[moment.to].as_ref()).map(|(from, to)| {
-                            Frame { rgb: resample::blend(&from.rgb, &to.rgb, moment.weight), alpha: None }
-                        }),
+                        (false, _) => slots[moment.from]
+                            .as_ref()
+                            .zip(slots[moment.to].as_ref())
+                            .map(|(from, to)| Frame {
+                                rgb: resample::blend(&from.rgb, &to.rgb, moment.weight),
+                                alpha: None,
+                            }),
                     };
-                    for slot in [moment.from, moment.to].into_iter().filter(|&slot| last(slot)) {
+                    for slot in [moment.from, moment.to]
+                        .into_iter()
+                        .filter(|&slot| last(slot))
+                    {
                         slots[slot] = None;
                     }
                     frame.expect("a slot is released only after its last use")
@@ -795,7 +992,11 @@ fn composite(source: &[u8], generated: &[f32], weight: &[f32]) -> Vec<u8> {
         .zip(weight)
         .flat_map(|((s, g), &w)| {
             std::array::from_fn::<u8, 3, _>(|c| {
-                if w == 0.0 { s[c] } else { resample::to_u8(s[c] as f32 * (1.0 - w) + g[c] * w) }
+                if w == 0.0 {
+                    s[c]
+                } else {
+                    resample::to_u8(s[c] as f32 * (1.0 - w) + g[c] * w)
+                }
             })
         })
         .collect()
@@ -803,7 +1004,11 @@ fn composite(source: &[u8], generated: &[f32], weight: &[f32]) -> Vec<u8> {
 
 /// One slot per clip frame: the frame as it is where its background mask is empty, else a
 /// replacement with the dilated, feathered mask as composite weight.
-fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams) -> Result<Vec<Slot>> {
+fn background_slots(
+    clip: &Video,
+    masks: Option<&[Vec<u8>]>,
+    params: &TaskParams,
+) -> Result<Vec<Slot>> {
     let pixels = clip.width * clip.height;
     let background: Vec<Vec<f32>> = match masks {
         Some(masks) => {
@@ -838,7 +1043,11 @@ fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams
     };
     // Without a mask, opaque frames would come back unchanged as if processed (what MLT hands
     // OpenFX effects). An all-black mask is the user's word: keep everything.
-    if masks.is_none() && background.iter().all(|frame| frame.iter().all(|&b| b == 0.0)) {
+    if masks.is_none()
+        && background
+            .iter()
+            .all(|frame| frame.iter().all(|&b| b == 0.0))
+    {
         return Err(Error::Input(format!(
             "the frames' alpha channel is opaque everywhere in these {} frames, so it marks no background to replace: give a mask (white = background) or frames whose alpha is transparent where the background is",
             clip.len()
@@ -852,9 +1061,16 @@ fn background_slots(clip: &Video, masks: Option<&[Vec<u8>]>, params: &TaskParams
             if background.iter().all(|&b| b == 0.0) {
                 return Slot::Fixed(frame.clone());
             }
-            let weight =
-                resample::shape_mask(&background, (clip.width, clip.height), params.mask_dilation, params.mask_feather);
-            Slot::Replace { source: frame.clone(), weight }
+            let weight = resample::shape_mask(
+                &background,
+                (clip.width, clip.height),
+                params.mask_dilation,
+                params.mask_feather,
+            );
+            Slot::Replace {
+                source: frame.clone(),
+                weight,
+            }
         })
         .collect())
 }

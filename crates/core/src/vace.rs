@@ -39,10 +39,15 @@ impl VaceInput {
     pub fn from_frames(video: &Video, mask: &[Vec<bool>], device: &Device) -> Result<Self> {
         let (f, h, w) = (video.len(), video.height, video.width);
         if mask.len() != f {
-            return Err(Error::Input(format!("{f} frames but {} masks: give one mask per frame", mask.len())));
+            return Err(Error::Input(format!(
+                "{f} frames but {} masks: give one mask per frame",
+                mask.len()
+            )));
         }
         if mask.iter().any(|m| m.len() != h * w) {
-            return Err(Error::Input(format!("masks must have the frames' size {w}x{h}")));
+            return Err(Error::Input(format!(
+                "masks must have the frames' size {w}x{h}"
+            )));
         }
         // Same arithmetic as diffusers' image processor: x / 255, then 2x - 1.
         let pixels: Vec<f32> = video
@@ -50,10 +55,20 @@ impl VaceInput {
             .iter()
             .flat_map(|frame| frame.rgb.iter().map(|&v| 2.0 * (v as f32 / 255.0) - 1.0))
             .collect();
-        let video = Tensor::from_vec(pixels, (f, h, w, 3), device)?.permute((3, 0, 1, 2))?.unsqueeze(0)?;
-        let bits: Vec<f32> = mask.iter().flatten().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        let video = Tensor::from_vec(pixels, (f, h, w, 3), device)?
+            .permute((3, 0, 1, 2))?
+            .unsqueeze(0)?;
+        let bits: Vec<f32> = mask
+            .iter()
+            .flatten()
+            .map(|&b| if b { 1.0 } else { 0.0 })
+            .collect();
         let mask = Tensor::from_vec(bits, (1, 1, f, h, w), device)?;
-        Ok(Self { video: video.contiguous()?, mask, references: Vec::new() })
+        Ok(Self {
+            video: video.contiguous()?,
+            mask,
+            references: Vec::new(),
+        })
     }
 
     /// Adds reference images (one-frame clips of any size), each fitted to the frames' size as
@@ -89,7 +104,10 @@ pub fn fit_reference(image: &Video, width: usize, height: usize) -> Result<Vec<f
         return Err(Error::Input("a reference image holds no frame".into()));
     };
     if image.frames.len() != 1 {
-        return Err(Error::Input(format!("a reference is one image, not {} frames", image.frames.len())));
+        return Err(Error::Input(format!(
+            "a reference is one image, not {} frames",
+            image.frames.len()
+        )));
     }
     let (w0, h0) = (image.width, image.height);
     let (w1, h1) = (w0 - w0 % REFERENCE_MULTIPLE, h0 - h0 % REFERENCE_MULTIPLE);
@@ -98,11 +116,21 @@ pub fn fit_reference(image: &Video, width: usize, height: usize) -> Result<Vec<f
             "a {w0}x{h0} reference image is too small: at least {REFERENCE_MULTIPLE}x{REFERENCE_MULTIPLE} pixels"
         )));
     }
-    let rgb = if (w1, h1) == (w0, h0) { frame.rgb.clone() } else { lanczos::resize(&frame.rgb, w0, h0, w1, h1) };
-    let pixels: Vec<f32> = rgb.iter().map(|&v| 2.0 * (v as f32 / 255.0) - 1.0).collect();
+    let rgb = if (w1, h1) == (w0, h0) {
+        frame.rgb.clone()
+    } else {
+        lanczos::resize(&frame.rgb, w0, h0, w1, h1)
+    };
+    let pixels: Vec<f32> = rgb
+        .iter()
+        .map(|&v| 2.0 * (v as f32 / 255.0) - 1.0)
+        .collect();
     // Python: scale = min(H / h, W / w); int(h * scale), int(w * scale).
     let scale = (height as f64 / h1 as f64).min(width as f64 / w1 as f64);
-    let (nh, nw) = (((h1 as f64) * scale) as usize, ((w1 as f64) * scale) as usize);
+    let (nh, nw) = (
+        ((h1 as f64) * scale) as usize,
+        ((w1 as f64) * scale) as usize,
+    );
     let (nh, nw) = (nh.clamp(1, height), nw.clamp(1, width));
     let rows = bilinear_taps(h1, nh);
     let cols = bilinear_taps(w1, nw);
@@ -151,7 +179,11 @@ mod lanczos {
     }
 
     fn filter(x: f64) -> f64 {
-        if (-SUPPORT..SUPPORT).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+        if (-SUPPORT..SUPPORT).contains(&x) {
+            sinc(x) * sinc(x / 3.0)
+        } else {
+            0.0
+        }
     }
 
     /// Per output sample: first input index and fixed-point weights (Pillow's precompute_coeffs
@@ -166,8 +198,9 @@ mod lanczos {
                 let ss = 1.0 / filterscale;
                 let xmin = ((center - support + 0.5) as i64).max(0) as usize;
                 let xmax = ((center + support + 0.5) as i64).min(input as i64) as usize;
-                let weights: Vec<f64> =
-                    (xmin..xmax).map(|x| filter((x as f64 - center + 0.5) * ss)).collect();
+                let weights: Vec<f64> = (xmin..xmax)
+                    .map(|x| filter((x as f64 - center + 0.5) * ss))
+                    .collect();
                 let total: f64 = weights.iter().sum();
                 let fixed = weights
                     .iter()
@@ -282,7 +315,11 @@ pub trait Observer {
 
 /// [`Error::Cancelled`] once `observer` asks to stop: the check between two phases.
 pub fn checkpoint(observer: &dyn Observer) -> Result<()> {
-    if observer.cancelled() { Err(Error::Cancelled) } else { Ok(()) }
+    if observer.cancelled() {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
 }
 
 /// An observer that shows nothing and never cancels.
@@ -317,7 +354,9 @@ pub(crate) fn ensure_finite(tensor: &Tensor, what: &str) -> Result<()> {
     if zeros.sum_all()?.to_scalar::<f32>()? == 0.0 {
         Ok(())
     } else {
-        Err(Error::Request(format!("{what} produced NaN or infinite values: nothing was written")))
+        Err(Error::Request(format!(
+            "{what} produced NaN or infinite values: nothing was written"
+        )))
     }
 }
 
@@ -325,7 +364,10 @@ impl WanVace {
     /// Checks sizes against the model: frames 4n+1 (the VAE's temporal factor), height and width
     /// multiples of 16 (VAE spatial factor x patch size).
     pub fn check_size(&self, frames: usize, height: usize, width: usize) -> Result<()> {
-        let (temporal, spatial) = (self.vae_temporal_factor(), self.vae_spatial_factor() * self.patch_size());
+        let (temporal, spatial) = (
+            self.vae_temporal_factor(),
+            self.vae_spatial_factor() * self.patch_size(),
+        );
         if frames == 0 || !(frames - 1).is_multiple_of(temporal) {
             return Err(Error::Request(format!(
                 "{frames} frames: the model needs {temporal}n+1 frames (e.g. {}, {}, 81)",
@@ -333,7 +375,11 @@ impl WanVace {
                 2 * temporal + 1
             )));
         }
-        if height == 0 || width == 0 || !height.is_multiple_of(spatial) || !width.is_multiple_of(spatial) {
+        if height == 0
+            || width == 0
+            || !height.is_multiple_of(spatial)
+            || !width.is_multiple_of(spatial)
+        {
             return Err(Error::Request(format!(
                 "{width}x{height}: width and height must be non-zero multiples of {spatial}"
             )));
@@ -344,7 +390,13 @@ impl WanVace {
     /// The initial latents' shape for a clip: [1, C, 1 + (F-1)/4, H/8, W/8].
     pub fn latent_shape(&self, frames: usize, height: usize, width: usize) -> [usize; 5] {
         let s = self.vae_spatial_factor();
-        [1, self.latent_channels(), (frames - 1) / self.vae_temporal_factor() + 1, height / s, width / s]
+        [
+            1,
+            self.latent_channels(),
+            (frames - 1) / self.vae_temporal_factor() + 1,
+            height / s,
+            width / s,
+        ]
     }
 
     /// The 96-channel VACE context [1, 2C + s*s, F', h, w] for a clip and its mask.
@@ -368,7 +420,11 @@ impl WanVace {
             // (VAE(reference), zeros) and a mask of 0 (the mask padding goes in front as well:
             // diffusers issue #11779, fixed in the diffusers we match).
             let (_, c, _, h, w) = latent.dims5()?;
-            let zeros = Tensor::zeros((1, c + mask.dim(1)?, 1, h, w), latent.dtype(), latent.device())?;
+            let zeros = Tensor::zeros(
+                (1, c + mask.dim(1)?, 1, h, w),
+                latent.dtype(),
+                latent.device(),
+            )?;
             let entry = Tensor::cat(&[&latent, &zeros], 1)?;
             context = Tensor::cat(&[&entry, &context], 2)?;
         }
@@ -409,8 +465,9 @@ impl WanVace {
             Noise::Seed(seed) => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
                 let count = shape.iter().product();
-                let values: Vec<f32> =
-                    (0..count).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                let values: Vec<f32> = (0..count)
+                    .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+                    .collect();
                 Ok(Tensor::from_vec(values, shape.as_slice(), &self.device)?)
             }
         }
@@ -437,7 +494,9 @@ impl WanVace {
         sampling: &Sampling,
         observer: &dyn Observer,
     ) -> Result<Conditioning> {
-        let control = self.vace_context_observed(input, observer)?.to_dtype(self.dtype)?;
+        let control = self
+            .vace_context_observed(input, observer)?
+            .to_dtype(self.dtype)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
         let (control, text, guidance) = match negative {
             // Both branches in one batch of two: larger matrix products run faster on the CPU
@@ -451,18 +510,34 @@ impl WanVace {
         };
         ensure_finite(&text, "the text encoder")?;
         let text = self.transformer.text_context(&text)?;
-        Ok(Conditioning { control, scales, text, guidance })
+        Ok(Conditioning {
+            control,
+            scales,
+            text,
+            guidance,
+        })
     }
 
     /// The guided flow velocity at timestep `t`: the transformer on the prompt and, with
     /// guidance, on the negative prompt, combined as `uncond + g * (cond - uncond)`.
-    pub fn velocity(&self, latents: &Tensor, t: f64, conditioning: &Conditioning) -> Result<Tensor> {
+    pub fn velocity(
+        &self,
+        latents: &Tensor,
+        t: f64,
+        conditioning: &Conditioning,
+    ) -> Result<Tensor> {
         let batch = conditioning.control.dim(0)?;
         let latents = latents.to_dtype(self.dtype)?;
-        let latents = if batch == 1 { latents } else { Tensor::cat(&vec![&latents; batch], 0)? };
+        let latents = if batch == 1 {
+            latents
+        } else {
+            Tensor::cat(&vec![&latents; batch], 0)?
+        };
         let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
         let control = Some((&conditioning.control, conditioning.scales.as_slice()));
-        let out = self.transformer.forward_with_text(&latents, &timestep, &conditioning.text, control)?;
+        let out =
+            self.transformer
+                .forward_with_text(&latents, &timestep, &conditioning.text, control)?;
         let out = out.to_dtype(DType::F32)?;
         ensure_finite(&out, "the transformer")?;
         match conditioning.guidance {
@@ -500,7 +575,8 @@ impl WanVace {
             }
         }
         checkpoint(observer)?;
-        let conditioning = self.conditioning_observed(input, prompt, negative, sampling, observer)?;
+        let conditioning =
+            self.conditioning_observed(input, prompt, negative, sampling, observer)?;
         // One more latent frame per reference (diffusers: num_frames + 4 per reference).
         let references = input.references.len();
         let mut shape = self.latent_shape(frames, height, width);
@@ -541,10 +617,17 @@ pub fn read_latents(path: &Path, device: &Device) -> Result<Tensor> {
     // candle maps the file: refuse anything but a regular file first (a FIFO would block).
     soragen_models::files::open_regular(path)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let tensors = candle_core::safetensors::load(path, device)
-        .map_err(|e| Error::Input(format!("{}: {}", path.display(), e.to_string().lines().next().unwrap_or(""))))?;
-    tensors
-        .get("latents")
-        .cloned()
-        .ok_or_else(|| Error::Input(format!("{} holds no tensor named `latents`", path.display())))
+    let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
+        Error::Input(format!(
+            "{}: {}",
+            path.display(),
+            e.to_string().lines().next().unwrap_or("")
+        ))
+    })?;
+    tensors.get("latents").cloned().ok_or_else(|| {
+        Error::Input(format!(
+            "{} holds no tensor named `latents`",
+            path.display()
+        ))
+    })
 }

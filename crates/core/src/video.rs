@@ -29,7 +29,12 @@ pub struct Video {
 
 impl Video {
     pub fn new(width: usize, height: usize, fps: Option<(u32, u32)>) -> Self {
-        Self { width, height, frames: Vec::new(), fps }
+        Self {
+            width,
+            height,
+            frames: Vec::new(),
+            fps,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -75,7 +80,10 @@ impl Video {
     /// Reads one PNG image as a one-frame clip (a reference image).
     pub fn read_image(path: &Path) -> Result<Self> {
         if !has_extension(path, "png") {
-            return Err(Error::Input(format!("{}: an image must be a PNG file", path.display())));
+            return Err(Error::Input(format!(
+                "{}: an image must be a PNG file",
+                path.display()
+            )));
         }
         let mut allowance = Allowance::new(path.display().to_string())?;
         let (width, height, frame) = read_png(path, &mut allowance)?;
@@ -104,7 +112,8 @@ fn luma(r: u8, g: u8, b: u8) -> u8 {
 }
 
 fn has_extension(path: &Path, ext: &str) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 fn read_png_dir(dir: &Path) -> Result<Video> {
@@ -115,7 +124,10 @@ fn read_png_dir(dir: &Path) -> Result<Video> {
         .collect();
     files.sort();
     let Some(first) = files.first() else {
-        return Err(Error::Input(format!("{} holds no PNG images", dir.display())));
+        return Err(Error::Input(format!(
+            "{} holds no PNG images",
+            dir.display()
+        )));
     };
     frame_count(dir, files.len())?;
     let mut allowance = Allowance::new(dir.display().to_string())?;
@@ -137,18 +149,25 @@ fn read_png_dir(dir: &Path) -> Result<Video> {
 }
 
 fn frame_count(origin: &Path, count: usize) -> Result<()> {
-    limits::FRAMES.check(count).map(drop).map_err(|e| Error::Input(format!("{}: {e}", origin.display())))
+    limits::FRAMES
+        .check(count)
+        .map(drop)
+        .map_err(|e| Error::Input(format!("{}: {e}", origin.display())))
 }
 
 fn read_png(path: &Path, allowance: &mut Allowance) -> Result<(usize, usize, Frame)> {
-    let bad = |e: &dyn std::fmt::Display| Error::Input(format!("{}: unreadable PNG: {e}", path.display()));
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Input(format!("{}: unreadable PNG: {e}", path.display()))
+    };
     let file = soragen_models::files::open_regular(path).map_err(|e| bad(&e))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
     // The header's size is checked before the decode buffer and the frame are allocated.
-    let (declared_width, declared_height) = (reader.info().width as usize, reader.info().height as usize);
-    let rgba = limits::frame_size(&path.display().to_string(), declared_width, declared_height)? / 3 * 4;
+    let (declared_width, declared_height) =
+        (reader.info().width as usize, reader.info().height as usize);
+    let rgba =
+        limits::frame_size(&path.display().to_string(), declared_width, declared_height)? / 3 * 4;
     allowance.take(rgba + reader.output_buffer_size() as u64)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
@@ -175,14 +194,25 @@ pub fn write_png_dir(video: &Video, dir: &Path) -> Result<()> {
         .map_err(|e| Error::Output(format!("cannot create {}: {e}", dir.display())))?;
     for (index, frame) in video.frames.iter().enumerate() {
         let path = dir.join(format!("{index:05}.png"));
-        let bad = |e: &dyn std::fmt::Display| Error::Output(format!("cannot write {}: {e}", path.display()));
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Output(format!("cannot write {}: {e}", path.display()))
+        };
         let file = std::fs::File::create(&path).map_err(|e| bad(&e))?;
-        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), video.width as u32, video.height as u32);
+        let mut encoder = png::Encoder::new(
+            std::io::BufWriter::new(file),
+            video.width as u32,
+            video.height as u32,
+        );
         encoder.set_depth(png::BitDepth::Eight);
         let data = match &frame.alpha {
             Some(alpha) => {
                 encoder.set_color(png::ColorType::Rgba);
-                frame.rgb.chunks_exact(3).zip(alpha).flat_map(|(p, &a)| [p[0], p[1], p[2], a]).collect()
+                frame
+                    .rgb
+                    .chunks_exact(3)
+                    .zip(alpha)
+                    .flat_map(|(p, &a)| [p[0], p[1], p[2], a])
+                    .collect()
             }
             None => {
                 encoder.set_color(png::ColorType::Rgb);
@@ -215,12 +245,21 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
     if fields.next() != Some("YUV4MPEG2") {
         return Err(bad("not a YUV4MPEG2 (.y4m) file".into()));
     }
-    let (mut width, mut height, mut fps, mut chroma, mut full_range) = (0usize, 0usize, None, "420", false);
+    let (mut width, mut height, mut fps, mut chroma, mut full_range) =
+        (0usize, 0usize, None, "420", false);
     for field in fields {
         let (tag, value) = field.split_at(1.min(field.len()));
         match tag {
-            "W" => width = value.parse().map_err(|_| bad(format!("bad width {value:?}")))?,
-            "H" => height = value.parse().map_err(|_| bad(format!("bad height {value:?}")))?,
+            "W" => {
+                width = value
+                    .parse()
+                    .map_err(|_| bad(format!("bad width {value:?}")))?
+            }
+            "H" => {
+                height = value
+                    .parse()
+                    .map_err(|_| bad(format!("bad height {value:?}")))?
+            }
             "F" => {
                 fps = value
                     .split_once(':')
@@ -238,8 +277,11 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
     if width == 0 || height == 0 {
         return Err(bad("header lacks a width or height".into()));
     }
-    let subsampling = chroma_subsampling(chroma)
-        .ok_or_else(|| bad(format!("unsupported colour space C{chroma} (8-bit 420, 422, 444 and mono are read)")))?;
+    let subsampling = chroma_subsampling(chroma).ok_or_else(|| {
+        bad(format!(
+            "unsupported colour space C{chroma} (8-bit 420, 422, 444 and mono are read)"
+        ))
+    })?;
     // Sizes are checked (and their products, in bytes) before anything is allocated for them.
     let rgb_size = limits::frame_size(&origin.display().to_string(), width, height)?;
     let luma_size = width * height;
@@ -255,7 +297,10 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
             break;
         }
         if !line.starts_with("FRAME") {
-            return Err(bad(format!("frame {} does not start with FRAME", video.len())));
+            return Err(bad(format!(
+                "frame {} does not start with FRAME",
+                video.len()
+            )));
         }
         frame_count(origin, video.len() + 1)?;
         allowance.take(rgb_size)?;
@@ -291,7 +336,10 @@ fn read_line<R: BufRead>(input: &mut R, line: &mut String) -> std::io::Result<us
     const LIMIT: u64 = 4096;
     let read = input.take(LIMIT).read_line(line)?;
     if read as u64 == LIMIT && !line.ends_with('\n') {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a header line is longer than 4 KiB"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a header line is longer than 4 KiB",
+        ));
     }
     Ok(read)
 }
@@ -305,7 +353,11 @@ fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8, full_range: bool) -> [u8; 3] {
     let (y, cb, cr) = if full_range {
         (y, cb, cr)
     } else {
-        ((y - 16.0) * 255.0 / 219.0, cb * 255.0 / 224.0, cr * 255.0 / 224.0)
+        (
+            (y - 16.0) * 255.0 / 219.0,
+            cb * 255.0 / 224.0,
+            cr * 255.0 / 224.0,
+        )
     };
     [
         clamp_u8(y + 1.402 * cr),
@@ -317,7 +369,11 @@ fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8, full_range: bool) -> [u8; 3] {
 fn rgb_to_ycbcr(p: &[u8]) -> [u8; 3] {
     let (r, g, b) = (p[0] as f32, p[1] as f32, p[2] as f32);
     let y = 0.299 * r + 0.587 * g + 0.114 * b;
-    [clamp_u8(y), clamp_u8(128.0 + (b - y) / 1.772), clamp_u8(128.0 + (r - y) / 1.402)]
+    [
+        clamp_u8(y),
+        clamp_u8(128.0 + (b - y) / 1.772),
+        clamp_u8(128.0 + (r - y) / 1.402),
+    ]
 }
 
 /// Writes a `.y4m` file: 4:4:4, full range, with the clip's frame rate (16 fps if unknown,
@@ -327,8 +383,12 @@ pub fn write_y4m(video: &Video, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).map_err(bad)?;
     let mut out = std::io::BufWriter::new(file);
     let (num, den) = video.fps.unwrap_or((16, 1));
-    writeln!(out, "YUV4MPEG2 W{} H{} F{num}:{den} Ip A1:1 C444 XCOLORRANGE=FULL", video.width, video.height)
-        .map_err(bad)?;
+    writeln!(
+        out,
+        "YUV4MPEG2 W{} H{} F{num}:{den} Ip A1:1 C444 XCOLORRANGE=FULL",
+        video.width, video.height
+    )
+    .map_err(bad)?;
     let size = video.width * video.height;
     let mut planes = vec![0u8; 3 * size];
     for frame in &video.frames {
@@ -370,7 +430,10 @@ pub fn quantise(frames: &[f32], width: usize, height: usize, fps: Option<(u32, u
     let mut video = Video::new(width, height, fps);
     video.frames = frames
         .chunks_exact(width * height * 3)
-        .map(|f| Frame { rgb: f.iter().map(|&x| clamp_u8(x * 255.0)).collect(), alpha: None })
+        .map(|f| Frame {
+            rgb: f.iter().map(|&x| clamp_u8(x * 255.0)).collect(),
+            alpha: None,
+        })
         .collect();
     video
 }
@@ -417,7 +480,9 @@ mod tests {
     fn gradient(width: usize, height: usize, frames: usize) -> Video {
         let mut video = Video::new(width, height, Some((25, 1)));
         for f in 0..frames {
-            let rgb = (0..width * height * 3).map(|i| ((i * 7 + f * 31) % 256) as u8).collect();
+            let rgb = (0..width * height * 3)
+                .map(|i| ((i * 7 + f * 31) % 256) as u8)
+                .collect();
             video.frames.push(Frame { rgb, alpha: None });
         }
         video
@@ -441,9 +506,18 @@ mod tests {
         let path = dir.join("clip.y4m");
         write_y4m(&video, &path).unwrap();
         let back = Video::read(&path).unwrap();
-        assert_eq!((back.width, back.height, back.len(), back.fps), (6, 4, 2, Some((25, 1))));
+        assert_eq!(
+            (back.width, back.height, back.len(), back.fps),
+            (6, 4, 2, Some((25, 1)))
+        );
         for (a, b) in video.frames.iter().zip(&back.frames) {
-            let worst = a.rgb.iter().zip(&b.rgb).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+            let worst = a
+                .rgb
+                .iter()
+                .zip(&b.rgb)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap();
             assert!(worst <= 3, "y4m round trip off by {worst}");
         }
     }
@@ -461,20 +535,37 @@ mod tests {
     #[test]
     fn bad_inputs_are_clear_errors() {
         let dir = scratch("bad");
-        assert!(Video::read(&dir).unwrap_err().to_string().contains("holds no PNG images"));
+        assert!(
+            Video::read(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("holds no PNG images")
+        );
         let truncated = b"YUV4MPEG2 W4 H4 C444\nFRAME\n\x10\x10";
-        let message = read_y4m(&truncated[..], Path::new("t.y4m")).unwrap_err().to_string();
+        let message = read_y4m(&truncated[..], Path::new("t.y4m"))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("frame 0 is truncated"), "{message}");
-        let message = read_y4m(&b"P6 3 3"[..], Path::new("t.y4m")).unwrap_err().to_string();
+        let message = read_y4m(&b"P6 3 3"[..], Path::new("t.y4m"))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("not a YUV4MPEG2"), "{message}");
         std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
-        assert!(Video::read(&dir).unwrap_err().to_string().contains("unreadable PNG"));
+        assert!(
+            Video::read(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("unreadable PNG")
+        );
     }
 
     #[test]
     fn masks_threshold_grey_levels_above_127() {
         let mut video = Video::new(3, 1, None);
-        video.frames.push(Frame { rgb: vec![127, 127, 127, 128, 128, 128, 255, 0, 0], alpha: None });
+        video.frames.push(Frame {
+            rgb: vec![127, 127, 127, 128, 128, 128, 255, 0, 0],
+            alpha: None,
+        });
         assert_eq!(video.mask_bits(), vec![vec![false, true, false]]);
     }
 }

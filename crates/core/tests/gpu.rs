@@ -10,7 +10,9 @@ use std::sync::Arc;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use candle_core::{DType, Device, Tensor};
 use soragen_core::device::{DeviceRequest, open_device};
-use soragen_core::gpu::{DeviceImage, ImageConverter, ImageLayout, PixelFormat, StreamOrder, read_image, write_image};
+use soragen_core::gpu::{
+    DeviceImage, ImageConverter, ImageLayout, PixelFormat, StreamOrder, read_image, write_image,
+};
 use soragen_core::model::WanVace;
 use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, read_latents};
 use soragen_core::video::{Frame, Video};
@@ -18,7 +20,8 @@ use soragen_models::max_abs_diff;
 
 /// The GPU these tests need: they are ignored by default and fail where there is none.
 fn gpu() -> Device {
-    open_device(DeviceRequest::Cuda(0)).unwrap_or_else(|reason| panic!("this test needs a GPU: {reason}"))
+    open_device(DeviceRequest::Cuda(0))
+        .unwrap_or_else(|reason| panic!("this test needs a GPU: {reason}"))
 }
 
 fn stream(device: &Device) -> Arc<CudaStream> {
@@ -58,13 +61,32 @@ fn layouts() -> Vec<(ImageLayout, usize)> {
     layouts
 }
 
-fn image_at(memory: &CudaSlice<u8>, stream: &CudaStream, data: usize, layout: ImageLayout) -> DeviceImage {
+fn image_at(
+    memory: &CudaSlice<u8>,
+    stream: &CudaStream,
+    data: usize,
+    layout: ImageLayout,
+) -> DeviceImage {
     let (base, _sync) = memory.device_ptr(stream);
     let address = base + data as u64;
     if layout.bottom_up {
-        DeviceImage::bottom_up(address, layout.width, layout.height, layout.format, layout.row_bytes).unwrap()
+        DeviceImage::bottom_up(
+            address,
+            layout.width,
+            layout.height,
+            layout.format,
+            layout.row_bytes,
+        )
+        .unwrap()
     } else {
-        DeviceImage::top_down(address, layout.width, layout.height, layout.format, layout.row_bytes as usize).unwrap()
+        DeviceImage::top_down(
+            address,
+            layout.width,
+            layout.height,
+            layout.format,
+            layout.row_bytes as usize,
+        )
+        .unwrap()
     }
 }
 
@@ -81,7 +103,11 @@ fn importing_equals_the_cpu_reference_in_every_layout() {
         let converter = unsafe { ImageConverter::new(&device, StreamOrder::Own) }.unwrap();
         let frames = unsafe { converter.import_frames(&[image]) }.unwrap();
         converter.finish().unwrap();
-        assert_eq!(frames[0], read_image(&host, data, &layout).unwrap(), "{layout:?}");
+        assert_eq!(
+            frames[0],
+            read_image(&host, data, &layout).unwrap(),
+            "{layout:?}"
+        );
     }
 }
 
@@ -93,8 +119,14 @@ fn exporting_equals_the_cpu_reference_and_leaves_padding_alone() {
     for (layout, data) in layouts() {
         let len = data + layout.span().end as usize;
         let pixels = layout.width * layout.height;
-        let with_alpha = Frame { rgb: (0..3 * pixels).map(|i| (i * 13 % 256) as u8).collect(), alpha: Some((0..pixels).map(|i| i as u8).collect()) };
-        let opaque = Frame { alpha: None, ..with_alpha.clone() };
+        let with_alpha = Frame {
+            rgb: (0..3 * pixels).map(|i| (i * 13 % 256) as u8).collect(),
+            alpha: Some((0..pixels).map(|i| i as u8).collect()),
+        };
+        let opaque = Frame {
+            alpha: None,
+            ..with_alpha.clone()
+        };
         for frame in [with_alpha, opaque] {
             let mut expected = vec![0x5A; len];
             write_image(&frame, &mut expected, data, &layout).unwrap();
@@ -103,7 +135,12 @@ fn exporting_equals_the_cpu_reference_and_leaves_padding_alone() {
             let converter = unsafe { ImageConverter::new(&device, StreamOrder::Own) }.unwrap();
             unsafe { converter.export_frame(&frame, &image) }.unwrap();
             converter.finish().unwrap();
-            assert_eq!(stream.clone_dtoh(&memory).unwrap(), expected, "{layout:?} alpha={}", frame.alpha.is_some());
+            assert_eq!(
+                stream.clone_dtoh(&memory).unwrap(),
+                expected,
+                "{layout:?} alpha={}",
+                frame.alpha.is_some()
+            );
         }
     }
 }
@@ -118,7 +155,10 @@ fn a_host_stream_carries_the_whole_round_trip() {
     let source = test_memory(64 * 32 * 16, layout.format);
     let input = host_stream.clone_htod(&source).unwrap();
     let output = host_stream.clone_htod(&vec![0_u8; source.len()]).unwrap();
-    let (input_image, output_image) = (image_at(&input, &host_stream, 0, layout), image_at(&output, &host_stream, 0, layout));
+    let (input_image, output_image) = (
+        image_at(&input, &host_stream, 0, layout),
+        image_at(&output, &host_stream, 0, layout),
+    );
 
     let order = StreamOrder::from_raw(host_stream.cu_stream() as *mut std::ffi::c_void);
     let converter = unsafe { ImageConverter::new(&device, order) }.unwrap();
@@ -130,7 +170,13 @@ fn a_host_stream_carries_the_whole_round_trip() {
     let written = host_stream.clone_dtoh(&output).unwrap();
     host_stream.synchronize().unwrap();
     let mut expected = vec![0; source.len()];
-    write_image(&read_image(&source, 0, &layout).unwrap(), &mut expected, 0, &layout).unwrap();
+    write_image(
+        &read_image(&source, 0, &layout).unwrap(),
+        &mut expected,
+        0,
+        &layout,
+    )
+    .unwrap();
     assert_eq!(written, expected);
 }
 
@@ -140,18 +186,43 @@ fn images_of_one_clip_must_share_a_size() {
     let device = gpu();
     let stream = stream(&device);
     let memory = stream.clone_htod(&vec![0_u8; 16 * 16 * 4]).unwrap();
-    let big = image_at(&memory, &stream, 0, ImageLayout::new(16, 16, PixelFormat::Rgba8, 64, false).unwrap());
-    let small = image_at(&memory, &stream, 0, ImageLayout::new(8, 8, PixelFormat::Rgba8, 64, false).unwrap());
+    let big = image_at(
+        &memory,
+        &stream,
+        0,
+        ImageLayout::new(16, 16, PixelFormat::Rgba8, 64, false).unwrap(),
+    );
+    let small = image_at(
+        &memory,
+        &stream,
+        0,
+        ImageLayout::new(8, 8, PixelFormat::Rgba8, 64, false).unwrap(),
+    );
     let converter = unsafe { ImageConverter::new(&device, StreamOrder::Own) }.unwrap();
-    let error = unsafe { converter.import_video(&[big, small], None) }.unwrap_err().to_string();
+    let error = unsafe { converter.import_video(&[big, small], None) }
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("16x16 and 8x8"), "{error}");
-    let error = unsafe { converter.export_frame(&Frame { rgb: vec![0; 3], alpha: None }, &big) }.unwrap_err().to_string();
+    let error = unsafe {
+        converter.export_frame(
+            &Frame {
+                rgb: vec![0; 3],
+                alpha: None,
+            },
+            &big,
+        )
+    }
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("cannot fill a 16x16 image"), "{error}");
 }
 
 fn fixture_cases() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     cases.sort();
     cases
 }
@@ -160,7 +231,12 @@ fn fixture_cases() -> Vec<PathBuf> {
 fn pipeline_frames(case: &Path, device: &Device, dtype: DType) -> (Tensor, Tensor) {
     let request: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("request.json")).unwrap()).unwrap();
-    let model = WanVace::load(&case.join(request["model"].as_str().unwrap()), dtype, device).unwrap();
+    let model = WanVace::load(
+        &case.join(request["model"].as_str().unwrap()),
+        dtype,
+        device,
+    )
+    .unwrap();
     let video = Video::read(&case.join("video")).unwrap();
     let masks = Video::read(&case.join("mask")).unwrap();
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), device).unwrap();
@@ -171,11 +247,21 @@ fn pipeline_frames(case: &Path, device: &Device, dtype: DType) -> (Tensor, Tenso
         conditioning_scale: 1.0,
         noise: Noise::Latents(read_latents(&case.join("latents.safetensors"), device).unwrap()),
     };
-    let prompt = model.encode_prompt(request["prompt"].as_str().unwrap()).unwrap();
-    let negative = model.encode_prompt(request["negative"].as_str().unwrap()).unwrap();
-    let frames = model.generate(&input, &prompt, Some(&negative), &sampling, &Silent).unwrap();
-    let expected = candle_core::safetensors::load(case.join("expected.safetensors"), &Device::Cpu).unwrap();
-    (frames.to_device(&Device::Cpu).unwrap(), expected["frames"].clone())
+    let prompt = model
+        .encode_prompt(request["prompt"].as_str().unwrap())
+        .unwrap();
+    let negative = model
+        .encode_prompt(request["negative"].as_str().unwrap())
+        .unwrap();
+    let frames = model
+        .generate(&input, &prompt, Some(&negative), &sampling, &Silent)
+        .unwrap();
+    let expected =
+        candle_core::safetensors::load(case.join("expected.safetensors"), &Device::Cpu).unwrap();
+    (
+        frames.to_device(&Device::Cpu).unwrap(),
+        expected["frames"].clone(),
+    )
 }
 
 fn case_name(case: &Path) -> String {
@@ -191,8 +277,15 @@ fn the_pipeline_on_the_gpu_matches_the_cpu_and_diffusers_in_f32() {
         let (cpu_frames, _) = pipeline_frames(&case, &Device::Cpu, DType::F32);
         let to_cpu = max_abs_diff(&gpu_frames, &cpu_frames).unwrap();
         let to_diffusers = max_abs_diff(&gpu_frames, &expected).unwrap();
-        println!("{}, f32: GPU vs CPU max |diff| = {to_cpu:e}, GPU vs diffusers {to_diffusers:e}", case_name(&case));
-        assert!(to_cpu <= 1e-3 && to_diffusers <= 1e-3, "{}: {to_cpu} / {to_diffusers}", case.display());
+        println!(
+            "{}, f32: GPU vs CPU max |diff| = {to_cpu:e}, GPU vs diffusers {to_diffusers:e}",
+            case_name(&case)
+        );
+        assert!(
+            to_cpu <= 1e-3 && to_diffusers <= 1e-3,
+            "{}: {to_cpu} / {to_diffusers}",
+            case.display()
+        );
     }
 }
 
@@ -204,7 +297,14 @@ fn the_pipeline_on_the_gpu_in_bf16_reports_its_distance() {
         let (frames, expected) = pipeline_frames(&case, &device, DType::BF16);
         let diff = max_abs_diff(&frames, &expected).unwrap();
         // bf16 keeps 8 bits of mantissa: reported for the record, bounded only loosely.
-        println!("{}, bf16 on the GPU vs diffusers f32: max |diff| = {diff:e}", case_name(&case));
-        assert!(diff.is_finite() && diff <= 0.5, "{}: {diff}", case.display());
+        println!(
+            "{}, bf16 on the GPU vs diffusers f32: max |diff| = {diff:e}",
+            case_name(&case)
+        );
+        assert!(
+            diff.is_finite() && diff <= 0.5,
+            "{}: {diff}",
+            case.display()
+        );
     }
 }

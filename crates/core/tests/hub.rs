@@ -42,7 +42,11 @@ fn lay_out(cache: &Path, repo: &str, revision: &str, commit: &str, folder: &Path
                 std::fs::create_dir_all(&target).unwrap();
                 link(&entry.path(), &target, blobs, depth + 1);
             } else {
-                let blob = format!("{:x}-{}", std::fs::metadata(entry.path()).unwrap().len(), entry.file_name().display());
+                let blob = format!(
+                    "{:x}-{}",
+                    std::fs::metadata(entry.path()).unwrap().len(),
+                    entry.file_name().display()
+                );
                 std::fs::copy(entry.path(), blobs.join(&blob)).unwrap();
                 let up = "../".repeat(depth + 2);
                 std::os::unix::fs::symlink(format!("{up}blobs/{blob}"), target).unwrap();
@@ -62,7 +66,11 @@ fn repository(dir: &Path) -> PathBuf {
     let repo = dir.join("repository");
     copy_dir(&tiny(), &repo);
     std::fs::write(repo.join(".gitattributes"), "*.safetensors filter=lfs\n").unwrap();
-    std::fs::write(repo.join("transformer/diffusion_pytorch_model.bin"), b"pickled weights").unwrap();
+    std::fs::write(
+        repo.join("transformer/diffusion_pytorch_model.bin"),
+        b"pickled weights",
+    )
+    .unwrap();
     std::fs::create_dir_all(repo.join("assets")).unwrap();
     std::fs::write(repo.join("assets/logo.png"), b"png").unwrap();
     repo
@@ -77,11 +85,26 @@ fn one_line(error: &soragen_core::Error) -> String {
 #[test]
 fn ids_parse_with_an_optional_revision_and_paths_do_not() {
     let id = ModelId::parse("Wan-AI/Wan2.1-VACE-1.3B-diffusers").unwrap();
-    assert_eq!((id.repo.as_str(), id.revision.as_str()), ("Wan-AI/Wan2.1-VACE-1.3B-diffusers", "main"));
+    assert_eq!(
+        (id.repo.as_str(), id.revision.as_str()),
+        ("Wan-AI/Wan2.1-VACE-1.3B-diffusers", "main")
+    );
     let id = ModelId::parse("acme/tiny@v1.0").unwrap();
-    assert_eq!((id.repo.as_str(), id.revision.as_str()), ("acme/tiny", "v1.0"));
+    assert_eq!(
+        (id.repo.as_str(), id.revision.as_str()),
+        ("acme/tiny", "v1.0")
+    );
     assert_eq!(id.to_string(), "acme/tiny@v1.0");
-    for path in ["/models/wan", "./wan/vace", "../a/b", "a/b/c", "tiny", "a/", "/b", "a/b@"] {
+    for path in [
+        "/models/wan",
+        "./wan/vace",
+        "../a/b",
+        "a/b/c",
+        "tiny",
+        "a/",
+        "/b",
+        "a/b@",
+    ] {
         assert_eq!(ModelId::parse(path), None, "{path}");
     }
 }
@@ -97,14 +120,21 @@ fn an_id_is_found_in_a_cache_laid_out_like_the_hubs() {
     let cache = scratch("layout");
     let snapshot = lay_out(&cache, "acme/tiny-vace", "main", COMMIT, &tiny());
     let hub = Hub::new(cache.clone()).offline(true);
-    for spec in ["acme/tiny-vace", "acme/tiny-vace@main", &format!("acme/tiny-vace@{COMMIT}")] {
+    for spec in [
+        "acme/tiny-vace",
+        "acme/tiny-vace@main",
+        &format!("acme/tiny-vace@{COMMIT}"),
+    ] {
         assert_eq!(hub.resolve(spec).unwrap(), snapshot, "{spec}");
     }
     WanVace::load(&snapshot, DType::F32, &Device::Cpu).unwrap();
 
     let listed = hub.list();
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].id.to_string(), listed[0].commit.as_str()), ("acme/tiny-vace".into(), COMMIT));
+    assert_eq!(
+        (listed[0].id.to_string(), listed[0].commit.as_str()),
+        ("acme/tiny-vace".into(), COMMIT)
+    );
     assert_eq!(listed[0].folder, snapshot);
     assert!(listed[0].complete);
     assert!(listed[0].bytes > 100_000, "{} bytes", listed[0].bytes);
@@ -118,18 +148,36 @@ fn an_incomplete_snapshot_is_not_used_offline() {
     let hub = Hub::new(cache).offline(true);
     assert!(!hub.list()[0].complete);
     let error = one_line(&hub.resolve("acme/tiny-vace").unwrap_err());
-    assert!(error.contains("acme/tiny-vace is not in the model cache") && error.contains("offline"), "{error}");
+    assert!(
+        error.contains("acme/tiny-vace is not in the model cache") && error.contains("offline"),
+        "{error}"
+    );
 }
 
 #[test]
 fn offline_an_unknown_id_says_so_and_names_the_local_models() {
     let cache = scratch("offline");
     lay_out(&cache, "acme/tiny-vace", "main", COMMIT, &tiny());
-    lay_out(&cache, "acme/other", "v2", "fedcba9876543210fedcba9876543210fedcba98", &tiny());
+    lay_out(
+        &cache,
+        "acme/other",
+        "v2",
+        "fedcba9876543210fedcba9876543210fedcba98",
+        &tiny(),
+    );
     let hub = Hub::new(cache).offline(true).endpoint("http://127.0.0.1:9");
-    let error = one_line(&hub.resolve("Wan-AI/Wan2.1-VACE-1.3B-diffusers").unwrap_err());
-    assert!(error.contains("Wan-AI/Wan2.1-VACE-1.3B-diffusers") && error.contains("HF_HUB_OFFLINE"), "{error}");
-    assert!(error.ends_with("local models: acme/other@v2, acme/tiny-vace"), "{error}");
+    let error = one_line(
+        &hub.resolve("Wan-AI/Wan2.1-VACE-1.3B-diffusers")
+            .unwrap_err(),
+    );
+    assert!(
+        error.contains("Wan-AI/Wan2.1-VACE-1.3B-diffusers") && error.contains("HF_HUB_OFFLINE"),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("local models: acme/other@v2, acme/tiny-vace"),
+        "{error}"
+    );
 
     let empty = Hub::new(scratch("offline-empty")).offline(true);
     let error = one_line(&empty.resolve("acme/tiny-vace").unwrap_err());
@@ -143,7 +191,10 @@ fn an_unreachable_hub_is_one_line_naming_the_local_models() {
     // Nothing listens on the discard port.
     let hub = Hub::new(cache).endpoint("http://127.0.0.1:9");
     let error = one_line(&hub.resolve("acme/missing").unwrap_err());
-    assert!(error.contains("cannot fetch acme/missing from http://127.0.0.1:9"), "{error}");
+    assert!(
+        error.contains("cannot fetch acme/missing from http://127.0.0.1:9"),
+        "{error}"
+    );
     assert!(error.ends_with("local models: acme/tiny-vace"), "{error}");
 }
 
@@ -157,10 +208,22 @@ fn fetching_fills_the_cache_in_the_hubs_layout_with_only_what_a_model_needs() {
     let folder = hub.resolve("acme/tiny-vace").unwrap();
     let root = cache.join("models--acme--tiny-vace");
     assert_eq!(folder, root.join("snapshots").join(COMMIT));
-    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap().trim(), COMMIT);
+    assert_eq!(
+        std::fs::read_to_string(root.join("refs/main"))
+            .unwrap()
+            .trim(),
+        COMMIT
+    );
     let weights = folder.join("transformer/diffusion_pytorch_model.safetensors");
-    assert!(weights.is_symlink(), "snapshot files are links into the blobs");
-    assert!(std::fs::canonicalize(&weights).unwrap().starts_with(std::fs::canonicalize(root.join("blobs")).unwrap()));
+    assert!(
+        weights.is_symlink(),
+        "snapshot files are links into the blobs"
+    );
+    assert!(
+        std::fs::canonicalize(&weights)
+            .unwrap()
+            .starts_with(std::fs::canonicalize(root.join("blobs")).unwrap())
+    );
     let mut expected: Vec<String> = [
         "model_index.json",
         "scheduler/scheduler_config.json",
@@ -176,7 +239,11 @@ fn fetching_fills_the_cache_in_the_hubs_layout_with_only_what_a_model_needs() {
     .map(String::from)
     .to_vec();
     expected.sort();
-    assert_eq!(hub_site.files_fetched(), expected, "only the files a model folder needs");
+    assert_eq!(
+        hub_site.files_fetched(),
+        expected,
+        "only the files a model folder needs"
+    );
     WanVace::verify(&folder).unwrap();
     WanVace::load(&folder, DType::F32, &Device::Cpu).unwrap();
 
@@ -201,6 +268,9 @@ fn a_repository_that_is_not_a_diffusers_model_is_refused() {
     let site = FakeHub::serve(&repo, "acme/weights-only", COMMIT);
     let hub = Hub::new(dir.join("cache")).endpoint(&site.endpoint);
     let error = one_line(&hub.resolve("acme/weights-only").unwrap_err());
-    assert!(error.contains("acme/weights-only is not a diffusers model"), "{error}");
+    assert!(
+        error.contains("acme/weights-only is not a diffusers model"),
+        "{error}"
+    );
     assert!(site.files_fetched().is_empty());
 }

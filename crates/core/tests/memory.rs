@@ -64,14 +64,21 @@ fn clip(frames: usize) -> Video {
     let (width, height) = (640, 320);
     let mut video = Video::new(width, height, Some((16, 1)));
     for f in 0..frames {
-        let rgb = (0..width * height * 3).map(|i| ((i / 3 % width + f * 7) % 251) as u8).collect();
+        let rgb = (0..width * height * 3)
+            .map(|i| ((i / 3 % width + f * 7) % 251) as u8)
+            .collect();
         video.frames.push(Frame { rgb, alpha: None });
     }
     video
 }
 
 fn output_bytes(output: &TaskOutput) -> usize {
-    output.video.frames.iter().map(|f| f.rgb.len() + f.alpha.as_ref().map_or(0, Vec::len)).sum()
+    output
+        .video
+        .frames
+        .iter()
+        .map(|f| f.rgb.len() + f.alpha.as_ref().map_or(0, Vec::len))
+        .sum()
 }
 
 /// Peak heap while the task ran, in all and beyond the output it returned, in MiB.
@@ -85,7 +92,10 @@ fn peak_beyond_output(model: &WanVace, frames: usize) -> (f64, f64) {
         window_frames: 9,
         ..TaskParams::default()
     };
-    let inputs = TaskInputs { clip: Some(clip(4)), ..TaskInputs::default() };
+    let inputs = TaskInputs {
+        clip: Some(clip(4)),
+        ..TaskInputs::default()
+    };
     let kind = TaskKind::ExtendForward { frames };
     let before = HELD.load(Relaxed);
     PEAK.store(before, Relaxed);
@@ -105,6 +115,12 @@ fn memory_beyond_the_output_does_not_grow_with_the_window_count() {
     let (three_peak, three_beyond) = peak_beyond_output(&model, 21);
     println!("1 window: peak {one_peak:.2} MiB, {one_beyond:.2} MiB beyond the output");
     println!("3 windows: peak {three_peak:.2} MiB, {three_beyond:.2} MiB beyond the output");
-    assert!(three_peak > one_peak, "the longer output must cost more in all");
-    assert!(three_beyond <= one_beyond * 1.05 + 0.1, "{three_beyond:.2} MiB vs {one_beyond:.2} MiB");
+    assert!(
+        three_peak > one_peak,
+        "the longer output must cost more in all"
+    );
+    assert!(
+        three_beyond <= one_beyond * 1.05 + 0.1,
+        "{three_beyond:.2} MiB vs {one_beyond:.2} MiB"
+    );
 }

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use soragen_core::model::WanVace;
 use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, read_latents};
-use soragen_models::max_abs_diff;
 use soragen_core::video::Video;
+use soragen_models::max_abs_diff;
 
 const TOLERANCE: f32 = 1e-3;
 /// The random tiny models barely depend on the references: putting them in the wrong order
@@ -30,9 +30,16 @@ const REFERENCE_TOLERANCE: f32 = 5e-5;
 
 fn cases() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 6, "pipeline fixtures missing in {}", root.display());
+    assert!(
+        cases.len() >= 6,
+        "pipeline fixtures missing in {}",
+        root.display()
+    );
     cases
 }
 
@@ -40,15 +47,25 @@ fn run_case(case: &Path) -> f32 {
     let request: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("request.json")).unwrap()).unwrap();
     let device = Device::Cpu;
-    let model = WanVace::load(&case.join(request["model"].as_str().unwrap()), DType::F32, &device).unwrap();
+    let model = WanVace::load(
+        &case.join(request["model"].as_str().unwrap()),
+        DType::F32,
+        &device,
+    )
+    .unwrap();
     let video = Video::read(&case.join("video")).unwrap();
     let masks = Video::read(&case.join("mask")).unwrap();
     let mut input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap();
     if case.join("references").is_dir() {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(case.join("references")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(case.join("references"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
-        let references: Vec<Video> = files.iter().map(|f| Video::read_image(f).unwrap()).collect();
+        let references: Vec<Video> = files
+            .iter()
+            .map(|f| Video::read_image(f).unwrap())
+            .collect();
         input = input.with_references(&references).unwrap();
     }
     let sampling = Sampling {
@@ -58,10 +75,17 @@ fn run_case(case: &Path) -> f32 {
         conditioning_scale: 1.0,
         noise: Noise::Latents(read_latents(&case.join("latents.safetensors"), &device).unwrap()),
     };
-    let prompt = model.encode_prompt(request["prompt"].as_str().unwrap()).unwrap();
-    let negative = model.encode_prompt(request["negative"].as_str().unwrap()).unwrap();
-    let frames = model.generate(&input, &prompt, Some(&negative), &sampling, &Silent).unwrap();
-    let expected = candle_core::safetensors::load(case.join("expected.safetensors"), &device).unwrap();
+    let prompt = model
+        .encode_prompt(request["prompt"].as_str().unwrap())
+        .unwrap();
+    let negative = model
+        .encode_prompt(request["negative"].as_str().unwrap())
+        .unwrap();
+    let frames = model
+        .generate(&input, &prompt, Some(&negative), &sampling, &Silent)
+        .unwrap();
+    let expected =
+        candle_core::safetensors::load(case.join("expected.safetensors"), &device).unwrap();
     let expected = &expected["frames"];
     assert_eq!(frames.dims(), expected.dims(), "{}", case.display());
     max_abs_diff(&frames, expected).unwrap()
@@ -71,10 +95,21 @@ fn run_case(case: &Path) -> f32 {
 fn matches_diffusers_wan_vace_pipeline() {
     for case in cases() {
         let diff = run_case(&case);
-        println!("{}: max |diff| = {diff:e}", case.file_name().unwrap().to_string_lossy());
+        println!(
+            "{}: max |diff| = {diff:e}",
+            case.file_name().unwrap().to_string_lossy()
+        );
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        let tolerance = if name.starts_with("reference_") { REFERENCE_TOLERANCE } else { TOLERANCE };
-        assert!(diff <= tolerance, "{}: max |diff| {diff} > {tolerance}", case.display());
+        let tolerance = if name.starts_with("reference_") {
+            REFERENCE_TOLERANCE
+        } else {
+            TOLERANCE
+        };
+        assert!(
+            diff <= tolerance,
+            "{}: max |diff| {diff} > {tolerance}",
+            case.display()
+        );
     }
 }
 
@@ -82,26 +117,57 @@ fn matches_diffusers_wan_vace_pipeline() {
 /// reference (where diffusers fails), and the output is the clip's one frame.
 #[test]
 fn more_references_than_latent_frames() {
-    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/single_frame");
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/fixtures/pipeline/single_frame");
     let device = Device::Cpu;
     let model = WanVace::load(&case.join("model"), DType::F32, &device).unwrap();
     let video = Video::read(&case.join("video")).unwrap();
     let masks = Video::read(&case.join("mask")).unwrap();
-    let refs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/reference_three/references");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&refs).unwrap().map(|e| e.unwrap().path()).collect();
+    let refs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/fixtures/pipeline/reference_three/references");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&refs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    let references: Vec<Video> = files.iter().map(|f| Video::read_image(f).unwrap()).collect();
-    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap().with_references(&references).unwrap();
+    let references: Vec<Video> = files
+        .iter()
+        .map(|f| Video::read_image(f).unwrap())
+        .collect();
+    let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device)
+        .unwrap()
+        .with_references(&references)
+        .unwrap();
     let context = model.vace_context(&input).unwrap();
     assert_eq!(context.dim(2).unwrap(), 4);
-    let sampling = Sampling { steps: 2, guidance: 1.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(1) };
+    let sampling = Sampling {
+        steps: 2,
+        guidance: 1.0,
+        flow_shift: None,
+        conditioning_scale: 1.0,
+        noise: Noise::Seed(1),
+    };
     let prompt = model.encode_prompt("a cat").unwrap();
-    let frames = model.generate(&input, &prompt, None, &sampling, &Silent).unwrap();
+    let frames = model
+        .generate(&input, &prompt, None, &sampling, &Silent)
+        .unwrap();
     assert_eq!(frames.dims(), &[1, video.height, video.width, 3]);
     // Latents given without the references' frames are refused, naming the shape needed.
-    let short = candle_core::Tensor::zeros((1, 16, 1, video.height / 8, video.width / 8), DType::F32, &device).unwrap();
-    let sampling = Sampling { noise: Noise::Latents(short), ..sampling };
-    let message = model.generate(&input, &prompt, None, &sampling, &Silent).err().unwrap().to_string();
+    let short = candle_core::Tensor::zeros(
+        (1, 16, 1, video.height / 8, video.width / 8),
+        DType::F32,
+        &device,
+    )
+    .unwrap();
+    let sampling = Sampling {
+        noise: Noise::Latents(short),
+        ..sampling
+    };
+    let message = model
+        .generate(&input, &prompt, None, &sampling, &Silent)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(message.contains("[1, 16, 4,"), "{message}");
 }
 
@@ -113,7 +179,12 @@ fn references_are_fitted_as_diffusers_fits_them() {
     use soragen_core::video::Frame;
     let image = |w: usize, h: usize| {
         let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 256) as u8).collect();
-        Video { width: w, height: h, frames: vec![Frame { rgb, alpha: None }], fps: None }
+        Video {
+            width: w,
+            height: h,
+            frames: vec![Frame { rgb, alpha: None }],
+            fps: None,
+        }
     };
     let same = image(16, 8);
     let fitted = fit_reference(&same, 16, 8).unwrap();
@@ -131,7 +202,12 @@ fn references_are_fitted_as_diffusers_fits_them() {
             }
         }
     }
-    assert!(fit_reference(&image(7, 30), 32, 16).unwrap_err().to_string().contains("too small"));
+    assert!(
+        fit_reference(&image(7, 30), 32, 16)
+            .unwrap_err()
+            .to_string()
+            .contains("too small")
+    );
 }
 
 #[test]
@@ -149,7 +225,14 @@ fn tiny_copy(name: &str) -> PathBuf {
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
     let dir = std::env::temp_dir().join(format!("soragen-model-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    for part in ["", "transformer", "vae", "text_encoder", "tokenizer", "scheduler"] {
+    for part in [
+        "",
+        "transformer",
+        "vae",
+        "text_encoder",
+        "tokenizer",
+        "scheduler",
+    ] {
         std::fs::create_dir_all(dir.join(part)).unwrap();
         for entry in std::fs::read_dir(tiny.join(part)).unwrap() {
             let entry = entry.unwrap();
@@ -162,7 +245,10 @@ fn tiny_copy(name: &str) -> PathBuf {
 }
 
 fn load_error(folder: &Path) -> String {
-    WanVace::load(folder, DType::F32, &Device::Cpu).err().expect("loading should fail").to_string()
+    WanVace::load(folder, DType::F32, &Device::Cpu)
+        .err()
+        .expect("loading should fail")
+        .to_string()
 }
 
 #[test]
@@ -180,37 +266,63 @@ fn bad_model_folders_are_clear_errors() {
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
     let message = load_error(&corrupt);
-    assert!(message.contains("diffusion_pytorch_model.safetensors") && message.contains("not a valid safetensors"), "{message}");
+    assert!(
+        message.contains("diffusion_pytorch_model.safetensors")
+            && message.contains("not a valid safetensors"),
+        "{message}"
+    );
 
     let bad_config = tiny_copy("bad-config");
     let config = bad_config.join("transformer/config.json");
-    let text = std::fs::read_to_string(&config).unwrap().replace("\"num_layers\": 3", "\"num_layers\": \"three\"");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"num_layers\": 3", "\"num_layers\": \"three\"");
     std::fs::write(&config, text).unwrap();
     let message = load_error(&bad_config);
-    assert!(message.contains("transformer/config.json") && message.contains("invalid type"), "{message}");
+    assert!(
+        message.contains("transformer/config.json") && message.contains("invalid type"),
+        "{message}"
+    );
 
     // Weights of another shape (a VAE with other channel counts) are named with their file.
     let mismatched = tiny_copy("mismatched");
     for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
-        let other = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/wide_background/model/vae");
+        let other = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/fixtures/pipeline/wide_background/model/vae");
         std::fs::copy(other.join(file), mismatched.join("vae").join(file)).unwrap();
     }
-    std::fs::write(mismatched.join("vae/config.json"), std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny/vae/config.json")).unwrap()).unwrap();
+    std::fs::write(
+        mismatched.join("vae/config.json"),
+        std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny/vae/config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let message = load_error(&mismatched);
-    assert!(message.contains("vae") && message.contains("shape"), "{message}");
+    assert!(
+        message.contains("vae") && message.contains("shape"),
+        "{message}"
+    );
 }
 
 /// A transformer stored under the original Wan release names (`blocks.N.self_attn.q`, ...)
 /// loads through the same folder loader and gives the same frames.
 #[test]
 fn original_wan_tensor_names_give_the_same_frames() {
-    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/pipeline/tiny_extend");
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/fixtures/pipeline/tiny_extend");
     let renamed = tiny_copy("original-names");
     let file = renamed.join("transformer/diffusion_pytorch_model.safetensors");
     let tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
     let original: std::collections::HashMap<String, candle_core::Tensor> = tensors
         .into_iter()
-        .map(|(name, t)| (soragen_models::transformer::diffusers_to_original_name(&name), t))
+        .map(|(name, t)| {
+            (
+                soragen_models::transformer::diffusers_to_original_name(&name),
+                t,
+            )
+        })
         .collect();
     assert!(original.contains_key("blocks.0.self_attn.q.weight"));
     candle_core::safetensors::save(&original, &file).unwrap();
@@ -221,9 +333,17 @@ fn original_wan_tensor_names_give_the_same_frames() {
     let input = VaceInput::from_frames(&video, &masks.mask_bits(), &device).unwrap();
     let run = |folder: &Path| {
         let model = WanVace::load(folder, DType::F32, &device).unwrap();
-        let sampling = Sampling { steps: 2, guidance: 1.0, flow_shift: None, conditioning_scale: 1.0, noise: Noise::Seed(3) };
+        let sampling = Sampling {
+            steps: 2,
+            guidance: 1.0,
+            flow_shift: None,
+            conditioning_scale: 1.0,
+            noise: Noise::Seed(3),
+        };
         let prompt = model.encode_prompt("a harbour at dawn").unwrap();
-        model.generate(&input, &prompt, None, &sampling, &Silent).unwrap()
+        model
+            .generate(&input, &prompt, None, &sampling, &Silent)
+            .unwrap()
     };
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
     assert_eq!(max_abs_diff(&run(&tiny), &run(&renamed)).unwrap(), 0.0);

@@ -39,7 +39,11 @@ fn clip(frames: usize, seed: usize) -> Video {
         let rgb = (0..width * height)
             .flat_map(|i| {
                 let (x, y) = (i % width, i / width);
-                [(20 + x + f + seed) as u8, (30 + y * 2) as u8, (40 + (x + y + 3 * f) % 16) as u8]
+                [
+                    (20 + x + f + seed) as u8,
+                    (30 + y * 2) as u8,
+                    (40 + (x + y + 3 * f) % 16) as u8,
+                ]
             })
             .collect();
         video.frames.push(Frame { rgb, alpha: None });
@@ -48,7 +52,10 @@ fn clip(frames: usize, seed: usize) -> Video {
 }
 
 fn with_clip(clip: Video) -> TaskInputs {
-    TaskInputs { clip: Some(clip), ..TaskInputs::default() }
+    TaskInputs {
+        clip: Some(clip),
+        ..TaskInputs::default()
+    }
 }
 
 /// Records window notifications and steps.
@@ -78,10 +85,22 @@ fn differs(a: &Frame, b: &Frame) -> bool {
 #[test]
 fn extend_forward_appends_new_frames_after_the_untouched_clip() {
     let source = clip(6, 0);
-    let out = run(TaskKind::ExtendForward { frames: 3 }, &with_clip(source.clone()), &params()).unwrap();
+    let out = run(
+        TaskKind::ExtendForward { frames: 3 },
+        &with_clip(source.clone()),
+        &params(),
+    )
+    .unwrap();
     assert_eq!(out.video.len(), 9);
-    assert_eq!((out.video.width, out.video.height, out.video.fps), (40, 20, Some((16, 1))));
-    assert_eq!(out.video.frames[..6], source.frames[..], "kept frames must be the source's bytes");
+    assert_eq!(
+        (out.video.width, out.video.height, out.video.fps),
+        (40, 20, Some((16, 1)))
+    );
+    assert_eq!(
+        out.video.frames[..6],
+        source.frames[..],
+        "kept frames must be the source's bytes"
+    );
     assert!(differs(&out.video.frames[6], &source.frames[5]));
     assert_eq!(out.record.generated, vec![6..9]);
     assert_eq!(out.record.task, "extend-forward");
@@ -91,7 +110,12 @@ fn extend_forward_appends_new_frames_after_the_untouched_clip() {
 #[test]
 fn extend_backward_puts_new_frames_before_the_clip() {
     let source = clip(5, 1);
-    let out = run(TaskKind::ExtendBackward { frames: 4 }, &with_clip(source.clone()), &params()).unwrap();
+    let out = run(
+        TaskKind::ExtendBackward { frames: 4 },
+        &with_clip(source.clone()),
+        &params(),
+    )
+    .unwrap();
     assert_eq!(out.video.len(), 9);
     assert_eq!(out.video.frames[4..], source.frames[..]);
     assert_eq!(out.record.generated, vec![0..4]);
@@ -100,7 +124,12 @@ fn extend_backward_puts_new_frames_before_the_clip() {
 #[test]
 fn insert_is_a_then_new_frames_then_b() {
     let (a, b) = (clip(4, 0), clip(3, 50));
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
+    let inputs = TaskInputs {
+        clip: Some(a.clone()),
+        next: Some(b.clone()),
+        mask: None,
+        references: Vec::new(),
+    };
     let out = run(TaskKind::Insert { frames: 2 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 9);
     assert_eq!(out.video.frames[..4], a.frames[..]);
@@ -110,23 +139,48 @@ fn insert_is_a_then_new_frames_then_b() {
 
 #[test]
 fn generate_makes_the_requested_size_and_count_at_16_fps() {
-    let out = run(TaskKind::Generate { frames: 3, width: 24, height: 20 }, &TaskInputs::default(), &params()).unwrap();
-    assert_eq!((out.video.len(), out.video.width, out.video.height), (3, 24, 20));
+    let out = run(
+        TaskKind::Generate {
+            frames: 3,
+            width: 24,
+            height: 20,
+        },
+        &TaskInputs::default(),
+        &params(),
+    )
+    .unwrap();
+    assert_eq!(
+        (out.video.len(), out.video.width, out.video.height),
+        (3, 24, 20)
+    );
     assert_eq!(out.video.fps, Some((16, 1)));
     assert_eq!(out.record.generated, vec![0..3]);
 }
 
 /// Left 16 columns background, the rest subject; the second frame has no background at all.
 fn half_masks(source: &Video) -> Vec<Vec<u8>> {
-    let left = (0..source.width * source.height).map(|i| if i % source.width < 16 { 255 } else { 0 }).collect();
-    vec![left, vec![0; source.width * source.height], vec![255; source.width * source.height]]
+    let left = (0..source.width * source.height)
+        .map(|i| if i % source.width < 16 { 255 } else { 0 })
+        .collect();
+    vec![
+        left,
+        vec![0; source.width * source.height],
+        vec![255; source.width * source.height],
+    ]
 }
 
 #[test]
 fn replace_background_keeps_the_subject_bytes_and_frames_without_background() {
     let source = clip(3, 0);
-    let inputs = TaskInputs { mask: Some(half_masks(&source)), ..with_clip(source.clone()) };
-    let params = TaskParams { mask_dilation: 2, mask_feather: 1, ..params() };
+    let inputs = TaskInputs {
+        mask: Some(half_masks(&source)),
+        ..with_clip(source.clone())
+    };
+    let params = TaskParams {
+        mask_dilation: 2,
+        mask_feather: 1,
+        ..params()
+    };
     let out = run(TaskKind::ReplaceBackground, &inputs, &params).unwrap();
     assert_eq!(out.video.len(), 3);
     // Subject beyond dilation + feather: the source's bytes.
@@ -135,14 +189,29 @@ fn replace_background_keeps_the_subject_bytes_and_frames_without_background() {
         for x in 0..source.width {
             let at = (y * source.width + x) * 3;
             if x > 16 + 2 {
-                assert_eq!(first.0[at..at + 3], first.1[at..at + 3], "subject pixel ({x}, {y}) changed");
+                assert_eq!(
+                    first.0[at..at + 3],
+                    first.1[at..at + 3],
+                    "subject pixel ({x}, {y}) changed"
+                );
             }
         }
     }
-    let changed = (0..16).filter(|x| first.0[x * 3..x * 3 + 3] != first.1[x * 3..x * 3 + 3]).count();
-    assert!(changed > 8, "background barely replaced ({changed} of 16 pixels)");
-    assert_eq!(out.video.frames[1], source.frames[1], "a frame without background is kept as it is");
-    assert!(differs(&out.video.frames[2], &source.frames[2]), "an all-white mask regenerates the frame");
+    let changed = (0..16)
+        .filter(|x| first.0[x * 3..x * 3 + 3] != first.1[x * 3..x * 3 + 3])
+        .count();
+    assert!(
+        changed > 8,
+        "background barely replaced ({changed} of 16 pixels)"
+    );
+    assert_eq!(
+        out.video.frames[1], source.frames[1],
+        "a frame without background is kept as it is"
+    );
+    assert!(
+        differs(&out.video.frames[2], &source.frames[2]),
+        "an all-white mask regenerates the frame"
+    );
     assert_eq!(out.record.generated, vec![0..1, 2..3]);
 }
 
@@ -150,20 +219,42 @@ fn replace_background_keeps_the_subject_bytes_and_frames_without_background() {
 fn replace_background_takes_the_alpha_channel_without_a_mask() {
     let mut source = clip(2, 0);
     for frame in &mut source.frames {
-        frame.alpha = Some((0..40 * 20).map(|i| if i % 40 < 16 { 0 } else { 255 }).collect());
+        frame.alpha = Some(
+            (0..40 * 20)
+                .map(|i| if i % 40 < 16 { 0 } else { 255 })
+                .collect(),
+        );
     }
-    let out = run(TaskKind::ReplaceBackground, &with_clip(source.clone()), &params()).unwrap();
+    let out = run(
+        TaskKind::ReplaceBackground,
+        &with_clip(source.clone()),
+        &params(),
+    )
+    .unwrap();
     assert_eq!(out.record.generated, vec![0..2]);
     let last = 40 * 20 * 3 - 3;
-    assert_eq!(out.video.frames[0].rgb[last..], source.frames[0].rgb[last..]);
+    assert_eq!(
+        out.video.frames[0].rgb[last..],
+        source.frames[0].rgb[last..]
+    );
 }
 
 #[test]
 fn an_all_black_mask_changes_nothing_and_runs_no_model() {
     let source = clip(2, 0);
-    let inputs = TaskInputs { mask: Some(vec![vec![0; 800]; 2]), ..with_clip(source.clone()) };
+    let inputs = TaskInputs {
+        mask: Some(vec![vec![0; 800]; 2]),
+        ..with_clip(source.clone())
+    };
     let recorder = Recorder::default();
-    let out = run_task(&tiny(), &TaskKind::ReplaceBackground, &inputs, &params(), &recorder).unwrap();
+    let out = run_task(
+        &tiny(),
+        &TaskKind::ReplaceBackground,
+        &inputs,
+        &params(),
+        &recorder,
+    )
+    .unwrap();
     assert_eq!(out.video, source);
     assert!(out.record.generated.is_empty());
     assert_eq!(*recorder.steps.borrow(), 0);
@@ -176,7 +267,15 @@ fn the_same_request_gives_the_same_frames_and_the_seed_matters() {
     let first = run(kind.clone(), &inputs, &params()).unwrap();
     let second = run(kind.clone(), &inputs, &params()).unwrap();
     assert_eq!(first.video, second.video);
-    let other = run(kind, &inputs, &TaskParams { seed: 1, ..params() }).unwrap();
+    let other = run(
+        kind,
+        &inputs,
+        &TaskParams {
+            seed: 1,
+            ..params()
+        },
+    )
+    .unwrap();
     assert_ne!(first.video.frames[5], other.video.frames[5]);
     assert_eq!(first.video.frames[..4], other.video.frames[..4]);
 }
@@ -184,8 +283,16 @@ fn the_same_request_gives_the_same_frames_and_the_seed_matters() {
 #[test]
 fn a_clip_shorter_than_the_context_uses_what_there_is() {
     let source = clip(1, 0);
-    let params = TaskParams { context_frames: 4, ..params() };
-    let out = run(TaskKind::ExtendForward { frames: 2 }, &with_clip(source.clone()), &params).unwrap();
+    let params = TaskParams {
+        context_frames: 4,
+        ..params()
+    };
+    let out = run(
+        TaskKind::ExtendForward { frames: 2 },
+        &with_clip(source.clone()),
+        &params,
+    )
+    .unwrap();
     assert_eq!(out.video.len(), 3);
     assert_eq!(out.video.frames[0], source.frames[0]);
 }
@@ -195,21 +302,38 @@ fn long_outputs_take_several_windows_each_notified() {
     let source = clip(3, 0);
     let recorder = Recorder::default();
     let kind = TaskKind::ExtendForward { frames: 17 };
-    let out = run_task(&tiny(), &kind, &with_clip(source.clone()), &params(), &recorder).unwrap();
+    let out = run_task(
+        &tiny(),
+        &kind,
+        &with_clip(source.clone()),
+        &params(),
+        &recorder,
+    )
+    .unwrap();
     assert_eq!(out.video.len(), 20);
     assert_eq!(out.video.frames[..3], source.frames[..]);
     assert_eq!(out.record.generated, vec![3..20]);
     let windows = recorder.windows.borrow();
     // 9-frame windows with 2 context frames: 7 new frames at most per window.
     assert!(windows.len() >= 3, "{windows:?}");
-    assert!(windows.iter().enumerate().all(|(i, &(index, count))| index == i && count == windows.len()));
+    assert!(
+        windows
+            .iter()
+            .enumerate()
+            .all(|(i, &(index, count))| index == i && count == windows.len())
+    );
     assert_eq!(*recorder.steps.borrow(), 2 * windows.len());
 }
 
 #[test]
 fn long_inserts_end_on_clip_b() {
     let (a, b) = (clip(3, 0), clip(3, 80));
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
+    let inputs = TaskInputs {
+        clip: Some(a.clone()),
+        next: Some(b.clone()),
+        mask: None,
+        references: Vec::new(),
+    };
     let out = run(TaskKind::Insert { frames: 15 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 21);
     assert_eq!(out.video.frames[..3], a.frames[..]);
@@ -221,7 +345,10 @@ fn message(result: Result<TaskOutput>) -> String {
         Ok(out) => panic!("the request must fail, but made {} frames", out.video.len()),
         Err(error) => error,
     };
-    assert!(matches!(error, Error::Input(_) | Error::Request(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Input(_) | Error::Request(_)),
+        "{error:?}"
+    );
     let text = error.to_string();
     assert!(!text.contains('\n'), "one line: {text}");
     text
@@ -232,25 +359,73 @@ fn bad_requests_are_one_line_errors() {
     let p = params();
     let clip_only = with_clip(clip(3, 0));
     let cases: Vec<(TaskKind, TaskInputs, TaskParams, &str)> = vec![
-        (TaskKind::ExtendForward { frames: 0 }, clip_only.clone(), p.clone(), "at least 1"),
-        (TaskKind::ExtendForward { frames: 2 }, TaskInputs::default(), p.clone(), "needs an input clip"),
-        (TaskKind::ExtendBackward { frames: 2 }, with_clip(Video::new(4, 4, None)), p.clone(), "has no frames"),
-        (TaskKind::Insert { frames: 2 }, clip_only.clone(), p.clone(), "second clip"),
-        (TaskKind::Generate { frames: 2, width: 0, height: 8 }, TaskInputs::default(), p.clone(), "width and height"),
-        (TaskKind::ReplaceBackground, clip_only.clone(), p.clone(), "alpha"),
+        (
+            TaskKind::ExtendForward { frames: 0 },
+            clip_only.clone(),
+            p.clone(),
+            "at least 1",
+        ),
+        (
+            TaskKind::ExtendForward { frames: 2 },
+            TaskInputs::default(),
+            p.clone(),
+            "needs an input clip",
+        ),
+        (
+            TaskKind::ExtendBackward { frames: 2 },
+            with_clip(Video::new(4, 4, None)),
+            p.clone(),
+            "has no frames",
+        ),
+        (
+            TaskKind::Insert { frames: 2 },
+            clip_only.clone(),
+            p.clone(),
+            "second clip",
+        ),
+        (
+            TaskKind::Generate {
+                frames: 2,
+                width: 0,
+                height: 8,
+            },
+            TaskInputs::default(),
+            p.clone(),
+            "width and height",
+        ),
+        (
+            TaskKind::ReplaceBackground,
+            clip_only.clone(),
+            p.clone(),
+            "alpha",
+        ),
         (
             TaskKind::ExtendForward { frames: 2 },
             clip_only.clone(),
-            TaskParams { window_frames: 8, ..p.clone() },
+            TaskParams {
+                window_frames: 8,
+                ..p.clone()
+            },
             "4n+1",
         ),
         (
             TaskKind::ExtendForward { frames: 2 },
             clip_only.clone(),
-            TaskParams { context_frames: 5, ..p.clone() },
+            TaskParams {
+                context_frames: 5,
+                ..p.clone()
+            },
             "context",
         ),
-        (TaskKind::ExtendForward { frames: 2 }, clip_only.clone(), TaskParams { steps: 0, ..p.clone() }, "steps"),
+        (
+            TaskKind::ExtendForward { frames: 2 },
+            clip_only.clone(),
+            TaskParams {
+                steps: 0,
+                ..p.clone()
+            },
+            "steps",
+        ),
     ];
     for (kind, inputs, params, expected) in cases {
         println!("{kind:?}, expecting {expected:?}");
@@ -260,24 +435,44 @@ fn bad_requests_are_one_line_errors() {
     let mut b = clip(2, 0);
     b.width = 20;
     b.height = 40;
-    let inputs = TaskInputs { next: Some(b), ..clip_only.clone() };
+    let inputs = TaskInputs {
+        next: Some(b),
+        ..clip_only.clone()
+    };
     assert!(message(run(TaskKind::Insert { frames: 2 }, &inputs, &p)).contains("one size"));
-    let inputs = TaskInputs { mask: Some(vec![vec![255; 800]; 2]), ..clip_only.clone() };
+    let inputs = TaskInputs {
+        mask: Some(vec![vec![255; 800]; 2]),
+        ..clip_only.clone()
+    };
     assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("one mask per frame"));
-    let inputs = TaskInputs { mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]), ..clip_only.clone() };
-    assert!(message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels"));
+    let inputs = TaskInputs {
+        mask: Some(vec![vec![255; 800], vec![255; 800], vec![255; 10]]),
+        ..clip_only.clone()
+    };
+    assert!(
+        message(run(TaskKind::ReplaceBackground, &inputs, &p)).contains("mask 2 has 10 pixels")
+    );
     // Opaque frames without a mask: an error, not the clip handed back as if processed.
     let mut opaque = clip_only.clip.clone().unwrap();
-    opaque.frames.iter_mut().for_each(|frame| frame.alpha = Some(vec![255; 800]));
+    opaque
+        .frames
+        .iter_mut()
+        .for_each(|frame| frame.alpha = Some(vec![255; 800]));
     let text = message(run(TaskKind::ReplaceBackground, &with_clip(opaque), &p));
-    assert!(text.contains("opaque everywhere") && text.contains("marks no background"), "{text}");
+    assert!(
+        text.contains("opaque everywhere") && text.contains("marks no background"),
+        "{text}"
+    );
 }
 
 #[test]
 fn finished_windows_come_from_the_cache() {
     let dir = std::env::temp_dir().join(format!("soragen-task-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cached = TaskParams { cache: Some(dir.clone()), ..params() };
+    let cached = TaskParams {
+        cache: Some(dir.clone()),
+        ..params()
+    };
     let inputs = with_clip(clip(3, 0));
     let kind = TaskKind::ExtendForward { frames: 10 };
     let computed = Recorder::default();
@@ -287,13 +482,24 @@ fn finished_windows_come_from_the_cache() {
 
     let reused = Recorder::default();
     let second = run_task(&tiny(), &kind, &inputs, &cached, &reused).unwrap();
-    assert_eq!(*reused.steps.borrow(), 0, "every window must come from the cache");
+    assert_eq!(
+        *reused.steps.borrow(),
+        0,
+        "every window must come from the cache"
+    );
     assert_eq!(second.video, first.video);
-    assert_eq!(second.video, run(kind.clone(), &inputs, &params()).unwrap().video, "the cache changes nothing");
+    assert_eq!(
+        second.video,
+        run(kind.clone(), &inputs, &params()).unwrap().video,
+        "the cache changes nothing"
+    );
 
     // Anything that changes the output misses: here the prompt, then a source pixel.
     let other_prompt = Recorder::default();
-    let cached = TaskParams { prompt: "a blue car".into(), ..cached };
+    let cached = TaskParams {
+        prompt: "a blue car".into(),
+        ..cached
+    };
     run_task(&tiny(), &kind, &inputs, &cached, &other_prompt).unwrap();
     assert_eq!(*other_prompt.steps.borrow(), 2 * windows);
     let mut changed = inputs.clone();
@@ -315,7 +521,15 @@ fn colour_matching_hides_the_seam() {
     let inputs = with_clip(source);
     let kind = TaskKind::ExtendForward { frames: 4 };
     let seam_with = |color_match| {
-        let out = run(kind.clone(), &inputs, &TaskParams { color_match, ..params() }).unwrap();
+        let out = run(
+            kind.clone(),
+            &inputs,
+            &TaskParams {
+                color_match,
+                ..params()
+            },
+        )
+        .unwrap();
         soragen_core::tasks::seam(&out.video, 6, 0..6)
     };
     let (matched, unmatched) = (seam_with(true), seam_with(false));
@@ -323,9 +537,18 @@ fn colour_matching_hides_the_seam() {
         "seam colour step, relative to the source's own: {:.2} matched, {:.2} unmatched",
         matched.colour, unmatched.colour
     );
-    println!("seam structure step: {:.2} matched, {:.2} unmatched", matched.structure, unmatched.structure);
-    assert!(unmatched.colour > 10.0, "the synthetic case must have a visible seam: {unmatched:?}");
-    assert!(matched.colour < unmatched.colour / 5.0, "{matched:?} vs {unmatched:?}");
+    println!(
+        "seam structure step: {:.2} matched, {:.2} unmatched",
+        matched.structure, unmatched.structure
+    );
+    assert!(
+        unmatched.colour > 10.0,
+        "the synthetic case must have a visible seam: {unmatched:?}"
+    );
+    assert!(
+        matched.colour < unmatched.colour / 5.0,
+        "{matched:?} vs {unmatched:?}"
+    );
 }
 
 /// Distinct frames in order, counting each run of repeats once.
@@ -337,7 +560,10 @@ fn distinct(frames: &[Frame]) -> usize {
 fn assert_blend(frame: &Frame, first: &Frame, second: &Frame, weight: f32) {
     for ((&v, &a), &b) in frame.rgb.iter().zip(&first.rgb).zip(&second.rgb) {
         let expected = a as f32 * (1.0 - weight) + b as f32 * weight;
-        assert!((v as f32 - expected).abs() <= 0.5 + 1e-4, "{v} is not {a} and {b} mixed at {weight}");
+        assert!(
+            (v as f32 - expected).abs() <= 0.5 + 1e-4,
+            "{v} is not {a} and {b} mixed at {weight}"
+        );
     }
 }
 
@@ -362,7 +588,15 @@ fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_are_interpolated_in_time() {
     assert_blend(&frames[12], first_model, second_model, 1.0 / 3.0);
     assert_blend(&frames[13], first_model, second_model, 2.0 / 3.0);
 
-    let one_to_one = run(kind, &inputs, &TaskParams { match_frame_rate: false, ..params() }).unwrap();
+    let one_to_one = run(
+        kind,
+        &inputs,
+        &TaskParams {
+            match_frame_rate: false,
+            ..params()
+        },
+    )
+    .unwrap();
     assert_eq!(distinct(&one_to_one.video.frames[9..]), 6);
 }
 
@@ -370,7 +604,12 @@ fn a_48_fps_source_is_fed_at_16_fps_and_new_frames_are_interpolated_in_time() {
 fn a_48_fps_extension_backward_is_interpolated_towards_the_clip() {
     let mut source = clip(9, 0);
     source.fps = Some((48, 1));
-    let out = run(TaskKind::ExtendBackward { frames: 6 }, &with_clip(source.clone()), &params()).unwrap();
+    let out = run(
+        TaskKind::ExtendBackward { frames: 6 },
+        &with_clip(source.clone()),
+        &params(),
+    )
+    .unwrap();
     assert_eq!(out.video.frames[6..], source.frames[..]);
     assert_eq!(out.record.generated, vec![0..6]);
     // Model frames 3 and 6 frames before the clip, blends between.
@@ -387,10 +626,18 @@ fn a_30_fps_insert_lands_on_clip_b() {
     let (mut a, mut b) = (clip(4, 0), clip(4, 60));
     a.fps = Some((30000, 1001));
     b.fps = a.fps;
-    let inputs = TaskInputs { clip: Some(a.clone()), next: Some(b.clone()), mask: None, references: Vec::new() };
+    let inputs = TaskInputs {
+        clip: Some(a.clone()),
+        next: Some(b.clone()),
+        mask: None,
+        references: Vec::new(),
+    };
     let out = run(TaskKind::Insert { frames: 5 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 13);
-    assert_eq!((&out.video.frames[..4], &out.video.frames[9..]), (&a.frames[..], &b.frames[..]));
+    assert_eq!(
+        (&out.video.frames[..4], &out.video.frames[9..]),
+        (&a.frames[..], &b.frames[..])
+    );
     // 6 steps of 1/29.97 s from A's last to B's first frame are about 3 model steps: 2 new
     // model frames in between, on new frames 2 and 4; the others halfway between neighbours.
     let frames = &out.video.frames;
@@ -420,15 +667,29 @@ fn cancelling_stops_between_steps_and_windows() {
     let inputs = with_clip(clip(3, 0));
     let kind = TaskKind::ExtendForward { frames: 17 };
     for after in [0, 1, 2, 3] {
-        let observer = CancelAfter { after, steps: RefCell::new(0) };
+        let observer = CancelAfter {
+            after,
+            steps: RefCell::new(0),
+        };
         let result = run_task(&tiny(), &kind, &inputs, &params(), &observer);
-        assert!(matches!(result, Err(Error::Cancelled)), "cancel after {after} steps");
-        assert_eq!(*observer.steps.borrow(), after, "no step runs once cancelled");
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "cancel after {after} steps"
+        );
+        assert_eq!(
+            *observer.steps.borrow(),
+            after,
+            "no step runs once cancelled"
+        );
     }
 }
 
 fn mean_level(frames: &[Frame]) -> f64 {
-    let total: u64 = frames.iter().flat_map(|f| f.rgb.iter()).map(|&v| v as u64).sum();
+    let total: u64 = frames
+        .iter()
+        .flat_map(|f| f.rgb.iter())
+        .map(|&v| v as u64)
+        .sum();
     total as f64 / frames.iter().map(|f| f.rgb.len()).sum::<usize>() as f64
 }
 
@@ -442,10 +703,23 @@ fn colour_does_not_drift_over_windows() {
     }
     let recorder = Recorder::default();
     let kind = TaskKind::ExtendForward { frames: 24 };
-    let out = run_task(&tiny(), &kind, &with_clip(source.clone()), &params(), &recorder).unwrap();
+    let out = run_task(
+        &tiny(),
+        &kind,
+        &with_clip(source.clone()),
+        &params(),
+        &recorder,
+    )
+    .unwrap();
     assert!(recorder.windows.borrow().len() >= 4);
-    let (anchor, last) = (mean_level(&source.frames[2..]), mean_level(&out.video.frames[24..]));
-    assert!((anchor - last).abs() < 3.0, "source tail {anchor:.1}, last frames {last:.1}");
+    let (anchor, last) = (
+        mean_level(&source.frames[2..]),
+        mean_level(&out.video.frames[24..]),
+    );
+    assert!(
+        (anchor - last).abs() < 3.0,
+        "source tail {anchor:.1}, last frames {last:.1}"
+    );
 }
 
 /// What a host that hands over frames on demand (OpenFX, GStreamer) must give: the last
@@ -454,7 +728,10 @@ fn colour_does_not_drift_over_windows() {
 /// apart at 30 fps).
 #[test]
 fn the_context_span_before_a_cut_is_all_a_task_reads_of_the_clip() {
-    let params = TaskParams { context_frames: 3, ..params() };
+    let params = TaskParams {
+        context_frames: 3,
+        ..params()
+    };
     let kind = TaskKind::ExtendForward { frames: 4 };
     for fps in [(16, 1), (24, 1), (25, 1), (30000, 1001)] {
         let mut whole = clip(24, 1);
@@ -467,14 +744,25 @@ fn the_context_span_before_a_cut_is_all_a_task_reads_of_the_clip() {
         };
         let from_whole = run(kind.clone(), &with_clip(whole.clone()), &params).unwrap();
         let from_tail = run(kind.clone(), &with_clip(tail_of(span)), &params).unwrap();
-        assert_eq!(from_whole.video.frames[whole.len()..], from_tail.video.frames[span..], "{fps:?}: span {span}");
+        assert_eq!(
+            from_whole.video.frames[whole.len()..],
+            from_tail.video.frames[span..],
+            "{fps:?}: span {span}"
+        );
         if span > params.context_frames {
             let short = run(kind.clone(), &with_clip(tail_of(span - 1)), &params).unwrap();
-            assert_ne!(from_whole.video.frames[whole.len()..], short.video.frames[span - 1..], "{fps:?}: {span} frames are needed");
+            assert_ne!(
+                from_whole.video.frames[whole.len()..],
+                short.video.frames[span - 1..],
+                "{fps:?}: {span} frames are needed"
+            );
         }
     }
     assert_eq!(soragen_core::tasks::context_span(&params, Some((16, 1))), 3);
-    assert_eq!(soragen_core::tasks::context_span(&params, Some((30000, 1001))), 5);
+    assert_eq!(
+        soragen_core::tasks::context_span(&params, Some((30000, 1001))),
+        5
+    );
 }
 
 /// Hosts (OpenFX, GStreamer) call `run_task` directly: every size, count and number is checked
@@ -483,19 +771,70 @@ fn the_context_span_before_a_cut_is_all_a_task_reads_of_the_clip() {
 fn out_of_range_requests_are_refused_before_any_allocation() {
     let model = tiny();
     let silent = soragen_core::vace::Silent;
-    let huge = TaskKind::Generate { frames: 100_000, width: 16384, height: 16384 };
-    let message = run_task(&model, &huge, &TaskInputs::default(), &params(), &silent).unwrap_err().to_string();
-    assert!(message.starts_with("not enough memory: this task needs about"), "{message}");
+    let huge = TaskKind::Generate {
+        frames: 100_000,
+        width: 16384,
+        height: 16384,
+    };
+    let message = run_task(&model, &huge, &TaskInputs::default(), &params(), &silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("not enough memory: this task needs about"),
+        "{message}"
+    );
     let cases: [(TaskKind, TaskParams, &str); 5] = [
-        (TaskKind::Generate { frames: usize::MAX, width: 16, height: 16 }, params(), "frame count"),
-        (TaskKind::Generate { frames: 1, width: 1, height: 1_000_000_000 }, params(), "width and height"),
-        (TaskKind::ExtendForward { frames: 1 }, TaskParams { context_frames: 1 << 63, ..params() }, "context frames"),
-        (TaskKind::ExtendForward { frames: 1 }, TaskParams { guidance: f64::NAN, ..params() }, "guidance NaN"),
-        (TaskKind::ExtendForward { frames: 1 }, TaskParams { working_pixels: Some(100_000_000), ..params() }, "working pixels"),
+        (
+            TaskKind::Generate {
+                frames: usize::MAX,
+                width: 16,
+                height: 16,
+            },
+            params(),
+            "frame count",
+        ),
+        (
+            TaskKind::Generate {
+                frames: 1,
+                width: 1,
+                height: 1_000_000_000,
+            },
+            params(),
+            "width and height",
+        ),
+        (
+            TaskKind::ExtendForward { frames: 1 },
+            TaskParams {
+                context_frames: 1 << 63,
+                ..params()
+            },
+            "context frames",
+        ),
+        (
+            TaskKind::ExtendForward { frames: 1 },
+            TaskParams {
+                guidance: f64::NAN,
+                ..params()
+            },
+            "guidance NaN",
+        ),
+        (
+            TaskKind::ExtendForward { frames: 1 },
+            TaskParams {
+                working_pixels: Some(100_000_000),
+                ..params()
+            },
+            "working pixels",
+        ),
     ];
     for (kind, params, expected) in cases {
-        let message = run_task(&model, &kind, &with_clip(clip(3, 1)), &params, &silent).unwrap_err().to_string();
-        assert!(message.contains(expected) && !message.contains('\n'), "{message}");
+        let message = run_task(&model, &kind, &with_clip(clip(3, 1)), &params, &silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(expected) && !message.contains('\n'),
+            "{message}"
+        );
     }
 }
 
@@ -506,7 +845,11 @@ fn reference(width: usize, height: usize, shade: u8) -> Video {
         .flat_map(|i| {
             let (x, y) = (i % width, i / width);
             let inside = x > width / 4 && x < 3 * width / 4 && y > height / 4;
-            if inside { [shade, 40, (x * 5) as u8] } else { [255, 255, 255] }
+            if inside {
+                [shade, 40, (x * 5) as u8]
+            } else {
+                [255, 255, 255]
+            }
         })
         .collect();
     video.frames.push(Frame { rgb, alpha: None });
@@ -521,33 +864,66 @@ fn references_condition_every_window() {
     let source = clip(4, 2);
     let kind = TaskKind::ExtendForward { frames: 12 };
     let plain = run(kind.clone(), &with_clip(source.clone()), &params()).unwrap();
-    let inputs = TaskInputs { references: vec![reference(24, 40, 200)], ..with_clip(source.clone()) };
+    let inputs = TaskInputs {
+        references: vec![reference(24, 40, 200)],
+        ..with_clip(source.clone())
+    };
     let recorder = Recorder::default();
     let out = run_task(&tiny(), &kind, &inputs, &params(), &recorder).unwrap();
-    assert!(recorder.windows.borrow().len() >= 2, "{:?}", recorder.windows.borrow());
+    assert!(
+        recorder.windows.borrow().len() >= 2,
+        "{:?}",
+        recorder.windows.borrow()
+    );
     assert_eq!(out.video.len(), 16);
     assert_eq!(out.video.frames[..4], source.frames[..]);
     assert_eq!(out.record.generated, plain.record.generated);
     for index in 4..16 {
-        assert!(differs(&out.video.frames[index], &plain.video.frames[index]), "frame {index}");
+        assert!(
+            differs(&out.video.frames[index], &plain.video.frames[index]),
+            "frame {index}"
+        );
     }
     let again = run(kind.clone(), &inputs, &params()).unwrap();
     assert_eq!(again.video, out.video);
 
     let cache = std::env::temp_dir().join(format!("soragen-ref-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
-    let cached = TaskParams { cache: Some(cache.clone()), ..params() };
-    assert_eq!(run(kind.clone(), &inputs, &cached).unwrap().video, out.video);
-    let other = TaskInputs { references: vec![reference(24, 40, 30)], ..with_clip(source.clone()) };
+    let cached = TaskParams {
+        cache: Some(cache.clone()),
+        ..params()
+    };
+    assert_eq!(
+        run(kind.clone(), &inputs, &cached).unwrap().video,
+        out.video
+    );
+    let other = TaskInputs {
+        references: vec![reference(24, 40, 30)],
+        ..with_clip(source.clone())
+    };
     let other_out = run(kind.clone(), &other, &cached).unwrap();
     assert_ne!(other_out.video.frames[4..], out.video.frames[4..]);
-    assert_eq!(run(kind.clone(), &with_clip(source.clone()), &cached).unwrap().video, plain.video);
+    assert_eq!(
+        run(kind.clone(), &with_clip(source.clone()), &cached)
+            .unwrap()
+            .video,
+        plain.video
+    );
     let _ = std::fs::remove_dir_all(&cache);
 
     // Two references, and a reference too small to fit, named.
-    let two = TaskInputs { references: vec![reference(24, 40, 200), reference(64, 16, 90)], ..with_clip(source.clone()) };
-    assert_eq!(run(kind.clone(), &two, &params()).unwrap().video.frames[..4], source.frames[..]);
-    let tiny_ref = TaskInputs { references: vec![reference(4, 4, 9)], ..with_clip(source) };
+    let two = TaskInputs {
+        references: vec![reference(24, 40, 200), reference(64, 16, 90)],
+        ..with_clip(source.clone())
+    };
+    assert_eq!(
+        run(kind.clone(), &two, &params()).unwrap().video.frames[..4],
+        source.frames[..]
+    );
+    let tiny_ref = TaskInputs {
+        references: vec![reference(4, 4, 9)],
+        ..with_clip(source)
+    };
     let message = run(kind, &tiny_ref, &params()).unwrap_err().to_string();
     assert!(message.contains("too small"), "{message}");
 }
@@ -560,20 +936,46 @@ fn animate_extends_a_still() {
     let mut still = clip(1, 5);
     still.fps = None;
     let references = [reference(24, 40, 120)];
-    let out = animate(&tiny(), &still, 14, &references, &params(), &Recorder::default()).unwrap();
+    let out = animate(
+        &tiny(),
+        &still,
+        14,
+        &references,
+        &params(),
+        &Recorder::default(),
+    )
+    .unwrap();
     assert_eq!(out.video.len(), 14);
     assert_eq!(out.video.fps, Some((16, 1)));
     assert_eq!(out.video.frames[0], still.frames[0]);
-    assert!(out.video.frames[1..].iter().all(|f| differs(f, &still.frames[0])));
+    assert!(
+        out.video.frames[1..]
+            .iter()
+            .all(|f| differs(f, &still.frames[0]))
+    );
     assert_eq!(out.record.generated, vec![1..14]);
     assert_eq!(out.record.task, "animate");
     let mut clip16 = still.clone();
     clip16.fps = Some((16, 1));
-    let inputs = TaskInputs { references: references.to_vec(), ..with_clip(clip16) };
+    let inputs = TaskInputs {
+        references: references.to_vec(),
+        ..with_clip(clip16)
+    };
     let extended = run(TaskKind::ExtendForward { frames: 13 }, &inputs, &params()).unwrap();
     assert_eq!(extended.video, out.video);
-    let message = animate(&tiny(), &still, 1, &[], &params(), &Recorder::default()).unwrap_err().to_string();
+    let message = animate(&tiny(), &still, 1, &[], &params(), &Recorder::default())
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("at least 2"), "{message}");
-    let message = animate(&tiny(), &clip(2, 0), 5, &[], &params(), &Recorder::default()).unwrap_err().to_string();
+    let message = animate(
+        &tiny(),
+        &clip(2, 0),
+        5,
+        &[],
+        &params(),
+        &Recorder::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(message.contains("one image"), "{message}");
 }

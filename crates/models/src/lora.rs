@@ -56,7 +56,10 @@ impl Hash for LoraSpec {
 
 impl LoraSpec {
     pub fn new(path: impl Into<PathBuf>, strength: f64) -> Self {
-        Self { path: path.into(), strength }
+        Self {
+            path: path.into(),
+            strength,
+        }
     }
 
     /// `FILE` (strength 1) or `FILE:STRENGTH`. A suffix after the last `:` that is not a number
@@ -65,7 +68,11 @@ impl LoraSpec {
         let (path, strength) = match arg.rsplit_once(':') {
             Some((path, strength)) if !path.is_empty() => match strength.trim().parse::<f64>() {
                 Ok(value) if value.is_finite() => (path, value),
-                Ok(_) => return Err(err(format!("LoRA strength in {arg:?} is not a finite number"))),
+                Ok(_) => {
+                    return Err(err(format!(
+                        "LoRA strength in {arg:?} is not a finite number"
+                    )));
+                }
                 Err(_) => (arg, 1.0),
             },
             _ => (arg, 1.0),
@@ -79,7 +86,13 @@ impl LoraSpec {
     /// The same adapter with its path made absolute (and resolved) where the file exists: the
     /// identity a loaded model is known by.
     pub fn canonical(&self) -> Self {
-        Self { path: self.path.canonicalize().unwrap_or_else(|_| self.path.clone()), strength: self.strength }
+        Self {
+            path: self
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| self.path.clone()),
+            strength: self.strength,
+        }
     }
 }
 
@@ -121,8 +134,14 @@ impl Delta {
         let change = match &self.change {
             Change::LowRank { down, up } => {
                 let rank = down.dim(0)?;
-                let down = down.to_device(device)?.to_dtype(DType::F32)?.flatten_from(1)?;
-                let up = up.to_device(device)?.to_dtype(DType::F32)?.reshape((up.dim(0)?, rank))?;
+                let down = down
+                    .to_device(device)?
+                    .to_dtype(DType::F32)?
+                    .flatten_from(1)?;
+                let up = up
+                    .to_device(device)?
+                    .to_dtype(DType::F32)?
+                    .reshape((up.dim(0)?, rank))?;
                 let product = up.matmul(&down)?;
                 let (out, inner) = product.dims2()?;
                 if shape.first() != Some(&out) || shape[1..].iter().product::<usize>() != inner {
@@ -224,7 +243,10 @@ impl Adapters {
                 deltas.entry(target).or_default().push(delta);
             }
         }
-        Ok(Self { deltas, applied: Mutex::default() })
+        Ok(Self {
+            deltas,
+            applied: Mutex::default(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -240,7 +262,10 @@ impl Adapters {
     /// names (wrap outside any renaming).
     pub fn wrap(self: &Arc<Self>, vb: VarBuilder<'static>) -> VarBuilder<'static> {
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let backend: Box<dyn SimpleBackend> = Box::new(Merging { adapters: Arc::clone(self), inner: vb });
+        let backend: Box<dyn SimpleBackend> = Box::new(Merging {
+            adapters: Arc::clone(self),
+            inner: vb,
+        });
         VarBuilder::from_backend(backend, dtype, device)
     }
 
@@ -257,8 +282,15 @@ impl Adapters {
         match missing.first() {
             None => Ok(()),
             Some((target, delta)) => {
-                let more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
-                Err(err(format!("{} matches no tensor of the transformer (as {target}){more}", delta.describe())))
+                let more = if missing.len() > 1 {
+                    format!(" (and {} more)", missing.len() - 1)
+                } else {
+                    String::new()
+                };
+                Err(err(format!(
+                    "{} matches no tensor of the transformer (as {target}){more}",
+                    delta.describe()
+                )))
             }
         }
     }
@@ -267,7 +299,10 @@ impl Adapters {
         let Some(deltas) = self.deltas.get(name) else {
             return base.to_dtype(dtype);
         };
-        self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
         let shape = base.dims().to_vec();
         let mut merged = base.to_dtype(DType::F32)?;
         for delta in deltas {
@@ -284,11 +319,24 @@ struct Merging {
 }
 
 impl SimpleBackend for Merging {
-    fn get(&self, s: Shape, name: &str, h: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
         if !self.adapters.deltas.contains_key(name) {
-            return self.inner.get_with_hints_dtype(s, name, h, dtype)?.to_device(dev);
+            return self
+                .inner
+                .get_with_hints_dtype(s, name, h, dtype)?
+                .to_device(dev);
         }
-        let base = self.inner.get_with_hints_dtype(s, name, h, DType::F32)?.to_device(dev)?;
+        let base = self
+            .inner
+            .get_with_hints_dtype(s, name, h, DType::F32)?
+            .to_device(dev)?;
         self.adapters.merge(name, base, dtype)
     }
 
@@ -296,7 +344,10 @@ impl SimpleBackend for Merging {
         if !self.adapters.deltas.contains_key(name) {
             return self.inner.get_unchecked_dtype(name, dtype)?.to_device(dev);
         }
-        let base = self.inner.get_unchecked_dtype(name, DType::F32)?.to_device(dev)?;
+        let base = self
+            .inner
+            .get_unchecked_dtype(name, DType::F32)?
+            .to_device(dev)?;
         self.adapters.merge(name, base, dtype)
     }
 
@@ -308,15 +359,24 @@ impl SimpleBackend for Merging {
 /// The adapter's changes, by target tensor (diffusers name).
 fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
     let path = &spec.path;
-    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open LoRA file {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| err(format!("cannot open LoRA file {}: {e}", path.display())))?;
     // SAFETY: read-only map, dropped before returning (the tensors are copied out).
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map LoRA file {}: {e}", path.display())))?;
-    let tensors = SafeTensors::deserialize(&map)
-        .map_err(|e| err(format!("{} is not a valid safetensors file: {e}", path.display())))?;
+    let map = unsafe { Mmap::map(&file) }
+        .map_err(|e| err(format!("cannot map LoRA file {}: {e}", path.display())))?;
+    let tensors = SafeTensors::deserialize(&map).map_err(|e| {
+        err(format!(
+            "{} is not a valid safetensors file: {e}",
+            path.display()
+        ))
+    })?;
     let peft = PeftAlpha::from_metadata(&map, path)?;
     let names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
     if names.is_empty() {
-        return Err(err(format!("LoRA file {} holds no tensors", path.display())));
+        return Err(err(format!(
+            "LoRA file {} holds no tensors",
+            path.display()
+        )));
     }
     let file = Arc::new(path.clone());
     let unknown = |key: &str| err(format!("unknown LoRA key {key} in {}", path.display()));
@@ -335,7 +395,8 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
         None
     };
     let unprefixed_naming = if names.iter().any(|n| {
-        n.split('.').any(|segment| ORIGINAL_SEGMENTS.contains(&segment))
+        n.split('.')
+            .any(|segment| ORIGINAL_SEGMENTS.contains(&segment))
             || n.contains(".ffn.0.")
             || n.contains(".ffn.2.")
     }) {
@@ -347,19 +408,25 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
     let mut modules: BTreeMap<(String, Naming), ModuleParts> = BTreeMap::new();
     for name in &names {
         let (naming, rest) = strip(name).unwrap_or((unprefixed_naming, name.clone()));
-        let Some((module, part)) =
-            SUFFIXES.iter().find_map(|(suffix, part)| rest.strip_suffix(suffix).map(|m| (m.to_string(), *part)))
+        let Some((module, part)) = SUFFIXES
+            .iter()
+            .find_map(|(suffix, part)| rest.strip_suffix(suffix).map(|m| (m.to_string(), *part)))
         else {
             return Err(unknown(name));
         };
-        let view = tensors.tensor(name).map_err(|e| err(format!("{}: {name}: {e}", path.display())))?;
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| err(format!("{}: {name}: {e}", path.display())))?;
         let dtype = match view.dtype() {
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::F16 => DType::F16,
             safetensors::Dtype::BF16 => DType::BF16,
             safetensors::Dtype::F64 => DType::F64,
             other => {
-                return Err(err(format!("LoRA key {name} in {} has unsupported dtype {other:?}", path.display())));
+                return Err(err(format!(
+                    "LoRA key {name} in {} has unsupported dtype {other:?}",
+                    path.display()
+                )));
             }
         };
         let tensor = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
@@ -403,9 +470,15 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
                     )));
                 }
                 if let Some((alpha_key, alpha)) = &parts.alpha {
-                    let values = alpha.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    let values = alpha
+                        .to_dtype(DType::F64)?
+                        .flatten_all()?
+                        .to_vec1::<f64>()?;
                     let [alpha] = values[..] else {
-                        return Err(err(format!("LoRA key {alpha_key} in {} is not a single number", path.display())));
+                        return Err(err(format!(
+                            "LoRA key {alpha_key} in {} is not a single number",
+                            path.display()
+                        )));
                     };
                     scale *= alpha / rank as f64;
                 } else if naming == Naming::Diffusers
@@ -413,18 +486,28 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
                 {
                     scale *= peft.scale(&module, rank);
                 }
-                out.push((target("weight"), delta(&down_key, Change::LowRank { down, up }, scale)));
+                out.push((
+                    target("weight"),
+                    delta(&down_key, Change::LowRank { down, up }, scale),
+                ));
             }
             (Some((key, _)), None) | (None, Some((key, _))) => {
                 return Err(err(format!(
                     "LoRA key {key} in {} has no {} matrix",
                     path.display(),
-                    if key.contains("down") || key.contains("lora_A") { "up (B)" } else { "down (A)" }
+                    if key.contains("down") || key.contains("lora_A") {
+                        "up (B)"
+                    } else {
+                        "down (A)"
+                    }
                 )));
             }
             (None, None) => {
                 if let Some((key, _)) = parts.alpha {
-                    return Err(err(format!("LoRA key {key} in {} belongs to no low-rank pair", path.display())));
+                    return Err(err(format!(
+                        "LoRA key {key} in {} belongs to no low-rank pair",
+                        path.display()
+                    )));
                 }
             }
         }
@@ -433,10 +516,16 @@ fn read_adapter(spec: &LoraSpec) -> Result<Vec<(String, Delta)>> {
             out.push((target("bias"), delta(&key, Change::Full(bias), scale)));
         }
         if let Some((key, diff)) = parts.diff {
-            out.push((target("weight"), delta(&key, Change::Full(diff), spec.strength)));
+            out.push((
+                target("weight"),
+                delta(&key, Change::Full(diff), spec.strength),
+            ));
         }
         if let Some((key, diff)) = parts.diff_bias {
-            out.push((target("bias"), delta(&key, Change::Full(diff), spec.strength)));
+            out.push((
+                target("bias"),
+                delta(&key, Change::Full(diff), spec.strength),
+            ));
         }
     }
     Ok(out)
@@ -454,26 +543,51 @@ struct PeftAlpha {
 
 impl PeftAlpha {
     fn from_metadata(map: &[u8], path: &std::path::Path) -> Result<Option<Self>> {
-        let (_, metadata) = SafeTensors::read_metadata(map)
-            .map_err(|e| err(format!("{} is not a valid safetensors file: {e}", path.display())))?;
-        let Some(text) = metadata.metadata().as_ref().and_then(|m| m.get("lora_adapter_metadata")) else {
+        let (_, metadata) = SafeTensors::read_metadata(map).map_err(|e| {
+            err(format!(
+                "{} is not a valid safetensors file: {e}",
+                path.display()
+            ))
+        })?;
+        let Some(text) = metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("lora_adapter_metadata"))
+        else {
             return Ok(None);
         };
         let bad = |what: &str| err(format!("{}: lora_adapter_metadata {what}", path.display()));
-        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&format!("is not JSON: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(&format!("is not JSON: {e}")))?;
         let alpha = match json.get("transformer.lora_alpha") {
             None | Some(serde_json::Value::Null) => None,
-            Some(value) => Some(value.as_f64().ok_or_else(|| bad("has a lora_alpha that is not a number"))?),
+            Some(value) => Some(
+                value
+                    .as_f64()
+                    .ok_or_else(|| bad("has a lora_alpha that is not a number"))?,
+            ),
         };
         let mut pattern = Vec::new();
-        if let Some(object) = json.get("transformer.alpha_pattern").and_then(|v| v.as_object()) {
+        if let Some(object) = json
+            .get("transformer.alpha_pattern")
+            .and_then(|v| v.as_object())
+        {
             for (name, value) in object {
-                let value = value.as_f64().ok_or_else(|| bad(&format!("has a non-numeric alpha for {name}")))?;
+                let value = value
+                    .as_f64()
+                    .ok_or_else(|| bad(&format!("has a non-numeric alpha for {name}")))?;
                 pattern.push((name.trim_start_matches('^').to_string(), value));
             }
         }
-        let rslora = json.get("transformer.use_rslora").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(Some(Self { alpha, pattern, rslora }))
+        let rslora = json
+            .get("transformer.use_rslora")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        Ok(Some(Self {
+            alpha,
+            pattern,
+            rslora,
+        }))
     }
 
     /// `alpha / rank` (or `alpha / sqrt(rank)` with rsLoRA) for `module`, 1 without an alpha.

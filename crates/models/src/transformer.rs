@@ -529,7 +529,8 @@ impl WanTransformer {
                 text.batch
             )
         }
-        self.forwards.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+        self.forwards
+            .fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
         let rope = self.rope.tables(grid)?;
         let (temb, time_modulation) = self.embed_timestep(timestep, batch)?;
         let mut x = self

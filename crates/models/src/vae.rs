@@ -218,11 +218,17 @@ impl AutoencoderKLWan {
     /// Latents `[B, z_dim, T, h, w]` (un-normalised) -> video `[B, out_channels, F, 8h, 8w]`
     /// clamped to [-1, 1], as `vae.decode(z).sample`. Computed in the weights' dtype.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        Ok(self.decode_until(latents, &|| false)?.expect("never stopped"))
+        Ok(self
+            .decode_until(latents, &|| false)?
+            .expect("never stopped"))
     }
 
     /// [`Self::decode`], polling `stop` before each latent frame: `None` once it says stop.
-    pub fn decode_until(&self, latents: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
+    pub fn decode_until(
+        &self,
+        latents: &Tensor,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Tensor>> {
         let (_, channels, frames, height, width) = latents.dims5()?;
         if channels != self.config.z_dim {
             candle_core::bail!(

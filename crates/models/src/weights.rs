@@ -60,7 +60,10 @@ impl Weights {
     /// if there is one, otherwise every `*.safetensors` file in it.
     pub fn open_dir(dir: &Path) -> Result<Arc<Self>> {
         if !dir.is_dir() {
-            return Err(err(format!("model folder {} does not exist", dir.display())));
+            return Err(err(format!(
+                "model folder {} does not exist",
+                dir.display()
+            )));
         }
         let listing = std::fs::read_dir(dir)
             .map_err(|e| err(format!("cannot read {}: {e}", dir.display())))?;
@@ -69,17 +72,22 @@ impl Weights {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let files: Vec<PathBuf> =
-            match names.iter().find(|n| n.ends_with(".safetensors.index.json")) {
-                Some(index) => shards_of_index(&dir.join(index))?,
-                None => names
-                    .iter()
-                    .filter(|n| n.ends_with(".safetensors"))
-                    .map(|n| dir.join(n))
-                    .collect(),
-            };
+        let files: Vec<PathBuf> = match names
+            .iter()
+            .find(|n| n.ends_with(".safetensors.index.json"))
+        {
+            Some(index) => shards_of_index(&dir.join(index))?,
+            None => names
+                .iter()
+                .filter(|n| n.ends_with(".safetensors"))
+                .map(|n| dir.join(n))
+                .collect(),
+        };
         if files.is_empty() {
-            return Err(err(format!("no *.safetensors weights in {}", dir.display())));
+            return Err(err(format!(
+                "no *.safetensors weights in {}",
+                dir.display()
+            )));
         }
         Self::open_files(&dir.display().to_string(), &files)
     }
@@ -114,7 +122,10 @@ impl Weights {
                     file: Some(index),
                     dtype,
                     shape: info.shape.clone(),
-                    bytes: (data_start + info.data_offsets.0, data_start + info.data_offsets.1),
+                    bytes: (
+                        data_start + info.data_offsets.0,
+                        data_start + info.data_offsets.1,
+                    ),
                 };
                 if entries.insert(name.clone(), entry).is_some() {
                     return Err(err(format!(
@@ -122,30 +133,70 @@ impl Weights {
                     )));
                 }
             }
-            files.push(MappedFile { path: path.clone(), map });
+            files.push(MappedFile {
+                path: path.clone(),
+                map,
+            });
         }
-        Ok(Arc::new(Self { origin: origin.to_string(), files, entries, used: Mutex::default() }))
+        Ok(Arc::new(Self {
+            origin: origin.to_string(),
+            files,
+            entries,
+            used: Mutex::default(),
+        }))
     }
 
     /// Stand-ins for a checkpoint we do not have: every tensor of `manifest` (name -> dtype and
     /// shape) is served as a zero-stride view of one zero, so even a 14B model is "loaded"
     /// without memory. Used to check that a model asks for exactly a published tensor set.
-    pub fn placeholders(origin: &str, manifest: &BTreeMap<String, (DType, Vec<usize>)>) -> Arc<Self> {
+    pub fn placeholders(
+        origin: &str,
+        manifest: &BTreeMap<String, (DType, Vec<usize>)>,
+    ) -> Arc<Self> {
         let entries = manifest
             .iter()
             .map(|(name, (dtype, shape))| {
-                (name.clone(), Entry { file: None, dtype: *dtype, shape: shape.clone(), bytes: (0, 0) })
+                (
+                    name.clone(),
+                    Entry {
+                        file: None,
+                        dtype: *dtype,
+                        shape: shape.clone(),
+                        bytes: (0, 0),
+                    },
+                )
             })
             .collect();
-        Arc::new(Self { origin: origin.to_string(), files: vec![], entries, used: Mutex::default() })
+        Arc::new(Self {
+            origin: origin.to_string(),
+            files: vec![],
+            entries,
+            used: Mutex::default(),
+        })
     }
 
     /// Placeholders (see [`Self::placeholders`]) of exactly these tensors: builds a model
     /// against a checkpoint's names, shapes and dtypes without reading or holding its data.
     pub fn as_placeholders(&self) -> Arc<Self> {
-        let entries =
-            self.entries.iter().map(|(name, entry)| (name.clone(), Entry { file: None, ..entry.clone() })).collect();
-        Arc::new(Self { origin: self.origin.clone(), files: vec![], entries, used: Mutex::default() })
+        let entries = self
+            .entries
+            .iter()
+            .map(|(name, entry)| {
+                (
+                    name.clone(),
+                    Entry {
+                        file: None,
+                        ..entry.clone()
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            origin: self.origin.clone(),
+            files: vec![],
+            entries,
+            used: Mutex::default(),
+        })
     }
 
     /// A `VarBuilder` over these tensors, converting each to `dtype` on `device`.
@@ -165,8 +216,12 @@ impl Weights {
     /// Tensors the model never asked for, sorted.
     pub fn unused(&self) -> Vec<String> {
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let mut unused: Vec<String> =
-            self.entries.keys().filter(|n| !used.contains(*n)).cloned().collect();
+        let mut unused: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|n| !used.contains(*n))
+            .cloned()
+            .collect();
         unused.sort();
         unused
     }
@@ -179,11 +234,19 @@ impl Weights {
             return Ok(());
         }
         const SHOWN: usize = 5;
-        let mut list = unused.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let mut list = unused
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if unused.len() > SHOWN {
             list.push_str(&format!(" and {} more", unused.len() - SHOWN));
         }
-        Err(err(format!("unexpected tensors in {}: {list}", self.origin)))
+        Err(err(format!(
+            "unexpected tensors in {}: {list}",
+            self.origin
+        )))
     }
 
     /// Fails, naming the tensor and its file, when a floating-point tensor holds a NaN or an
@@ -195,11 +258,20 @@ impl Weights {
         for name in names {
             let entry = &self.entries[name];
             let Some(file) = entry.file else { continue };
-            let bytes = self.files[file].map.get(entry.bytes.0..entry.bytes.1).ok_or_else(|| {
-                err(format!("{}: tensor {name} lies outside the file", self.where_is(entry)))
-            })?;
+            let bytes = self.files[file]
+                .map
+                .get(entry.bytes.0..entry.bytes.1)
+                .ok_or_else(|| {
+                    err(format!(
+                        "{}: tensor {name} lies outside the file",
+                        self.where_is(entry)
+                    ))
+                })?;
             if !all_finite(entry.dtype, bytes) {
-                return Err(err(format!("{}: tensor {name} holds NaN or infinite values", self.where_is(entry))));
+                return Err(err(format!(
+                    "{}: tensor {name} holds NaN or infinite values",
+                    self.where_is(entry)
+                )));
             }
         }
         Ok(())
@@ -212,10 +284,21 @@ impl Weights {
         }
     }
 
-    fn fetch(&self, name: &str, expected: Option<&Shape>, dtype: DType, dev: &Device) -> Result<Tensor> {
+    fn fetch(
+        &self,
+        name: &str,
+        expected: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
         let Some(entry) = self.entries.get(name) else {
-            let shape = expected.map(|s| format!(" (shape {:?})", s.dims())).unwrap_or_default();
-            return Err(err(format!("missing tensor {name}{shape} in {}", self.origin)));
+            let shape = expected
+                .map(|s| format!(" (shape {:?})", s.dims()))
+                .unwrap_or_default();
+            return Err(err(format!(
+                "missing tensor {name}{shape} in {}",
+                self.origin
+            )));
         };
         if let Some(expected) = expected
             && expected.dims() != entry.shape.as_slice()
@@ -232,10 +315,17 @@ impl Weights {
                 "{}: tensor {name} has dtype {:?}, expected a {} tensor",
                 self.where_is(entry),
                 entry.dtype,
-                if dtype.is_float() { "floating-point" } else { "integer" }
+                if dtype.is_float() {
+                    "floating-point"
+                } else {
+                    "integer"
+                }
             )));
         }
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
         match entry.file {
             Some(index) => {
                 let bytes = &self.files[index].map[entry.bytes.0..entry.bytes.1];
@@ -250,7 +340,14 @@ impl Weights {
 struct Backend(Arc<Weights>);
 
 impl SimpleBackend for Backend {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
         self.0.fetch(name, Some(&s), dtype, dev)
     }
 
@@ -290,8 +387,12 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
     }
     let text = crate::files::read_text(index, crate::files::TEXT_LIMIT)
         .map_err(|e| err(format!("cannot read {}: {e}", index.display())))?;
-    let parsed: Index = serde_json::from_str(&text)
-        .map_err(|e| err(format!("{} is not a valid weights index: {e}", index.display())))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| {
+        err(format!(
+            "{} is not a valid weights index: {e}",
+            index.display()
+        ))
+    })?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut shards: Vec<PathBuf> = Vec::new();
     for shard in parsed.weight_map.values() {
@@ -313,9 +414,13 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
 pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = crate::files::read_text(path, crate::files::TEXT_LIMIT)
         .map_err(|e| err(format!("cannot read config {}: {e}", path.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
     if let Some(bad) = out_of_bounds(&value) {
-        return Err(err(format!("{}: {bad} is out of range for a model config", path.display())));
+        return Err(err(format!(
+            "{}: {bad} is out of range for a model config",
+            path.display()
+        )));
     }
     serde_json::from_value(value).map_err(|e| err(format!("{}: {e}", path.display())))
 }
@@ -329,11 +434,17 @@ const CONFIG_LIST_MAX: usize = 4096;
 /// from a damaged config never overflow.
 fn out_of_bounds(value: &serde_json::Value) -> Option<String> {
     match value {
-        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > CONFIG_INTEGER_MAX) => Some(n.to_string()),
-        serde_json::Value::Number(n) if n.as_i64().is_some_and(|n| n < -(CONFIG_INTEGER_MAX as i64)) => {
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > CONFIG_INTEGER_MAX) => {
             Some(n.to_string())
         }
-        serde_json::Value::Array(items) if items.len() > CONFIG_LIST_MAX => Some(format!("a list of {}", items.len())),
+        serde_json::Value::Number(n)
+            if n.as_i64().is_some_and(|n| n < -(CONFIG_INTEGER_MAX as i64)) =>
+        {
+            Some(n.to_string())
+        }
+        serde_json::Value::Array(items) if items.len() > CONFIG_LIST_MAX => {
+            Some(format!("a list of {}", items.len()))
+        }
         serde_json::Value::Array(items) => items.iter().find_map(out_of_bounds),
         serde_json::Value::Object(fields) => fields.values().find_map(out_of_bounds),
         _ => None,
@@ -346,6 +457,8 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
         "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
-        other => Err(err(format!("unknown dtype {other:?}: use f32, bf16 or f16"))),
+        other => Err(err(format!(
+            "unknown dtype {other:?}: use f32, bf16 or f16"
+        ))),
     }
 }

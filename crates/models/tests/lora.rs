@@ -29,7 +29,11 @@ fn io() -> HashMap<String, Tensor> {
 /// names when the checkpoint has the original ones), after checking every adapter key was used.
 /// The config is `dir`'s or its parent's, the weights `dir`'s `diffusion_pytorch_model.safetensors`.
 fn load(dir: &Path, adapters: &[LoraSpec]) -> candle_core::Result<WanTransformer> {
-    let config_dir = if dir.join("config.json").exists() { dir } else { dir.parent().unwrap() };
+    let config_dir = if dir.join("config.json").exists() {
+        dir
+    } else {
+        dir.parent().unwrap()
+    };
     let config: Config = read_config(&config_dir.join("config.json"))?;
     let file = dir.join("diffusion_pytorch_model.safetensors");
     let weights = Weights::open_files(&dir.display().to_string(), &[file])?;
@@ -49,8 +53,20 @@ fn tiny() -> PathBuf {
 }
 
 fn run(model: &WanTransformer, io: &HashMap<String, Tensor>) -> Tensor {
-    let scales: Vec<f64> = io["control_scale"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
-    model.forward(&io["latents"], &io["timestep"], &io["text_embeddings"], Some((&io["control"], &scales))).unwrap()
+    let scales: Vec<f64> = io["control_scale"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    model
+        .forward(
+            &io["latents"],
+            &io["timestep"],
+            &io["text_embeddings"],
+            Some((&io["control"], &scales)),
+        )
+        .unwrap()
 }
 
 fn diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -92,7 +108,9 @@ fn matches_diffusers_for_each_format_and_stacked() {
         let expected = &io[&format!("output_{case}")];
         let d = diff(&output, expected);
         let change = diff(expected, &io["output_base"]);
-        println!("{case}: max |diff| {d:.3e} (the adapters change the output by up to {change:.3})");
+        println!(
+            "{case}: max |diff| {d:.3e} (the adapters change the output by up to {change:.3})"
+        );
         assert!(d <= TOLERANCE, "{case}: max |diff| {d:e} > {TOLERANCE:e}");
         assert!(change > 0.1, "{case}: the adapters should matter");
     }
@@ -119,7 +137,10 @@ impl Scratch {
 
     fn write(&self, name: &str, tensors: &[(&str, Tensor)]) -> PathBuf {
         let path = self.0.join(name);
-        let map: HashMap<String, Tensor> = tensors.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         candle_core::safetensors::save(&map, &path).unwrap();
         path
     }
@@ -137,7 +158,10 @@ fn randn(shape: &[usize]) -> Tensor {
 
 fn weight(name: &str) -> Tensor {
     let weights = Weights::open_dir(&tiny()).unwrap();
-    weights.var_builder(DType::F32, &Device::Cpu).get_unchecked(name).unwrap()
+    weights
+        .var_builder(DType::F32, &Device::Cpu)
+        .get_unchecked(name)
+        .unwrap()
 }
 
 /// A full-weight `diff` (which diffusers does not apply outside the head) merges as
@@ -164,9 +188,14 @@ fn diff_merges_into_the_weight() {
     let folder = scratch.0.join("changed");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::copy(tiny().join("config.json"), folder.join("config.json")).unwrap();
-    candle_core::safetensors::save(&all, folder.join("diffusion_pytorch_model.safetensors")).unwrap();
+    candle_core::safetensors::save(&all, folder.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
     let expected = run(&load(&folder, &[]).unwrap(), &io);
-    assert!(diff(&merged, &expected) <= 1e-5, "{}", diff(&merged, &expected));
+    assert!(
+        diff(&merged, &expected) <= 1e-5,
+        "{}",
+        diff(&merged, &expected)
+    );
 }
 
 /// Adapters in the original names load onto a checkpoint in the original names as onto the
@@ -180,16 +209,33 @@ fn adapters_apply_to_an_original_named_checkpoint() {
     let lora = scratch.write(
         "wan.safetensors",
         &[
-            ("diffusion_model.blocks.1.cross_attn.k.lora_down.weight", randn(&[3, dim])),
-            ("diffusion_model.blocks.1.cross_attn.k.lora_up.weight", randn(&[dim, 3])),
-            ("diffusion_model.blocks.1.cross_attn.k.alpha", Tensor::new(1.5f32, &Device::Cpu).unwrap()),
-            ("diffusion_model.vace_blocks.0.before_proj.diff_b", randn(&[dim])),
+            (
+                "diffusion_model.blocks.1.cross_attn.k.lora_down.weight",
+                randn(&[3, dim]),
+            ),
+            (
+                "diffusion_model.blocks.1.cross_attn.k.lora_up.weight",
+                randn(&[dim, 3]),
+            ),
+            (
+                "diffusion_model.blocks.1.cross_attn.k.alpha",
+                Tensor::new(1.5f32, &Device::Cpu).unwrap(),
+            ),
+            (
+                "diffusion_model.vace_blocks.0.before_proj.diff_b",
+                randn(&[dim]),
+            ),
         ],
     );
     let specs = [LoraSpec::new(&lora, 1.2)];
     let fixture: HashMap<String, Tensor> =
         candle_core::safetensors::load(case.join("io.safetensors"), &Device::Cpu).unwrap();
-    let scales: Vec<f64> = fixture["control_scale"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let scales: Vec<f64> = fixture["control_scale"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let forward = |model: WanTransformer| {
         model
             .forward(
@@ -203,14 +249,20 @@ fn adapters_apply_to_an_original_named_checkpoint() {
     let diffusers_named = forward(load(&case, &specs).unwrap());
     let original_named = forward(load(&case.join("original"), &specs).unwrap());
     assert_eq!(diff(&diffusers_named, &original_named), 0.0);
-    assert!(diff(&diffusers_named, &fixture["output"]) > 1e-2, "the adapter should matter");
+    assert!(
+        diff(&diffusers_named, &fixture["output"]) > 1e-2,
+        "the adapter should matter"
+    );
 }
 
 fn load_error(tensors: &[(&str, Tensor)]) -> String {
     let scratch = Scratch::new("errors");
     let path = scratch.write("bad.safetensors", tensors);
     let message = match load(&tiny(), &[LoraSpec::new(&path, 1.0)]) {
-        Ok(_) => panic!("an adapter with {:?} loaded", tensors.iter().map(|t| t.0).collect::<Vec<_>>()),
+        Ok(_) => panic!(
+            "an adapter with {:?} loaded",
+            tensors.iter().map(|t| t.0).collect::<Vec<_>>()
+        ),
         Err(e) => e.to_string(),
     };
     assert_eq!(message.lines().count(), 1, "{message}");
@@ -221,29 +273,52 @@ fn load_error(tensors: &[(&str, Tensor)]) -> String {
 #[test]
 fn adapters_that_do_not_fit_fail_naming_the_key_and_file() {
     // An unknown key layout.
-    let message = load_error(&[("transformer.blocks.0.attn1.to_q.lora_mid.weight", randn(&[2, 32]))]);
-    assert!(message.contains("unknown LoRA key transformer.blocks.0.attn1.to_q.lora_mid.weight"), "{message}");
+    let message = load_error(&[(
+        "transformer.blocks.0.attn1.to_q.lora_mid.weight",
+        randn(&[2, 32]),
+    )]);
+    assert!(
+        message.contains("unknown LoRA key transformer.blocks.0.attn1.to_q.lora_mid.weight"),
+        "{message}"
+    );
     // A module the transformer does not have.
     let message = load_error(&[
-        ("transformer.blocks.7.attn1.to_q.lora_A.weight", randn(&[2, 32])),
-        ("transformer.blocks.7.attn1.to_q.lora_B.weight", randn(&[32, 2])),
+        (
+            "transformer.blocks.7.attn1.to_q.lora_A.weight",
+            randn(&[2, 32]),
+        ),
+        (
+            "transformer.blocks.7.attn1.to_q.lora_B.weight",
+            randn(&[32, 2]),
+        ),
     ]);
     assert!(
-        message.contains("transformer.blocks.7.attn1.to_q.lora_A.weight") && message.contains("matches no tensor"),
+        message.contains("transformer.blocks.7.attn1.to_q.lora_A.weight")
+            && message.contains("matches no tensor"),
         "{message}"
     );
     // A pair of the wrong size (the tiny model's dim is 32).
     let message = load_error(&[
-        ("diffusion_model.blocks.0.ffn.0.lora_down.weight", randn(&[2, 48])),
-        ("diffusion_model.blocks.0.ffn.0.lora_up.weight", randn(&[64, 2])),
+        (
+            "diffusion_model.blocks.0.ffn.0.lora_down.weight",
+            randn(&[2, 48]),
+        ),
+        (
+            "diffusion_model.blocks.0.ffn.0.lora_up.weight",
+            randn(&[64, 2]),
+        ),
     ]);
     assert!(
-        message.contains("diffusion_model.blocks.0.ffn.0.lora_down.weight") && message.contains("does not fit"),
+        message.contains("diffusion_model.blocks.0.ffn.0.lora_down.weight")
+            && message.contains("does not fit"),
         "{message}"
     );
     // Half a pair.
     let message = load_error(&[("transformer.proj_out.lora_A.weight", randn(&[2, 32]))]);
-    assert!(message.contains("transformer.proj_out.lora_A.weight"), "{message}");
+    assert!(
+        message.contains("transformer.proj_out.lora_A.weight"),
+        "{message}"
+    );
     // Ranks that disagree.
     let message = load_error(&[
         ("transformer.proj_out.lora_A.weight", randn(&[2, 32])),
@@ -252,19 +327,31 @@ fn adapters_that_do_not_fit_fail_naming_the_key_and_file() {
     assert!(message.contains("do not make a low-rank pair"), "{message}");
     // A diff of the wrong shape.
     let message = load_error(&[("diffusion_model.head.head.diff_b", randn(&[63]))]);
-    assert!(message.contains("diffusion_model.head.head.diff_b"), "{message}");
+    assert!(
+        message.contains("diffusion_model.head.head.diff_b"),
+        "{message}"
+    );
 }
 
 #[test]
 fn lora_arguments_parse() {
     let spec = LoraSpec::parse("a/b.safetensors:0.75").unwrap();
-    assert_eq!((spec.path, spec.strength), (PathBuf::from("a/b.safetensors"), 0.75));
+    assert_eq!(
+        (spec.path, spec.strength),
+        (PathBuf::from("a/b.safetensors"), 0.75)
+    );
     let spec = LoraSpec::parse("a/b.safetensors").unwrap();
-    assert_eq!((spec.path, spec.strength), (PathBuf::from("a/b.safetensors"), 1.0));
+    assert_eq!(
+        (spec.path, spec.strength),
+        (PathBuf::from("a/b.safetensors"), 1.0)
+    );
     let spec = LoraSpec::parse("x.safetensors:-1").unwrap();
     assert_eq!(spec.strength, -1.0);
     let spec = LoraSpec::parse(r"C:\loras\x.safetensors").unwrap();
-    assert_eq!((spec.path, spec.strength), (PathBuf::from(r"C:\loras\x.safetensors"), 1.0));
+    assert_eq!(
+        (spec.path, spec.strength),
+        (PathBuf::from(r"C:\loras\x.safetensors"), 1.0)
+    );
     assert!(LoraSpec::parse("x.safetensors:inf").is_err());
     assert!(LoraSpec::parse("").is_err());
 }

@@ -32,12 +32,24 @@ fn part(repo: &str, part: &str) -> (Value, Arc<Weights>) {
                 "F16" => DType::F16,
                 other => panic!("{name}: unexpected dtype {other}"),
             };
-            let shape = entry[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape = entry[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             (name.clone(), (dtype, shape))
         })
         .collect();
-    assert!(tensors.len() > 100, "{}: suspiciously few tensors", path.display());
-    (manifest["config"].clone(), Weights::placeholders(&path.display().to_string(), &tensors))
+    assert!(
+        tensors.len() > 100,
+        "{}: suspiciously few tensors",
+        path.display()
+    );
+    (
+        manifest["config"].clone(),
+        Weights::placeholders(&path.display().to_string(), &tensors),
+    )
 }
 
 fn builder(weights: &Arc<Weights>) -> VarBuilder<'static> {
@@ -46,7 +58,9 @@ fn builder(weights: &Arc<Weights>) -> VarBuilder<'static> {
 
 #[test]
 fn transformer_asks_for_exactly_the_published_tensors() {
-    use soragen_models::transformer::{Config, WanTransformer, diffusers_to_original_name, original_to_diffusers_name};
+    use soragen_models::transformer::{
+        Config, WanTransformer, diffusers_to_original_name, original_to_diffusers_name,
+    };
     // The plain text-to-video checkpoint loads into the same implementation, without VACE.
     for repo in REPOS.into_iter().chain(["Wan2.1-T2V-1.3B-Diffusers"]) {
         let (config, weights) = part(repo, "transformer");
@@ -56,7 +70,11 @@ fn transformer_asks_for_exactly_the_published_tensors() {
         weights.ensure_all_used().unwrap();
         // Checkpoints of the original Wan release carry the same tensors under other names.
         for name in weights.names() {
-            assert_eq!(original_to_diffusers_name(&diffusers_to_original_name(name)), name, "{repo}");
+            assert_eq!(
+                original_to_diffusers_name(&diffusers_to_original_name(name)),
+                name,
+                "{repo}"
+            );
         }
     }
 }

@@ -15,7 +15,11 @@ fn quantise(value: f32) -> u8 {
 }
 
 /// The byte range of `memory` the image covers when its data pointer is at byte `data`.
-fn image_bytes(memory_len: usize, data: usize, layout: &ImageLayout) -> Result<std::ops::Range<usize>> {
+fn image_bytes(
+    memory_len: usize,
+    data: usize,
+    layout: &ImageLayout,
+) -> Result<std::ops::Range<usize>> {
     let span = layout.span();
     let start = data.checked_add_signed(span.start);
     let end = data.checked_add_signed(span.end);
@@ -36,7 +40,11 @@ fn row<'a>(memory: &'a [u8], data: usize, layout: &ImageLayout, y: usize) -> &'a
 
 /// One pixel as R, G, B, A bytes.
 fn read_pixel(format: PixelFormat, bytes: &[u8]) -> [u8; 4] {
-    let float = |i: usize| quantise(f32::from_ne_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes")));
+    let float = |i: usize| {
+        quantise(f32::from_ne_bytes(
+            bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"),
+        ))
+    };
     match format {
         PixelFormat::RgbaF32 => [float(0), float(1), float(2), float(3)],
         PixelFormat::Rgba8 => [bytes[0], bytes[1], bytes[2], bytes[3]],
@@ -48,7 +56,8 @@ fn write_pixel(format: PixelFormat, rgba: [u8; 4], bytes: &mut [u8]) {
     match format {
         PixelFormat::RgbaF32 => {
             for (channel, value) in rgba.into_iter().enumerate() {
-                bytes[4 * channel..4 * channel + 4].copy_from_slice(&(value as f32 / 255.0).to_ne_bytes());
+                bytes[4 * channel..4 * channel + 4]
+                    .copy_from_slice(&(value as f32 / 255.0).to_ne_bytes());
             }
         }
         PixelFormat::Rgba8 => bytes.copy_from_slice(&rgba),
@@ -69,7 +78,10 @@ pub fn read_image(memory: &[u8], data: usize, layout: &ImageLayout) -> Result<Fr
             alpha.push(a);
         }
     }
-    Ok(Frame { rgb, alpha: Some(alpha) })
+    Ok(Frame {
+        rgb,
+        alpha: Some(alpha),
+    })
 }
 
 /// Checks that a frame has the image's size.
@@ -87,7 +99,12 @@ pub(crate) fn check_frame(frame: &Frame, layout: &ImageLayout) -> Result<()> {
 }
 
 /// Writes a top-down frame into the image in `memory`; padding between rows is left alone.
-pub fn write_image(frame: &Frame, memory: &mut [u8], data: usize, layout: &ImageLayout) -> Result<()> {
+pub fn write_image(
+    frame: &Frame,
+    memory: &mut [u8],
+    data: usize,
+    layout: &ImageLayout,
+) -> Result<()> {
     check_frame(frame, layout)?;
     image_bytes(memory.len(), data, layout)?;
     let (width, size) = (layout.width, layout.format.bytes_per_pixel());
@@ -97,7 +114,16 @@ pub fn write_image(frame: &Frame, memory: &mut [u8], data: usize, layout: &Image
         for (x, bytes) in out.chunks_exact_mut(size).enumerate() {
             let i = y * width + x;
             let a = frame.alpha.as_ref().map_or(255, |alpha| alpha[i]);
-            write_pixel(layout.format, [frame.rgb[3 * i], frame.rgb[3 * i + 1], frame.rgb[3 * i + 2], a], bytes);
+            write_pixel(
+                layout.format,
+                [
+                    frame.rgb[3 * i],
+                    frame.rgb[3 * i + 1],
+                    frame.rgb[3 * i + 2],
+                    a,
+                ],
+                bytes,
+            );
         }
     }
     Ok(())
@@ -142,32 +168,56 @@ mod tests {
         assert_eq!(frame.rgb, [3, 2, 1, 7, 6, 5]);
         assert_eq!(frame.alpha, Some(vec![4, 8]));
         let error = read_image(&memory, 3, &layout).unwrap_err().to_string();
-        assert!(error.contains("does not fit in 8 bytes from byte 3"), "{error}");
+        assert!(
+            error.contains("does not fit in 8 bytes from byte 3"),
+            "{error}"
+        );
     }
 
     #[test]
     fn writing_then_reading_returns_the_frame_in_every_format() {
-        let frame = Frame { rgb: (0..18).map(|v| v * 14).collect(), alpha: Some(vec![0, 50, 100, 150, 200, 255]) };
+        let frame = Frame {
+            rgb: (0..18).map(|v| v * 14).collect(),
+            alpha: Some(vec![0, 50, 100, 150, 200, 255]),
+        };
         for format in [PixelFormat::RgbaF32, PixelFormat::Rgba8, PixelFormat::Bgra8] {
             for bottom_up in [false, true] {
                 let pitch = 3 * format.bytes_per_pixel() + 8;
                 let layout = ImageLayout::new(3, 2, format, pitch as isize, bottom_up).unwrap();
                 let mut memory = vec![0xAB; 2 * pitch];
                 write_image(&frame, &mut memory, 0, &layout).unwrap();
-                assert_eq!(read_image(&memory, 0, &layout).unwrap(), frame, "{format:?} bottom_up={bottom_up}");
-                assert!(memory[pitch - 8..pitch].iter().all(|&b| b == 0xAB), "padding untouched");
+                assert_eq!(
+                    read_image(&memory, 0, &layout).unwrap(),
+                    frame,
+                    "{format:?} bottom_up={bottom_up}"
+                );
+                assert!(
+                    memory[pitch - 8..pitch].iter().all(|&b| b == 0xAB),
+                    "padding untouched"
+                );
             }
         }
     }
 
     #[test]
     fn frames_without_alpha_are_written_opaque() {
-        let frame = Frame { rgb: vec![0, 51, 255], alpha: None };
+        let frame = Frame {
+            rgb: vec![0, 51, 255],
+            alpha: None,
+        };
         let layout = ImageLayout::new(1, 1, PixelFormat::RgbaF32, 16, false).unwrap();
         let mut memory = vec![0; 16];
         write_image(&frame, &mut memory, 0, &layout).unwrap();
         assert_eq!(memory, floats(&[0.0, 0.2, 1.0, 1.0]));
-        let small = Frame { rgb: vec![0; 3], alpha: Some(vec![]) };
-        assert!(write_image(&small, &mut memory, 0, &layout).unwrap_err().to_string().contains("cannot fill a 1x1 image"));
+        let small = Frame {
+            rgb: vec![0; 3],
+            alpha: Some(vec![]),
+        };
+        assert!(
+            write_image(&small, &mut memory, 0, &layout)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot fill a 1x1 image")
+        );
     }
 }

@@ -34,13 +34,23 @@ pub struct StreamPlan {
 impl StreamOrder {
     /// The host's stream handle as it arrives (null: none given).
     pub fn from_raw(stream: *mut c_void) -> Self {
-        if stream.is_null() { StreamOrder::Own } else { StreamOrder::Host(stream) }
+        if stream.is_null() {
+            StreamOrder::Own
+        } else {
+            StreamOrder::Host(stream)
+        }
     }
 
     pub fn plan(&self) -> StreamPlan {
         match self {
-            StreamOrder::Host(_) => StreamPlan { on_host_stream: true, wait_before_return: false },
-            StreamOrder::Own => StreamPlan { on_host_stream: false, wait_before_return: true },
+            StreamOrder::Host(_) => StreamPlan {
+                on_host_stream: true,
+                wait_before_return: false,
+            },
+            StreamOrder::Own => StreamPlan {
+                on_host_stream: false,
+                wait_before_return: true,
+            },
         }
     }
 }
@@ -54,13 +64,25 @@ mod tests {
         let handle = 0x5eed as *mut c_void;
         let order = StreamOrder::from_raw(handle);
         assert_eq!(order, StreamOrder::Host(handle));
-        assert_eq!(order.plan(), StreamPlan { on_host_stream: true, wait_before_return: false });
+        assert_eq!(
+            order.plan(),
+            StreamPlan {
+                on_host_stream: true,
+                wait_before_return: false
+            }
+        );
     }
 
     #[test]
     fn without_a_host_stream_our_work_is_finished_before_returning() {
         let order = StreamOrder::from_raw(std::ptr::null_mut());
         assert_eq!(order, StreamOrder::Own);
-        assert_eq!(order.plan(), StreamPlan { on_host_stream: false, wait_before_return: true });
+        assert_eq!(
+            order.plan(),
+            StreamPlan {
+                on_host_stream: false,
+                wait_before_return: true
+            }
+        );
     }
 }

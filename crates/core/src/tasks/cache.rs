@@ -41,7 +41,11 @@ impl Key {
     }
 
     fn hex(self) -> String {
-        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -53,8 +57,13 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
     list_files(&model.folder, &mut files)?;
     files.sort();
     for file in files {
-        let relative = file.strip_prefix(&model.folder).unwrap_or(&file).to_string_lossy().replace('\\', "/");
-        let unreadable = |e: std::io::Error| Error::Input(format!("cannot read {}: {e}", file.display()));
+        let relative = file
+            .strip_prefix(&model.folder)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let unreadable =
+            |e: std::io::Error| Error::Input(format!("cannot read {}: {e}", file.display()));
         let bytes = if file.extension().is_some_and(|e| e == "safetensors") {
             let mut reader = soragen_models::files::open_regular(&file).map_err(unreadable)?;
             let size = reader.metadata().map_err(unreadable)?.len();
@@ -64,7 +73,8 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
             reader.read_exact(&mut header).map_err(unreadable)?;
             [size.to_le_bytes().as_slice(), &header].concat()
         } else {
-            soragen_models::files::read_bounded(&file, soragen_models::files::TEXT_LIMIT).map_err(unreadable)?
+            soragen_models::files::read_bounded(&file, soragen_models::files::TEXT_LIMIT)
+                .map_err(unreadable)?
         };
         key.add(&relative, &bytes);
     }
@@ -72,15 +82,26 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
     for adapter in &model.adapters {
         let bytes = std::fs::read(&adapter.path)
             .map_err(|e| Error::Input(format!("cannot read {}: {e}", adapter.path.display())))?;
-        key.add("lora", &[bytes.as_slice(), &adapter.strength.to_le_bytes()].concat());
+        key.add(
+            "lora",
+            &[bytes.as_slice(), &adapter.strength.to_le_bytes()].concat(),
+        );
     }
     key.add("dtype", format!("{:?}", model.dtype).as_bytes());
-    key.add("device", if model.device.is_cpu() { b"cpu" } else { b"accelerator" });
+    key.add(
+        "device",
+        if model.device.is_cpu() {
+            b"cpu"
+        } else {
+            b"accelerator"
+        },
+    );
     Ok(())
 }
 
 fn list_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Input(format!("cannot read {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         let path = entry.path();
         // Folders are entered only when real ones, never through links (a link loop).
@@ -110,7 +131,9 @@ impl Cache {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Output(format!("cannot use {} as a cache: {e}", dir.display())))?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -137,12 +160,17 @@ impl Cache {
 
     pub(crate) fn put(&self, key: &str, values: &[f32], shape: &[usize]) -> Result<()> {
         let path = self.path(key);
-        let failed = |e: &dyn std::fmt::Display| Error::Output(format!("cannot write {}: {e}", path.display()));
-        std::fs::create_dir_all(path.parent().expect("entries sit in a subfolder")).map_err(|e| failed(&e))?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::Output(format!("cannot write {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(path.parent().expect("entries sit in a subfolder"))
+            .map_err(|e| failed(&e))?;
         // A random name, so two machines filling one share never write the same file.
         let staging = path.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Output("a window with non-finite values is never cached".into()));
+            return Err(Error::Output(
+                "a window with non-finite values is never cached".into(),
+            ));
         }
         let frames = Tensor::from_slice(values, shape, &Device::Cpu)?;
         let checksum = Tensor::new(checksum_of(values), &Device::Cpu)?;

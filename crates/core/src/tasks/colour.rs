@@ -31,7 +31,11 @@ impl ChannelStats {
             return None;
         }
         let mean = sum.map(|s| s / count as f64);
-        let std = std::array::from_fn(|c| (squares[c] / count as f64 - mean[c] * mean[c]).max(0.0).sqrt());
+        let std = std::array::from_fn(|c| {
+            (squares[c] / count as f64 - mean[c] * mean[c])
+                .max(0.0)
+                .sqrt()
+        });
         Some(Self { mean, std })
     }
 }
@@ -44,7 +48,8 @@ pub(crate) fn match_to(frames: &mut [Vec<f32>], anchor: &ChannelStats) {
     let Some(current) = ChannelStats::of(frames.iter().map(Vec::as_slice), 1.0) else {
         return;
     };
-    let gain: [f64; 3] = std::array::from_fn(|c| (anchor.std[c] / current.std[c].max(1e-4)).clamp(0.25, 4.0));
+    let gain: [f64; 3] =
+        std::array::from_fn(|c| (anchor.std[c] / current.std[c].max(1e-4)).clamp(0.25, 4.0));
     for frame in frames.iter_mut() {
         for pixel in frame.chunks_exact_mut(3) {
             for c in 0..3 {
@@ -88,7 +93,11 @@ fn structure_step(a: &Frame, b: &Frame) -> f64 {
         .rgb
         .chunks_exact(3)
         .zip(b.rgb.chunks_exact(3))
-        .map(|(p, q)| (0..3).map(|c| ((p[c] as f64 - ma[c]) - (q[c] as f64 - mb[c])).abs()).sum::<f64>())
+        .map(|(p, q)| {
+            (0..3)
+                .map(|c| ((p[c] as f64 - ma[c]) - (q[c] as f64 - mb[c])).abs())
+                .sum::<f64>()
+        })
         .sum();
     total / a.rgb.len().max(1) as f64
 }
@@ -98,8 +107,10 @@ fn structure_step(a: &Frame, b: &Frame) -> f64 {
 /// changes no more than an ordinary frame of the source does; each baseline is floored at one
 /// grey level so a static source does not divide by zero.
 pub fn seam(video: &Video, cut: usize, reference: std::ops::Range<usize>) -> Seam {
-    let pairs: Vec<(&Frame, &Frame)> =
-        video.frames[reference.clone()].iter().zip(&video.frames[reference.start + 1..reference.end]).collect();
+    let pairs: Vec<(&Frame, &Frame)> = video.frames[reference.clone()]
+        .iter()
+        .zip(&video.frames[reference.start + 1..reference.end])
+        .collect();
     let baseline = |step: fn(&Frame, &Frame) -> f64| {
         (pairs.iter().map(|(a, b)| step(a, b)).sum::<f64>() / pairs.len().max(1) as f64).max(1.0)
     };
@@ -116,8 +127,15 @@ mod tests {
 
     #[test]
     fn matching_moves_mean_and_spread_to_the_anchor() {
-        let anchor = ChannelStats { mean: [0.2, 0.5, 0.7], std: [0.05, 0.1, 0.08] };
-        let mut frames = vec![(0..300).map(|i| (i % 7) as f32 / 10.0 + 0.1).collect::<Vec<f32>>()];
+        let anchor = ChannelStats {
+            mean: [0.2, 0.5, 0.7],
+            std: [0.05, 0.1, 0.08],
+        };
+        let mut frames = vec![
+            (0..300)
+                .map(|i| (i % 7) as f32 / 10.0 + 0.1)
+                .collect::<Vec<f32>>(),
+        ];
         match_to(&mut frames, &anchor);
         let after = ChannelStats::of(frames.iter().map(Vec::as_slice), 1.0).unwrap();
         for c in 0..3 {

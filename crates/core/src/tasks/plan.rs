@@ -28,7 +28,10 @@ pub(crate) fn windows(
     let len = pending.len() as isize;
     if backward {
         let reversed: Vec<bool> = pending.iter().rev().copied().collect();
-        return forward(&reversed, window, context, temporal).into_iter().map(|r| len - r.end..len - r.start).collect();
+        return forward(&reversed, window, context, temporal)
+            .into_iter()
+            .map(|r| len - r.end..len - r.start)
+            .collect();
     }
     forward(pending, window, context, temporal)
 }
@@ -40,18 +43,31 @@ fn forward(pending: &[bool], window: usize, context: usize, temporal: usize) -> 
     let mut windows = Vec::new();
     while let Some(first) = pending.iter().position(|&p| p) {
         let before = context.min(first);
-        let run_end = pending[first..].iter().position(|&p| !p).map_or(pending.len(), |i| first + i);
-        let after = pending[run_end..].iter().take_while(|&&p| !p).count().min(context);
+        let run_end = pending[first..]
+            .iter()
+            .position(|&p| !p)
+            .map_or(pending.len(), |i| first + i);
+        let after = pending[run_end..]
+            .iter()
+            .take_while(|&&p| !p)
+            .count()
+            .min(context);
         let start = first - before;
         let length = if run_end + after - start <= window {
             round_up(run_end + after - start)
         } else {
             let shorter = round_down((start + window).min(run_end) - start);
-            if shorter > before { shorter } else { round_up(before + 1) }
+            if shorter > before {
+                shorter
+            } else {
+                round_up(before + 1)
+            }
         };
         let end = start + length;
         let fixed_end = end.min(pending.len());
-        pending[start..fixed_end].iter_mut().for_each(|p| *p = false);
+        pending[start..fixed_end]
+            .iter_mut()
+            .for_each(|p| *p = false);
         windows.push(start as isize..end as isize);
     }
     windows
@@ -62,7 +78,9 @@ mod tests {
     use super::*;
 
     fn timeline(runs: &[(bool, usize)]) -> Vec<bool> {
-        runs.iter().flat_map(|&(p, n)| std::iter::repeat_n(p, n)).collect()
+        runs.iter()
+            .flat_map(|&(p, n)| std::iter::repeat_n(p, n))
+            .collect()
     }
 
     #[test]
@@ -82,7 +100,10 @@ mod tests {
         assert!(last.end >= 32, "last window {last:?} lacks two frames of B");
         let mut covered = [0; 40];
         for w in &plan {
-            assert!(w.end - w.start <= 9 && (w.end - w.start - 1) % 4 == 0, "{w:?}");
+            assert!(
+                w.end - w.start <= 9 && (w.end - w.start - 1) % 4 == 0,
+                "{w:?}"
+            );
             for p in w.clone() {
                 if (10..30).contains(&p) {
                     covered[p as usize] += 1;

@@ -18,8 +18,9 @@ fn taps(source_len: usize, target_len: usize) -> Vec<Taps> {
             let center = (i as f64 + 0.5) * scale;
             let first = (center - radius).floor().max(0.0) as usize;
             let last = ((center + radius).ceil() as usize).min(source_len);
-            let mut weights: Vec<f32> =
-                (first..last).map(|j| (1.0 - ((j as f64 + 0.5 - center) / radius).abs()).max(0.0) as f32).collect();
+            let mut weights: Vec<f32> = (first..last)
+                .map(|j| (1.0 - ((j as f64 + 0.5 - center) / radius).abs()).max(0.0) as f32)
+                .collect();
             let total: f32 = weights.iter().sum();
             weights.iter_mut().for_each(|w| *w /= total);
             Taps { first, weights }
@@ -43,8 +44,12 @@ pub(crate) fn resize(
         let row = &plane[y * width * channels..(y + 1) * width * channels];
         for (x, tap) in columns.iter().enumerate() {
             for c in 0..channels {
-                wide[(y * new_width + x) * channels + c] =
-                    tap.weights.iter().enumerate().map(|(k, w)| w * row[(tap.first + k) * channels + c]).sum();
+                wide[(y * new_width + x) * channels + c] = tap
+                    .weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| w * row[(tap.first + k) * channels + c])
+                    .sum();
             }
         }
     }
@@ -82,7 +87,11 @@ pub(crate) struct Between {
 impl Between {
     /// Exactly frame `index`.
     pub fn at(index: usize) -> Self {
-        Self { from: index, to: index, weight: 0.0 }
+        Self {
+            from: index,
+            to: index,
+            weight: 0.0,
+        }
     }
 }
 
@@ -98,7 +107,11 @@ pub(crate) fn between(numerator: isize, denominator: usize, len: usize) -> Betwe
     if rest == 0 {
         return Between::at(from as usize);
     }
-    Between { from: from as usize, to: from as usize + 1, weight: (rest as f64 / denominator as f64) as f32 }
+    Between {
+        from: from as usize,
+        to: from as usize + 1,
+        weight: (rest as f64 / denominator as f64) as f32,
+    }
 }
 
 /// `first` where `weight` is 0 (its exact bytes), `second` where 1, mixed in proportion between.
@@ -106,7 +119,11 @@ pub(crate) fn blend(first: &[u8], second: &[u8], weight: f32) -> Vec<u8> {
     if weight == 0.0 {
         return first.to_vec();
     }
-    first.iter().zip(second).map(|(&a, &b)| to_u8(a as f32 * (1.0 - weight) + b as f32 * weight)).collect()
+    first
+        .iter()
+        .zip(second)
+        .map(|(&a, &b)| to_u8(a as f32 * (1.0 - weight) + b as f32 * weight))
+        .collect()
 }
 
 /// Running maximum (`grow`) or mean over a window of `radius` pixels either side, separably.
@@ -135,10 +152,26 @@ fn filter(plane: &[f32], (width, height): (usize, usize), radius: usize, grow: b
 /// The composite weight of background replacement: the background mask (1 = replace) grown by
 /// `dilation` pixels and softened over `feather` pixels, never below the original mask so the
 /// old background never shows through.
-pub(crate) fn shape_mask(background: &[f32], size: (usize, usize), dilation: usize, feather: usize) -> Vec<f32> {
-    let grown = if dilation > 0 { filter(background, size, dilation, true) } else { background.to_vec() };
-    let soft = if feather > 0 { filter(&grown, size, feather, false) } else { grown };
-    soft.iter().zip(background).map(|(s, b)| s.max(*b)).collect()
+pub(crate) fn shape_mask(
+    background: &[f32],
+    size: (usize, usize),
+    dilation: usize,
+    feather: usize,
+) -> Vec<f32> {
+    let grown = if dilation > 0 {
+        filter(background, size, dilation, true)
+    } else {
+        background.to_vec()
+    };
+    let soft = if feather > 0 {
+        filter(&grown, size, feather, false)
+    } else {
+        grown
+    };
+    soft.iter()
+        .zip(background)
+        .map(|(s, b)| s.max(*b))
+        .collect()
 }
 
 #[cfg(test)]
@@ -151,7 +184,11 @@ mod tests {
         assert_eq!(resize(&plane, (4, 3), 3, (4, 3)), plane);
         let flat = vec![77.0; 10 * 6];
         for size in [(3, 2), (20, 13), (7, 6)] {
-            assert!(resize(&flat, (10, 6), 1, size).iter().all(|v| (v - 77.0).abs() < 1e-4));
+            assert!(
+                resize(&flat, (10, 6), 1, size)
+                    .iter()
+                    .all(|v| (v - 77.0).abs() < 1e-4)
+            );
         }
     }
 
@@ -160,7 +197,10 @@ mod tests {
         let plane = vec![0.0, 10.0, 20.0, 30.0];
         let half = resize(&plane, (4, 1), 1, (2, 1));
         // Triangle over 2 source pixels each side: weights 1/8, 3/8, 3/8, 1/8 (edge renormalised).
-        assert!(half[0] < half[1] && half[0] > 0.0 && half[1] < 30.0, "{half:?}");
+        assert!(
+            half[0] < half[1] && half[0] > 0.0 && half[1] < 30.0,
+            "{half:?}"
+        );
     }
 
     #[test]
@@ -169,14 +209,21 @@ mod tests {
         let moments: Vec<Between> = (0..=12).map(|at| between(at * 2, 3, 20)).collect();
         for (at, moment) in moments.iter().enumerate() {
             let time = moment.from as f32 + moment.weight;
-            assert!((time - at as f32 * 2.0 / 3.0).abs() < 1e-6, "{at}: {moment:?}");
+            assert!(
+                (time - at as f32 * 2.0 / 3.0).abs() < 1e-6,
+                "{at}: {moment:?}"
+            );
             if at % 3 == 0 {
                 assert_eq!(*moment, Between::at(at * 2 / 3));
             } else {
                 assert!(moment.weight > 0.0 && moment.weight < 1.0 && moment.to == moment.from + 1);
             }
         }
-        assert!(moments.windows(2).all(|p| (p[0].from, p[0].weight) < (p[1].from, p[1].weight)));
+        assert!(
+            moments
+                .windows(2)
+                .all(|p| (p[0].from, p[0].weight) < (p[1].from, p[1].weight))
+        );
         // Held within the sequence.
         assert_eq!(between(-5, 3, 4), Between::at(0));
         assert_eq!(between(100, 3, 4), Between::at(3));

@@ -56,7 +56,11 @@ impl FakeHub {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let site = Arc::new(Site { folder: folder.to_path_buf(), repo: repo.to_string(), commit: commit.to_string() });
+        let site = Arc::new(Site {
+            folder: folder.to_path_buf(),
+            repo: repo.to_string(),
+            commit: commit.to_string(),
+        });
         let log = Arc::clone(&requests);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -77,7 +81,10 @@ impl FakeHub {
         let mut fetched: Vec<String> = self
             .requests()
             .iter()
-            .filter_map(|path| path.split_once("/resolve/").map(|(_, rest)| rest.split_once('/').unwrap().1.to_string()))
+            .filter_map(|path| {
+                path.split_once("/resolve/")
+                    .map(|(_, rest)| rest.split_once('/').unwrap().1.to_string())
+            })
             .collect();
         fetched.sort();
         fetched.dedup();
@@ -110,7 +117,11 @@ impl Site {
                 range = value.trim().strip_prefix("bytes=").map(str::to_string);
             }
         }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
         log.lock().unwrap().push(path.clone());
         let response = self.route(&path, range.as_deref());
         let _ = stream.write_all(&response);
@@ -120,30 +131,56 @@ impl Site {
         let info = format!("/api/models/{}/revision/", self.repo);
         let resolve = format!("/{}/resolve/", self.repo);
         if path.starts_with(&info) {
-            let siblings: Vec<String> =
-                files(&self.folder, "").iter().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+            let siblings: Vec<String> = files(&self.folder, "")
+                .iter()
+                .map(|f| format!("{{\"rfilename\":\"{f}\"}}"))
+                .collect();
             let body = format!(
                 "{{\"id\":\"{}\",\"sha\":\"{}\",\"siblings\":[{}]}}",
                 self.repo,
                 self.commit,
                 siblings.join(",")
             );
-            return respond("200 OK", &[("Content-Type", "application/json".into())], body.as_bytes());
+            return respond(
+                "200 OK",
+                &[("Content-Type", "application/json".into())],
+                body.as_bytes(),
+            );
         }
-        let file = path.strip_prefix(&resolve).and_then(|rest| rest.split_once('/')).map(|(_, file)| file);
+        let file = path
+            .strip_prefix(&resolve)
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, file)| file);
         let Some(content) = file.and_then(|file| std::fs::read(self.folder.join(file)).ok()) else {
-            return respond("404 Not Found", &[("x-error-code", "EntryNotFound".into())], b"not found");
+            return respond(
+                "404 Not Found",
+                &[("x-error-code", "EntryNotFound".into())],
+                b"not found",
+            );
         };
         let mut hasher = DefaultHasher::new();
         content.hash(&mut hasher);
-        let headers = vec![("x-repo-commit", self.commit.clone()), ("etag", format!("\"{:016x}\"", hasher.finish()))];
+        let headers = vec![
+            ("x-repo-commit", self.commit.clone()),
+            ("etag", format!("\"{:016x}\"", hasher.finish())),
+        ];
         match range.and_then(|r| r.split_once('-')) {
             Some((start, end)) => {
                 let start: usize = start.parse().unwrap_or(0);
-                let end = end.parse::<usize>().map_or(content.len(), |e| e + 1).min(content.len());
+                let end = end
+                    .parse::<usize>()
+                    .map_or(content.len(), |e| e + 1)
+                    .min(content.len());
                 let mut headers = headers;
-                headers.push(("Content-Range", format!("bytes {start}-{}/{}", end.max(1) - 1, content.len())));
-                respond("206 Partial Content", &headers, &content[start.min(end)..end])
+                headers.push((
+                    "Content-Range",
+                    format!("bytes {start}-{}/{}", end.max(1) - 1, content.len()),
+                ));
+                respond(
+                    "206 Partial Content",
+                    &headers,
+                    &content[start.min(end)..end],
+                )
             }
             None => respond("200 OK", &headers, &content),
         }
@@ -151,7 +188,10 @@ impl Site {
 }
 
 fn respond(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
-    let mut response = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         response.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -405,7 +405,11 @@ impl Im2Col {
                 )
             }
         }
-        Ok(Some(Tensor::from_vec(out, (pixels_out, out_c), pixels.device())?))
+        Ok(Some(Tensor::from_vec(
+            out,
+            (pixels_out, out_c),
+            pixels.device(),
+        )?))
     }
 }
 
