@@ -206,6 +206,7 @@ pub fn insert(args: InsertArgs) -> Result<()> {
             next: Some(next),
             mask: None,
             references: Vec::new(),
+            previous: Vec::new(),
         })
     };
     run(
@@ -234,6 +235,7 @@ pub fn replace_background(args: ReplaceBackgroundArgs) -> Result<()> {
             next: None,
             mask,
             references: Vec::new(),
+            previous: Vec::new(),
         })
     };
     let mut inputs = vec![args.input.as_path()];

@@ -27,6 +27,7 @@ use serde::Serialize;
 use cache::{Cache, Key};
 use colour::ChannelStats;
 pub use colour::{Seam, seam};
+pub use plan::{Window, next_whole_frame_window, whole_frame_windows};
 use resample::{Between, between};
 
 use crate::limits;
@@ -76,6 +77,10 @@ pub struct TaskInputs {
     /// given to every model window alike so that the subject keeps its look across windows;
     /// each is fitted to the working size as diffusers fits it ([`crate::vace::fit_reference`]).
     pub references: Vec<Video>,
+    /// Replace background and generate, run window by window by a host (see
+    /// [`whole_frame_windows`]): the frames the window before made at the window's `context`,
+    /// which this window reads first as known frames. They are not part of the output.
+    pub previous: Vec<Frame>,
 }
 
 /// Everything besides the frames that changes the output.
@@ -180,8 +185,16 @@ pub fn run_task(
     check_params(model, params)?;
     let working = preflight(model, kind, inputs, params)?;
     let mut timeline = Timeline::new(kind, inputs, params)?;
-    let pending: Vec<bool> = timeline.slots.iter().map(Slot::is_pending).collect();
     let generated = timeline.generated();
+    let pending: Vec<bool> = match kind {
+        // Every frame after the previous window's counts, whatever the masks say, so that a
+        // host that sees the frames one window at a time plans the same windows
+        // ([`whole_frame_windows`]).
+        TaskKind::ReplaceBackground | TaskKind::Generate { .. } => (0..timeline.slots.len())
+            .map(|slot| slot >= inputs.previous.len())
+            .collect(),
+        _ => timeline.slots.iter().map(Slot::is_pending).collect(),
+    };
     let windows = plan::windows(
         &pending,
         params.window_frames,
@@ -189,6 +202,13 @@ pub fn run_task(
         model.vae_temporal_factor(),
         timeline.backward,
     );
+    // A window the masks keep whole (no background in any of its frames) needs no model; the
+    // others keep their numbers (and seeds).
+    let windows: Vec<(usize, Range<isize>)> = windows
+        .into_iter()
+        .enumerate()
+        .filter(|(_, window)| window.clone().any(|p| timeline.is_pending(p)))
+        .collect();
     if !windows.is_empty() {
         checkpoint(observer)?;
         let prompt = model.encode_prompt(&params.prompt)?;
@@ -230,14 +250,11 @@ pub fn run_task(
             cache,
             cache_failed: Default::default(),
         };
-        for (index, window) in windows.iter().enumerate() {
+        let count = windows.last().map_or(0, |(index, _)| index + 1);
+        for (index, window) in windows {
             checkpoint(observer)?;
-            observer.window(index, windows.len());
-            timeline.run_window(
-                &request,
-                window.clone(),
-                params.seed.wrapping_add(index as u64),
-            )?;
+            observer.window(index, count);
+            timeline.run_window(&request, window, params.seed.wrapping_add(index as u64))?;
         }
     }
     let record = GenerationRecord {
@@ -526,6 +543,34 @@ fn required<'a>(clip: &'a Option<Video>, what: &str, task: &TaskKind) -> Result<
     Ok(clip)
 }
 
+/// The previous window's frames are the output's kind of frame, for the tasks that take them.
+fn check_previous(kind: &TaskKind, inputs: &TaskInputs) -> Result<()> {
+    if inputs.previous.is_empty() {
+        return Ok(());
+    }
+    let (width, height) = match (kind, &inputs.clip) {
+        (TaskKind::Generate { width, height, .. }, _) => (*width, *height),
+        (TaskKind::ReplaceBackground, Some(clip)) => (clip.width, clip.height),
+        (TaskKind::ReplaceBackground, None) => return Ok(()),
+        _ => {
+            return Err(Error::Request(format!(
+                "{} continues its own context: it takes no previous window's frames",
+                kind.name()
+            )));
+        }
+    };
+    match inputs
+        .previous
+        .iter()
+        .position(|frame| frame.rgb.len() != width * height * 3)
+    {
+        Some(index) => Err(Error::Input(format!(
+            "the previous window's frame {index} is not {width}x{height} RGB like this task's frames"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn at_least_one(frames: usize) -> Result<()> {
     if frames == 0 {
         return Err(Error::Request(
@@ -649,6 +694,7 @@ fn stretch(
 
 impl Timeline {
     fn new(kind: &TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<Self> {
+        check_previous(kind, inputs)?;
         let context = params.context_frames;
         // Matching anchors on the source frames nearest the cut.
         let near = context.max(1);
@@ -728,10 +774,13 @@ impl Timeline {
             }
             TaskKind::ReplaceBackground => {
                 let clip = required(&inputs.clip, "an input clip", kind)?;
-                let slots = background_slots(clip, inputs.mask.as_deref(), params)?;
+                let previous = inputs.previous.len();
+                let slots = fixed(inputs.previous.clone())
+                    .chain(background_slots(clip, inputs.mask.as_deref(), params)?)
+                    .collect();
                 (
                     slots,
-                    (0..clip.len()).map(exact).collect(),
+                    (previous..previous + clip.len()).map(exact).collect(),
                     clip,
                     false,
                     None,
@@ -748,9 +797,12 @@ impl Timeline {
                         "{width}x{height}: width and height must be at least 1"
                     )));
                 }
+                let previous = inputs.previous.len();
                 return Ok(Self {
-                    slots: new_frames(frames).collect(),
-                    output: (0..frames).map(exact).collect(),
+                    slots: fixed(inputs.previous.clone())
+                        .chain(new_frames(frames))
+                        .collect(),
+                    output: (previous..previous + frames).map(exact).collect(),
                     width,
                     height,
                     fps: Some(MODEL_FPS),
@@ -785,6 +837,14 @@ impl Timeline {
     }
 
     /// Generates the pending frames in `positions` (see [`plan`]) and fixes them.
+    /// Whether the model is to make the frame at `position` (not padding past the ends).
+    fn is_pending(&self, position: isize) -> bool {
+        usize::try_from(position)
+            .ok()
+            .and_then(|p| self.slots.get(p))
+            .is_some_and(Slot::is_pending)
+    }
+
     fn run_window(&mut self, request: &Request, positions: Range<isize>, seed: u64) -> Result<()> {
         let (width, height) = request.working;
         let size = (self.width, self.height);

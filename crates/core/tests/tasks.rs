@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use candle_core::DType;
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, run_task};
+use soragen_core::tasks::{
+    TaskInputs, TaskKind, TaskOutput, TaskParams, run_task, whole_frame_windows,
+};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video};
 use soragen_core::{Error, Result};
@@ -129,6 +131,7 @@ fn insert_is_a_then_new_frames_then_b() {
         next: Some(b.clone()),
         mask: None,
         references: Vec::new(),
+        previous: Vec::new(),
     };
     let out = run(TaskKind::Insert { frames: 2 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 9);
@@ -333,6 +336,7 @@ fn long_inserts_end_on_clip_b() {
         next: Some(b.clone()),
         mask: None,
         references: Vec::new(),
+        previous: Vec::new(),
     };
     let out = run(TaskKind::Insert { frames: 15 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 21);
@@ -631,6 +635,7 @@ fn a_30_fps_insert_lands_on_clip_b() {
         next: Some(b.clone()),
         mask: None,
         references: Vec::new(),
+        previous: Vec::new(),
     };
     let out = run(TaskKind::Insert { frames: 5 }, &inputs, &params()).unwrap();
     assert_eq!(out.video.len(), 13);
@@ -978,4 +983,60 @@ fn animate_extends_a_still() {
     .unwrap_err()
     .to_string();
     assert!(message.contains("one image"), "{message}");
+}
+
+/// What a host that sees one window at a time (OpenFX, GStreamer) does: each window of
+/// [`whole_frame_windows`] on its own frames, after the frames the previous window made.
+fn window_by_window(
+    kind: &dyn Fn(usize) -> TaskKind,
+    inputs: &dyn Fn(std::ops::Range<usize>) -> TaskInputs,
+    len: usize,
+    params: &TaskParams,
+) -> Vec<Frame> {
+    let mut made: Vec<Frame> = Vec::new();
+    for window in whole_frame_windows(len, params, 4) {
+        let inputs = TaskInputs {
+            previous: made[window.context.clone()].to_vec(),
+            ..inputs(window.new.clone())
+        };
+        let params = TaskParams {
+            seed: params.seed + window.index as u64,
+            ..params.clone()
+        };
+        let out = run(kind(window.new.len()), &inputs, &params).unwrap();
+        assert_eq!(out.video.len(), window.new.len(), "window {window:?}");
+        made.extend(out.video.frames);
+    }
+    made
+}
+
+#[test]
+fn long_background_replacements_and_generations_run_window_by_window_give_the_whole_task() {
+    let params = params();
+    let source = clip(20, 0);
+    // Masks of every kind, frames without background among them.
+    let masks: Vec<Vec<u8>> = (0..20)
+        .map(|f| half_masks(&source)[f % 3].clone())
+        .collect();
+    let part = |range: std::ops::Range<usize>| {
+        let mut video = Video::new(source.width, source.height, source.fps);
+        video.frames = source.frames[range.clone()].to_vec();
+        TaskInputs {
+            mask: Some(masks[range].to_vec()),
+            ..with_clip(video)
+        }
+    };
+    let whole = run(TaskKind::ReplaceBackground, &part(0..20), &params).unwrap();
+    assert!(whole_frame_windows(20, &params, 4).len() > 2);
+    let windowed = window_by_window(&|_| TaskKind::ReplaceBackground, &part, 20, &params);
+    assert!(windowed == whole.video.frames, "replace background");
+
+    let generate = |frames| TaskKind::Generate {
+        frames,
+        width: 40,
+        height: 20,
+    };
+    let whole = run(generate(20), &TaskInputs::default(), &params).unwrap();
+    let windowed = window_by_window(&generate, &|_| TaskInputs::default(), 20, &params);
+    assert!(windowed == whole.video.frames, "generate");
 }

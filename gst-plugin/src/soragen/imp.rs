@@ -1034,6 +1034,7 @@ impl Soragen {
                 .map_err(convert_failed)?,
             mask,
             references: Vec::new(),
+            previous: Vec::new(),
         };
         let params = soragen_core::tasks::TaskParams {
             context_frames: settings.context_frames as usize,

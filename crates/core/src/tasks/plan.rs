@@ -16,6 +16,65 @@
 
 use std::ops::Range;
 
+use super::TaskParams;
+
+/// One model window of a task in which the model makes or edits every frame (replace
+/// background, generate), over the task's output frames: it makes the frames `new`, reading
+/// first the `context` frames the window before it made as known frames. A host that runs such
+/// a task window by window (OpenFX, GStreamer) runs window `index` on its `new` frames (with the
+/// seed + `index`) after the previous window's `context` frames, and gets exactly the frames of
+/// the whole task as the CLI runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub index: usize,
+    pub context: Range<usize>,
+    pub new: Range<usize>,
+}
+
+/// The windows of such a task of `len` frames.
+pub fn whole_frame_windows(len: usize, params: &TaskParams, temporal: usize) -> Vec<Window> {
+    std::iter::successors(
+        next_whole_frame_window(None, len, true, params, temporal),
+        |previous| next_whole_frame_window(Some(previous), len, true, params, temporal),
+    )
+    .collect()
+}
+
+/// The window after `previous` (None: the first) of such a task on a stream of which
+/// `available` frames are known to exist, `ended` when no more follow; None when there is none,
+/// or when it depends on frames not yet known (a host holds one frame more than a window to know
+/// the window is not the stream's last, which [`windows`] makes longer).
+pub fn next_whole_frame_window(
+    previous: Option<&Window>,
+    available: usize,
+    ended: bool,
+    params: &TaskParams,
+    temporal: usize,
+) -> Option<Window> {
+    let done = previous.map_or(0, |w| w.new.end);
+    if done >= available {
+        return None;
+    }
+    let pending: Vec<bool> = (0..available).map(|i| i >= done).collect();
+    let planned = forward(
+        &pending,
+        params.window_frames,
+        params.context_frames,
+        temporal,
+    );
+    let first = planned.first()?;
+    let (start, end) = (first.start as usize, first.end as usize);
+    // The last window of a run is longer (rounded up): only the end of the stream makes it so.
+    if !ended && available <= start + params.window_frames {
+        return None;
+    }
+    Some(Window {
+        index: previous.map_or(0, |w| w.index + 1),
+        context: start..done,
+        new: done..end.min(available),
+    })
+}
+
 /// Windows over `pending` (true = to generate), as position ranges; positions outside
 /// `0..pending.len()` are padding, generated and dropped.
 pub(crate) fn windows(
@@ -112,6 +171,64 @@ mod tests {
         }
         // Every new frame belongs to some window; a frame shared by two is context in the second.
         assert!(covered[10..30].iter().all(|&c| c >= 1));
+    }
+
+    #[test]
+    fn whole_frame_windows_overlap_by_the_context_and_cover_each_frame_once() {
+        let params = TaskParams {
+            window_frames: 9,
+            context_frames: 2,
+            ..TaskParams::default()
+        };
+        let plan = whole_frame_windows(20, &params, 4);
+        let made: Vec<usize> = plan.iter().flat_map(|w| w.new.clone()).collect();
+        assert_eq!(made, (0..20).collect::<Vec<_>>());
+        for (k, w) in plan.iter().enumerate() {
+            assert_eq!(w.index, k);
+            assert_eq!(w.context.len(), if k == 0 { 0 } else { 2 }, "{w:?}");
+            assert!(w.context.len() + w.new.len() <= 9, "{w:?}");
+        }
+        // The task's own planner over the whole timeline gives the same windows.
+        let whole = windows(&[true; 20], 9, 2, 4, false);
+        let starts: Vec<isize> = plan.iter().map(|w| w.context.start as isize).collect();
+        assert_eq!(starts, whole.iter().map(|w| w.start).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stream_waits_for_a_frame_past_the_window_unless_it_ended() {
+        let params = TaskParams {
+            window_frames: 9,
+            context_frames: 2,
+            ..TaskParams::default()
+        };
+        assert_eq!(next_whole_frame_window(None, 9, false, &params, 4), None);
+        let first = next_whole_frame_window(None, 10, false, &params, 4).unwrap();
+        assert_eq!((first.context.clone(), first.new.clone()), (0..0, 0..9));
+        // Ended early: the frames there are, in one window.
+        let short = next_whole_frame_window(None, 6, true, &params, 4).unwrap();
+        assert_eq!(short.new, 0..6);
+        let second = next_whole_frame_window(Some(&first), 12, true, &params, 4).unwrap();
+        assert_eq!((second.index, second.context, second.new), (1, 7..9, 9..12));
+        // Every stream split gives the planner's windows.
+        for len in 1..40 {
+            let mut streamed = Vec::new();
+            for available in 1..=len {
+                while let Some(w) = next_whole_frame_window(
+                    streamed.last(),
+                    available,
+                    available == len,
+                    &params,
+                    4,
+                ) {
+                    streamed.push(w);
+                }
+            }
+            assert_eq!(
+                streamed,
+                whole_frame_windows(len, &params, 4),
+                "{len} frames"
+            );
+        }
     }
 
     #[test]
