@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 
-use soragen_core::tasks::TaskParams;
+use soragen_core::tasks::{TaskParams, defaults};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{ParamSet, Result, optional};
 
@@ -23,6 +23,7 @@ pub const DIRECTION: &CStr = c"direction";
 pub const USE_MASK: &CStr = c"useMask";
 pub const MASK_DILATION: &CStr = c"maskDilation";
 pub const MASK_FEATHER: &CStr = c"maskFeather";
+pub const WINDOW_FRAMES: &CStr = c"windowFrames";
 
 /// Environment variable naming the default model folder.
 pub const MODEL_ENV: &str = "SORAGEN_MODEL";
@@ -94,7 +95,7 @@ const COMMON: &[Spec] = &[
         "Steps",
         "Denoising steps: more is slower and finer.",
         Kind::Int {
-            default: 30,
+            default: defaults::STEPS as i32,
             range: (1, 200),
             display: (1, 100),
         },
@@ -104,7 +105,7 @@ const COMMON: &[Spec] = &[
         "Guidance",
         "How strongly to follow the prompt; 1 turns guidance off (twice as fast).",
         Kind::Double {
-            default: 5.0,
+            default: defaults::GUIDANCE,
             range: (1.0, 20.0),
             display: (1.0, 10.0),
         },
@@ -114,7 +115,7 @@ const COMMON: &[Spec] = &[
         "Context Frames",
         "Source frames next to the cut that the new frames continue from.",
         Kind::Int {
-            default: 8,
+            default: defaults::CONTEXT_FRAMES as i32,
             range: (1, 40),
             display: (1, 24),
         },
@@ -137,12 +138,22 @@ const COMMON: &[Spec] = &[
         "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.",
         Kind::Bool { default: false },
     ),
+    spec(
+        WINDOW_FRAMES,
+        "Window Frames",
+        "Frames the model makes at once (4n+1); longer results take several windows, each continuing the last. Fewer use less memory.",
+        Kind::Int {
+            default: defaults::WINDOW_FRAMES as i32,
+            range: (5, 1001),
+            display: (9, 161),
+        },
+    ),
 ];
 
 const FRAMES_SPEC: Spec = spec(
     FRAMES,
     "Frames",
-    "How many frames to generate (one generation window).",
+    "How many frames to generate (Generate: the clip's length).",
     Kind::Int {
         default: 33,
         range: (1, 1000),
@@ -169,7 +180,7 @@ const MASK_SPECS: &[Spec] = &[
         "Mask Dilation",
         "Grow the background region by this many pixels (tight mattes leave halos).",
         Kind::Int {
-            default: 4,
+            default: defaults::MASK_DILATION as i32,
             range: (0, 256),
             display: (0, 64),
         },
@@ -179,7 +190,7 @@ const MASK_SPECS: &[Spec] = &[
         "Mask Feather",
         "Soften the edge between kept and new pixels over this many pixels.",
         Kind::Int {
-            default: 2,
+            default: defaults::MASK_FEATHER as i32,
             range: (0, 256),
             display: (0, 32),
         },
@@ -287,6 +298,7 @@ impl Settings {
                 steps: int(STEPS)?.max(1) as usize,
                 guidance: params.param(GUIDANCE)?.double(time)?,
                 context_frames: int(CONTEXT_FRAMES)?.max(1) as usize,
+                window_frames: int(WINDOW_FRAMES)?.max(1) as usize,
                 color_match: int(COLOR_MATCH)? != 0,
                 mask_dilation: if has_mask {
                     int(MASK_DILATION)?.max(0) as usize

@@ -2,7 +2,7 @@
 //! window (the frames one task call produces together). Pure logic over frame ranges, shared by
 //! GetFramesNeeded, GetTimeDomain and Render.
 
-use soragen_core::tasks::{TaskKind, context_span};
+use soragen_core::tasks::{TaskKind, TaskParams, context_span, whole_frame_windows};
 
 use crate::effects::{Context, EffectKind};
 use crate::params::Settings;
@@ -41,9 +41,12 @@ pub struct Window {
     pub frames: usize,
     /// First output time of the window: tells windows of one effect apart.
     pub first: i64,
-    /// Generate: the window's number from the clip's start. Window k > 0 continues window
-    /// k - 1 (its last frames are the context, its seed is the seed + k).
+    /// Replace background, generate: the model window's number from the clip's start (the
+    /// core's [`whole_frame_windows`]). Window k > 0 reads the last `context` frames window
+    /// k - 1 made first, and its seed is the seed + k.
     pub index: usize,
+    /// Frames of the previous window this one reads first (see `index`).
+    pub context: usize,
     /// Times of the `Source` frames the task reads (with `Mask` at the same times).
     pub source_times: Vec<i64>,
     /// Times of the `Next` frames the task reads.
@@ -124,6 +127,7 @@ pub fn plan(
     context: Context,
     timing: &Timing,
     settings: &Settings,
+    temporal: usize,
     time: i64,
 ) -> Result<FramePlan, String> {
     let n = settings.frames as i64;
@@ -150,6 +154,7 @@ pub fn plan(
                         frames: n as usize,
                         first: b + 1,
                         index: 0,
+                        context: 0,
                         fps: timing.fps,
                         source_times: span((b - k + 1).max(a), b),
                         next_times: vec![],
@@ -162,6 +167,7 @@ pub fn plan(
                         frames: n as usize,
                         first: a - n,
                         index: 0,
+                        context: 0,
                         fps: timing.fps,
                         source_times: span(a, (a + k - 1).min(b)),
                         next_times: vec![],
@@ -202,6 +208,7 @@ pub fn plan(
                 frames: len((s, e)) as usize,
                 first: s,
                 index: 0,
+                context: 0,
                 fps: timing.fps,
                 source_times: if before.is_empty() {
                     vec![s.clamp(from.0, from.1)]
@@ -227,6 +234,7 @@ pub fn plan(
                         frames: n as usize,
                         first: a1 + 1,
                         index: 0,
+                        context: 0,
                         fps: timing.fps,
                         source_times: span((a1 - k + 1).max(a0), a1),
                         next_times: span(b0, (b0 + k - 1).min(b1)),
@@ -246,33 +254,40 @@ pub fn plan(
             if time < a || time > b {
                 return Err(outside());
             }
-            let first = a + (time - a) / n * n;
-            let last = (first + n - 1).min(b);
+            let window = whole_frame_window(&settings.task, len((a, b)), time - a, temporal)?;
+            let first = a + window.new.start as i64;
             let window = Window {
                 task: WindowTask::ReplaceBackground,
-                frames: len((first, last)) as usize,
+                frames: window.new.len(),
                 first,
-                index: 0,
+                index: window.index,
+                context: window.context.len(),
                 fps: timing.fps,
-                source_times: span(first, last),
+                source_times: span(first, a + window.new.end as i64 - 1),
                 next_times: vec![],
             };
             generate(window, time - first)
         }
         (EffectKind::Generate, _) => {
             // A generator's clip starts where its Output clip does (time 0 where the host does
-            // not say).
+            // not say) and is Frames long.
             let start = timing.output.map_or(0, |(first, _)| first);
             if time < start {
                 return Err(outside());
             }
-            let index = (time - start) / n;
-            let first = start + index * n;
+            if time >= start + n {
+                return Err(format!(
+                    "frame {time} is past the {n} frames this clip generates (from frame {start}): raise Frames"
+                ));
+            }
+            let window = whole_frame_window(&settings.task, n, time - start, temporal)?;
+            let first = start + window.new.start as i64;
             let window = Window {
                 task: WindowTask::Generate,
-                frames: n as usize,
+                frames: window.new.len(),
                 first,
-                index: index as usize,
+                index: window.index,
+                context: window.context.len(),
                 fps: timing.fps,
                 source_times: vec![],
                 next_times: vec![],
@@ -280,6 +295,20 @@ pub fn plan(
             generate(window, time - first)
         }
     }
+}
+
+/// The core's model window (of a task of `len` frames that makes or edits every frame) that
+/// makes frame `at`.
+fn whole_frame_window(
+    params: &TaskParams,
+    len: i64,
+    at: i64,
+    temporal: usize,
+) -> Result<soragen_core::tasks::Window, String> {
+    whole_frame_windows(len as usize, params, temporal)
+        .into_iter()
+        .find(|window| window.new.contains(&(at as usize)))
+        .ok_or_else(|| format!("no model window makes frame {at} of {len}"))
 }
 
 /// The output's frame range in the General context, where the effect may change it.
@@ -358,14 +387,14 @@ mod tests {
     fn extend_forward_keeps_source_frames_and_generates_one_window_after_them() {
         let (s, t) = (settings(5, 3, false), timing((0, 9)));
         assert_eq!(
-            plan(EffectKind::Extend, Context::General, &t, &s, 4),
+            plan(EffectKind::Extend, Context::General, &t, &s, 4, 4),
             Ok(FramePlan::Keep {
                 role: Role::Source,
                 time: 4
             })
         );
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Extend, Context::General, &t, &s, 12).unwrap()
+            plan(EffectKind::Extend, Context::General, &t, &s, 4, 12).unwrap()
         else {
             panic!()
         };
@@ -375,13 +404,13 @@ mod tests {
         );
         // Every frame past the source shares the window: one generation serves them all.
         let FramePlan::Generate { window: last, .. } =
-            plan(EffectKind::Extend, Context::General, &t, &s, 14).unwrap()
+            plan(EffectKind::Extend, Context::General, &t, &s, 4, 14).unwrap()
         else {
             panic!()
         };
         assert_eq!(last, window);
         assert!(
-            plan(EffectKind::Extend, Context::General, &t, &s, 15)
+            plan(EffectKind::Extend, Context::General, &t, &s, 4, 15)
                 .unwrap_err()
                 .contains("raise Frames")
         );
@@ -392,7 +421,7 @@ mod tests {
     fn extend_backward_reads_the_first_frames() {
         let (s, t) = (settings(4, 2, true), timing((10, 19)));
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Extend, Context::Filter, &t, &s, 7).unwrap()
+            plan(EffectKind::Extend, Context::Filter, &t, &s, 4, 7).unwrap()
         else {
             panic!()
         };
@@ -416,7 +445,7 @@ mod tests {
         };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Insert, Context::General, &t, &s, 7).unwrap()
+            plan(EffectKind::Insert, Context::General, &t, &s, 4, 7).unwrap()
         else {
             panic!()
         };
@@ -425,14 +454,14 @@ mod tests {
             (vec![3, 4], vec![0, 1], 2)
         );
         assert_eq!(
-            plan(EffectKind::Insert, Context::General, &t, &s, 8),
+            plan(EffectKind::Insert, Context::General, &t, &s, 4, 8),
             Ok(FramePlan::Keep {
                 role: Role::Next,
                 time: 0
             })
         );
         assert_eq!(
-            plan(EffectKind::Insert, Context::General, &t, &s, 13),
+            plan(EffectKind::Insert, Context::General, &t, &s, 4, 13),
             Ok(FramePlan::Keep {
                 role: Role::Next,
                 time: 5
@@ -452,7 +481,7 @@ mod tests {
             transition: None,
         };
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap()
+            plan(EffectKind::Insert, Context::Transition, &t, &s, 4, 12).unwrap()
         else {
             panic!()
         };
@@ -483,6 +512,7 @@ mod tests {
                     ..t
                 },
                 &s,
+                4,
                 99,
             )
         };
@@ -518,26 +548,68 @@ mod tests {
         assert_eq!(transition_frame(7.0, 5), 4);
     }
 
+    /// Windows of 9 frames overlapping by 2: over 20 frames the core makes 0..9, 9..16
+    /// (after 7..9) and 16..20 (after 14..16).
+    fn windowed(frames: usize) -> Settings {
+        let mut s = settings(frames, 2, false);
+        s.task.window_frames = 9;
+        s
+    }
+
     #[test]
-    fn replace_background_and_generate_cut_time_into_windows() {
-        let (s, t) = (settings(4, 2, false), timing((0, 9)));
-        let FramePlan::Generate { window, offset } =
-            plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 9).unwrap()
-        else {
+    fn replace_background_and_generate_run_the_core_s_windows() {
+        let (s, t) = (windowed(4), timing((0, 19)));
+        let FramePlan::Generate { window, offset } = plan(
+            EffectKind::ReplaceBackground,
+            Context::Filter,
+            &t,
+            &s,
+            4,
+            12,
+        )
+        .unwrap() else {
             panic!()
         };
-        assert_eq!((window.source_times, offset), (vec![8, 9], 1));
+        assert_eq!(
+            (
+                window.index,
+                window.first,
+                window.frames,
+                window.context,
+                offset
+            ),
+            (1, 9, 7, 2, 3)
+        );
+        assert_eq!(window.source_times, (9..=15).collect::<Vec<_>>());
         let needed = frames_needed(
-            &plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 5).unwrap(),
+            &plan(
+                EffectKind::ReplaceBackground,
+                Context::Filter,
+                &t,
+                &s,
+                4,
+                17,
+            )
+            .unwrap(),
             true,
         );
-        assert_eq!(needed, vec![(Role::Source, (4, 7)), (Role::Mask, (4, 7))]);
+        assert_eq!(
+            needed,
+            vec![(Role::Source, (16, 19)), (Role::Mask, (16, 19))]
+        );
+        // Generate: Frames is the clip's length.
+        let s = windowed(20);
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Generate, Context::Generator, &t, &s, 6).unwrap()
+            plan(EffectKind::Generate, Context::Generator, &t, &s, 4, 17).unwrap()
         else {
             panic!()
         };
-        assert_eq!((window.first, window.frames, offset), (4, 4, 2));
+        assert_eq!(
+            (window.index, window.first, window.frames, offset),
+            (2, 16, 4, 1)
+        );
+        let past = plan(EffectKind::Generate, Context::Generator, &t, &s, 4, 20).unwrap_err();
+        assert!(past.contains("raise Frames"), "{past}");
     }
 
     #[test]
@@ -553,7 +625,7 @@ mod tests {
         };
         // 0.4 of 5 frames is frame 2: the transition runs 10..=14 when frame 12 is asked for.
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::Insert, Context::Transition, &t, &s, 12).unwrap()
+            plan(EffectKind::Insert, Context::Transition, &t, &s, 4, 12).unwrap()
         else {
             panic!()
         };
@@ -573,7 +645,7 @@ mod tests {
             ..t
         };
         assert!(
-            plan(EffectKind::Insert, Context::Transition, &lost, &s, 12)
+            plan(EffectKind::Insert, Context::Transition, &lost, &s, 4, 12)
                 .unwrap_err()
                 .contains("neither")
         );
@@ -583,13 +655,13 @@ mod tests {
     fn without_clip_frame_ranges_extend_says_why_and_replace_background_goes_frame_by_frame() {
         let s = settings(4, 2, false);
         let t = Timing::default();
-        let error = plan(EffectKind::Extend, Context::Filter, &t, &s, 3).unwrap_err();
+        let error = plan(EffectKind::Extend, Context::Filter, &t, &s, 4, 3).unwrap_err();
         assert!(
             error.contains("frame range") && error.contains("MLT"),
             "{error}"
         );
         let FramePlan::Generate { window, offset } =
-            plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 7).unwrap()
+            plan(EffectKind::ReplaceBackground, Context::Filter, &t, &s, 4, 7).unwrap()
         else {
             panic!()
         };
@@ -601,7 +673,7 @@ mod tests {
 
     #[test]
     fn generate_numbers_its_windows_from_the_output_start() {
-        let s = settings(4, 2, false);
+        let s = windowed(20);
         let at = |output, time| match plan(
             EffectKind::Generate,
             Context::Generator,
@@ -610,14 +682,15 @@ mod tests {
                 ..Timing::default()
             },
             &s,
+            4,
             time,
         ) {
             Ok(FramePlan::Generate { window, offset }) => (window.first, window.index, offset),
             other => panic!("{other:?}"),
         };
         assert_eq!(at(Some((10, 30)), 10), (10, 0, 0));
-        assert_eq!(at(Some((10, 30)), 19), (18, 2, 1));
+        assert_eq!(at(Some((10, 30)), 27), (26, 2, 1));
         // No Output range: the clip starts at 0.
-        assert_eq!(at(None, 5), (4, 1, 1));
+        assert_eq!(at(None, 5), (0, 0, 5));
     }
 }

@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
+use soragen_core::model::vae_temporal_factor_of;
 use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video, rate_from_f64};
@@ -17,12 +18,12 @@ use soragen_ofx_ffi::{
 };
 
 use crate::cuda::{self, DeviceRender};
-use crate::effects::{Context, MASK_CLIP, NEXT_CLIP};
+use crate::effects::{Context, EffectKind, MASK_CLIP, NEXT_CLIP};
 use crate::instance::{self, Generated, Instance};
 use crate::memory::{self, ModelSizes, OutOfMemory};
 use crate::params::Settings;
 use crate::pixels;
-use crate::plan::{self, FramePlan, Range, Role, Timing, Window, WindowTask};
+use crate::plan::{self, FramePlan, Range, Role, Timing, Window};
 
 /// Why an action did not succeed.
 #[derive(Debug)]
@@ -181,6 +182,29 @@ impl Instance {
         Settings::read(effect.params()?, self.effect, time)
     }
 
+    /// What output frame `time` is, with the settings at that time.
+    fn plan_at(&self, effect: ImageEffect, time: f64) -> Result<(FramePlan, Settings), Failure> {
+        let settings = self.settings(effect, time)?;
+        // The tasks that make every frame run the core's model windows, whose lengths the
+        // model's VAE sets.
+        let temporal = match self.effect {
+            EffectKind::ReplaceBackground | EffectKind::Generate => {
+                vae_temporal_factor_of(&Instance::model_folder(&settings.model)?)?
+            }
+            EffectKind::Extend | EffectKind::Insert => 1,
+        };
+        let plan = plan::plan(
+            self.effect,
+            self.context,
+            &self.timing(effect, time)?,
+            &settings,
+            temporal,
+            frame(time),
+        )
+        .map_err(Failure::User)?;
+        Ok((plan, settings))
+    }
+
     fn reads_mask(&self, effect: ImageEffect, settings: &Settings) -> bool {
         settings.use_mask
             && self.has_role(Role::Mask)
@@ -222,14 +246,7 @@ pub fn frames_needed(
 ) -> soragen_ofx_ffi::Result<()> {
     let instance = instance::get(effect)?;
     let time = args.double(kOfxPropTime)?;
-    let settings = instance.settings(effect, time)?;
-    let Ok(plan) = plan::plan(
-        instance.effect,
-        instance.context,
-        &instance.timing(effect, time)?,
-        &settings,
-        frame(time),
-    ) else {
+    let Ok((plan, settings)) = instance.plan_at(effect, time) else {
         // No such output frame: render will say why; nothing to fetch.
         return Err(Status::REPLY_DEFAULT);
     };
@@ -305,15 +322,7 @@ fn render_with(
     let [x1, y1, x2, y2] = args.ints(kOfxImageEffectPropRenderWindow)?;
     let window = RectI { x1, y1, x2, y2 };
     let scale = args.doubles::<2>(kOfxImageEffectPropRenderScale)?;
-    let settings = instance.settings(effect, time)?;
-    let plan = plan::plan(
-        instance.effect,
-        instance.context,
-        &instance.timing(effect, time)?,
-        &settings,
-        frame(time),
-    )
-    .map_err(Failure::User)?;
+    let (plan, settings) = instance.plan_at(effect, time)?;
     let mut output = effect
         .clip(kOfxImageEffectOutputClipName)?
         .image(time, memory)?
@@ -569,25 +578,32 @@ impl Instance {
             inputs.next = Some(video);
         }
         rect.hash(&mut key);
-        let mut kind = window.task_kind(rect.width(), rect.height());
-        if window.task == WindowTask::Generate && window.index > 0 {
-            // A long generated clip goes on from the previous window's last frames, like an
-            // extension: no window repeats another, and each seam is continuous.
-            let previous = Window {
-                first: window.first - window.frames as i64,
-                index: window.index - 1,
-                ..window.clone()
+        let kind = window.task_kind(rect.width(), rect.height());
+        if window.context > 0 {
+            // A model window after the first reads the last frames the window before it made
+            // (the core's windows: the result is the whole task's, and each seam continuous).
+            let (
+                FramePlan::Generate {
+                    window: previous, ..
+                },
+                _,
+            ) = self.plan_at(effect, (window.first - 1) as f64)?
+            else {
+                return Err(Failure::User(format!(
+                    "frame {} should have been generated",
+                    window.first - 1
+                )));
             };
             let before = self.generated(effect, gpu, &previous, settings, scale, draft)?;
             let made = &before.video.frames[before.first_output..];
-            let context = settings.task.context_frames.clamp(1, made.len());
-            let mut clip = Video::new(before.video.width, before.video.height, before.video.fps);
-            clip.frames = made[made.len() - context..].to_vec();
+            let context = made.len().checked_sub(window.context).ok_or_else(|| {
+                Failure::User(format!(
+                    "the window before frame {} made too few frames",
+                    window.first
+                ))
+            })?;
+            inputs.previous = made[context..].to_vec();
             before.key.hash(&mut key);
-            inputs.clip = Some(clip);
-            kind = TaskKind::ExtendForward {
-                frames: window.frames,
-            };
         }
         let key = key.finish();
 

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use soragen_core::video::{Frame, Video};
 use soragen_ofx_ffi::sys::*;
-use soragen_ofx_host::{Components, Depth, Pixels, Profile};
+use soragen_ofx_host::{Components, Depth, Pixels, Profile, Value};
 
 fn host() -> &'static soragen_ofx_host::Host {
     common::host(Profile::HOSTSUPPORT)
@@ -131,9 +131,10 @@ fn to_frame(pixels: &Pixels) -> Frame {
     Frame { rgb, alpha: None }
 }
 
-/// A generated clip longer than Frames goes on window after window from the previous window's
-/// last frames: no window repeats another, and the seam between them is no worse than a cut
-/// between two ordinary frames of the first window.
+/// A generated clip longer than a model window is made window after window, each reading the
+/// previous window's last frames (the core's windows, as the CLI makes them): no window repeats
+/// another, and the seam between them is no worse than a cut between two ordinary frames of the
+/// first window.
 #[test]
 fn generate_makes_a_long_clip_window_after_window() {
     let host = host();
@@ -143,26 +144,29 @@ fn generate_makes_a_long_clip_window_after_window() {
         Depth::Float,
         Components::Rgba,
     );
-    setup.effect_range = Some((0.0, 11.0));
+    setup.effect_range = Some((0.0, 19.0));
     let instance = host.instance(GENERATE, setup).unwrap();
-    quick(&instance, 4, 2);
-    let frames: Vec<Pixels> = (0..12)
+    // 20 frames in the core's windows of 9 after 2 frames of context: 0..9, 9..16, 16..20.
+    quick(&instance, 20, 2);
+    instance.set("windowFrames", Value::Int(9));
+    let frames: Vec<Pixels> = (0..20)
         .map(|t| instance.render(t as f64).unwrap())
         .collect();
     frames.iter().for_each(assert_generated);
-    for window in [1, 2] {
-        for offset in 0..4 {
-            assert_ne!(
-                frames[4 * window + offset],
-                frames[offset],
-                "window {window} repeats window 0 at frame {offset}"
-            );
-        }
+    for first in [9, 16] {
+        assert_ne!(
+            frames[first], frames[0],
+            "the window from {first} repeats window 0"
+        );
     }
     assert_eq!(
         instance.log().progress_starts,
         3,
         "three windows, each generated once"
+    );
+    assert!(
+        instance.render(20.0).is_err(),
+        "Frames is the clip's length"
     );
     let video = Video {
         width: SIZE.0,
@@ -170,7 +174,7 @@ fn generate_makes_a_long_clip_window_after_window() {
         frames: frames.iter().map(to_frame).collect(),
         fps: None,
     };
-    for cut in [4, 8] {
+    for cut in [9, 16] {
         let seam = soragen_core::tasks::seam(&video, cut, cut - 4..cut);
         println!("seam at {cut}: {seam:?}");
         assert!(
@@ -195,11 +199,13 @@ fn replace_background_in_general_reads_its_window_from_the_clip_range() {
             ),
         )
         .unwrap();
+    // The core's windows of 5 over 6 frames: 0..5, then 5..6 after frame 4 as made by the first.
     quick(&instance, 4, 1);
+    instance.set("windowFrames", Value::Int(5));
     assert_eq!(
         instance.frames_needed(5.0).unwrap()["Source"],
-        [4.0, 5.0],
-        "the last window is cut at the clip's end"
+        [5.0, 5.0],
+        "the last window reads its own frames (and the first window's result)"
     );
     assert_generated(&instance.render(5.0).unwrap());
     assert_all_released(&instance);

@@ -539,7 +539,7 @@ fn replace_background_keeps_the_subject_bit_identical() {
 }
 
 #[test]
-fn generate_makes_windows_of_frames_from_the_prompt() {
+fn generate_makes_frames_from_the_prompt_window_by_window() {
     let host = host();
     let mut setup = setup(
         kOfxImageEffectContextGenerator,
@@ -549,7 +549,9 @@ fn generate_makes_windows_of_frames_from_the_prompt() {
     );
     setup.effect_range = Some((0.0, 9.0));
     let instance = host.instance(GENERATE, setup).unwrap();
-    quick(&instance, 5, 1);
+    // 10 frames in windows of 5 after 1 frame of context: 0..5, then 5..8 and 8..10.
+    quick(&instance, 10, 1);
+    instance.set("windowFrames", Value::Int(5));
     let prefs = instance.clip_preferences().unwrap();
     assert_eq!(
         prefs["OfxImageClipPropComponents_Output"],
@@ -567,7 +569,7 @@ fn generate_makes_windows_of_frames_from_the_prompt() {
         }
     );
     assert_eq!(instance.log().progress_starts, 1);
-    instance.render(7.0).unwrap();
+    instance.render(6.0).unwrap();
     assert_eq!(instance.log().progress_starts, 2, "the next window");
 }
 

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use soragen_core::limits::{self, Limit};
 use soragen_core::output::{Destination, Shape};
 use soragen_core::presets::Preset;
+use soragen_core::tasks::defaults;
 use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
 use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
 use soragen_core::{Error, Result, model::WanVace};
@@ -71,10 +72,10 @@ struct VaceArgs {
     #[arg(long, default_value = "")]
     negative_prompt: String,
     /// Denoising steps.
-    #[arg(long, default_value_t = 50, value_parser = limited(limits::STEPS))]
+    #[arg(long, default_value_t = defaults::STEPS, value_parser = limited(limits::STEPS))]
     steps: usize,
     /// Classifier-free guidance scale (1 or less: no guidance, half the work).
-    #[arg(long, default_value_t = 5.0, value_parser = limited(limits::GUIDANCE))]
+    #[arg(long, default_value_t = defaults::GUIDANCE, value_parser = limited(limits::GUIDANCE))]
     guidance: f64,
     /// Overrides the scheduler's flow shift (published: 3.0 at 480p, 5.0 at 720p).
     #[arg(long, value_parser = limited(limits::FLOW_SHIFT))]

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{
-    TaskInputs, TaskKind, TaskParams, WINDOW_FRAMES, animate_request, run_task,
-};
+use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, animate_request, defaults, run_task};
 use soragen_core::video::{Frame, Video};
 use soragen_core::{Error, Result};
 
@@ -32,28 +30,28 @@ pub struct Common {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Denoising steps.
-    #[arg(long, default_value_t = 50, value_parser = limited(limits::STEPS))]
+    #[arg(long, default_value_t = defaults::STEPS, value_parser = limited(limits::STEPS))]
     steps: usize,
     /// Classifier-free guidance scale (1 or less: no guidance, half the work).
-    #[arg(long, default_value_t = 5.0, value_parser = limited(limits::GUIDANCE))]
+    #[arg(long, default_value_t = defaults::GUIDANCE, value_parser = limited(limits::GUIDANCE))]
     guidance: f64,
     /// Source frames nearest the cut that condition an extension or insert.
-    #[arg(long, default_value_t = 8, value_parser = limited(limits::CONTEXT_FRAMES))]
+    #[arg(long, default_value_t = defaults::CONTEXT_FRAMES, value_parser = limited(limits::CONTEXT_FRAMES))]
     context_frames: usize,
     /// Leave generated colours as the model made them instead of matching them to the source.
     #[arg(long)]
     no_color_match: bool,
     /// Grow the background mask by this many pixels (tight mattes leave halos).
-    #[arg(long, default_value_t = 4, value_parser = limited(limits::MASK_PIXELS))]
+    #[arg(long, default_value_t = defaults::MASK_DILATION, value_parser = limited(limits::MASK_PIXELS))]
     mask_dilation: usize,
     /// Soften the composite edge over this many pixels.
-    #[arg(long, default_value_t = 2, value_parser = limited(limits::MASK_PIXELS))]
+    #[arg(long, default_value_t = defaults::MASK_FEATHER, value_parser = limited(limits::MASK_PIXELS))]
     mask_feather: usize,
     /// Pixels of the model's working size [default: 832x480, or the clip's own size if smaller].
     #[arg(long, value_parser = limited(limits::WORKING_PIXELS))]
     working_pixels: Option<usize>,
     /// Frames per model window (4n+1); longer outputs take several windows.
-    #[arg(long, default_value_t = WINDOW_FRAMES, value_parser = limited(limits::WINDOW_FRAMES))]
+    #[arg(long, default_value_t = defaults::WINDOW_FRAMES, value_parser = limited(limits::WINDOW_FRAMES))]
     window_frames: usize,
     /// A folder of finished windows to reuse and fill, shareable between machines (e.g. a
     /// render farm's network share).

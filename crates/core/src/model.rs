@@ -48,6 +48,14 @@ fn part_dir(folder: &Path, part: &str) -> Result<PathBuf> {
     }
 }
 
+/// Frames per latent frame of the VAE in `folder`, from its config alone: hosts plan model
+/// windows (whose lengths are multiples of it, plus one) before the model loads.
+pub fn vae_temporal_factor_of(folder: &Path) -> Result<usize> {
+    let config: vae::Config = read_config(&part_dir(folder, "vae")?.join("config.json"))?;
+    config.validate()?;
+    Ok(config.temporal_compression())
+}
+
 /// How the parts' tensors are served while the model is built.
 #[derive(Clone, Copy)]
 enum Tensors {

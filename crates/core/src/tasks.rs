@@ -83,6 +83,17 @@ pub struct TaskInputs {
     pub previous: Vec<Frame>,
 }
 
+/// The defaults of [`TaskParams`], which every surface shows as its own (CLI flags, OpenFX
+/// parameters, GStreamer properties).
+pub mod defaults {
+    pub const STEPS: usize = 50;
+    pub const GUIDANCE: f64 = 5.0;
+    pub const CONTEXT_FRAMES: usize = 8;
+    pub const MASK_DILATION: usize = 4;
+    pub const MASK_FEATHER: usize = 2;
+    pub const WINDOW_FRAMES: usize = super::WINDOW_FRAMES;
+}
+
 /// Everything besides the frames that changes the output.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskParams {
@@ -119,14 +130,14 @@ impl Default for TaskParams {
             prompt: String::new(),
             negative_prompt: String::new(),
             seed: 0,
-            steps: 50,
-            guidance: 5.0,
-            context_frames: 8,
+            steps: defaults::STEPS,
+            guidance: defaults::GUIDANCE,
+            context_frames: defaults::CONTEXT_FRAMES,
             color_match: true,
-            mask_dilation: 4,
-            mask_feather: 2,
+            mask_dilation: defaults::MASK_DILATION,
+            mask_feather: defaults::MASK_FEATHER,
             working_pixels: None,
-            window_frames: WINDOW_FRAMES,
+            window_frames: defaults::WINDOW_FRAMES,
             match_frame_rate: true,
             cache: None,
         }
