@@ -165,8 +165,11 @@ mod tests {
     use super::*;
 
     /// Suites whose functions are all absent: enough for a host the layer accepts.
+    // SAFETY: a suite is a struct of Option<fn> fields, for which all zeroes is all None.
     static PROPERTY: OfxPropertySuiteV1 = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     static EFFECT: OfxImageEffectSuiteV1 = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     static PARAM: OfxParameterSuiteV1 = unsafe { std::mem::zeroed() };
 
     unsafe extern "C" fn fetch_suite(

@@ -17,6 +17,7 @@ pub struct Host {
 
 // SAFETY: the suites are tables of function pointers the host publishes for every thread.
 unsafe impl Send for Host {}
+// SAFETY: as for Send; the host makes its suites callable from any thread at once.
 unsafe impl Sync for Host {}
 
 unsafe fn fetch<T>(host: &OfxHost, name: &CStr, version: i32) -> Option<&'static T> {
@@ -32,6 +33,7 @@ impl Host {
     pub(crate) unsafe fn from_raw(host: *const OfxHost) -> Result<Self> {
         // SAFETY: the caller passes the host's own pointer.
         let host = unsafe { host.as_ref() }.ok_or(Status::ERR_BAD_HANDLE)?;
+        // SAFETY: `host` is the host's own, whose fetchSuite `fetch` calls as the API says.
         unsafe {
             let property: &OfxPropertySuiteV1 =
                 fetch(host, kOfxPropertySuite, 1).ok_or(Status::ERR_MISSING_HOST_FEATURE)?;

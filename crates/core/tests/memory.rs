@@ -26,6 +26,7 @@ fn grew(bytes: usize) {
 // SAFETY: every call is passed to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout goes to the system allocator unchanged.
         let pointer = unsafe { System.alloc(layout) };
         if !pointer.is_null() {
             grew(layout.size());
@@ -34,6 +35,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in alloc.
         let pointer = unsafe { System.alloc_zeroed(layout) };
         if !pointer.is_null() {
             grew(layout.size());
@@ -42,11 +44,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: the pointer came from this allocator (the system's) with this layout.
         unsafe { System.dealloc(pointer, layout) };
         HELD.fetch_sub(layout.size(), Relaxed);
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in dealloc; the system allocator takes the same arguments.
         let moved = unsafe { System.realloc(pointer, layout, new_size) };
         if !moved.is_null() {
             HELD.fetch_sub(layout.size(), Relaxed);

@@ -131,6 +131,7 @@ fn encoder_matches_transformers() {
         let config: Config =
             serde_json::from_str(&std::fs::read_to_string(case.join("config.json")).unwrap())
                 .unwrap();
+        // SAFETY: the fixture files are not changed while the test maps them.
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(
                 &[case.join("model.safetensors")],
@@ -197,6 +198,7 @@ fn encoder_matches_transformers() {
         );
 
         // Half precision runs the same code with f32 statistics / softmax: only rounding may differ.
+        // SAFETY: the fixture files are not changed while the test maps them.
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(
                 &[case.join("model.safetensors")],

@@ -33,6 +33,7 @@ fn config(dir: &Path) -> Config {
 }
 
 fn weights(file: &Path) -> VarBuilder<'static> {
+    // SAFETY: the fixture files are not changed while the test maps them.
     unsafe { VarBuilder::from_mmaped_safetensors(&[file], DType::F32, &Device::Cpu).unwrap() }
 }
 
@@ -298,6 +299,7 @@ fn rejects_unsupported_configs_and_inputs() {
 fn runs_in_bf16() {
     for dir in case_dirs() {
         let file = dir.join(WEIGHTS);
+        // SAFETY: the fixture files are not changed while the test maps them.
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[file], DType::BF16, &Device::Cpu).unwrap()
         };

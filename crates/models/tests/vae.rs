@@ -39,6 +39,7 @@ fn load_case(dir: &Path) -> (AutoencoderKLWan, HashMap<String, Tensor>) {
 fn load_case_as(dir: &Path, dtype: DType) -> (AutoencoderKLWan, HashMap<String, Tensor>) {
     let config = read_config(dir);
     let weights = dir.join("diffusion_pytorch_model.safetensors");
+    // SAFETY: the fixture files are not changed while the test maps them.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &Device::Cpu).unwrap() };
     let vae = AutoencoderKLWan::load(vb, &config).unwrap();
@@ -200,6 +201,7 @@ fn wan22_configs_are_refused() {
                 .unwrap();
         json[field] = serde_json::from_str(value).unwrap();
         let config: Config = serde_json::from_value(json).unwrap();
+        // SAFETY: the fixture files are not changed while the test maps them.
         let vb = unsafe {
             VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu).unwrap()
         };

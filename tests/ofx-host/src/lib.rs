@@ -170,6 +170,7 @@ pub struct Host {
 // SAFETY: the host's raw parts (the OfxHost struct, plugin pointers) are immutable after load and
 // the plugin declares its own thread safety; everything mutable sits behind mutexes.
 unsafe impl Send for Host {}
+// SAFETY: the value is only a handle the host and plugin pass around; the test host locks what it mutates.
 unsafe impl Sync for Host {}
 
 /// The binary inside a bundle for this platform.

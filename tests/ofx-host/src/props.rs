@@ -183,6 +183,7 @@ unsafe fn props<'a>(handle: OfxPropertySetHandle) -> Option<&'a PropSet> {
 
 macro_rules! with_props {
     ($handle:expr, |$p:ident| $body:expr) => {
+        // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
         match unsafe { props($handle) } {
             Some($p) => $body,
             None => kOfxStatErrBadHandle,
@@ -246,6 +247,7 @@ unsafe extern "C" fn set_pointer_n(
     v: *const *mut c_void,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { set_pointer(h, n, i, *v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -257,6 +259,7 @@ unsafe extern "C" fn set_string_n(
     v: *const *const c_char,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { set_string(h, n, i, *v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -268,6 +271,7 @@ unsafe extern "C" fn set_double_n(
     v: *const f64,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { set_double(h, n, i, *v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -279,6 +283,7 @@ unsafe extern "C" fn set_int_n(
     v: *const c_int,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { set_int(h, n, i, *v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -344,6 +349,7 @@ unsafe extern "C" fn get_pointer_n(
     v: *mut *mut c_void,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { get_pointer(h, n, i, v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -355,6 +361,7 @@ unsafe extern "C" fn get_string_n(
     v: *mut *mut c_char,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { get_string(h, n, i, v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -366,6 +373,7 @@ unsafe extern "C" fn get_double_n(
     v: *mut f64,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { get_double(h, n, i, v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)
@@ -377,6 +385,7 @@ unsafe extern "C" fn get_int_n(
     v: *mut c_int,
 ) -> OfxStatus {
     (0..c)
+        // SAFETY: the API's out pointer (or array of the given count) is valid for this call.
         .map(|i| unsafe { get_int(h, n, i, v.add(i as usize)) })
         .find(|s| *s != kOfxStatOK)
         .unwrap_or(kOfxStatOK)

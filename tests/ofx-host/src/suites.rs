@@ -58,6 +58,7 @@ unsafe extern "C" fn get_property_set(
     e: OfxImageEffectHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(e as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -69,6 +70,7 @@ unsafe extern "C" fn get_param_set(
     e: OfxImageEffectHandle,
     params: *mut OfxParamSetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(e as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -81,6 +83,7 @@ unsafe extern "C" fn clip_define(
     n: *const c_char,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(obj) = (unsafe { effect(e as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -111,6 +114,7 @@ unsafe extern "C" fn clip_get_handle(
     c: *mut OfxImageClipHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(obj) = (unsafe { effect(e as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -126,6 +130,7 @@ unsafe extern "C" fn clip_get_property_set(
     c: OfxImageClipHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a clip handle this host gave it.
     let Some(c) = (unsafe { clip(c) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -139,9 +144,11 @@ unsafe extern "C" fn clip_get_image(
     _region: *const OfxRectD,
     image: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a clip handle this host gave it.
     let Some(c) = (unsafe { clip(c) }) else {
         return kOfxStatErrBadHandle;
     };
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(c.effect as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -218,6 +225,7 @@ unsafe extern "C" fn clip_release_image(image: OfxPropertySetHandle) -> OfxStatu
     let Some((owner, _)) = IMAGES.lock().unwrap().remove(&(image as usize)) else {
         return kOfxStatErrBadHandle;
     };
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     if let Some(e) = unsafe { effect(owner as _) } {
         e.log.lock().unwrap().released += 1;
     }
@@ -229,6 +237,7 @@ unsafe extern "C" fn clip_get_rod(
     _time: OfxTime,
     rect: *mut OfxRectD,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a clip handle this host gave it.
     let Some(c) = (unsafe { clip(c) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -246,6 +255,7 @@ unsafe extern "C" fn clip_get_rod(
 }
 
 unsafe extern "C" fn abort(e: OfxImageEffectHandle) -> c_int {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     unsafe { effect(e as _) }.is_some_and(|e| e.should_stop(|s| s.abort_after)) as c_int
 }
 
@@ -313,6 +323,7 @@ unsafe extern "C" fn param_define(
     n: *const c_char,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -343,6 +354,7 @@ unsafe extern "C" fn param_get_handle(
     p: *mut OfxParamHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -358,6 +370,7 @@ unsafe extern "C" fn param_set_get_property_set(
     set: OfxParamSetHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some(set) = (unsafe { (set as *const ParamSetObj).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -369,6 +382,7 @@ unsafe extern "C" fn param_get_property_set(
     p: OfxParamHandle,
     props: *mut OfxPropertySetHandle,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a param handle this host gave it.
     let Some(p) = (unsafe { param(p as _) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -460,6 +474,7 @@ struct Callbacks {
 }
 
 unsafe extern "C" fn param_shape(p: *mut c_void, kind: *mut c_char) -> c_int {
+    // SAFETY: the plugin passes back a param handle this host gave it.
     let Some(p) = (unsafe { param(p) }) else {
         return 0;
     };
@@ -474,6 +489,7 @@ unsafe extern "C" fn param_get(
     outs: *mut *mut c_void,
     count: c_int,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a param handle this host gave it.
     let Some(p) = (unsafe { param(p) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -501,6 +517,7 @@ unsafe extern "C" fn param_set(
     strings: *const *const c_char,
     count: c_int,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a param handle this host gave it.
     let Some(p) = (unsafe { param(p) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -531,6 +548,7 @@ unsafe extern "C" fn message(
         text: name(text),
         persistent: persistent != 0,
     };
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     match unsafe { effect(handle) } {
         Some(e) => e.log.lock().unwrap().messages.push(message),
         None => eprintln!("plugin message: {message:?}"),
@@ -575,6 +593,7 @@ pub static PARAMETER_SUITE: OfxParameterSuiteV1 = OfxParameterSuiteV1 {
 // ---- message suite
 
 unsafe extern "C" fn clear_persistent_message(handle: *mut c_void) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     if let Some(e) = unsafe { effect(handle) } {
         e.log.lock().unwrap().messages.retain(|m| !m.persistent);
     }
@@ -593,6 +612,7 @@ pub static MESSAGE_SUITE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
 // ---- progress suite
 
 fn progress_start(handle: *mut c_void) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -610,6 +630,7 @@ unsafe extern "C" fn progress_start_v2(
     progress_start(handle)
 }
 unsafe extern "C" fn progress_update(handle: *mut c_void, _progress: f64) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -714,6 +735,7 @@ unsafe extern "C" fn mutex_destroy(m: OfxMutexHandle) -> OfxStatus {
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_lock(m: OfxMutexHandle) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -722,6 +744,7 @@ unsafe extern "C" fn mutex_lock(m: OfxMutexHandle) -> OfxStatus {
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_unlock(m: OfxMutexHandle) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some((count, freed)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -731,6 +754,7 @@ unsafe extern "C" fn mutex_unlock(m: OfxMutexHandle) -> OfxStatus {
     kOfxStatOK
 }
 unsafe extern "C" fn mutex_try_lock(m: OfxMutexHandle) -> OfxStatus {
+    // SAFETY: a handle the plugin passes is one this host made, alive as long as the host.
     let Some((count, _)) = (unsafe { (m as *const HostMutex).as_ref() }) else {
         return kOfxStatErrBadHandle;
     };
@@ -757,6 +781,7 @@ pub static MULTI_THREAD_SUITE: OfxMultiThreadSuiteV1 = OfxMultiThreadSuiteV1 {
 // ---- timeline suite
 
 unsafe extern "C" fn get_time(handle: *mut c_void, time: *mut f64) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -764,6 +789,7 @@ unsafe extern "C" fn get_time(handle: *mut c_void, time: *mut f64) -> OfxStatus 
     kOfxStatOK
 }
 unsafe extern "C" fn goto_time(handle: *mut c_void, time: f64) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };
@@ -775,6 +801,7 @@ unsafe extern "C" fn get_time_bounds(
     first: *mut f64,
     last: *mut f64,
 ) -> OfxStatus {
+    // SAFETY: the plugin passes back a effect handle this host gave it.
     let Some(e) = (unsafe { effect(handle) }) else {
         return kOfxStatErrBadHandle;
     };

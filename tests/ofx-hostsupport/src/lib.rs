@@ -199,6 +199,7 @@ pub struct Host {
 
 // SAFETY: every call into the driver holds `lock`.
 unsafe impl Send for Host {}
+// SAFETY: as for Send: the lock serialises every call.
 unsafe impl Sync for Host {}
 
 fn text(pointer: *const c_char) -> String {
@@ -223,6 +224,7 @@ impl Host {
         let library =
             unsafe { Library::new(profile.build.library()) }.map_err(|e| e.to_string())?;
         let folder = c(folder.to_str().ok_or("folder is not UTF-8")?);
+        // SAFETY: `sg_load` has this signature in the driver; the folder string lives through the call.
         let session = unsafe {
             let load: Symbol<unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void> =
                 library.get(b"sg_load").map_err(|e| e.to_string())?;
@@ -254,6 +256,7 @@ impl Host {
     pub fn identifiers(&self) -> Vec<String> {
         let _guard = self.guard();
         let plugins = self.symbol::<Text>("sg_plugins");
+        // SAFETY: the session is live for the host's life, and the lock is held.
         text(unsafe { plugins(self.session) })
             .lines()
             .map(String::from)
@@ -268,6 +271,7 @@ impl Host {
             *const c_char,
         ) -> *const c_char>("sg_describe");
         let (id, context) = (c(id), context.map(c));
+        // SAFETY: the session is live, the strings live through the call, and the lock is held.
         let answer = text(unsafe {
             describe(
                 self.session,
@@ -336,6 +340,7 @@ impl Host {
     pub fn messages(&self) -> Vec<String> {
         let _guard = self.guard();
         let messages = self.symbol::<Text>("sg_host_messages");
+        // SAFETY: the session is live, and the lock is held.
         text(unsafe { messages(self.session) })
             .lines()
             .map(String::from)
@@ -358,6 +363,7 @@ impl Host {
             ) -> *mut c_void>("sg_instance_new");
             let (cid, context) = (c(id), c(&setup.context));
             let bytes = setup.depth.bytes_per_component() as c_int;
+            // SAFETY: the driver copies the footage during the call; the pointers and sizes are of live buffers.
             unsafe {
                 new(
                     self.session,
@@ -396,6 +402,7 @@ impl Host {
             for (clip, footage) in &setup.inputs {
                 let data: Vec<u8> = footage.frames.concat();
                 let clip = c(clip);
+                // SAFETY: the instance and the clip name live through the call; the lock is held.
                 let st = unsafe {
                     input(
                         pointer,
@@ -414,6 +421,7 @@ impl Host {
             }
             let timing = self
                 .symbol::<unsafe extern "C" fn(*mut c_void, f64, f64, f64)>("sg_instance_timing");
+            // SAFETY: the instance is live; the driver takes plain numbers.
             unsafe {
                 timing(
                     pointer,
@@ -427,6 +435,7 @@ impl Host {
             let _guard = self.guard();
             let create =
                 self.symbol::<unsafe extern "C" fn(*mut c_void) -> c_int>("sg_instance_create");
+            // SAFETY: the instance was made for this session, which is live; the lock is held.
             unsafe { create(pointer) }
         };
         if st != status::OK {
@@ -473,6 +482,7 @@ impl Instance<'_> {
         let st = {
             let _guard = self.host.guard();
             let name = c(name);
+            // SAFETY: the instance and the parameter name live through the call; the lock is held.
             unsafe {
                 match value {
                     Value::Int(v) => self.host.symbol::<unsafe extern "C" fn(
@@ -522,6 +532,7 @@ impl Instance<'_> {
                 .symbol::<unsafe extern "C" fn(*mut c_void, *mut f64, *mut f64) -> c_int>(
                     "sg_time_domain",
                 );
+            // SAFETY: the instance is live and the out pointers are locals.
             unsafe { domain(self.pointer, &mut first, &mut last) }
         };
         match st {
@@ -541,6 +552,7 @@ impl Instance<'_> {
                         "sg_frames_needed",
                     );
             let mut ranges = std::ptr::null();
+            // SAFETY: the instance is live and the out pointer is a local.
             let st = unsafe { needed(self.pointer, time, &mut ranges) };
             (st, text(ranges))
         };
@@ -569,6 +581,7 @@ impl Instance<'_> {
                 .symbol::<unsafe extern "C" fn(*mut c_void, f64, *mut u8, usize) -> c_int>(
                     "sg_render",
                 );
+            // SAFETY: the instance is live and `out` is a buffer of `out.len()` bytes.
             unsafe { render(self.pointer, time, out.as_mut_ptr(), out.len()) }
         };
         self.check(st).map(|()| out)
@@ -581,6 +594,7 @@ impl Instance<'_> {
         let stop = self
             .host
             .symbol::<unsafe extern "C" fn(*mut c_void, c_int, c_int)>("sg_instance_stop");
+        // SAFETY: the instance is live; the driver takes plain numbers.
         unsafe {
             stop(
                 self.pointer,
@@ -594,6 +608,7 @@ impl Instance<'_> {
         let raw = {
             let _guard = self.host.guard();
             let log = self.host.symbol::<Text>("sg_instance_log");
+            // SAFETY: the instance is live, and the lock is held.
             text(unsafe { log(self.pointer) })
         };
         let mut log = Log::default();
@@ -625,6 +640,7 @@ impl Drop for Instance<'_> {
         let free = self
             .host
             .symbol::<unsafe extern "C" fn(*mut c_void)>("sg_instance_free");
+        // SAFETY: the instance is freed once, here, on drop.
         unsafe { free(self.pointer) };
     }
 }

@@ -18,8 +18,9 @@ pub enum StreamOrder {
     Own,
 }
 
-// The pointer is an opaque CUDA handle, usable from any thread of the process.
+// SAFETY: the pointer is an opaque CUDA handle, usable from any thread of the process.
 unsafe impl Send for StreamOrder {}
+// SAFETY: as for Send; nothing is read or written through it here.
 unsafe impl Sync for StreamOrder {}
 
 /// What a conversion does about streams, decided from the host's request alone.

@@ -183,6 +183,7 @@ const ATTENTION_QUERY_BLOCK: usize = 64;
 struct SharedOut(*mut f32);
 // SAFETY: every task writes its own rows of its own head (see `attention`).
 unsafe impl Send for SharedOut {}
+// SAFETY: as for Send: no two tasks touch the same element.
 unsafe impl Sync for SharedOut {}
 
 /// Softmax attention of already-scaled queries `q` `[B, H, Lq, Dh]` over keys and values
