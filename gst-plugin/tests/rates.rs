@@ -49,76 +49,157 @@ fn frame_of(rgba: &[u8]) -> Frame {
     }
 }
 
-#[test]
-fn an_extension_equals_the_core_task_on_the_whole_clip_at_every_rate() {
+const RATES: [(u64, u64); 4] = [(16, 1), (24, 1), (25, 1), (30000, 1001)];
+
+/// Pushes frames `indices` (their pictures and places on the frame grid) through `soragen`
+/// with `properties` at `num/den` fps, then EOS; returns every buffer it pushes.
+fn through_element(
+    properties: &str,
+    (num, den): (u64, u64),
+    indices: &[usize],
+) -> Vec<gst::Buffer> {
     init();
+    let element = gst::parse::launch(&format!(
+        "soragen model={TINY_MODEL} device=cpu steps=2 guidance=1 seed=7 prompt=\"a harbour\" {properties}"
+    ))
+    .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate={num}/{den}"
+    ));
+    h.play();
+    let duration = gst::ClockTime::SECOND.mul_div_round(den, num).unwrap();
+    for &index in indices {
+        let mut buffer = gst::Buffer::from_mut_slice(pixels(index));
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(
+            gst::ClockTime::SECOND
+                .mul_div_round(index as u64 * den, num)
+                .unwrap(),
+        );
+        b.set_duration(duration);
+        h.push(buffer).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    std::iter::from_fn(|| h.pull().ok()).collect()
+}
+
+fn rgb_of(buffers: &[gst::Buffer]) -> Vec<Vec<u8>> {
+    buffers
+        .iter()
+        .map(|b| frame_of(b.map_readable().unwrap().as_slice()).rgb)
+        .collect()
+}
+
+fn clip(indices: std::ops::Range<usize>, (num, den): (u64, u64)) -> Video {
+    let mut clip = Video::new(SIZE, SIZE, Some((num as u32, den as u32)));
+    clip.frames = indices.map(|index| frame_of(&pixels(index))).collect();
+    clip
+}
+
+/// The core's whole task (what the CLI runs), RGB of the output frames in `range`.
+fn core_frames(
+    kind: TaskKind,
+    inputs: TaskInputs,
+    context: usize,
+    range: std::ops::Range<usize>,
+) -> Vec<Vec<u8>> {
     let model = soragen_core::model::WanVace::shared(
         std::path::Path::new(TINY_MODEL),
         candle_core::DType::F32,
     )
     .unwrap();
-    let (count, frames, context) = (12, 4, 3);
-    for (num, den) in [(16, 1), (24, 1), (25, 1), (30000, 1001)] {
-        let element = gst::parse::launch(&format!(
-            "soragen model={TINY_MODEL} device=cpu mode=extend-forward frames={frames} context-frames={context} \
-             steps=2 guidance=1 seed=7 prompt=\"a harbour\""
-        ))
-        .unwrap();
-        let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
-        h.set_src_caps_str(&format!(
-            "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate={num}/{den}"
-        ));
-        h.play();
-        let duration = gst::ClockTime::SECOND.mul_div_round(den, num).unwrap();
-        for index in 0..count {
-            let mut buffer = gst::Buffer::from_mut_slice(pixels(index));
-            let b = buffer.get_mut().unwrap();
-            b.set_pts(
-                gst::ClockTime::SECOND
-                    .mul_div_round(index as u64 * den, num)
-                    .unwrap(),
-            );
-            b.set_duration(duration);
-            h.push(buffer).unwrap();
-        }
-        assert!(h.push_event(gst::event::Eos::new()));
-        let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.pull().ok())
-            .take(count + frames)
-            .collect();
-        let generated: Vec<Vec<u8>> = out[count..]
-            .iter()
-            .map(|b| frame_of(b.map_readable().unwrap().as_slice()).rgb)
-            .collect();
+    let params = TaskParams {
+        prompt: "a harbour".into(),
+        seed: 7,
+        steps: 2,
+        guidance: 1.0,
+        context_frames: context,
+        ..TaskParams::default()
+    };
+    let whole = run_task(&model, &kind, &inputs, &params, &Silent).unwrap();
+    whole.video.frames[range]
+        .iter()
+        .map(|f| f.rgb.clone())
+        .collect()
+}
 
-        let mut clip = Video::new(SIZE, SIZE, Some((num as u32, den as u32)));
-        clip.frames = (0..count).map(|index| frame_of(&pixels(index))).collect();
-        let params = TaskParams {
-            prompt: "a harbour".into(),
-            seed: 7,
-            steps: 2,
-            guidance: 1.0,
-            context_frames: context,
-            ..TaskParams::default()
-        };
-        let inputs = TaskInputs {
-            clip: Some(clip),
-            ..TaskInputs::default()
-        };
-        let whole = run_task(
-            &model,
-            &TaskKind::ExtendForward { frames },
-            &inputs,
-            &params,
-            &Silent,
-        )
-        .unwrap();
-        let expected: Vec<Vec<u8>> = whole.video.frames[count..]
-            .iter()
-            .map(|f| f.rgb.clone())
-            .collect();
+#[test]
+fn an_extension_equals_the_core_task_on_the_whole_clip_at_every_rate() {
+    let (count, frames, context) = (12, 4, 3);
+    for rate in RATES {
+        let out = through_element(
+            &format!("mode=extend-forward frames={frames} context-frames={context}"),
+            rate,
+            &(0..count).collect::<Vec<_>>(),
+        );
+        let expected = core_frames(
+            TaskKind::ExtendForward { frames },
+            TaskInputs {
+                clip: Some(clip(0..count, rate)),
+                ..TaskInputs::default()
+            },
+            context,
+            count..count + frames,
+        );
         assert!(
-            generated == expected,
-            "{num}/{den} fps: the element's extension differs from the core's on the whole clip"
+            rgb_of(&out[count..]) == expected,
+            "{rate:?} fps: the element's extension differs from the core's on the whole clip"
+        );
+    }
+}
+
+#[test]
+fn an_extension_backward_equals_the_core_task_on_the_whole_clip_at_every_rate() {
+    let (count, frames, context) = (12, 4, 3);
+    for rate in RATES {
+        let out = through_element(
+            &format!("mode=extend-backward frames={frames} context-frames={context}"),
+            rate,
+            &(0..count).collect::<Vec<_>>(),
+        );
+        let expected = core_frames(
+            TaskKind::ExtendBackward { frames },
+            TaskInputs {
+                clip: Some(clip(0..count, rate)),
+                ..TaskInputs::default()
+            },
+            context,
+            0..frames,
+        );
+        assert!(
+            rgb_of(&out[..frames]) == expected,
+            "{rate:?} fps: the element's extension backward differs from the core's"
+        );
+    }
+}
+
+/// Two pieces with a jump of exactly the new frames between them.
+#[test]
+fn an_insert_equals_the_core_task_on_the_whole_clips_at_every_rate() {
+    let (count, frames, context) = (12, 5, 3);
+    for rate in RATES {
+        let indices: Vec<usize> = (0..count)
+            .chain(count + frames..2 * count + frames)
+            .collect();
+        let out = through_element(
+            &format!("mode=insert frames={frames} context-frames={context}"),
+            rate,
+            &indices,
+        );
+        let expected = core_frames(
+            TaskKind::Insert { frames },
+            TaskInputs {
+                clip: Some(clip(0..count, rate)),
+                next: Some(clip(count + frames..2 * count + frames, rate)),
+                ..TaskInputs::default()
+            },
+            context,
+            count..count + frames,
+        );
+        assert!(
+            rgb_of(&out[count..count + frames]) == expected,
+            "{rate:?} fps: the element's insert differs from the core's"
         );
     }
 }
