@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use gst::glib;
 use gst::prelude::*;
-use soragen_core::device::{DeviceRequest, default_dtype, model_device, open_device};
+use soragen_core::device::{DeviceChoice, default_dtype};
 use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
 use soragen_core::tasks::TaskParams;
@@ -38,38 +38,6 @@ pub struct GenerationSettings {
     pub guidance: f64,
     pub seed: u64,
     pub device: DeviceChoice,
-}
-
-/// Where the model runs, as the `device` property says: `auto`, `cpu` or `cuda:N`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeviceChoice {
-    /// The GPU in a CUDA build when one opens, else the CPU (with one log line saying why).
-    #[default]
-    Auto,
-    Cpu,
-    Cuda(usize),
-}
-
-impl DeviceChoice {
-    /// Reads `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "auto" => Some(Self::Auto),
-            "cpu" => Some(Self::Cpu),
-            "cuda" => Some(Self::Cuda(0)),
-            _ => text.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            Self::Auto => write!(f, "auto"),
-            Self::Cpu => write!(f, "cpu"),
-            Self::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
-        }
-    }
 }
 
 impl Default for GenerationSettings {
@@ -177,10 +145,10 @@ impl GenerationSettings {
                     .expect("type checked upstream")
                     .unwrap_or_default();
                 match DeviceChoice::parse(&text) {
-                    Some(device) => self.device = device,
-                    None => glib::g_warning!(
+                    Ok(device) => self.device = device,
+                    Err(reason) => glib::g_warning!(
                         "soragen",
-                        "{}: invalid device {text:?}: use \"auto\", \"cpu\" or \"cuda:N\"; keeping \"{}\"",
+                        "{}: invalid device {reason} (or auto); keeping \"{}\"",
                         element.name(),
                         self.device
                     ),
@@ -230,18 +198,12 @@ impl GenerationSettings {
 
     /// The device the `device` property names, opened (one handle per GPU in the process).
     pub fn open_device(&self) -> Result<candle_core::Device, gst::ErrorMessage> {
-        match self.device {
-            DeviceChoice::Auto => Ok(model_device()),
-            DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceChoice::Cuda(ordinal) => {
-                open_device(DeviceRequest::Cuda(ordinal)).map_err(|reason| {
-                    gst::error_msg!(
-                        gst::LibraryError::Init,
-                        ("Cannot use device cuda:{ordinal}: {reason}")
-                    )
-                })
-            }
-        }
+        self.device.open().map_err(|reason| {
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                ("Cannot use device {}: {reason}", self.device)
+            )
+        })
     }
 
     pub fn task_params(&self) -> TaskParams {

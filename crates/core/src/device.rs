@@ -36,7 +36,7 @@ impl DeviceRequest {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
-                .ok_or_else(|| format!("{DEVICE_VARIABLE}={other}: expected cpu, cuda or cuda:N")),
+                .ok_or_else(|| format!("{other:?}: expected cpu, cuda or cuda:N")),
         }
     }
 
@@ -46,6 +46,51 @@ impl DeviceRequest {
             Self::Cuda(0)
         } else {
             Self::Cpu
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+/// A device as a user names it on a surface (a GStreamer `device` property): `auto` (the
+/// process's [`model_device`]), or a device of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Exactly(DeviceRequest),
+}
+
+impl DeviceChoice {
+    /// Reads `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(Self::Auto),
+            other => DeviceRequest::parse(other).map(Self::Exactly),
+        }
+    }
+
+    /// The device chosen, opened, or in one line why it cannot be.
+    pub fn open(self) -> Result<Device, String> {
+        match self {
+            Self::Auto => Ok(model_device()),
+            Self::Exactly(request) => open_device(request),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Exactly(request) => request.fmt(f),
         }
     }
 }
@@ -115,7 +160,9 @@ pub fn model_device() -> Device {
     DEVICE
         .get_or_init(|| {
             let request = match std::env::var(DEVICE_VARIABLE) {
-                Ok(text) => DeviceRequest::parse(&text),
+                Ok(text) => {
+                    DeviceRequest::parse(&text).map_err(|e| format!("{DEVICE_VARIABLE}: {e}"))
+                }
                 Err(_) => Ok(DeviceRequest::preferred()),
             };
             match request.and_then(open_device) {
@@ -246,10 +293,14 @@ mod tests {
         assert_eq!(DeviceRequest::parse(" cuda:3 "), Ok(DeviceRequest::Cuda(3)));
         let error = DeviceRequest::parse("gpu").unwrap_err();
         assert!(
-            error.contains("SORAGEN_DEVICE=gpu") && error.contains("cuda:N"),
+            error.contains("\"gpu\"") && error.contains("cuda:N"),
             "{error}"
         );
         assert!(DeviceRequest::parse("cuda:x").is_err());
+        assert_eq!(DeviceChoice::parse("auto"), Ok(DeviceChoice::Auto));
+        for text in ["cpu", "cuda:2"] {
+            assert_eq!(DeviceChoice::parse(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]
