@@ -38,6 +38,7 @@ pub struct GenerationSettings {
     pub guidance: f64,
     pub seed: u64,
     pub device: DeviceChoice,
+    pub window_frames: u32,
 }
 
 impl Default for GenerationSettings {
@@ -51,6 +52,7 @@ impl Default for GenerationSettings {
             guidance: params.guidance,
             seed: params.seed,
             device: DeviceChoice::default(),
+            window_frames: params.window_frames as u32,
         }
     }
 }
@@ -105,6 +107,14 @@ impl GenerationSettings {
                 .default_value(Some(defaults.device.to_string().as_str()))
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecUInt::builder("window-frames")
+                .nick("Window frames")
+                .blurb("Frames the model makes at once (4n+1); longer results take several windows, each continuing the last. Fewer use less memory; replace-background holds one window and a frame back")
+                .minimum(5)
+                .maximum(1001)
+                .default_value(defaults.window_frames)
+                .mutable_ready()
+                .build(),
         ]
     }
 
@@ -139,6 +149,7 @@ impl GenerationSettings {
             "steps" => self.steps = value.get().expect("type checked upstream"),
             "guidance" => self.guidance = value.get().expect("type checked upstream"),
             "seed" => self.seed = value.get().expect("type checked upstream"),
+            "window-frames" => self.window_frames = value.get().expect("type checked upstream"),
             "device" => {
                 let text = value
                     .get::<Option<String>>()
@@ -172,6 +183,7 @@ impl GenerationSettings {
             "guidance" => self.guidance.to_value(),
             "seed" => self.seed.to_value(),
             "device" => self.device.to_string().to_value(),
+            "window-frames" => self.window_frames.to_value(),
             _ => return None,
         })
     }
@@ -213,6 +225,7 @@ impl GenerationSettings {
             seed: self.seed,
             steps: self.steps as usize,
             guidance: self.guidance,
+            window_frames: self.window_frames as usize,
             ..TaskParams::default()
         }
     }

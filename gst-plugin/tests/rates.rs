@@ -203,3 +203,80 @@ fn an_insert_equals_the_core_task_on_the_whole_clips_at_every_rate() {
         );
     }
 }
+
+/// Frame `index` with a transparent left third: the background to replace.
+fn with_background(index: usize) -> Vec<u8> {
+    let mut rgba = pixels(index);
+    for (i, pixel) in rgba.chunks_exact_mut(4).enumerate() {
+        if i % SIZE < SIZE / 3 {
+            pixel[3] = 0;
+        }
+    }
+    rgba
+}
+
+/// 20 frames in windows of 9 after 2 frames of context: three model windows, each after the
+/// frames the one before made, as the core runs them on the whole clip (before, the element cut
+/// the stream into windows of `frames`, each on its own).
+#[test]
+fn a_long_background_replacement_equals_the_core_task_on_the_whole_clip() {
+    init();
+    let count = 20;
+    let element = gst::parse::launch(&format!(
+        "soragen model={TINY_MODEL} device=cpu steps=2 guidance=1 seed=7 prompt=\"a harbour\" \
+         mode=replace-background context-frames=2 window-frames=9"
+    ))
+    .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=24/1"
+    ));
+    h.play();
+    for index in 0..count {
+        let mut buffer = gst::Buffer::from_mut_slice(with_background(index));
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(
+            gst::ClockTime::SECOND
+                .mul_div_round(index as u64, 24)
+                .unwrap(),
+        );
+        h.push(buffer).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.pull().ok()).collect();
+    assert_eq!(out.len(), count);
+
+    let mut clip = Video::new(SIZE, SIZE, Some((24, 1)));
+    clip.frames = (0..count).map(|i| frame_of(&with_background(i))).collect();
+    let model = soragen_core::model::WanVace::shared(
+        std::path::Path::new(TINY_MODEL),
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let params = TaskParams {
+        prompt: "a harbour".into(),
+        seed: 7,
+        steps: 2,
+        guidance: 1.0,
+        context_frames: 2,
+        window_frames: 9,
+        ..TaskParams::default()
+    };
+    let inputs = TaskInputs {
+        clip: Some(clip),
+        ..TaskInputs::default()
+    };
+    let whole = run_task(
+        &model,
+        &TaskKind::ReplaceBackground,
+        &inputs,
+        &params,
+        &Silent,
+    )
+    .unwrap();
+    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(|f| f.rgb.clone()).collect();
+    assert!(
+        rgb_of(&out) == expected,
+        "the element's replacement differs from the core's on the whole clip"
+    );
+}

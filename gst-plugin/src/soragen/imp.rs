@@ -17,7 +17,11 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::VideoInfo;
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
+use soragen_core::tasks::{
+    TaskInputs, TaskKind, TaskParams, Window, next_whole_frame_window, run_task,
+    whole_frame_windows,
+};
+use soragen_core::video::Frame;
 
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
@@ -74,7 +78,8 @@ impl Settings {
         match self.mode {
             Mode::Passthrough | Mode::ExtendForward => 0,
             Mode::ExtendBackward | Mode::Insert => self.context_frames as u64,
-            Mode::ReplaceBackground => self.frames as u64,
+            // A model window, and one frame to know the window is not the stream's last.
+            Mode::ReplaceBackground => self.generation.window_frames as u64 + 1,
         }
     }
 }
@@ -112,8 +117,9 @@ struct Job {
     model: Option<Arc<WanVace>>,
     frame_duration: gst::ClockTime,
     grid: FrameGrid,
-    /// Replace-background: the window of the stream and how many there are (0: not known).
-    window: (u32, u32),
+    /// Replace-background: the core's model window of the stream this job runs, and how many
+    /// there are (0: not known).
+    window: Option<(Window, usize)>,
     /// The video segment, to match held frames with masks by running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
     memory: FrameMemory,
@@ -147,8 +153,11 @@ struct State {
     last_end_pts: Option<gst::ClockTime>,
     last_duration: Option<gst::ClockTime>,
     next_insert_at: usize,
-    /// Replace-background: windows generated so far.
-    windows_done: u64,
+    /// Replace-background: the last model window planned, and the frames of the stream it is
+    /// planned over so far (the core's windows, as the CLI runs them on the whole clip).
+    window: Option<Window>,
+    seen: usize,
+    window_frames: usize,
     /// Running time where the last input frame (held or not) ends: jumps are measured from it.
     last_input_end: Option<gst::ClockTime>,
     /// Insert: why the next boundary cannot get frames (the pieces around it differ in size).
@@ -252,7 +261,8 @@ impl State {
         self.next_insert_at = 0;
         self.last_input_end = None;
         self.unfillable = None;
-        self.windows_done = 0;
+        self.window = None;
+        self.seen = 0;
     }
 
     /// New caps mid-stream (what was held is drained already): frames of another format cannot
@@ -335,6 +345,51 @@ impl State {
         Ok(true)
     }
 
+    /// Replace-background: the next of the core's model windows over the frames seen, with the
+    /// held frames it makes (and the events among them) as a job; None while the next window
+    /// needs frames not seen yet (`ended`: none will come).
+    fn take_window(&mut self, ended: bool) -> Option<Job> {
+        let params = TaskParams {
+            window_frames: self.window_frames,
+            context_frames: self.context_frames,
+            ..TaskParams::default()
+        };
+        let temporal = self.model.as_ref()?.vae_temporal_factor();
+        let window =
+            next_whole_frame_window(self.window.as_ref(), self.seen, ended, &params, temporal)?;
+        let mut taken = VecDeque::new();
+        let mut buffers = Vec::new();
+        while buffers.len() < window.new.len() {
+            let item = self.held.pop_front()?;
+            if let Held::Buffer(buffer) = &item {
+                buffers.push(buffer.clone());
+            }
+            taken.push_back(item);
+        }
+        if let Some(last) = buffers.last() {
+            self.note_end(last);
+        }
+        // How many windows the segment holds, when it has a stop.
+        let count = match (self.segment.start(), self.segment.stop()) {
+            (Some(start), Some(stop)) if stop > start => {
+                let frames = (stop - start)
+                    .nseconds()
+                    .div_ceil(self.frame_duration().nseconds().max(1));
+                whole_frame_windows(frames as usize, &params, temporal).len()
+            }
+            _ => 0,
+        };
+        let rest = std::mem::replace(&mut self.held, taken);
+        let mut job = self.job(
+            Some((TaskKind::ReplaceBackground, buffers, vec![])),
+            Placement::Replace,
+        );
+        self.held = rest;
+        job.window = Some((window.clone(), count.max(window.index + 1)));
+        self.window = Some(window);
+        Some(job)
+    }
+
     fn job(
         &mut self,
         task: Option<(TaskKind, Vec<gst::Buffer>, Vec<gst::Buffer>)>,
@@ -350,7 +405,7 @@ impl State {
             model: self.model.clone(),
             frame_duration: self.frame_duration(),
             grid: self.grid(),
-            window: (0, 0),
+            window: None,
             segment: self.segment.clone(),
             memory: self.memory.clone(),
         }
@@ -450,24 +505,14 @@ impl State {
                 ))
             }
             Mode::ReplaceBackground => {
-                let index = self.windows_done;
-                self.windows_done += 1;
-                // How many windows the segment holds, when it has a stop.
-                let count = match (self.segment.start(), self.segment.stop()) {
-                    (Some(start), Some(stop)) if stop > start => {
-                        let frames = (stop - start)
-                            .nseconds()
-                            .div_ceil(self.frame_duration().nseconds().max(1));
-                        frames.div_ceil(self.frames.max(1)).max(index + 1)
-                    }
-                    _ => 0,
-                };
-                let mut job = self.job(
-                    Some((TaskKind::ReplaceBackground, held_buffers, vec![])),
-                    Placement::Replace,
-                );
-                job.window = (index as u32, count as u32);
-                Some(job)
+                // What is held here is the stream's end (EOS, or an event that ends the
+                // planning, such as new caps): the last windows; the next frame starts anew.
+                let job = self.take_window(true);
+                if self.held_frames() == 0 {
+                    self.window = None;
+                    self.seen = 0;
+                }
+                job
             }
         }
     }
@@ -500,6 +545,9 @@ pub struct Soragen {
     stopping: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// When the last flush or stop began: the log says how long a generation took to stop.
     cancelled_at: Mutex<Option<std::time::Instant>>,
+    /// Replace-background: the last frames the generator made in the stream's last model
+    /// window, which the next window reads first.
+    last_window_frames: Mutex<Vec<Frame>>,
 }
 
 /// What the generator thread needs of a job. Generations start as soon as their input is
@@ -512,7 +560,7 @@ struct Generation {
     info: VideoInfo,
     model: Arc<WanVace>,
     memory: FrameMemory,
-    window: (u32, u32),
+    window: Option<(Window, usize)>,
     segment: gst::FormattedSegment<gst::ClockTime>,
     frame_duration: gst::ClockTime,
 }
@@ -648,11 +696,16 @@ impl Soragen {
             return self.enqueue(Item::Buffer(buffer), limit);
         }
         state.held.push_back(Held::Buffer(buffer));
-        let enough = match state.mode {
-            Mode::ReplaceBackground => state.held_frames() as u64 >= state.frames,
-            _ => state.held_frames() >= state.context_span(),
-        };
-        if !enough {
+        if state.mode == Mode::ReplaceBackground {
+            state.seen += 1;
+            while let Some(job) = state.take_window(false) {
+                drop(state);
+                self.enqueue(Item::Job(Box::new(job)), limit)?;
+                state = lock(&self.state);
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        if state.held_frames() < state.context_span() {
             return Ok(gst::FlowSuccess::Ok);
         }
         let job = state.take_job(false);
@@ -668,7 +721,11 @@ impl Soragen {
     fn queue_limit(&self, state: &State) -> usize {
         let duration = state.frame_duration().nseconds().max(1);
         let behind = (state.shift.nseconds() / duration) as usize;
-        (state.frames as usize + state.context_frames) * 2 + behind + QUEUE_SLACK
+        let made = match state.mode {
+            Mode::ReplaceBackground => state.window_frames,
+            _ => state.frames as usize + state.context_frames,
+        };
+        made * 2 + behind + QUEUE_SLACK
     }
 
     /// Queues an item for the worker; waits while the queue holds more than `limit` buffers.
@@ -838,7 +895,7 @@ impl Soragen {
             info: info.clone(),
             model: model.clone(),
             memory: job.memory.clone(),
-            window: job.window,
+            window: job.window.clone(),
             segment: job.segment.clone(),
             frame_duration: job.frame_duration,
         };
@@ -1002,7 +1059,6 @@ impl Soragen {
             &generation.task.2[..],
         );
         let (info, memory, model) = (&generation.info, &generation.memory, &*generation.model);
-        let (window, windows) = generation.window;
         // A flush, a stop, or a flush since this generation was asked for.
         let cancelled = || {
             self.cancel.load(Ordering::SeqCst)
@@ -1026,6 +1082,15 @@ impl Soragen {
         if cancelled() {
             return Err(gst::FlowError::Flushing);
         }
+        // A model window after the first reads the last frames the window before made.
+        let window = generation.window.as_ref();
+        let previous = match window {
+            Some((window, _)) if window.index > 0 => {
+                let made = lock(&self.last_window_frames);
+                made[made.len().saturating_sub(window.context.len())..].to_vec()
+            }
+            _ => Vec::new(),
+        };
         let inputs = TaskInputs {
             clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
             next: (!next.is_empty())
@@ -1034,13 +1099,17 @@ impl Soragen {
                 .map_err(convert_failed)?,
             mask,
             references: Vec::new(),
-            previous: Vec::new(),
+            previous,
         };
         let params = soragen_core::tasks::TaskParams {
             context_frames: settings.context_frames as usize,
             color_match: settings.color_match,
             mask_dilation: settings.mask_dilation as usize,
             mask_feather: settings.mask_feather as usize,
+            seed: settings
+                .generation
+                .seed
+                .wrapping_add(window.map_or(0, |(w, _)| w.index as u64)),
             ..settings.generation.task_params()
         };
         gst::debug!(
@@ -1052,8 +1121,8 @@ impl Soragen {
         );
         let element = self.obj();
         let mut observer = BusProgress::with_cancel(element.upcast_ref(), cancelled);
-        if *kind == TaskKind::ReplaceBackground {
-            observer = observer.in_stream_window(window, windows);
+        if let Some((window, count)) = window {
+            observer = observer.in_stream_window(window.index as u32, *count as u32);
         }
         let output = match run_task(model, kind, &inputs, &params, &observer) {
             Ok(output) => output,
@@ -1071,6 +1140,11 @@ impl Soragen {
                 return Err(gst::FlowError::Error);
             }
         };
+        if window.is_some() {
+            let frames = &output.video.frames;
+            *lock(&self.last_window_frames) =
+                frames[frames.len().saturating_sub(params.context_frames)..].to_vec();
+        }
         let record = GeneratedBy {
             model: model.folder.display().to_string(),
             prompt: settings.generation.prompt.clone(),
@@ -1604,6 +1678,7 @@ impl ObjectSubclass for Soragen {
             next_job: AtomicU64::new(0),
             stopping: Mutex::default(),
             cancelled_at: Mutex::default(),
+            last_window_frames: Mutex::default(),
         }
     }
 }
@@ -1621,7 +1696,7 @@ impl ObjectImpl for Soragen {
                     .build(),
                 glib::ParamSpecUInt::builder("frames")
                     .nick("Frames")
-                    .blurb("Frames to generate per extension or insert; window length for replace-background")
+                    .blurb("Frames to generate per extension or insert (replace-background runs windows of window-frames)")
                     .minimum(1)
                     .maximum(1000)
                     .default_value(defaults.frames)
@@ -1835,6 +1910,7 @@ impl ElementImpl for Soragen {
                     mode: settings.mode,
                     frames: settings.frames as u64,
                     context_frames: settings.context_frames as usize,
+                    window_frames: settings.generation.window_frames as usize,
                     insert_at: settings.insert_at,
                     model,
                     ..State::default()
