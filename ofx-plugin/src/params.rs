@@ -23,6 +23,7 @@ pub const DIRECTION: &CStr = c"direction";
 pub const USE_MASK: &CStr = c"useMask";
 pub const MASK_DILATION: &CStr = c"maskDilation";
 pub const MASK_FEATHER: &CStr = c"maskFeather";
+pub const REFERENCE_FRAME: &CStr = c"referenceFrame";
 
 /// Environment variable naming the default model folder.
 pub const MODEL_ENV: &str = "SORAGEN_MODEL";
@@ -136,6 +137,16 @@ const COMMON: &[Spec] = &[
         "Draft Quality",
         "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.",
         Kind::Bool { default: false },
+    ),
+    spec(
+        REFERENCE_FRAME,
+        "Reference Frame",
+        "Which frame of the Reference input (0 = its first) shows the subject whose look every generated frame keeps.",
+        Kind::Int {
+            default: 0,
+            range: (0, 100_000),
+            display: (0, 1000),
+        },
     ),
 ];
 
@@ -271,6 +282,8 @@ pub struct Settings {
     pub draft: bool,
     pub backward: bool,
     pub use_mask: bool,
+    /// Frame of the Reference input, counted from its first frame.
+    pub reference_frame: i64,
 }
 
 impl Settings {
@@ -305,6 +318,7 @@ impl Settings {
             draft: int(DRAFT)? != 0,
             backward: effect == EffectKind::Extend && int(DIRECTION)? == 1,
             use_mask: has_mask && int(USE_MASK)? != 0,
+            reference_frame: int(REFERENCE_FRAME)?.max(0) as i64,
         })
     }
 }
