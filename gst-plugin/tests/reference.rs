@@ -241,34 +241,42 @@ fn gst_launch_animates_a_still_with_a_reference() {
     std::fs::copy(deps.join("libgstsoragen.so"), dir.join("libgstsoragen.so")).unwrap();
     let (still, rgb) = image(&dir, "still", STILL, 5);
     let (face, _) = image(&dir, "face", (20, 30), 9);
+    let launch = |reference: Option<&Path>, raw: &Path| {
+        let mut args = vec![
+            "soragensrc".to_string(),
+            format!("model={TINY_MODEL}"),
+            "steps=2".into(),
+            "num-frames=5".into(),
+            "prompt=a".into(),
+            format!("image={}", still.display()),
+        ];
+        args.extend(reference.map(|r| format!("reference={}", r.display())));
+        args.extend([
+            "!".into(),
+            "video/x-raw,format=RGB,framerate=16/1".into(),
+            "!".into(),
+            "filesink".into(),
+            format!("location={}", raw.display()),
+        ]);
+        let output = Command::new("timeout")
+            .arg("120")
+            .arg("gst-launch-1.0")
+            .args(&args)
+            .env("GST_PLUGIN_PATH", &dir)
+            .env("GST_REGISTRY", dir.join("registry.bin"))
+            .output()
+            .expect("gst-launch-1.0 (gstreamer1.0-tools)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read(raw).unwrap()
+    };
+    let without = launch(None, &dir.join("plain.rgb"));
     let raw = dir.join("out.rgb");
-    let output = Command::new("timeout")
-        .arg("120")
-        .arg("gst-launch-1.0")
-        .args([
-            "soragensrc",
-            &format!("model={TINY_MODEL}"),
-            "steps=2",
-            "num-frames=5",
-            "prompt=a",
-            &format!("image={}", still.display()),
-            &format!("reference={}", face.display()),
-            "!",
-            "video/x-raw,format=RGB,framerate=16/1",
-            "!",
-            "filesink",
-            &format!("location={}", raw.display()),
-        ])
-        .env("GST_PLUGIN_PATH", &dir)
-        .env("GST_REGISTRY", dir.join("registry.bin"))
-        .output()
-        .expect("gst-launch-1.0 (gstreamer1.0-tools)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let written = std::fs::read(&raw).unwrap();
+    let written = launch(Some(&face), &raw);
+    assert_ne!(without, written, "the reference changes the clip");
     assert_eq!(written.len(), 5 * rgb.len(), "5 frames at the still's size");
     assert_eq!(written[..rgb.len()], rgb[..], "frame 0 is the still");
     assert_ne!(written[rgb.len()..2 * rgb.len()], rgb[..]);
