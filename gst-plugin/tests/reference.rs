@@ -66,9 +66,7 @@ fn source_clip(properties: &str, frames: usize, size: (usize, usize)) -> Vec<Vec
     let mut h = element_harness(&format!(
         "soragensrc model={TINY_MODEL} steps=2 num-frames={frames} prompt=\"a kite\" seed=3 {properties}"
     ));
-    h.set_sink_caps_str(&format!(
-        "video/x-raw,format=RGB,width=[1,2000],height=[1,2000],framerate=16/1"
-    ));
+    h.set_sink_caps_str("video/x-raw,format=RGB,width=[1,2000],height=[1,2000],framerate=16/1");
     h.play();
     let clip: Vec<_> = (0..frames).map(|_| bytes(&h.pull().unwrap())).collect();
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
