@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use cache::{Cache, Key};
 use colour::ChannelStats;
-pub use colour::{Seam, seam};
+pub use colour::{Likeness, Seam, likeness, seam};
 use resample::{Between, between};
 
 use crate::limits;
