@@ -46,8 +46,13 @@ fn a_reference_changes_extend_in_filter() {
         assert_eq!(log.lent, log.released);
         (needed, frames, log.fetched)
     };
-    let (needed, without, _) = extend(vec![("Source", source.clone())]);
-    assert!(!needed.contains_key("Reference"));
+    // HostSupport fills in its default range for every clip, so nothing asked shows as nothing
+    // fetched.
+    let (_, without, fetched) = extend(vec![("Source", source.clone())]);
+    assert!(
+        fetched.iter().all(|(clip, _)| clip != "Reference"),
+        "{fetched:?}"
+    );
     let (needed, with, fetched) = extend(vec![
         ("Source", source.clone()),
         ("Reference", footage(20, 2, 9)),
