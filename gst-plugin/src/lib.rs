@@ -2,7 +2,7 @@
 //!
 //! - `soragen` generates frames inside a stream: extend it forward or backward, fill the
 //!   boundary between two pieces, replace the background.
-//! - `soragensrc` generates a clip from a text prompt.
+//! - `soragensrc` generates a clip from a text prompt, or brings a still to life.
 //!
 //! Generated buffers carry a [`generation::GENERATED_META`] custom meta (model, prompt, seed,
 //! task); progress comes as [`generation::PROGRESS_MESSAGE`] element messages.
@@ -13,6 +13,7 @@ use gst::glib;
 mod cuda;
 mod frames;
 pub mod generation;
+mod images;
 pub mod soragen;
 pub mod soragensrc;
 

@@ -290,23 +290,33 @@ fn insert_at_a_segment_change() {
 
 #[test]
 fn replace_background_regenerates_windows_of_frames() {
-    let mut h = harness("mode=replace-background frames=2 prompt=\"a harbour\" seed=7");
-    let inputs: Vec<_> = (0..3).map(frame).collect();
+    // The core's windows of 5 frames: the first once a sixth frame shows it is not the last,
+    // the second (frame 5, after frame 4 as the first made it) at EOS.
+    let mut h = harness(
+        "mode=replace-background window-frames=5 context-frames=1 prompt=\"a harbour\" seed=7",
+    );
+    let inputs: Vec<_> = (0..6).map(frame).collect();
     h.push(inputs[0].clone()).unwrap();
     // Repeated caps do not cut a window short.
     assert!(h.push_event(gst::event::Caps::new(
         &gst::Caps::from_str(&caps("RGBA")).unwrap()
     )));
-    assert!(h.try_pull().is_none());
-    h.push(inputs[1].clone()).unwrap();
-    h.push(inputs[2].clone()).unwrap();
+    for input in &inputs[1..5] {
+        h.push(input.clone()).unwrap();
+    }
+    settle(&h);
+    assert!(
+        h.try_pull().is_none(),
+        "a window waits for the frame after it"
+    );
+    h.push(inputs[5].clone()).unwrap();
     let output = pull_all(&mut h);
-    assert_eq!(output.len(), 2);
+    assert_eq!(output.len(), 5);
     assert_generated_frames(&output, 0);
     assert_ne!(data_ptr(&output[0]), data_ptr(&inputs[0]));
     assert!(h.push_event(gst::event::Eos::new()));
     let rest = pull_all(&mut h);
-    assert_eq!(pts_in_frames(&rest), vec![2]);
+    assert_eq!(pts_in_frames(&rest), vec![5]);
 }
 
 /// `soragen` in replace-background with its mask pad requested, RGBx video (no alpha: the
@@ -346,7 +356,7 @@ fn push_masks(mut mask: Harness, masks: Vec<gst::Buffer>) -> std::thread::JoinHa
 
 #[test]
 fn replace_background_matches_masks_from_the_mask_pad_by_running_time() {
-    let (mut h, mask) = replace_background_with_mask_pad("frames=4", SIZE);
+    let (mut h, mask) = replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE);
     // Masks at half the video's rate: white (all background) over frames 0-1, black (no
     // background) over frames 2-3.
     let masks = push_masks(
@@ -357,6 +367,8 @@ fn replace_background_matches_masks_from_the_mask_pad_by_running_time() {
     for input in &inputs {
         h.push(input.clone()).unwrap();
     }
+    // The stream's only window, at its end.
+    assert!(h.push_event(gst::event::Eos::new()));
     // The mask harness holds the mask pad: it stays until the output is pulled.
     let _mask = masks.join().unwrap();
     let output = pull_all(&mut h);
@@ -368,14 +380,18 @@ fn replace_background_matches_masks_from_the_mask_pad_by_running_time() {
 
 #[test]
 fn a_mask_of_another_size_is_an_error() {
-    let (mut h, mut mask) = replace_background_with_mask_pad("frames=2", SIZE / 2);
+    let (mut h, mut mask) =
+        replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE / 2);
     let bus = bus_for(&h);
     h.push(frame(0)).unwrap();
     mask.push(mask_frame(255, 0, 2, SIZE / 2)).unwrap();
-    h.push(frame(1)).unwrap();
+    // A window of 5 runs once the sixth frame is in.
+    for index in 1..6 {
+        h.push(frame(index)).unwrap();
+    }
     settle(&h);
     assert_eq!(
-        h.push(frame(2)),
+        h.push(frame(6)),
         Err(gst::FlowError::NotNegotiated),
         "the worker's error goes upstream"
     );
@@ -388,13 +404,14 @@ fn a_mask_of_another_size_is_an_error() {
 
 #[test]
 fn a_frame_before_the_first_mask_is_an_error() {
-    let (mut h, mask) = replace_background_with_mask_pad("frames=2", SIZE);
+    let (mut h, mask) = replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE);
     let bus = bus_for(&h);
     let masks = push_masks(mask, vec![mask_frame(255, 2, 2, SIZE)]);
-    h.push(frame(0)).unwrap();
-    h.push(frame(1)).unwrap();
+    for index in 0..6 {
+        h.push(frame(index)).unwrap();
+    }
     settle(&h);
-    assert_eq!(h.push(frame(2)), Err(gst::FlowError::Error));
+    assert_eq!(h.push(frame(6)), Err(gst::FlowError::Error));
     let text = error_text(&bus);
     assert!(
         text.contains("no mask for the frame") && text.contains("the mask stream starts at"),
@@ -407,14 +424,17 @@ fn a_frame_before_the_first_mask_is_an_error() {
 
 #[test]
 fn a_mask_stream_that_ends_before_the_video_is_an_error() {
-    let (mut h, mut mask) = replace_background_with_mask_pad("frames=2", SIZE);
+    let (mut h, mut mask) =
+        replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE);
     let bus = bus_for(&h);
     h.push(frame(0)).unwrap();
     mask.push(mask_frame(255, 0, 1, SIZE)).unwrap();
     assert!(mask.push_event(gst::event::Eos::new()));
-    h.push(frame(1)).unwrap();
+    for index in 1..6 {
+        h.push(frame(index)).unwrap();
+    }
     settle(&h);
-    assert_eq!(h.push(frame(2)), Err(gst::FlowError::Error));
+    assert_eq!(h.push(frame(6)), Err(gst::FlowError::Error));
     let text = error_text(&bus);
     assert!(
         text.contains("the mask stream ended (EOS) before the video"),
@@ -804,7 +824,7 @@ fn a_flush_or_null_returns_within_0_2_s_in_every_phase() {
 
 #[test]
 fn latency_message_when_the_latency_changes() {
-    let mut h = harness("mode=replace-background frames=4");
+    let mut h = harness("mode=replace-background window-frames=5 context-frames=1");
     let bus = bus_for(&h);
     h.element()
         .unwrap()
@@ -815,7 +835,8 @@ fn latency_message_when_the_latency_changes() {
         "a Latency message after the budget changed"
     );
     h.set_upstream_latency(gst::ClockTime::ZERO);
-    assert_eq!(h.query_latency(), Some(FRAME * 4 + gst::ClockTime::SECOND));
+    // A window of 5 and the frame after it.
+    assert_eq!(h.query_latency(), Some(FRAME * 6 + gst::ClockTime::SECOND));
 }
 
 fn error_text(bus: &gst::Bus) -> String {
@@ -1333,11 +1354,12 @@ fn a_live_insert_goes_out_on_time_without_a_queue() {
 
 #[test]
 fn replace_background_progress_counts_the_windows_of_the_stream() {
-    let mut h = harness("mode=replace-background frames=1 steps=1");
+    // 12 frames in the core's windows of 5 after 1 frame of context: 0..5, 5..9, 9..12.
+    let mut h = harness("mode=replace-background window-frames=5 context-frames=1 steps=1");
     let bus = bus_for(&h);
-    assert!(h.push_event(segment_with(1.0, Some(FRAME * 3))));
+    assert!(h.push_event(segment_with(1.0, Some(FRAME * 12))));
     let mut transparent = frame(0);
-    for index in 0..3 {
+    for index in 0..12 {
         // Transparent pixels (alpha 0 < 128) are background.
         transparent = frame(index);
         transparent
@@ -1352,6 +1374,7 @@ fn replace_background_progress_counts_the_windows_of_the_stream() {
         h.push(transparent.clone()).unwrap();
     }
     drop(transparent);
+    assert!(h.push_event(gst::event::Eos::new()));
     settle(&h);
     let windows: Vec<(u32, u32)> = (0..3)
         .map(|_| {

@@ -50,6 +50,11 @@ impl Context {
 pub const NEXT_CLIP: &CStr = c"Next";
 /// Replace Background's optional matte (white = subject to keep).
 pub const MASK_CLIP: &CStr = c"Mask";
+/// Optional reference image (a subject's look) on every effect; the Reference Frame parameter
+/// picks its frame.
+pub const REFERENCE_CLIP: &CStr = c"Reference";
+/// Generate's optional still: connected, the clip starts from it (image to video).
+pub const IMAGE_CLIP: &CStr = c"Image";
 
 /// One input clip: name, optional, is a mask.
 pub struct Input {
@@ -66,12 +71,28 @@ const fn input(name: &'static CStr) -> Input {
     }
 }
 
-const SOURCE: &[Input] = &[input(kOfxImageEffectSimpleSourceClipName)];
+/// Extra inputs must be optional in the Filter, Transition and Generator contexts (1.5.1,
+/// "Image Effect Contexts"): hosts that cannot wire them still load the effect.
+const fn optional_input(name: &'static CStr) -> Input {
+    Input {
+        name,
+        optional: true,
+        mask: false,
+    }
+}
+
+const REFERENCE: Input = optional_input(REFERENCE_CLIP);
+const SOURCE: &[Input] = &[input(kOfxImageEffectSimpleSourceClipName), REFERENCE];
 const TRANSITION: &[Input] = &[
     input(kOfxImageEffectTransitionSourceFromClipName),
     input(kOfxImageEffectTransitionSourceToClipName),
+    REFERENCE,
 ];
-const SOURCE_AND_NEXT: &[Input] = &[input(kOfxImageEffectSimpleSourceClipName), input(NEXT_CLIP)];
+const SOURCE_AND_NEXT: &[Input] = &[
+    input(kOfxImageEffectSimpleSourceClipName),
+    input(NEXT_CLIP),
+    REFERENCE,
+];
 const SOURCE_AND_MASK: &[Input] = &[
     input(kOfxImageEffectSimpleSourceClipName),
     Input {
@@ -79,7 +100,9 @@ const SOURCE_AND_MASK: &[Input] = &[
         optional: true,
         mask: true,
     },
+    REFERENCE,
 ];
+const IMAGE_AND_REFERENCE: &[Input] = &[optional_input(IMAGE_CLIP), REFERENCE];
 
 impl EffectKind {
     pub const ALL: [EffectKind; 4] = [
@@ -135,7 +158,7 @@ impl EffectKind {
 
     pub fn inputs(self, context: Context) -> &'static [Input] {
         match (self, context) {
-            (EffectKind::Generate, _) => &[],
+            (EffectKind::Generate, _) => IMAGE_AND_REFERENCE,
             (EffectKind::Insert, Context::Transition) => TRANSITION,
             (EffectKind::Insert, _) => SOURCE_AND_NEXT,
             (EffectKind::ReplaceBackground, _) => SOURCE_AND_MASK,

@@ -24,6 +24,7 @@ pub const USE_MASK: &CStr = c"useMask";
 pub const MASK_DILATION: &CStr = c"maskDilation";
 pub const MASK_FEATHER: &CStr = c"maskFeather";
 pub const WINDOW_FRAMES: &CStr = c"windowFrames";
+pub const REFERENCE_FRAME: &CStr = c"referenceFrame";
 
 /// Environment variable naming the default model folder.
 pub const MODEL_ENV: &str = "SORAGEN_MODEL";
@@ -146,6 +147,16 @@ const COMMON: &[Spec] = &[
             default: defaults::WINDOW_FRAMES as i32,
             range: (5, 1001),
             display: (9, 161),
+        },
+    ),
+    spec(
+        REFERENCE_FRAME,
+        "Reference Frame",
+        "Which frame of the Reference input (0 = its first) shows the subject whose look every generated frame keeps.",
+        Kind::Int {
+            default: 0,
+            range: (0, 100_000),
+            display: (0, 1000),
         },
     ),
 ];
@@ -282,6 +293,8 @@ pub struct Settings {
     pub draft: bool,
     pub backward: bool,
     pub use_mask: bool,
+    /// Frame of the Reference input, counted from its first frame.
+    pub reference_frame: i64,
 }
 
 impl Settings {
@@ -317,6 +330,7 @@ impl Settings {
             draft: int(DRAFT)? != 0,
             backward: effect == EffectKind::Extend && int(DIRECTION)? == 1,
             use_mask: has_mask && int(USE_MASK)? != 0,
+            reference_frame: int(REFERENCE_FRAME)?.max(0) as i64,
         })
     }
 }

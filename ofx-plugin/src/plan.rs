@@ -22,6 +22,10 @@ pub enum Role {
     /// Next (Insert in General) or SourceTo (Transition).
     Next,
     Mask,
+    /// Generate's still (image to video).
+    Image,
+    /// The reference image's clip.
+    Reference,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +35,8 @@ pub enum WindowTask {
     Insert,
     ReplaceBackground,
     Generate,
+    /// Generate from the Image input's still: window 0 is the still then new frames.
+    Animate,
 }
 
 /// One generation: the task, the source frames it reads and where its frames go.
@@ -47,7 +53,8 @@ pub struct Window {
     pub index: usize,
     /// Frames of the previous window this one reads first (see `index`).
     pub context: usize,
-    /// Times of the `Source` frames the task reads (with `Mask` at the same times).
+    /// Times of the `Source` frames the task reads (with `Mask` at the same times); for
+    /// Animate, the still's time in the `Image` clip (every window: it keys them all).
     pub source_times: Vec<i64>,
     /// Times of the `Next` frames the task reads.
     pub next_times: Vec<i64>,
@@ -68,6 +75,18 @@ impl Window {
                 width,
                 height,
             },
+            // The still then frames - 1 new ones (`tasks::animate_request`).
+            WindowTask::Animate => TaskKind::ExtendForward {
+                frames: frames.saturating_sub(1),
+            },
+        }
+    }
+
+    /// The clip `source_times` are read from.
+    pub fn source_role(&self) -> Role {
+        match self.task {
+            WindowTask::Animate => Role::Image,
+            _ => Role::Source,
         }
     }
 
@@ -103,6 +122,8 @@ pub struct Timing {
     /// The Transition parameter at the time (Transition context): the host's own word on how
     /// far into the transition the frame is, 0 at its start and 1 at its end.
     pub transition: Option<f64>,
+    /// Generate: the time of the Image input's still, where one is connected.
+    pub still: Option<i64>,
 }
 
 /// Which of a transition's `frames` frames the Transition parameter's `position` is (`position`
@@ -280,6 +301,30 @@ pub fn plan(
                     "frame {time} is past the {n} frames this clip generates (from frame {start}): raise Frames"
                 ));
             }
+            if let Some(still) = timing.still {
+                // The clip's first frame is the still itself, copied as the host gave it; the
+                // rest is one task, an extension of the still (the core's windows within it),
+                // as `soragen animate` makes it.
+                if time == start {
+                    return keep(Role::Image, still);
+                }
+                let window = Window {
+                    task: WindowTask::Animate,
+                    frames: n as usize,
+                    first: start,
+                    index: 0,
+                    context: 0,
+                    fps: timing.fps,
+                    source_times: vec![still],
+                    next_times: vec![],
+                };
+                return generate(window, time - start);
+            }
+            if time >= start + n {
+                return Err(format!(
+                    "frame {time} is past the {n} frames this clip generates (from frame {start}): raise Frames"
+                ));
+            }
             let window = whole_frame_window(&settings.task, n, time - start, temporal)?;
             let first = start + window.new.start as i64;
             let window = Window {
@@ -289,7 +334,7 @@ pub fn plan(
                 index: window.index,
                 context: window.context.len(),
                 fps: timing.fps,
-                source_times: vec![],
+                source_times: timing.still.into_iter().collect(),
                 next_times: vec![],
             };
             generate(window, time - first)
@@ -340,8 +385,8 @@ pub fn frames_needed(plan: &FramePlan, reads_mask: bool) -> Vec<(Role, Range)> {
         FramePlan::Generate { window, .. } => {
             let mut needed = Vec::new();
             if let Some(r) = range(&window.source_times) {
-                needed.push((Role::Source, r));
-                if reads_mask {
+                needed.push((window.source_role(), r));
+                if reads_mask && window.source_role() == Role::Source {
                     needed.push((Role::Mask, r));
                 }
             }
@@ -369,6 +414,7 @@ mod tests {
             draft: false,
             backward,
             use_mask: false,
+            reference_frame: 0,
         }
     }
 
@@ -380,6 +426,7 @@ mod tests {
             duration: None,
             fps: None,
             transition: None,
+            still: None,
         }
     }
 
@@ -442,6 +489,7 @@ mod tests {
             duration: None,
             fps: None,
             transition: None,
+            still: None,
         };
         assert_eq!(time_domain(EffectKind::Insert, &t, &s), Some((0, 13)));
         let FramePlan::Generate { window, offset } =
@@ -479,6 +527,7 @@ mod tests {
             duration: None,
             fps: None,
             transition: None,
+            still: None,
         };
         let FramePlan::Generate { window, offset } =
             plan(EffectKind::Insert, Context::Transition, &t, &s, 4, 12).unwrap()
@@ -622,6 +671,7 @@ mod tests {
             duration: Some(5),
             fps: None,
             transition: Some(0.4),
+            still: None,
         };
         // 0.4 of 5 frames is frame 2: the transition runs 10..=14 when frame 12 is asked for.
         let FramePlan::Generate { window, offset } =
@@ -692,5 +742,52 @@ mod tests {
         assert_eq!(at(Some((10, 30)), 27), (26, 2, 1));
         // No Output range: the clip starts at 0.
         assert_eq!(at(None, 5), (0, 0, 5));
+    }
+
+    #[test]
+    fn generate_from_a_still_keeps_it_as_the_first_frame() {
+        let t = Timing {
+            output: Some((10, 30)),
+            still: Some(3),
+            ..Timing::default()
+        };
+        let at = |frames, time| {
+            plan(
+                EffectKind::Generate,
+                Context::Generator,
+                &t,
+                &settings(frames, 2, false),
+                4,
+                time,
+            )
+        };
+        assert_eq!(
+            at(4, 10),
+            Ok(FramePlan::Keep {
+                role: Role::Image,
+                time: 3
+            })
+        );
+        let Ok(FramePlan::Generate { window, offset }) = at(4, 11) else {
+            panic!()
+        };
+        assert_eq!(
+            (window.task, window.index, offset, &window.source_times),
+            (WindowTask::Animate, 0, 1, &vec![3])
+        );
+        assert_eq!(
+            frames_needed(&FramePlan::Generate { window, offset }, false),
+            vec![(Role::Image, (3, 3))]
+        );
+        // The whole clip is one extension of the still (`soragen animate`), Frames long.
+        let Ok(FramePlan::Generate { window, offset }) = at(20, 25) else {
+            panic!()
+        };
+        assert_eq!(
+            (window.task, window.index, window.frames, offset),
+            (WindowTask::Animate, 0, 20, 15)
+        );
+        assert!(at(20, 30).unwrap_err().contains("raise Frames"));
+        assert!(at(1, 11).unwrap_err().contains("past the 1 frames"));
     }
 }

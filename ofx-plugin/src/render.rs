@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use soragen_core::model::vae_temporal_factor_of;
-use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, animate_request, run_task};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video, rate_from_f64};
 use soragen_ofx_ffi::sys::*;
@@ -18,12 +18,12 @@ use soragen_ofx_ffi::{
 };
 
 use crate::cuda::{self, DeviceRender};
-use crate::effects::{Context, EffectKind, MASK_CLIP, NEXT_CLIP};
+use crate::effects::{Context, EffectKind, IMAGE_CLIP, MASK_CLIP, NEXT_CLIP, REFERENCE_CLIP};
 use crate::instance::{self, Generated, Instance};
 use crate::memory::{self, ModelSizes, OutOfMemory};
 use crate::params::Settings;
 use crate::pixels;
-use crate::plan::{self, FramePlan, Range, Role, Timing, Window};
+use crate::plan::{self, FramePlan, Range, Role, Timing, Window, WindowTask};
 
 /// Why an action did not succeed.
 #[derive(Debug)]
@@ -99,6 +99,8 @@ fn clip_name(context: Context, role: Role) -> &'static CStr {
         (_, Role::Source) => kOfxImageEffectSimpleSourceClipName,
         (_, Role::Next) => NEXT_CLIP,
         (_, Role::Mask) => MASK_CLIP,
+        (_, Role::Image) => IMAGE_CLIP,
+        (_, Role::Reference) => REFERENCE_CLIP,
     }
 }
 
@@ -126,17 +128,7 @@ impl Instance {
     /// clip's frame range, the effect's duration, the Transition parameter at `time`. A host
     /// that lacks one leaves it None; `plan` says what is missing where it matters.
     fn timing(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Timing> {
-        let connected_range = |role| -> soragen_ofx_ffi::Result<Option<Range>> {
-            if !self.has_role(role) {
-                return Ok(None);
-            }
-            let clip = self.clip(effect, role)?;
-            Ok(if clip.connected() {
-                clip.frame_range().map(frames)
-            } else {
-                None
-            })
-        };
+        let connected_range = |role| self.connected_range(effect, role);
         let transition = if self.context == Context::Transition {
             Some(
                 effect
@@ -167,6 +159,8 @@ impl Instance {
             fps: rate.and_then(rate_from_f64),
             source: connected_range(Role::Source)?,
             next: connected_range(Role::Next)?,
+            // The still is the Image clip's first frame.
+            still: connected_range(Role::Image)?.map(|(first, _)| first),
             output: effect
                 .clip(kOfxImageEffectOutputClipName)?
                 .frame_range()
@@ -176,6 +170,46 @@ impl Instance {
                 .map(|d| d.round() as i64),
             transition,
         })
+    }
+
+    /// A connected input's frame range. An input without one counts as unconnected: Resolve
+    /// reports unconnected optional inputs as connected, and hosts that give no ranges (MLT)
+    /// cannot connect optional inputs.
+    fn connected_range(
+        &self,
+        effect: ImageEffect,
+        role: Role,
+    ) -> soragen_ofx_ffi::Result<Option<Range>> {
+        if !self.has_role(role) {
+            return Ok(None);
+        }
+        let clip = self.clip(effect, role)?;
+        Ok(if clip.connected() {
+            clip.frame_range().map(frames)
+        } else {
+            None
+        })
+    }
+
+    /// The time of the Reference input's frame that `settings` picks, None where no reference
+    /// is connected; past the clip's end is the user's to fix.
+    fn reference_time(
+        &self,
+        effect: ImageEffect,
+        settings: &Settings,
+    ) -> Result<Option<i64>, Failure> {
+        let Some((first, last)) = self.connected_range(effect, Role::Reference)? else {
+            return Ok(None);
+        };
+        let time = first + settings.reference_frame;
+        if time > last {
+            return Err(Failure::User(format!(
+                "Reference Frame {} is past the Reference input's last frame ({} frames)",
+                settings.reference_frame,
+                last - first + 1
+            )));
+        }
+        Ok(Some(time))
     }
 
     fn settings(&self, effect: ImageEffect, time: f64) -> soragen_ofx_ffi::Result<Settings> {
@@ -216,7 +250,12 @@ pub fn clip_preferences(effect: ImageEffect, out: PropertySet) -> soragen_ofx_ff
     let instance = instance::get(effect)?;
     // Generated frames differ from frame to frame even where no input does.
     out.set_bool(kOfxImageEffectFrameVarying, true)?;
-    if instance.effect.inputs(instance.context).is_empty() {
+    if instance
+        .effect
+        .inputs(instance.context)
+        .iter()
+        .all(|input| input.optional)
+    {
         let output = format!(
             "{kOfxImageClipPropComponents_}{}",
             kOfxImageEffectOutputClipName.to_string_lossy()
@@ -250,8 +289,13 @@ pub fn frames_needed(
         // No such output frame: render will say why; nothing to fetch.
         return Err(Status::REPLY_DEFAULT);
     };
-    for (role, (first, last)) in plan::frames_needed(&plan, instance.reads_mask(effect, &settings))
+    let mut needed = plan::frames_needed(&plan, instance.reads_mask(effect, &settings));
+    if matches!(plan, FramePlan::Generate { .. })
+        && let Ok(Some(reference)) = instance.reference_time(effect, &settings)
     {
+        needed.push((Role::Reference, (reference, reference)));
+    }
+    for (role, (first, last)) in needed {
         let name = format!(
             "{kOfxImageClipPropFrameRange_}{}",
             clip_name(instance.context, role).to_string_lossy()
@@ -516,7 +560,11 @@ impl Instance {
                 .map(|&t| fetch(self, effect, role, t, memory))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let sources = fetch_all(Role::Source, &window.source_times)?;
+        let sources = fetch_all(window.source_role(), &window.source_times)?;
+        let reference = self
+            .reference_time(effect, settings)?
+            .map(|time| fetch(self, effect, Role::Reference, time, memory))
+            .transpose()?;
         let nexts = fetch_all(Role::Next, &window.next_times)?;
         let masks = if self.reads_mask(effect, settings) {
             fetch_all(Role::Mask, &window.source_times)?
@@ -577,8 +625,23 @@ impl Instance {
             video.fps = window.fps;
             inputs.next = Some(video);
         }
+        if let Some(image) = &reference {
+            // Any size: the core fits it to the working size.
+            let (video, _) = read_clip(std::slice::from_ref(image), gpu)?;
+            identify_clip(std::slice::from_ref(image), &video, &mut key);
+            inputs.references = vec![video];
+        }
         rect.hash(&mut key);
-        let kind = window.task_kind(rect.width(), rect.height());
+        let mut kind = window.task_kind(rect.width(), rect.height());
+        if window.task == WindowTask::Animate {
+            let still = inputs
+                .clip
+                .take()
+                .ok_or_else(|| Failure::User("the Image input gave no still".into()))?;
+            let (animate, animated) = animate_request(still, window.frames)?;
+            kind = animate;
+            inputs.clip = animated.clip;
+        }
         if window.context > 0 {
             // A model window after the first reads the last frames the window before it made
             // (the core's windows: the result is the whole task's, and each seam continuous).
@@ -636,6 +699,8 @@ impl Instance {
         let output = result?;
         let first_output = match kind {
             TaskKind::ReplaceBackground | TaskKind::Generate { .. } => 0,
+            // Offsets count from the still, which is the window's first frame.
+            _ if window.task == WindowTask::Animate && window.index == 0 => 0,
             _ => output.record.generated.first().map_or(0, |r| r.start),
         };
         let generated = Arc::new(Generated {

@@ -97,3 +97,45 @@ fn replace_background_on_an_opaque_clip_says_there_is_no_background() {
     let message = instance.log().messages.last().cloned().expect("a message");
     assert!(message.text.contains("no background"), "{message:?}");
 }
+
+/// MLT cannot connect the optional Reference input that every effect now declares: the
+/// effects still load in its Filter context and render as before, asking nothing of it.
+#[test]
+fn the_optional_reference_input_changes_nothing_where_it_cannot_be_connected() {
+    let host = host();
+    let described = host
+        .describe_in_context(EXTEND, kOfxImageEffectContextFilter)
+        .expect("the Filter context takes optional extra inputs");
+    assert!(
+        described
+            .clips
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.name == "Reference" && c.props.int(kOfxImageClipPropOptional) == Some(1))
+    );
+    let source = footage(0, 1, Depth::Byte, Components::Rgba, false, 5);
+    let instance = host
+        .instance(
+            REPLACE_BACKGROUND,
+            setup(
+                kOfxImageEffectContextFilter,
+                vec![(SOURCE, source.clone())],
+                Depth::Byte,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
+    quick(&instance, 4, 1);
+    let frame = instance.render(0.0).unwrap();
+    assert_generated(&frame);
+    assert_ne!(frame, source.frames[&0]);
+    assert!(
+        instance
+            .log()
+            .fetched
+            .iter()
+            .all(|(clip, _)| clip == "Source")
+    );
+    assert_all_released(&instance);
+}

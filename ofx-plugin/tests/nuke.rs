@@ -167,3 +167,59 @@ fn a_missing_input_is_reported_not_crashed_on() {
     assert!(message.text.contains("Next input"), "{message:?}");
     assert_eq!(instance.log().progress_starts, 0);
 }
+
+/// In Nuke the Reference and Image inputs are node inputs (General context, float): a
+/// connected Reference changes Extend's new frames, and Generate starts from the Image.
+#[test]
+fn reference_and_image_are_node_inputs_in_general() {
+    let host = host();
+    let source = footage(0, 4, Depth::Float, Components::Rgba, true, 8);
+    let look = footage(0, 1, Depth::Float, Components::Rgba, true, 77);
+    let extend = |inputs| {
+        let instance = host
+            .instance(
+                EXTEND,
+                setup(
+                    kOfxImageEffectContextGeneral,
+                    inputs,
+                    Depth::Float,
+                    Components::Rgba,
+                ),
+            )
+            .unwrap();
+        quick(&instance, 2, 2);
+        (3..6)
+            .map(|t| instance.render(t as f64).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let without = extend(vec![(SOURCE, source.clone())]);
+    let with = extend(vec![(SOURCE, source.clone()), (c"Reference", look.clone())]);
+    assert_eq!(with[0], source.frames[&3]);
+    assert_ne!(without[1..], with[1..]);
+
+    let still = footage(0, 1, Depth::Float, Components::Rgba, true, 31);
+    let instance = host
+        .instance(
+            GENERATE,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(c"Image", still.clone()), (c"Reference", look)],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
+    quick(&instance, 3, 1);
+    assert_eq!(instance.time_domain().unwrap(), Some((0.0, 2.0)));
+    assert_eq!(
+        instance.render(0.0).unwrap(),
+        still.frames[&0],
+        "the still, bit-identical"
+    );
+    for t in 1..3 {
+        let frame = instance.render(t as f64).unwrap();
+        assert_generated(&frame);
+        assert_ne!(frame, still.frames[&0]);
+    }
+    assert_all_released(&instance);
+}

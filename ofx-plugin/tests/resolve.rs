@@ -625,3 +625,72 @@ fn scaled_renders_and_draft_quality_are_drafts() {
     );
     assert_all_released(&instance);
 }
+
+/// Resolve reports unconnected optional inputs as connected (with no frame range): an
+/// unconnected Reference or Image is no reference and no still, and nothing is asked of it;
+/// a connected one (a clip on the timeline, with its range) is used, at every depth.
+#[test]
+fn unconnected_reference_and_image_look_connected_and_change_nothing() {
+    let host = host();
+    for depth in [Depth::Byte, Depth::Short, Depth::Float] {
+        let source = footage(0, 4, depth, Components::Rgba, false, 12);
+        let look = soragen_ofx_host::Footage::synthetic(
+            0,
+            2,
+            (20, 36),
+            depth,
+            Components::Rgba,
+            false,
+            60,
+        );
+        let extend = |inputs: Vec<(&'static std::ffi::CStr, soragen_ofx_host::Footage)>| {
+            let instance = host
+                .instance(
+                    EXTEND,
+                    setup(
+                        kOfxImageEffectContextFilter,
+                        inputs,
+                        depth,
+                        Components::Rgba,
+                    ),
+                )
+                .unwrap();
+            quick(&instance, 2, 2);
+            instance.set("referenceFrame", Value::Int(1));
+            let needed: Vec<String> = instance.frames_needed(4.0).unwrap().into_keys().collect();
+            let frames: Vec<_> = (4..6).map(|t| instance.render(t as f64).unwrap()).collect();
+            assert_all_released(&instance);
+            (needed, frames)
+        };
+        let (needed, without) = extend(vec![(SOURCE, source.clone())]);
+        assert_eq!(needed, ["Source"], "{depth:?}");
+        without.iter().for_each(assert_generated);
+        let (needed, with) = extend(vec![(SOURCE, source.clone()), (c"Reference", look)]);
+        assert_eq!(needed, ["Reference", "Source"], "{depth:?}");
+        assert_ne!(without, with, "{depth:?}: the connected reference is used");
+
+        let still = footage(3, 1, depth, Components::Rgba, false, 44);
+        let generate = |inputs| {
+            let mut setup = setup(
+                kOfxImageEffectContextGenerator,
+                inputs,
+                depth,
+                Components::Rgba,
+            );
+            setup.effect_range = Some((0.0, 2.0));
+            let instance = host.instance(GENERATE, setup).unwrap();
+            quick(&instance, 3, 1);
+            (0..3)
+                .map(|t| instance.render(t as f64).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let text = generate(vec![]);
+        text.iter().for_each(assert_generated);
+        let animated = generate(vec![(c"Image", still.clone())]);
+        assert_eq!(
+            animated[0], still.frames[&3],
+            "{depth:?}: the still, bit-identical"
+        );
+        assert_ne!(text[1..], animated[1..]);
+    }
+}

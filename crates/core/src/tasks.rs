@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use cache::{Cache, Key};
 use colour::ChannelStats;
-pub use colour::{Seam, seam};
+pub use colour::{Likeness, Seam, likeness, seam};
 pub use plan::{Window, next_whole_frame_window, whole_frame_windows};
 use resample::{Between, between};
 

@@ -53,6 +53,8 @@ struct Settings {
     color_match: bool,
     mask_dilation: u32,
     mask_feather: u32,
+    /// Reference images (`reference`), read at READY -> PAUSED.
+    references: Vec<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             color_match: params.color_match,
             mask_dilation: params.mask_dilation as u32,
             mask_feather: params.mask_feather as u32,
+            references: Vec::new(),
         }
     }
 }
@@ -164,6 +167,8 @@ struct State {
     unfillable: Option<String>,
     /// The latency of our own last Latency message.
     posted_latency: Option<gst::ClockTime>,
+    /// The `reference` images, given to every generation.
+    references: Arc<Vec<soragen_core::video::Video>>,
 }
 
 impl State {
@@ -1098,7 +1103,7 @@ impl Soragen {
                 .transpose()
                 .map_err(convert_failed)?,
             mask,
-            references: Vec::new(),
+            references: lock(&self.state).references.to_vec(),
             previous,
         };
         let params = soragen_core::tasks::TaskParams {
@@ -1743,6 +1748,7 @@ impl ObjectImpl for Soragen {
                     .default_value(defaults.mask_feather)
                     .mutable_playing()
                     .build(),
+                crate::images::reference_property(),
             ]);
             properties
         });
@@ -1782,6 +1788,14 @@ impl ObjectImpl for Soragen {
             "color-match" => settings.color_match = value.get().expect("type checked upstream"),
             "mask-dilation" => settings.mask_dilation = value.get().expect("type checked upstream"),
             "mask-feather" => settings.mask_feather = value.get().expect("type checked upstream"),
+            "reference" => {
+                settings.references = crate::images::parse_paths(
+                    value
+                        .get::<Option<String>>()
+                        .expect("type checked upstream")
+                        .as_deref(),
+                )
+            }
             name => unreachable!("unknown property {name}"),
         }
         drop(settings);
@@ -1809,6 +1823,7 @@ impl ObjectImpl for Soragen {
             "color-match" => settings.color_match.to_value(),
             "mask-dilation" => settings.mask_dilation.to_value(),
             "mask-feather" => settings.mask_feather.to_value(),
+            "reference" => crate::images::join_paths(&settings.references).to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -1906,6 +1921,13 @@ impl ElementImpl for Soragen {
                 if let Some(model) = &model {
                     self.gpu.share(self.obj().upcast_ref(), &model.device);
                 }
+                let references = match crate::images::read("reference", &settings.references) {
+                    Ok(references) => Arc::new(references),
+                    Err(message) => {
+                        self.post_error_message(message);
+                        return Err(gst::StateChangeError);
+                    }
+                };
                 *lock(&self.state) = State {
                     mode: settings.mode,
                     frames: settings.frames as u64,
@@ -1913,6 +1935,7 @@ impl ElementImpl for Soragen {
                     window_frames: settings.generation.window_frames as usize,
                     insert_at: settings.insert_at,
                     model,
+                    references,
                     ..State::default()
                 };
                 self.cancel.store(false, Ordering::SeqCst);

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -9,13 +10,15 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoInfo;
 use soragen_core::model::WanVace;
-use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, animate_request, run_task};
+use soragen_core::video::Video;
 
 use crate::frames::{self, FrameMemory, SharedGpu};
 use crate::generation::{
     BusProgress, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
     refused_while_running, stamp,
 };
+use crate::images;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -34,6 +37,9 @@ const DEFAULT_FPS: gst::Fraction = gst::Fraction::from_integer(16);
 struct Settings {
     generation: GenerationSettings,
     num_frames: u32,
+    /// A still to animate (frame 0 of the clip) instead of text to video.
+    image: Option<PathBuf>,
+    references: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -41,6 +47,8 @@ impl Default for Settings {
         Self {
             generation: GenerationSettings::default(),
             num_frames: 81,
+            image: None,
+            references: Vec::new(),
         }
     }
 }
@@ -55,6 +63,9 @@ struct State {
     clip: Option<Arc<Vec<gst::Buffer>>>,
     /// The clip's next frame to push.
     next: u64,
+    /// `image` and `reference`, read at READY -> PAUSED.
+    image: Option<Arc<Video>>,
+    references: Arc<Vec<Video>>,
 }
 
 #[derive(Default)]
@@ -79,22 +90,43 @@ impl SoragenSrc {
         memory: &FrameMemory,
     ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
         let settings = lock(&self.settings).clone();
-        let kind = TaskKind::Generate {
-            frames: settings.num_frames as usize,
-            width: info.width() as usize,
-            height: info.height() as usize,
+        let (image, references) = {
+            let state = lock(&self.state);
+            (state.image.clone(), state.references.clone())
         };
+        // A still: the same extension as `soragen animate` (the still is frame 0, kept).
+        let request = match &image {
+            Some(image) => animate_request((**image).clone(), settings.num_frames as usize),
+            None => Ok((
+                TaskKind::Generate {
+                    frames: settings.num_frames as usize,
+                    width: info.width() as usize,
+                    height: info.height() as usize,
+                },
+                TaskInputs::default(),
+            )),
+        };
+        let (kind, mut inputs) = request.map_err(|e| {
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
+            gst::FlowError::Error
+        })?;
+        inputs.references = references.to_vec();
         gst::debug!(CAT, imp = self, "generating {kind:?}");
         let element = self.obj();
         let observer = BusProgress::new(element.upcast_ref(), &self.cancel);
         let output = match run_task(
             model,
             &kind,
-            &TaskInputs::default(),
+            &inputs,
             &settings.generation.task_params(),
             &observer,
         ) {
-            Ok(output) => output,
+            Ok(mut output) => {
+                if image.is_some() {
+                    output.record.task = "animate".to_string();
+                }
+                output
+            }
             Err(soragen_core::Error::Cancelled) => return Err(gst::FlowError::Flushing),
             Err(e) => {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("Generation failed: {e}"));
@@ -154,6 +186,14 @@ impl ObjectImpl for SoragenSrc {
                     .mutable_ready()
                     .build(),
             );
+            properties.push(
+                glib::ParamSpecString::builder("image")
+                    .nick("Image")
+                    .blurb("A PNG still to bring to life: the clip's first frame (kept exactly) at the still's size; num-frames counts it")
+                    .mutable_ready()
+                    .build(),
+            );
+            properties.push(images::reference_property());
             properties
         });
         PROPERTIES.as_ref()
@@ -172,6 +212,21 @@ impl ObjectImpl for SoragenSrc {
         }
         match pspec.name() {
             "num-frames" => settings.num_frames = value.get().expect("type checked upstream"),
+            "image" => {
+                settings.image = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from)
+            }
+            "reference" => {
+                settings.references = images::parse_paths(
+                    value
+                        .get::<Option<String>>()
+                        .expect("type checked upstream")
+                        .as_deref(),
+                )
+            }
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -180,6 +235,12 @@ impl ObjectImpl for SoragenSrc {
         let settings = lock(&self.settings);
         match pspec.name() {
             "num-frames" => settings.num_frames.to_value(),
+            "image" => settings
+                .image
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .to_value(),
+            "reference" => images::join_paths(&settings.references).to_value(),
             name => settings
                 .generation
                 .property(name)
@@ -210,13 +271,20 @@ impl ElementImpl for SoragenSrc {
         // The model loads here rather than in start(): basesrc adds a generic "Failed to start"
         // error to ours when start() fails; this way the reason is the only error.
         if transition == gst::StateChange::ReadyToPaused {
-            let model = lock(&self.settings).generation.load_model();
+            let settings = lock(&self.settings).clone();
+            let model = settings.generation.load_model().and_then(|model| {
+                let image = images::read("image", settings.image.as_slice())?.pop();
+                let references = images::read("reference", &settings.references)?;
+                Ok((model, image, references))
+            });
             match model {
-                Ok(model) => {
+                Ok((model, image, references)) => {
                     // Shared already, unless the device property changed in READY.
                     self.gpu.share(self.obj().upcast_ref(), &model.device);
                     *lock(&self.state) = State {
                         model: Some(model),
+                        image: image.map(Arc::new),
+                        references: Arc::new(references),
                         ..State::default()
                     };
                 }
@@ -275,9 +343,16 @@ impl BaseSrcImpl for SoragenSrc {
 
     /// The template's caps, without CUDA memory unless the model's GPU is shared.
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = self
+        let mut caps = self
             .gpu
             .usable_caps(self.obj().src_pad().pad_template_caps());
+        // A still fixes the size: the clip starts with it, unscaled.
+        if let Some(image) = lock(&self.state).image.clone() {
+            caps.make_mut()
+                .set("width", i32::try_from(image.width).unwrap_or(i32::MAX));
+            caps.make_mut()
+                .set("height", i32::try_from(image.height).unwrap_or(i32::MAX));
+        }
         Some(match filter {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,

@@ -408,6 +408,7 @@ impl Host {
             Some(&args),
             None,
         ))?;
+        check_context_clips(context, &descriptor)?;
         self.descriptors
             .lock()
             .unwrap()
@@ -630,6 +631,45 @@ impl Host {
         }
         Ok(instance)
     }
+}
+
+/// The clips each context mandates (OpenFX 1.5.1, "Image Effect Contexts"); in the Filter,
+/// Transition and Generator contexts every other input "must be optional". A host refuses a
+/// context whose clips break that (HostSupport and Natron check the mandated clips; a host
+/// that can wire only the mandated inputs cannot run an effect that needs more).
+fn check_context_clips(context: &CStr, descriptor: &EffectObj) -> Result<(), OfxStatus> {
+    let mandated: &[&CStr] = if context == kOfxImageEffectContextFilter {
+        &[kOfxImageEffectSimpleSourceClipName]
+    } else if context == kOfxImageEffectContextTransition {
+        &[
+            kOfxImageEffectTransitionSourceFromClipName,
+            kOfxImageEffectTransitionSourceToClipName,
+        ]
+    } else if context == kOfxImageEffectContextGenerator {
+        &[]
+    } else {
+        return Ok(());
+    };
+    let clips = descriptor.clips.lock().unwrap();
+    let output = kOfxImageEffectOutputClipName.to_str().unwrap();
+    for name in mandated.iter().chain([&kOfxImageEffectOutputClipName]) {
+        let name = name.to_str().unwrap();
+        if !clips.iter().any(|clip| clip.name == name) {
+            eprintln!("test host: {context:?} lacks the mandated clip {name}");
+            return Err(kOfxStatErrFormat);
+        }
+    }
+    for clip in clips.iter() {
+        let extra = clip.name != output && !mandated.iter().any(|m| m.to_str() == Ok(&clip.name));
+        if extra && clip.props.int(kOfxImageClipPropOptional) != Some(1) {
+            eprintln!(
+                "test host: the extra clip {} in {context:?} is not optional",
+                clip.name
+            );
+            return Err(kOfxStatErrFormat);
+        }
+    }
+    Ok(())
 }
 
 /// How to set up an instance.

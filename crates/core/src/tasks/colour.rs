@@ -121,9 +121,51 @@ pub fn seam(video: &Video, cut: usize, reference: std::ops::Range<usize>) -> Sea
     }
 }
 
+/// How far a frame's look is from a reference image of the same size (e.g. a reference as the
+/// model sees it, [`crate::vace::fit_reference`]): a subject that keeps its look stays near.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Likeness {
+    /// Difference of per-channel mean colour (summed over channels, 0..255 scale).
+    pub colour: f64,
+    /// Mean absolute pixel difference after removing each image's mean colour (0..255 scale).
+    pub structure: f64,
+}
+
+/// [`Likeness`] of `frame` to `reference` (same size).
+pub fn likeness(frame: &Frame, reference: &Frame) -> Likeness {
+    Likeness {
+        colour: colour_step(frame, reference),
+        structure: structure_step(frame, reference),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn likeness_is_zero_for_the_same_image_and_grows_with_colour_and_structure() {
+        let frame = |rgb: Vec<u8>| Frame { rgb, alpha: None };
+        let a = frame((0..48).map(|i| (i * 5) as u8).collect());
+        assert_eq!(
+            likeness(&a, &a),
+            Likeness {
+                colour: 0.0,
+                structure: 0.0
+            }
+        );
+        // Brighter by 10 everywhere: the colour moves, the structure does not.
+        let brighter = frame(a.rgb.iter().map(|v| v + 10).collect());
+        let moved = likeness(&brighter, &a);
+        assert!(
+            (moved.colour - 30.0).abs() < 1e-9 && moved.structure < 1e-9,
+            "{moved:?}"
+        );
+        // Reversed: the same mean colour, another structure.
+        let reversed = frame(a.rgb.chunks_exact(3).rev().flatten().copied().collect());
+        let other = likeness(&reversed, &a);
+        assert!(other.colour < 1e-9 && other.structure > 10.0, "{other:?}");
+    }
 
     #[test]
     fn matching_moves_mean_and_spread_to_the_anchor() {
