@@ -1087,6 +1087,8 @@ fn extend_forward_generates_at_segment_done() {
     assert_eq!(event_types(&mut h), vec![gst::EventType::SegmentDone]);
 }
 
+/// On 557ab08 this fails at RGBA already: the kept pixels' alpha became 255 (every frame was
+/// rewritten whole, through 8-bit RGB).
 #[test]
 fn replace_background_keeps_the_source_samples_in_every_format() {
     for format in FORMATS {
