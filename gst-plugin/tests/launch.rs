@@ -1,11 +1,14 @@
 //! The built plugin in the real tools: `gst-inspect-1.0` lists it, `gst-launch-1.0` runs every
-//! mode with `videotestsrc` and the tiny model, and we count the buffers reaching `fakesink`.
+//! mode with `videotestsrc` and the tiny model, and we count the buffers reaching `fakesink`,
+//! read their timestamps and events, and count the frames a clock-synchronised sink drops.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const TINY_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny");
+use common::TINY_MODEL;
 
 /// A folder holding only the plugin cargo built for this test (its `deps/` folder holds every
 /// other shared library too, which GStreamer would try to load), plus a fresh registry.
@@ -51,7 +54,13 @@ fn launch(pipeline: &str) -> (Output, usize) {
 
 /// [`launch`] with extra environment variables.
 fn launch_with(pipeline: &str, envs: &[(&str, &str)]) -> (Output, usize) {
-    let mut args = vec!["-v"];
+    launch_flagged(&["-v"], pipeline, envs)
+}
+
+/// [`launch`] with gst-launch-1.0's `flags` (`-v` for the fakesink's messages, `-m` for every
+/// bus message).
+fn launch_flagged(flags: &[&str], pipeline: &str, envs: &[(&str, &str)]) -> (Output, usize) {
+    let mut args = flags.to_vec();
     args.extend(pipeline.split_whitespace());
     let output = gst_tool("gst-launch-1.0", &args, envs);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -251,4 +260,166 @@ fn an_out_of_range_value_is_refused_with_a_warning() {
     assert_eq!(buffers, 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("steps"), "{stderr}");
+}
+
+/// What reached a `fakesink silent=false` under `-v`, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// A buffer and its PTS in ns.
+    Buffer(u64),
+    /// An event by its type name (`segment`, `eos`, ...).
+    Event(String),
+}
+
+fn seen_by_the_sink(stdout: &str) -> Vec<Seen> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (_, message) = line.split_once("last-message = ")?;
+            if message.starts_with("chain") {
+                let pts = message.split_once("pts: ")?.1.split_once(',')?.0;
+                let (h, rest) = pts.split_once(':')?;
+                let (m, s) = rest.split_once(':')?;
+                let (s, ns) = s.split_once('.')?;
+                let seconds = h.parse::<u64>().ok()? * 3600
+                    + m.parse::<u64>().ok()? * 60
+                    + s.parse::<u64>().ok()?;
+                Some(Seen::Buffer(
+                    seconds * 1_000_000_000 + ns.parse::<u64>().ok()?,
+                ))
+            } else {
+                let kind = message.split_once("(type: ")?.1.split_once(' ')?.0;
+                Some(Seen::Event(kind.to_owned()))
+            }
+        })
+        .collect()
+}
+
+/// One segment before the first buffer, buffer n at n × den / num s (to within the 1 ns a
+/// single rounding leaves: durations added up drift further), EOS after the last one.
+fn assert_grid_then_eos(pipeline: &str, frames: u64, (num, den): (u64, u64)) {
+    let (output, _) = launch(pipeline);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{pipeline}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Vec<Seen> = seen_by_the_sink(&stdout)
+        .into_iter()
+        .filter(|s| !matches!(s, Seen::Event(kind) if ["stream-start", "caps", "tag"].contains(&kind.as_str())))
+        .collect();
+    let shape: Vec<&str> = seen
+        .iter()
+        .map(|s| match s {
+            Seen::Buffer(_) => "buffer",
+            Seen::Event(kind) => kind,
+        })
+        .collect();
+    let mut expected = vec!["segment"];
+    expected.extend(std::iter::repeat_n("buffer", frames as usize));
+    expected.push("eos");
+    assert_eq!(shape, expected, "{pipeline}");
+    let pts = seen.iter().filter_map(|s| match s {
+        Seen::Buffer(pts) => Some(*pts),
+        Seen::Event(_) => None,
+    });
+    for (n, pts) in (0u64..).zip(pts) {
+        // |pts - n × den / num| < 1 ns, in integers.
+        let exact = n * den * 1_000_000_000;
+        assert!(
+            (pts * num).abs_diff(exact) < num,
+            "frame {n} at {pts} ns is off the {num}/{den} grid: {pipeline}"
+        );
+    }
+}
+
+/// On 557ab08 extend-backward at 29.97 fps put frame 2 at 66733332 ns (durations added up).
+#[test]
+fn extensions_keep_the_frame_grid_and_end_with_eos() {
+    // 29.97 fps (NV12) and 24 fps (I420): frame n at n × den / num s, never a rounded duration
+    // added up (frame 5 at 24 fps is 208333333 ns).
+    assert_grid_then_eos(
+        &format!(
+            "videotestsrc num-buffers=5 ! video/x-raw,format=NV12,width=32,height=32,framerate=30000/1001 ! soragen mode=extend-backward frames=3 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}"
+        ),
+        8,
+        (30000, 1001),
+    );
+    assert_grid_then_eos(
+        &format!(
+            "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=32,height=32,framerate=24/1 ! soragen mode=extend-forward frames=4 context-frames=2 steps=2 model={TINY_MODEL} ! {SINK}"
+        ),
+        9,
+        (24, 1),
+    );
+}
+
+/// A live insert (8 frames at 1 s into 3 s of I420 at 16 fps) into a clock-synchronised sink
+/// that drops what comes more than 20 ms late, with no queue after soragen. Returns the frames
+/// rendered and dropped (the sink posts a QoS message for each frame it drops).
+fn live_insert(processing_latency: &str) -> (usize, usize) {
+    let pipeline = format!(
+        "videotestsrc is-live=true num-buffers=48 pattern=ball ! video/x-raw,format=I420,width=64,height=48,framerate=16/1 ! \
+         soragen mode=insert frames=8 context-frames=2 steps=2 processing-latency={processing_latency} model={TINY_MODEL} insert-at=<(guint64)1000000000> ! \
+         fakesink silent=false sync=true qos=true max-lateness=20000000"
+    );
+    let (output, rendered) = launch_flagged(&["-v", "-m"], &pipeline, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{pipeline}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dropped = stdout
+        .lines()
+        .filter(|l| l.contains("from element \"fakesink0\" (qos)"))
+        .count();
+    eprintln!(
+        "live insert, processing-latency={processing_latency}: {rendered} rendered, {dropped} dropped"
+    );
+    (rendered, dropped)
+}
+
+/// On 557ab08 (generation on the streaming thread) the sink dropped 7 of the 56 frames.
+#[test]
+fn a_live_insert_with_the_documented_latency_drops_nothing_without_a_queue() {
+    // The budget in the latency, as the README's live example gives it: every frame on time.
+    assert_eq!(live_insert("2000000000"), (56, 0));
+    // Without it the generated frames come late and the sink drops them: the count is real.
+    let (_, dropped) = live_insert("0");
+    assert!(dropped > 0, "no budget, yet nothing late");
+}
+
+/// GStreamer's behaviour, which the README's advice rests on (passes on 557ab08 too).
+#[test]
+fn gst_plugin_path_takes_a_folder_holding_only_the_plugin() {
+    let dir = plugin_dir();
+    let file = dir.join("libgstsoragen.so");
+    // A folder holding only the plugin: found, and nothing blacklisted.
+    let blacklist = gst_tool("gst-inspect-1.0", &["-b"], &[]);
+    let listed = String::from_utf8_lossy(&blacklist.stdout);
+    assert!(
+        listed.contains("Total count: 0 blacklisted files"),
+        "{listed}"
+    );
+    assert!(inspect("soragen").contains("Soragen generative video"));
+    // GStreamer 1.22 scans only folders in GST_PLUGIN_PATH: a file there is not loaded...
+    let registry =
+        std::env::temp_dir().join(format!("soragen-gst-file-{}.bin", std::process::id()));
+    let by_file = [
+        ("GST_PLUGIN_PATH", file.to_str().unwrap()),
+        ("GST_REGISTRY", registry.to_str().unwrap()),
+    ];
+    let output = gst_tool("gst-inspect-1.0", &["soragen"], &by_file);
+    assert!(!output.status.success(), "a plugin file in GST_PLUGIN_PATH");
+    // ... but the tools load one file with --gst-plugin-load (what the README says).
+    let load = format!("--gst-plugin-load={}", file.display());
+    let output = gst_tool("gst-inspect-1.0", &[&load, "soragen"], &by_file);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Soragen generative video"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_file(registry);
 }

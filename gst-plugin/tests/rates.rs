@@ -4,24 +4,16 @@
 //! (`tasks::context_span`); before, it kept exactly `context-frames`, too few above 16 fps.
 //! (ofx-plugin/tests/rates.rs checks the OpenFX bundle the same way.)
 
-use std::sync::Once;
+mod common;
 
+use common::{TINY_MODEL, init};
 use gst::prelude::*;
 use gst_check::Harness;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, run_task};
 use soragen_core::vace::Silent;
 use soragen_core::video::{Frame, Video};
 
-const TINY_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny");
 const SIZE: usize = 32;
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstsoragen::plugin_register_static().unwrap();
-    });
-}
 
 /// Frame `index` of a moving gradient, RGBA, opaque.
 fn pixels(index: usize) -> Vec<u8> {
