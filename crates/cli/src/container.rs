@@ -74,7 +74,7 @@ fn ffmpeg(args: &[&OsStr], about: &Path, error: fn(String) -> Error) -> Result<(
         };
     }
     // On a failure the last line says what stopped it.
-    let reason = lines.last().unwrap_or("failed");
+    let reason = lines.next_back().unwrap_or("failed");
     Err(error(format!("{}: ffmpeg: {reason}", about.display())))
 }
 
