@@ -184,11 +184,10 @@ pub fn frame_tensors(run: &Run) -> u64 {
 pub fn check_run(folder: &Path, dtype: DType, run: &Run, on_host: bool) -> Result<()> {
     limits::FRAMES.request(run.frames)?;
     limits::frame_size("the clip", run.width, run.height)?;
-    let need = if on_host {
-        let sizes = ModelSizes::read(folder, dtype)?;
-        sizes.run_activations(run).saturating_add(sizes.weights)
-    } else {
-        frame_tensors(run)
+    // A folder whose sizes cannot be read does not load either, and the loader says why better.
+    let need = match ModelSizes::read(folder, dtype) {
+        Ok(sizes) if on_host => sizes.run_activations(run).saturating_add(sizes.weights),
+        _ => frame_tensors(run),
     };
     limits::fits("this run", need)
 }
