@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use soragen_core::limits;
 use soragen_core::memory::{self, ModelSizes};
-use soragen_core::tasks::{TaskInputs, TaskKind, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, run_task, window_activations};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video, rate_from_f64};
 use soragen_ofx_ffi::sys::*;
@@ -654,13 +654,16 @@ impl Instance {
         } else {
             window.frames + window.source_times.len() + window.next_times.len()
         };
-        let activations = sizes.activations(&memory::Window {
-            frames,
-            width: rect.width(),
-            height: rect.height(),
-            window_frames: settings.task.window_frames,
-            guidance: settings.task.guidance > 1.0,
-        });
+        let activations = window_activations(
+            &sizes,
+            &memory::Window {
+                frames,
+                width: rect.width(),
+                height: rect.height(),
+                window_frames: settings.task.window_frames,
+                guidance: settings.task.guidance > 1.0,
+            },
+        );
         let need = activations + if with_weights { sizes.weights } else { 0 };
         let budget = limits::budget().map_err(|e| Failure::User(e.to_string()))?;
         limits::check("this generation", need, budget.as_ref()).map_err(|e| {

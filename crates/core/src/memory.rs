@@ -17,7 +17,6 @@ use soragen_models::weights::{Weights, read_config};
 
 use crate::Result;
 use crate::limits;
-use crate::tasks::{NATIVE_PIXELS, working_size};
 
 /// Elements of one attention score block (the transformer's `ATTENTION_SCORE_BLOCK`), alive
 /// twice (scores and probabilities).
@@ -67,7 +66,8 @@ pub struct Run {
     pub guidance: bool,
 }
 
-/// One window of an editing task, as the host sees it (the clip's size, not the model's).
+/// One window of an editing task, as the host sees it (the clip's size, not the model's):
+/// `crate::tasks::window_activations` estimates it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     /// Frames of the clip the window covers (generated and conditioning frames).
@@ -141,26 +141,6 @@ impl ModelSizes {
             .saturating_add(frame_tensors(run))
             .saturating_add(FIXED)
     }
-
-    /// Peak bytes of a task window's activations: the model works at the working size, one
-    /// model window (4n+1 frames, at most `window_frames`) at a time.
-    pub fn activations(&self, window: &Window) -> u64 {
-        let multiple = self.spatial * self.patch;
-        let pixels = NATIVE_PIXELS.min(window.width.saturating_mul(window.height));
-        let (width, height) = working_size(window.width, window.height, pixels, multiple);
-        let temporal = self.temporal.max(1);
-        let frames = ((window.frames.max(1) - 1).div_ceil(temporal))
-            .saturating_mul(temporal)
-            .saturating_add(1)
-            .min(window.window_frames.max(1));
-        self.run_activations(&Run {
-            frames,
-            references: 0,
-            width,
-            height,
-            guidance: window.guidance,
-        })
-    }
 }
 
 /// Bytes of a run's full-size frame tensors (f32, 3 channels), held in host memory whatever
@@ -211,42 +191,8 @@ mod tests {
         }
     }
 
-    fn window(frames: usize, width: usize, height: usize, guidance: bool) -> Window {
-        Window {
-            frames,
-            width,
-            height,
-            window_frames: 81,
-            guidance,
-        }
-    }
-
     fn gib(bytes: u64) -> f64 {
         bytes as f64 / (1u64 << 30) as f64
-    }
-
-    #[test]
-    fn a_window_needs_more_with_more_frames_pixels_and_guidance_and_never_more_than_one_model_window()
-     {
-        // A narrow VAE, so that the transformer's need decides.
-        let sizes = ModelSizes {
-            vae_channels: 8,
-            ..wan_1_3b()
-        };
-        let need = |w: Window| sizes.activations(&w);
-        assert!(need(window(33, 832, 480, true)) > need(window(17, 832, 480, true)));
-        assert!(need(window(33, 832, 480, true)) > need(window(33, 416, 240, true)));
-        assert!(need(window(81, 832, 480, true)) > need(window(81, 832, 480, false)));
-        assert_eq!(
-            need(window(200, 832, 480, true)),
-            need(window(81, 832, 480, true)),
-            "longer tasks run window by window"
-        );
-        // Clips above the native size run at the native size.
-        assert_eq!(
-            need(window(81, 1920, 1080, true)),
-            need(window(81, 1920 * 2, 1080 * 2, true))
-        );
     }
 
     #[test]
