@@ -863,6 +863,30 @@ fn a_vace_run_that_cannot_fit_is_refused_before_the_model_loads() {
     assert_eq!(names(&dir), ["mask.y4m", "model", "video.y4m"]);
 }
 
+/// The task commands check one model window with the same estimate: a budget that holds the
+/// clip but not the model's activations refuses the task before its first window.
+#[test]
+fn a_task_whose_window_cannot_fit_is_refused_before_it_runs() {
+    let dir = scratch("task-fit");
+    let out = dir.join("out.y4m");
+    let result = task(&[
+        "generate",
+        "--frames",
+        "5",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--output",
+        &path(&out),
+    ])
+    .env("SORAGEN_MAX_MEMORY", "1M")
+    .output()
+    .unwrap();
+    assert_refused(&result, 1, "not enough memory: this task needs about");
+    assert_eq!(names(&dir), Vec::<String>::new());
+}
+
 fn cache_entries(cache: &Path) -> Vec<PathBuf> {
     let mut entries = Vec::new();
     for shard in std::fs::read_dir(cache).unwrap() {
