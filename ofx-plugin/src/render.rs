@@ -8,8 +8,10 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
+use soragen_core::limits;
+use soragen_core::memory::{self, ModelSizes};
 use soragen_core::model::vae_temporal_factor_of;
-use soragen_core::tasks::{TaskInputs, TaskKind, animate_request, run_task};
+use soragen_core::tasks::{TaskInputs, TaskKind, animate_request, run_task, window_activations};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video, rate_from_f64};
 use soragen_ofx_ffi::sys::*;
@@ -20,7 +22,7 @@ use soragen_ofx_ffi::{
 use crate::cuda::{self, DeviceRender};
 use crate::effects::{Context, EffectKind, IMAGE_CLIP, MASK_CLIP, NEXT_CLIP, REFERENCE_CLIP};
 use crate::instance::{self, Generated, Instance};
-use crate::memory::{self, ModelSizes, OutOfMemory};
+use crate::memory::OutOfMemory;
 use crate::params::Settings;
 use crate::pixels;
 use crate::plan::{self, FramePlan, Range, Role, Timing, Window, WindowTask};
@@ -713,8 +715,9 @@ impl Instance {
         Ok(generated)
     }
 
-    /// Refuses a generation that would not fit in memory (see `memory.rs`): the model's weights
-    /// when it is not loaded yet, plus the window's activations.
+    /// Refuses a generation that would not fit in memory (`soragen_core::memory`): the model's
+    /// weights when it is not loaded yet, plus the window's activations, in the dtype the
+    /// model runs in here.
     fn check_memory(
         &self,
         folder: &Path,
@@ -724,7 +727,7 @@ impl Instance {
         settings: &Settings,
     ) -> Result<(), Failure> {
         // A folder whose sizes cannot be read does not load either; the loader says why, better.
-        let Ok(sizes) = ModelSizes::read(folder) else {
+        let Ok(sizes) = ModelSizes::read(folder, Instance::dtype()) else {
             return Ok(());
         };
         let frames = if window.edits_in_place() {
@@ -732,15 +735,22 @@ impl Instance {
         } else {
             window.frames + window.source_times.len() + window.next_times.len()
         };
-        let activations = sizes.activations(&memory::Window {
-            frames,
-            width: rect.width(),
-            height: rect.height(),
-            window_frames: settings.task.window_frames,
-            guidance: settings.task.guidance > 1.0,
-        });
+        let activations = window_activations(
+            &sizes,
+            &memory::Window {
+                frames,
+                width: rect.width(),
+                height: rect.height(),
+                window_frames: settings.task.window_frames,
+                guidance: settings.task.guidance > 1.0,
+            },
+        );
         let need = activations + if with_weights { sizes.weights } else { 0 };
-        memory::check(need, memory::budget().map_err(Failure::User)?.as_ref())
-            .map_err(Failure::OutOfMemory)
+        let budget = limits::budget().map_err(|e| Failure::User(e.to_string()))?;
+        limits::check("this generation", need, budget.as_ref()).map_err(|e| {
+            Failure::OutOfMemory(format!(
+                "{e}; lower Frames, render at a smaller size, or set Guidance to 1"
+            ))
+        })
     }
 }

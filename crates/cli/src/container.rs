@@ -36,7 +36,21 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs `ffmpeg ARGS`; `about` names the file in errors.
+/// An ffmpeg log line without its `[demuxer @ 0x...] ` prefix.
+fn log_line(line: &str) -> &str {
+    let line = line.trim();
+    match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((origin, message)) if origin.contains(" @ ") => message.trim(),
+        _ => line,
+    }
+}
+
+/// Runs `ffmpeg ARGS`; `about` names the file in errors. At `-v error` ffmpeg prints only
+/// errors, yet exits 0 after some (a file that ends early, a damaged packet: fewer or repaired
+/// frames), so any line it prints fails the run too: nothing is lost silently.
 fn ffmpeg(args: &[&OsStr], about: &Path, error: fn(String) -> Error) -> Result<()> {
     let output = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y"])
@@ -48,17 +62,19 @@ fn ffmpeg(args: &[&OsStr], about: &Path, error: fn(String) -> Error) -> Result<(
                 about.display()
             ))
         })?;
-    if output.status.success() {
-        return Ok(());
-    }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let reason = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("failed")
-        .trim()
-        .to_string();
+    let mut lines = stderr.lines().map(log_line).filter(|l| !l.is_empty());
+    if output.status.success() {
+        return match lines.next() {
+            None => Ok(()),
+            Some(first) => Err(error(format!(
+                "{}: damaged or truncated, ffmpeg: {first}",
+                about.display()
+            ))),
+        };
+    }
+    // On a failure the last line says what stopped it.
+    let reason = lines.next_back().unwrap_or("failed");
     Err(error(format!("{}: ffmpeg: {reason}", about.display())))
 }
 
@@ -83,7 +99,17 @@ pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
     let frames = Scratch::new("frames.y4m");
     write_y4m(video, &frames.0)?;
     let codec: &[&str] = match extension(output).as_deref() {
-        Some("mkv") => &["-c:v", "ffv1", "-pix_fmt", "yuv444p"],
+        // Level 3 with slice checksums: a damaged packet is found when the file is read.
+        Some("mkv") => &[
+            "-c:v",
+            "ffv1",
+            "-level",
+            "3",
+            "-slicecrc",
+            "1",
+            "-pix_fmt",
+            "yuv444p",
+        ],
         Some("webm") => &[
             "-c:v",
             "libvpx-vp9",
@@ -114,6 +140,9 @@ pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
     };
     let mut args: Vec<&OsStr> = vec!["-i".as_ref(), frames.0.as_os_str()];
     args.extend(codec.iter().map(OsStr::new));
+    // The same frames give the same bytes: no encoder version, creation time or random
+    // segment id (Matroska) in the file.
+    args.extend(["-fflags", "+bitexact", "-flags:v", "+bitexact"].map(OsStr::new));
     args.extend([OsStr::new("-f"), OsStr::new(format), staging.as_os_str()]);
     ffmpeg(&args, output, Error::Output)
 }

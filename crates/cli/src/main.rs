@@ -260,6 +260,21 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             masks.width, masks.height, video.width, video.height
         )));
     }
+    let guidance = args.preset.map_or(args.guidance, |p| p.guidance);
+    // The pre-flight, as the task commands have it: sizes and memory before the model loads or
+    // any tensor is made, so a run that cannot fit is one error, never an abort.
+    soragen_core::memory::check_run(
+        &folder,
+        dtype,
+        &soragen_core::memory::Run {
+            frames: video.len(),
+            references: args.references.len(),
+            width: video.width,
+            height: video.height,
+            guidance: guidance > 1.0,
+        },
+        device.is_cpu(),
+    )?;
     let model = WanVace::load_with_adapters(&folder, dtype, &device, &args.lora)?;
     model.check_size(video.len(), video.height, video.width)?;
     let references = args
@@ -275,7 +290,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
     };
     let sampling = Sampling {
         steps: args.preset.map_or(args.steps, |p| p.steps),
-        guidance: args.preset.map_or(args.guidance, |p| p.guidance),
+        guidance,
         flow_shift: args.flow_shift.or(args.preset.and_then(|p| p.flow_shift)),
         conditioning_scale: 1.0,
         noise,

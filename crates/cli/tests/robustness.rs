@@ -263,8 +263,24 @@ fn an_output_that_is_holds_or_lies_inside_an_input_is_refused_and_the_input_kept
         &model_inside,
     ]);
     assert_refused(&run_in_model, 1, "would overwrite the input");
+    // `vace` onto its own frames, and a task onto its own video file (refused before ffmpeg
+    // reads it).
+    let vace = Command::new(env!("CARGO_BIN_EXE_soragen"))
+        .args(["vace", "--model", &path(&tiny()), "--prompt", "a boat"])
+        .args(["--video", &shot, "--mask", &mask, "--output", &shot])
+        .output()
+        .unwrap();
+    assert_refused(&vace, 1, "would overwrite the input");
+    let mp4 = path(&dir.join("clip.mp4"));
+    std::fs::write(&mp4, b"the user's video").unwrap();
+    assert_refused(
+        &run(&["extend", "--input", &mp4, "--frames", "1", "--output", &mp4]),
+        1,
+        "would overwrite the input",
+    );
+    assert_eq!(std::fs::read(&mp4).unwrap(), b"the user's video");
     assert_eq!(Video::read(Path::new(&shot)).unwrap(), before);
-    assert_eq!(names(&dir), ["clip.y4m", "mask", "shot"]);
+    assert_eq!(names(&dir), ["clip.mp4", "clip.y4m", "mask", "shot"]);
 }
 
 #[test]
@@ -319,6 +335,117 @@ fn destinations_are_checked_before_any_work_and_a_failed_run_keeps_the_old_outpu
         names(&dir),
         ["late.y4m", "late.y4m.json", "ours", "ours.json", "theirs"]
     );
+}
+
+#[test]
+fn a_file_soragen_did_not_write_is_never_replaced_and_one_it_wrote_is() {
+    let dir = scratch("foreign");
+    let out = dir.join("clip.y4m");
+    std::fs::write(&out, b"the user's clip").unwrap();
+    let started = Instant::now();
+    let result = task(&[
+        "generate",
+        "--frames",
+        "5",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "10000",
+        "--output",
+        &path(&out),
+    ])
+    .output()
+    .unwrap();
+    assert_refused(&result, 1, "clip.y4m exists and soragen did not write it");
+    assert!(
+        stderr(&result).contains("move it away"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused before any work"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"the user's clip");
+    assert_eq!(names(&dir), ["clip.y4m"]);
+    // Moved away, the same command writes it, and run again (as README's commands may be)
+    // replaces its own output.
+    std::fs::remove_file(&out).unwrap();
+    for seed in [1, 2] {
+        let result = generate(&out, seed).output().unwrap();
+        assert!(result.status.success(), "{}", stderr(&result));
+    }
+    assert_eq!(
+        Video::read(&out).unwrap().len(),
+        5,
+        "the second run's frames"
+    );
+    assert_eq!(names(&dir), ["clip.y4m", "clip.y4m.json"]);
+}
+
+/// Video files (through ffmpeg): the same run writes the same bytes, and a file that ends early
+/// or holds a damaged packet is refused instead of giving fewer or patched frames.
+#[test]
+fn video_files_are_the_same_bytes_every_run_and_damaged_ones_are_refused() {
+    let dir = scratch("containers");
+    for extension in ["mkv", "webm", "mp4", "mov"] {
+        let written: Vec<Vec<u8>> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let out = dir.join(format!("{name}.{extension}"));
+                let result = generate(&out, 1).output().unwrap();
+                assert!(result.status.success(), "{}", stderr(&result));
+                std::fs::read(&out).unwrap()
+            })
+            .collect();
+        assert!(
+            written[0] == written[1],
+            "{extension}: two identical runs wrote different bytes"
+        );
+    }
+    let whole = std::fs::read(dir.join("a.mkv")).unwrap();
+    let mut damaged = whole.clone();
+    let middle = whole.len() / 2;
+    for byte in &mut damaged[middle..middle + 40] {
+        *byte ^= 0x55;
+    }
+    std::fs::write(dir.join("truncated.mkv"), &whole[..middle]).unwrap();
+    std::fs::write(dir.join("damaged.mkv"), damaged).unwrap();
+    let out = dir.join("a.mkv");
+    for input in ["truncated.mkv", "damaged.mkv"] {
+        let result = run(&[
+            "extend",
+            "--input",
+            &path(&dir.join(input)),
+            "--frames",
+            "1",
+            "--output",
+            &path(&out),
+        ]);
+        assert_refused(
+            &result,
+            1,
+            &format!("{input}: damaged or truncated, ffmpeg: "),
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            whole,
+            "the old output is kept"
+        );
+    }
+    // The whole file reads.
+    let result = run(&[
+        "extend",
+        "--input",
+        &path(&dir.join("b.mkv")),
+        "--frames",
+        "1",
+        "--output",
+        &path(&out),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
 }
 
 #[test]
@@ -705,6 +832,61 @@ fn non_finite_latents_are_refused() {
     assert_eq!(names(&dir), ["nan.safetensors"]);
 }
 
+/// `soragen vace` has the task commands' pre-flight: sizes and memory are checked before the
+/// model loads or any tensor is made, so a run that cannot fit is one line, never an abort.
+#[test]
+fn a_vace_run_that_cannot_fit_is_refused_before_the_model_loads() {
+    let dir = scratch("vace-fit");
+    let (video, mask) = (dir.join("video.y4m"), dir.join("mask.y4m"));
+    write_y4m(&clip(16, 16, 5), &video).unwrap();
+    write_y4m(&clip(16, 16, 5), &mask).unwrap();
+    // Weights holding NaN fail the load naming the tensor: a refusal about memory instead
+    // shows that the check came first.
+    let model = dir.join("model");
+    copy_dir(&tiny(), &model);
+    poison(&model.join("text_encoder/model.safetensors"));
+    let out = dir.join("out.y4m");
+    let vace = |max_memory: &str| {
+        Command::new(env!("CARGO_BIN_EXE_soragen"))
+            .args(["vace", "--model", &path(&model), "--prompt", "a boat"])
+            .args(["--video", &path(&video), "--mask", &path(&mask)])
+            .args(["--steps", "1", "--guidance", "1", "--output", &path(&out)])
+            .env("SORAGEN_MAX_MEMORY", max_memory)
+            .output()
+            .unwrap()
+    };
+    // The clip itself fits in 1 MiB (reading it is checked too); the run does not.
+    assert_refused(&vace("1M"), 1, "not enough memory: this run needs about");
+    assert_refused(&vace("1M"), 1, "SORAGEN_MAX_MEMORY allows 0.0 GiB");
+    // With room, the same run goes on to the load, which finds the NaN.
+    assert_refused(&vace("64G"), 1, "NaN or infinite");
+    assert_eq!(names(&dir), ["mask.y4m", "model", "video.y4m"]);
+}
+
+/// The task commands check one model window with the same estimate: a budget that holds the
+/// clip but not the model's activations refuses the task before its first window.
+#[test]
+fn a_task_whose_window_cannot_fit_is_refused_before_it_runs() {
+    let dir = scratch("task-fit");
+    let out = dir.join("out.y4m");
+    let result = task(&[
+        "generate",
+        "--frames",
+        "5",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--output",
+        &path(&out),
+    ])
+    .env("SORAGEN_MAX_MEMORY", "1M")
+    .output()
+    .unwrap();
+    assert_refused(&result, 1, "not enough memory: this task needs about");
+    assert_eq!(names(&dir), Vec::<String>::new());
+}
+
 fn cache_entries(cache: &Path) -> Vec<PathBuf> {
     let mut entries = Vec::new();
     for shard in std::fs::read_dir(cache).unwrap() {
@@ -800,7 +982,9 @@ fn models_list_ends_with_link_loops_in_the_cache() {
 fn stop_with(signal: &str, name: &str) {
     let dir = scratch(name);
     let out = dir.join("out.y4m");
+    // An output of ours (our record beside it), so the run may replace it.
     std::fs::write(&out, b"old").unwrap();
+    std::fs::write(dir.join("out.y4m.json"), b"{\"task\": \"generate\"}").unwrap();
     let long = [
         "generate", "--frames", "5", "--width", "16", "--height", "16", "--steps", "10000",
     ];
@@ -829,7 +1013,11 @@ fn stop_with(signal: &str, name: &str) {
         stderr(&result)
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"old");
-    assert_eq!(names(&dir), ["out.y4m"], "no staging files left");
+    assert_eq!(
+        names(&dir),
+        ["out.y4m", "out.y4m.json"],
+        "no staging files left"
+    );
 }
 
 #[test]

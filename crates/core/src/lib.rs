@@ -4,6 +4,7 @@ pub mod device;
 pub mod gpu;
 pub mod hub;
 pub mod limits;
+pub mod memory;
 pub mod model;
 pub mod output;
 pub mod presets;

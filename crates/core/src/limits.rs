@@ -3,10 +3,9 @@
 //! such as `--frames 18446744073709551615`, must be one clear error, never a panic, an abort on
 //! a failed allocation or hours of work. Sizes are checked against fixed ranges and their byte
 //! products (with checked arithmetic) against the memory budget: the least of the machine's
-//! available memory, this process's cgroup headroom and `SORAGEN_MAX_MEMORY`.
-//!
-//! The OpenFX plugin (`ofx-plugin/src/memory.rs`) has its own copy of the budget reading and
-//! an activation estimate per window; it can move onto [`budget`] here.
+//! available memory, this process's cgroup headroom and `SORAGEN_MAX_MEMORY`; every surface
+//! (CLI, OpenFX, GStreamer) checks against this one budget, with the model's need estimated by
+//! [`crate::memory`].
 
 use std::path::Path;
 
@@ -170,17 +169,61 @@ fn mem_available(meminfo: &str) -> Option<u64> {
         .checked_mul(1024)
 }
 
-/// Headroom under this process's cgroup v2 memory limit (`max` means none).
-fn cgroup_headroom() -> Option<u64> {
-    let groups = read(Path::new("/proc/self/cgroup"))?;
-    let path = groups
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))?
-        .trim_start_matches('/');
-    let dir = Path::new("/sys/fs/cgroup").join(path);
-    let limit: u64 = read(&dir.join("memory.max"))?.trim().parse().ok()?;
-    let usage: u64 = read(&dir.join("memory.current"))?.trim().parse().ok()?;
+/// Headroom under a cgroup limit from its limit and usage files' contents (`max`, or a limit
+/// too large to be one, means none).
+fn cgroup_headroom(limit: &str, usage: &str) -> Option<u64> {
+    let limit: u64 = limit.trim().parse().ok().filter(|l| *l < 1 << 60)?;
+    let usage: u64 = usage.trim().parse().ok()?;
     Some(limit.saturating_sub(usage))
+}
+
+/// The least headroom under the memory limits of this process's cgroups (v2: its own group and
+/// every parent; v1: the memory controller's group).
+fn cgroup_available() -> Option<u64> {
+    let groups = read(Path::new("/proc/self/cgroup"))?;
+    let headroom = |dir: &Path, limit: &str, usage: &str| {
+        cgroup_headroom(
+            &read(&dir.join(limit)).unwrap_or_default(),
+            &read(&dir.join(usage)).unwrap_or_default(),
+        )
+    };
+    let mut least: Option<u64> = None;
+    for line in groups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        let mut found = Vec::new();
+        if id == "0" && controllers.is_empty() {
+            let mut dir = Path::new("/sys/fs/cgroup").join(path);
+            loop {
+                found.push(headroom(&dir, "memory.max", "memory.current"));
+                if !dir.pop() || dir == Path::new("/sys/fs") {
+                    break;
+                }
+            }
+        } else if controllers.split(',').any(|c| c == "memory") {
+            // Inside a cgroup namespace the group's own folder is the mount's root.
+            let root = Path::new("/sys/fs/cgroup/memory");
+            let dir = [root.join(path), root.to_path_buf()]
+                .into_iter()
+                .find(|d| d.join("memory.limit_in_bytes").is_file());
+            if let Some(dir) = dir {
+                found.push(headroom(
+                    &dir,
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
+                ));
+            }
+        }
+        for h in found.into_iter().flatten() {
+            least = Some(least.map_or(h, |l| l.min(h)));
+        }
+    }
+    least
 }
 
 /// The memory one run may take now; None when nothing says (no /proc, no variable).
@@ -204,7 +247,7 @@ pub fn budget() -> Result<Option<Budget>> {
             limited_by: "the memory available on this machine",
         });
     }
-    if let Some(bytes) = cgroup_headroom() {
+    if let Some(bytes) = cgroup_available() {
         budgets.push(Budget {
             bytes,
             limited_by: "this process's memory limit (cgroup)",
@@ -250,7 +293,12 @@ fn gib(bytes: u64) -> String {
 
 /// Refuses `need` bytes for `what` when they exceed the memory budget.
 pub fn fits(what: &str, need: u64) -> Result<()> {
-    match budget()? {
+    check(what, need, budget()?.as_ref())
+}
+
+/// Refuses `need` bytes for `what` when they exceed `budget` (nothing known: no refusal).
+pub fn check(what: &str, need: u64, budget: Option<&Budget>) -> Result<()> {
+    match budget {
         Some(budget) if need > budget.bytes => Err(Error::Request(format!(
             "not enough memory: {what} needs about {} but {} allows {}",
             gib(need),
@@ -289,12 +337,62 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse_and_the_budget_refuses_what_does_not_fit() {
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
         assert_eq!(parse_size("16G"), Some(16 << 30));
-        assert_eq!(parse_size("512MiB"), Some(512 << 20));
-        assert_eq!(parse_size("nope"), None);
-        assert_eq!(mem_available("MemAvailable:   1000 kB\n"), Some(1024000));
+        assert_eq!(parse_size(" 512 MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1.5k"), Some(1536));
+        assert_eq!(parse_size("2TB"), Some(2 << 40));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1G"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn available_memory_and_cgroup_headroom_are_read_from_their_files() {
+        let meminfo = "MemTotal:       32000000 kB\nMemFree:         1000000 kB\nMemAvailable:   23639832 kB\n";
+        assert_eq!(mem_available(meminfo), Some(23639832 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(
+            cgroup_headroom("8589934592\n", "4294967296\n"),
+            Some(4 << 30)
+        );
+        assert_eq!(
+            cgroup_headroom("max\n", "4294967296\n"),
+            None,
+            "v2: no limit"
+        );
+        assert_eq!(
+            cgroup_headroom("9223372036854771712\n", "1"),
+            None,
+            "v1: no limit"
+        );
+        assert_eq!(
+            cgroup_headroom("100", "200"),
+            Some(0),
+            "over the limit already"
+        );
+    }
+
+    #[test]
+    fn the_budget_refuses_what_does_not_fit_and_says_what_limits() {
         assert!(fits("a test", u64::MAX).is_err());
         assert!(fits("a test", 1).is_ok());
+        let budget = Budget {
+            bytes: 1 << 30,
+            limited_by: MAX_MEMORY_ENV,
+        };
+        assert!(check("a test", 1 << 29, Some(&budget)).is_ok());
+        assert!(
+            check("a test", 1 << 40, None).is_ok(),
+            "nothing known: no refusal"
+        );
+        let message = check("this generation", 3 << 30, Some(&budget))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "not enough memory: this generation needs about 3.0 GiB but SORAGEN_MAX_MEMORY allows 1.0 GiB"
+        );
     }
 }

@@ -14,7 +14,8 @@
 //! writing one destination never touch each other's files, and the last to commit wins.
 //!
 //! Only what we wrote is ever deleted: an existing folder is replaced only when its record
-//! lists every entry in it, and an output that is, holds or lies inside an input is refused.
+//! lists every entry in it, an existing file only when our record lies beside it, and an
+//! output that is, holds or lies inside an input is refused.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -376,7 +377,7 @@ impl Drop for Destination {
 }
 
 /// Refuses to replace anything at `path` that we did not write: a folder must hold only the
-/// files its record lists; a file output may replace a regular file.
+/// files its record lists; a file needs our record beside it.
 fn check_replaceable(path: &Path, shape: Shape, record: Option<&Value>) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
@@ -391,7 +392,11 @@ fn check_replaceable(path: &Path, shape: Shape, record: Option<&Value>) -> Resul
         _ if meta.file_type().is_symlink() => {
             refuse("is a symbolic link: give the real path".into())
         }
-        Shape::File if meta.is_file() => Ok(()),
+        Shape::File if meta.is_file() && record.is_some() => Ok(()),
+        Shape::File if meta.is_file() => refuse(format!(
+            "soragen did not write it (no record {} beside it): move it away or choose another output",
+            file_name(&record_path(path))
+        )),
         Shape::File => refuse("is not a file: choose another output".into()),
         Shape::Folder if !meta.is_dir() => refuse("is not a folder: choose another output".into()),
         Shape::Folder => {
@@ -492,9 +497,19 @@ mod tests {
         );
         std::fs::write(dir.join("notes.json"), "{\"mine\": 1}").unwrap();
         assert!(Destination::prepare(&dir.join("notes"), Shape::File, &[]).is_err());
+        // A file without our record beside it is the user's, even where a file may go.
+        std::fs::write(dir.join("clip.mp4"), "theirs").unwrap();
+        let error = Destination::prepare(&dir.join("clip.mp4"), Shape::File, &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("clip.mp4 exists and soragen did not write it (no record clip.mp4.json"),
+            "{error}"
+        );
         assert_eq!(
             names(&dir),
-            ["late.y4m.json", "notes.json", "out", "sequence"]
+            ["clip.mp4", "late.y4m.json", "notes.json", "out", "sequence"]
         );
     }
 
@@ -531,6 +546,7 @@ mod tests {
         let dir = scratch("stop");
         let out = dir.join("out.y4m");
         std::fs::write(&out, "old").unwrap();
+        std::fs::write(record_path(&out), record().to_string()).unwrap();
         let destination = Destination::prepare(&out, Shape::File, &[]).unwrap();
         std::fs::write(destination.staged(), "new").unwrap();
         assert!(matches!(
@@ -538,7 +554,7 @@ mod tests {
             Err(Error::Cancelled)
         ));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
-        assert_eq!(names(&dir), ["out.y4m"]);
+        assert_eq!(names(&dir), ["out.y4m", "out.y4m.json"]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub use plan::{Window, next_whole_frame_window, whole_frame_windows};
 use resample::{Between, between};
 
 use crate::limits;
+use crate::memory;
 use crate::model::WanVace;
 use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
 use crate::video::{Frame, Video};
@@ -183,6 +184,27 @@ pub fn working_size(width: usize, height: usize, pixels: usize, multiple: usize)
     let fit =
         |side: usize| ((side as f64 * scale / multiple as f64).round() as usize).max(1) * multiple;
     (fit(width), fit(height))
+}
+
+/// Peak bytes of a task window's activations ([`memory::ModelSizes::run_activations`]) as a
+/// host sees the window: the model works at the working size, one model window (4n+1 frames,
+/// at most `window_frames`) at a time.
+pub fn window_activations(sizes: &memory::ModelSizes, window: &memory::Window) -> u64 {
+    let multiple = sizes.spatial * sizes.patch;
+    let pixels = NATIVE_PIXELS.min(window.width.saturating_mul(window.height));
+    let (width, height) = working_size(window.width, window.height, pixels, multiple);
+    let temporal = sizes.temporal.max(1);
+    let frames = ((window.frames.max(1) - 1).div_ceil(temporal))
+        .saturating_mul(temporal)
+        .saturating_add(1)
+        .min(window.window_frames.max(1));
+    sizes.run_activations(&memory::Run {
+        frames,
+        references: 0,
+        width,
+        height,
+        guidance: window.guidance,
+    })
 }
 
 /// Runs an editing task: the whole result clip and the record of what was generated.
@@ -429,10 +451,19 @@ fn preflight(
         "the output",
         &[frames, width, height, 3, 1 + stretch as usize],
     )?;
-    let window = limits::bytes(
-        "a model window",
-        &[params.window_frames, working.0, working.1, 4, 4 * 4],
-    )?;
+    // One model window at a time, by the core's estimate (as the OpenFX plugin checks it); a
+    // GPU holds its activations in its own memory, so there only its frames count.
+    let run = memory::Run {
+        frames: params.window_frames,
+        references: inputs.references.len(),
+        width: working.0,
+        height: working.1,
+        guidance: params.guidance > 1.0,
+    };
+    let window = match memory::ModelSizes::read(&model.folder, model.dtype) {
+        Ok(sizes) if model.device.is_cpu() => sizes.run_activations(&run),
+        _ => memory::frame_tensors(&run),
+    };
     limits::fits("this task", clip.saturating_add(window))?;
     Ok(working)
 }
@@ -1144,4 +1175,56 @@ fn background_slots(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memory::{ModelSizes, Window};
+
+    /// Wan2.1-VACE 1.3B's sizes in f32 (weights left out), with a narrow VAE so that the
+    /// transformer's need decides.
+    fn wan_1_3b() -> ModelSizes {
+        ModelSizes {
+            dim: 1536,
+            ffn_dim: 8960,
+            vace_layers: 15,
+            patch: 2,
+            spatial: 8,
+            temporal: 4,
+            vae_channels: 8,
+            element: 4,
+            weights: 0,
+        }
+    }
+
+    fn window(frames: usize, width: usize, height: usize, guidance: bool) -> Window {
+        Window {
+            frames,
+            width,
+            height,
+            window_frames: 81,
+            guidance,
+        }
+    }
+
+    #[test]
+    fn a_window_needs_more_with_more_frames_pixels_and_guidance_and_never_more_than_one_model_window()
+     {
+        let sizes = wan_1_3b();
+        let need = |w: Window| window_activations(&sizes, &w);
+        assert!(need(window(33, 832, 480, true)) > need(window(17, 832, 480, true)));
+        assert!(need(window(33, 832, 480, true)) > need(window(33, 416, 240, true)));
+        assert!(need(window(81, 832, 480, true)) > need(window(81, 832, 480, false)));
+        assert_eq!(
+            need(window(200, 832, 480, true)),
+            need(window(81, 832, 480, true)),
+            "longer tasks run window by window"
+        );
+        // Clips above the native size run at the native size.
+        assert_eq!(
+            need(window(81, 1920, 1080, true)),
+            need(window(81, 1920 * 2, 1080 * 2, true))
+        );
+    }
 }

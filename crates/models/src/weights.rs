@@ -205,6 +205,15 @@ impl Weights {
         VarBuilder::from_backend(backend, dtype, device.clone())
     }
 
+    /// Elements of all tensors, from the headers (what the weights take once loaded, per
+    /// byte of the dtype they are loaded in).
+    pub fn elements(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| e.shape.iter().map(|&d| d as u64).product::<u64>())
+            .sum()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
@@ -408,6 +417,20 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(shards)
+}
+
+/// A safetensors file's size and raw JSON header, read bounded by the file's size: what
+/// identifies its weights without reading them (the window cache's key). Parsing goes through
+/// [`Weights::open_files`].
+pub fn raw_header(path: &Path) -> std::io::Result<(u64, Vec<u8>)> {
+    use std::io::Read;
+    let mut reader = crate::files::open_regular(path)?;
+    let size = reader.metadata()?.len();
+    let mut length = [0u8; 8];
+    reader.read_exact(&mut length)?;
+    let mut header = vec![0u8; u64::from_le_bytes(length).min(size) as usize];
+    reader.read_exact(&mut header)?;
+    Ok((size, header))
 }
 
 /// Reads a part's `config.json` (or any JSON config) into `T`, naming the file in every error.

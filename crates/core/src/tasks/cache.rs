@@ -7,7 +7,6 @@
 //! Files appear by rename, so a reader never sees a half-written entry; each holds the SHA-256
 //! of its values, checked on every read: a damaged entry counts as absent and is replaced.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -65,12 +64,7 @@ pub(crate) fn add_model(key: &mut Key, model: &WanVace) -> Result<()> {
         let unreadable =
             |e: std::io::Error| Error::Input(format!("cannot read {}: {e}", file.display()));
         let bytes = if file.extension().is_some_and(|e| e == "safetensors") {
-            let mut reader = soragen_models::files::open_regular(&file).map_err(unreadable)?;
-            let size = reader.metadata().map_err(unreadable)?.len();
-            let mut length = [0u8; 8];
-            reader.read_exact(&mut length).map_err(unreadable)?;
-            let mut header = vec![0u8; (u64::from_le_bytes(length).min(size)) as usize];
-            reader.read_exact(&mut header).map_err(unreadable)?;
+            let (size, header) = soragen_models::weights::raw_header(&file).map_err(unreadable)?;
             [size.to_le_bytes().as_slice(), &header].concat()
         } else {
             soragen_models::files::read_bounded(&file, soragen_models::files::TEXT_LIMIT)
@@ -183,5 +177,38 @@ impl Cache {
             return Err(failed(&e));
         }
         std::fs::rename(&staging, &path).map_err(|e| failed(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_windows_are_never_cached_and_an_entry_that_is_no_file_counts_as_absent() {
+        let dir = std::env::temp_dir().join(format!("soragen-cache-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::open(&dir).unwrap();
+        let mut key = Key::new();
+        key.add("case", b"one");
+        let (name, stored) = cache.get(key.clone(), &[2]);
+        assert_eq!(stored, None);
+        let error = cache.put(&name, &[1.0, f32::NAN], &[2]).unwrap_err();
+        assert!(error.to_string().contains("never cached"), "{error}");
+        assert!(!cache.path(&name).exists(), "nothing non-finite is stored");
+
+        // A FIFO in place of the entry would block a plain read: it is skipped, then replaced.
+        let entry = cache.path(&name);
+        std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&entry)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(cache.get(key.clone(), &[2]).1, None);
+        cache.put(&name, &[1.0, 2.0], &[2]).unwrap();
+        assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+        assert_eq!(cache.get(key, &[2]).1, Some(vec![1.0, 2.0]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
