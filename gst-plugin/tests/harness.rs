@@ -368,7 +368,7 @@ fn a_mask_of_another_size_is_an_error() {
         replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE / 2);
     let bus = bus_for(&h);
     h.push(frame(0)).unwrap();
-    mask.push(mask_frame(255, 0, 2, SIZE / 2)).unwrap();
+    mask.push(mask_frame(255, 0, 6, SIZE / 2)).unwrap();
     // A window of 5 runs once the sixth frame is in.
     for index in 1..6 {
         h.push(frame(index)).unwrap();
@@ -390,7 +390,7 @@ fn a_mask_of_another_size_is_an_error() {
 fn a_frame_before_the_first_mask_is_an_error() {
     let (mut h, mask) = replace_background_with_mask_pad("window-frames=5 context-frames=1", SIZE);
     let bus = bus_for(&h);
-    let masks = push_masks(mask, vec![mask_frame(255, 2, 2, SIZE)]);
+    let masks = push_masks(mask, vec![mask_frame(255, 2, 6, SIZE)]);
     for index in 0..6 {
         h.push(frame(index)).unwrap();
     }

@@ -14,7 +14,7 @@ use soragen_core::gpu::{Position, Region};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{PropertySet, RectI, Result, optional};
 
-use crate::render::Failure;
+use crate::failure::Failure;
 
 pub use device::DeviceRender;
 
@@ -74,7 +74,7 @@ mod device {
     use soragen_ofx_ffi::{Components, Depth, Image, RectI};
 
     use super::{position, region};
-    use crate::render::Failure;
+    use crate::failure::Failure;
 
     pub fn available() -> bool {
         gpu::cuda_device_count() > 0
@@ -216,7 +216,7 @@ mod device {
     use soragen_core::video::{Frame, Video};
     use soragen_ofx_ffi::{Image, RectI};
 
-    use crate::render::Failure;
+    use crate::failure::Failure;
 
     pub fn available() -> bool {
         false

@@ -14,7 +14,7 @@ use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{ImageEffect, RectI, Result, Status};
 
 use crate::effects::{Context, EffectKind};
-use crate::render::Failure;
+use crate::failure::Failure;
 
 /// Generated windows kept in the process: the ones being scrubbed and a few recent ones. They
 /// are shared by every instance (keys hash the effect, settings and input content), because

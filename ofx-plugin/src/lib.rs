@@ -4,6 +4,7 @@
 
 mod cuda;
 mod effects;
+mod failure;
 mod instance;
 mod memory;
 mod params;
@@ -69,7 +70,7 @@ fn answer(kind: EffectKind, call: &Call) -> soragen_ofx_ffi::Result<()> {
         }
         Action::Render => {
             let effect = call.effect()?;
-            render::report(effect, render::render(effect, call.in_args()?))
+            failure::report(effect, render::render(effect, call.in_args()?))
         }
         Action::PurgeCaches => {
             instance::get(call.effect()?)?.purge();

@@ -1,27 +1,27 @@
 //! `soragen`: Soragen's generative video tasks from the command line.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Instant;
 
+mod args;
 mod container;
 mod models;
+mod outputs;
+mod progress;
 mod tasks;
 
-use std::cell::Cell;
-
 use clap::{Parser, Subcommand};
-use soragen_core::limits::{self, Limit};
-use soragen_core::output::{Destination, Shape};
+use soragen_core::limits;
 use soragen_core::presets::Preset;
 use soragen_core::tasks::defaults;
-use soragen_core::vace::{Noise, Observer, Sampling, VaceInput, read_latents};
-use soragen_core::video::{Sink, Video, quantise, write_png_dir, write_y4m};
+use soragen_core::vace::{Noise, Sampling, VaceInput, read_latents};
+use soragen_core::video::{Sink, Video, quantise};
 use soragen_core::{Error, Result, model::WanVace};
 use soragen_models::lora::LoraSpec;
+
+use args::{device_and_dtype, limited, parse_lora, parse_preset};
+use outputs::{commit_output, prepare_output, write_frames};
+use progress::Terminal;
 
 #[derive(Parser)]
 #[command(
@@ -104,136 +104,6 @@ struct VaceArgs {
     /// `reference_images`); repeat for several, in diffusers' order.
     #[arg(long = "reference", value_name = "IMG")]
     references: Vec<PathBuf>,
-}
-
-/// Where a run stands with stop requests (Ctrl-C, SIGTERM), shared with the signal handler.
-const RUNNING: u8 = 0;
-const STOP_REQUESTED: u8 = 1;
-/// The output is being committed: a stop waits for the commit to finish.
-const COMMITTING: u8 = 2;
-const COMMITTING_STOP_REQUESTED: u8 = 3;
-
-/// Progress on a terminal; Ctrl-C or SIGTERM asks to stop between denoising steps.
-struct Terminal {
-    state: Arc<AtomicU8>,
-    /// When the current window's first step began.
-    started: Cell<Instant>,
-    draw: bool,
-}
-
-impl Terminal {
-    fn new() -> Self {
-        let state = Arc::new(AtomicU8::new(RUNNING));
-        let shared = Arc::clone(&state);
-        // A second stop request ends the process at once, for a user who does not want to
-        // wait, except while the output is committed: that finishes first, so an output is
-        // never left half replaced.
-        let _ = ctrlc::set_handler(move || {
-            match shared.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| match s {
-                RUNNING => Some(STOP_REQUESTED),
-                COMMITTING => Some(COMMITTING_STOP_REQUESTED),
-                _ => None,
-            }) {
-                Ok(RUNNING) => {
-                    eprintln!("\nstopping after the current step (Ctrl-C again to quit now)")
-                }
-                Ok(_) => eprintln!("\nstopping once the output is written in full"),
-                Err(STOP_REQUESTED) => std::process::exit(130),
-                Err(_) => {}
-            }
-        });
-        Self {
-            state,
-            started: Cell::new(Instant::now()),
-            draw: std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// Enters the commit: from here a stop request finishes writing the output. Fails with
-    /// [`Error::Cancelled`] when a stop was requested before.
-    fn begin_commit(&self) -> Result<()> {
-        match self
-            .state
-            .compare_exchange(RUNNING, COMMITTING, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => Ok(()),
-            Err(_) => Err(Error::Cancelled),
-        }
-    }
-
-    /// After a commit: a stop requested during it still ends the run as stopped.
-    fn stopped_while_committing(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == COMMITTING_STOP_REQUESTED
-    }
-}
-
-impl Observer for Terminal {
-    fn step(&self, done: usize, total: usize) {
-        if !self.draw {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let filled = WIDTH * done / total.max(1);
-        let per_step = self.started.get().elapsed().as_secs_f64() / done.max(1) as f64;
-        let eta = per_step * (total - done) as f64;
-        eprint!(
-            "\r[{}{}] step {done}/{total}  {per_step:.2} s/step  eta {eta:.0} s ",
-            "#".repeat(filled),
-            " ".repeat(WIDTH - filled)
-        );
-        if done == total {
-            eprintln!();
-        }
-        let _ = std::io::stderr().flush();
-    }
-
-    fn window(&self, index: usize, count: usize) {
-        self.started.set(Instant::now());
-        if self.draw && count > 1 {
-            eprintln!("window {}/{count}", index + 1);
-        }
-    }
-
-    fn cancelled(&self) -> bool {
-        self.state.load(Ordering::SeqCst) != RUNNING
-    }
-}
-
-/// `--lora FILE[:STRENGTH]`.
-fn parse_lora(arg: &str) -> std::result::Result<LoraSpec, String> {
-    LoraSpec::parse(arg).map_err(|e| e.to_string())
-}
-
-/// `--preset NAME`.
-fn parse_preset(name: &str) -> std::result::Result<&'static Preset, String> {
-    Preset::named(name).map_err(|e| e.to_string())
-}
-
-/// The device the models run on (see `soragen_core::device`) and the dtype `--dtype` names, or
-/// the one that suits the device.
-fn device_and_dtype(dtype: Option<&str>) -> Result<(candle_core::Device, candle_core::DType)> {
-    let device = soragen_core::device::model_device();
-    let dtype = match dtype {
-        Some(name) => soragen_models::weights::parse_dtype(name)?,
-        None => soragen_core::device::default_dtype(&device),
-    };
-    Ok((device, dtype))
-}
-
-/// A flag's value parsed and checked against its range, so a bad number is refused before
-/// anything runs.
-pub fn limited<T>(
-    limit: Limit<T>,
-) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Debug + Copy + Send + Sync + 'static,
-{
-    move |text| {
-        text.trim()
-            .parse::<T>()
-            .map_err(|_| format!("{text:?} is not a number"))
-            .and_then(|v| limit.check(v))
-    }
 }
 
 fn run_vace(args: VaceArgs) -> Result<()> {
@@ -333,65 +203,6 @@ fn run_vace(args: VaceArgs) -> Result<()> {
             }
         },
     )
-}
-
-/// 8-bit frames as `output` asks: a video file, a `.y4m` file, else a PNG folder.
-fn write_frames(video: &Video, output: &Path, staging: &Path) -> Result<()> {
-    if container::is_container(output) {
-        return container::write(video, output, staging);
-    }
-    match Sink::for_path(output) {
-        Sink::Y4m(_) => write_y4m(video, staging),
-        _ => write_png_dir(video, staging),
-    }
-}
-
-/// Task outputs are 8-bit frames: refuses an output path that asks for anything else.
-fn frames_only(output: &Path) -> Result<()> {
-    match Sink::for_path(output) {
-        Sink::Safetensors(_) => Err(Error::Output(format!(
-            "{}: write frames as a PNG folder or a .y4m file",
-            output.display()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Checks the output before any work is done (see `soragen_core::output`): it must not touch
-/// `inputs`, and may replace only what soragen wrote.
-fn prepare_output(output: &Path, inputs: &[&Path]) -> Result<Destination> {
-    let folder =
-        matches!(Sink::for_path(output), Sink::PngDir(_)) && !container::is_container(output);
-    Destination::prepare(
-        output,
-        if folder { Shape::Folder } else { Shape::File },
-        inputs,
-    )
-}
-
-/// Writes the output under its staging name with `write`, then commits it with its record,
-/// unless a stop was requested first. A stop during the commit lets it finish, then ends the
-/// run as stopped.
-fn commit_output(
-    destination: Destination,
-    record: serde_json::Value,
-    terminal: &Terminal,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    if terminal.cancelled() {
-        return Err(Error::Cancelled);
-    }
-    write(&destination.staged())?;
-    let output = destination.path().to_path_buf();
-    destination.commit(record, || terminal.begin_commit())?;
-    if terminal.stopped_while_committing() {
-        eprintln!(
-            "soragen: stopped, after writing {} in full",
-            output.display()
-        );
-        std::process::exit(130);
-    }
-    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -10,10 +10,10 @@ use soragen_core::{Error, Result};
 
 use soragen_core::limits;
 
-use crate::{
-    Terminal, commit_output, container, device_and_dtype, frames_only, limited, prepare_output,
-    write_frames,
-};
+use crate::args::{device_and_dtype, limited};
+use crate::container;
+use crate::outputs::{commit_output, frames_only, prepare_output, write_frames};
+use crate::progress::Terminal;
 
 /// Model and generation settings every task command takes.
 #[derive(Args)]
@@ -65,11 +65,11 @@ pub struct Common {
     dtype: Option<String>,
     /// A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the
     /// transformer, with its strength (default 1); repeat for several.
-    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = crate::parse_lora)]
+    #[arg(long, value_name = "FILE[:STRENGTH]", value_parser = crate::args::parse_lora)]
     lora: Vec<soragen_models::lora::LoraSpec>,
     /// Sampling preset: `distill-4` (4 steps, guidance 1, for a distilled LoRA given with
     /// --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
-    #[arg(long, value_parser = crate::parse_preset, conflicts_with_all = ["steps", "guidance"])]
+    #[arg(long, value_parser = crate::args::parse_preset, conflicts_with_all = ["steps", "guidance"])]
     preset: Option<&'static soragen_core::presets::Preset>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as

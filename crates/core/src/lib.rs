@@ -8,6 +8,7 @@ pub mod memory;
 pub mod model;
 pub mod output;
 pub mod presets;
+pub mod progress;
 pub mod tasks;
 pub mod vace;
 pub mod video;

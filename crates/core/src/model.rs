@@ -16,7 +16,7 @@ use soragen_models::vae::{self, AutoencoderKLWan};
 use soragen_models::weights::{Weights, read_config};
 
 use crate::device::model_device;
-use crate::vace::{Observer, Prompt};
+use crate::progress::Observer;
 use crate::{Error, Result};
 
 /// Prompt length the Wan pipelines pad and truncate to.
@@ -46,6 +46,12 @@ fn part_dir(folder: &Path, part: &str) -> Result<PathBuf> {
             folder.display()
         )))
     }
+}
+
+/// Prompt embeddings, computed once per prompt and reusable across generations.
+#[derive(Clone)]
+pub struct Prompt {
+    pub embeddings: Tensor,
 }
 
 /// Frames per latent frame of the VAE in `folder`, from its config alone: hosts plan model

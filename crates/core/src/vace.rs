@@ -20,6 +20,9 @@ use soragen_models::transformer::TextContext;
 
 use crate::limits;
 use crate::model::WanVace;
+// Where hosts have always found them.
+pub use crate::model::Prompt;
+pub use crate::progress::{Observer, Silent, checkpoint};
 use crate::video::Video;
 use crate::{Error, Result};
 
@@ -294,41 +297,6 @@ impl Sampling {
     }
 }
 
-/// What a host sees of a running generation: progress per denoising step and a way to stop.
-pub trait Observer {
-    /// Called after each denoising step (1-based `done` of `total`).
-    fn step(&self, done: usize, total: usize);
-    /// Called when a task starts its `index`-th (0-based) of `count` model windows.
-    fn window(&self, _index: usize, _count: usize) {}
-    /// Polled before each step and between the other phases (text encoding, each chunk of the
-    /// VAE encode, each latent frame of the VAE decode, post-processing per frame): true stops
-    /// the generation with [`Error::Cancelled`].
-    fn cancelled(&self) -> bool {
-        false
-    }
-    /// Something the user should know that does not stop the work (a cache that cannot be
-    /// used); said once per occasion.
-    fn warn(&self, message: &str) {
-        eprintln!("soragen: warning: {message}");
-    }
-}
-
-/// [`Error::Cancelled`] once `observer` asks to stop: the check between two phases.
-pub fn checkpoint(observer: &dyn Observer) -> Result<()> {
-    if observer.cancelled() {
-        Err(Error::Cancelled)
-    } else {
-        Ok(())
-    }
-}
-
-/// An observer that shows nothing and never cancels.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn step(&self, _: usize, _: usize) {}
-}
-
 /// What the denoising steps of one generation are conditioned on ([`WanVace::conditioning`]).
 pub struct Conditioning {
     /// The VACE context, one copy per batch entry (prompt, then negative prompt).
@@ -338,12 +306,6 @@ pub struct Conditioning {
     text: TextContext,
     /// With guidance: the batch is (prompt, negative prompt), combined with this scale.
     guidance: Option<f64>,
-}
-
-/// Prompt embeddings, computed once per prompt and reusable across generations.
-#[derive(Clone)]
-pub struct Prompt {
-    pub embeddings: Tensor,
 }
 
 /// Fails with an error naming `what` when `tensor` holds a NaN or an infinity: a broken part
