@@ -73,7 +73,7 @@ fn through_element(
         h.push(buffer).unwrap();
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    std::iter::from_fn(|| h.pull().ok()).collect()
+    std::iter::from_fn(|| h.pull_until_eos().ok().flatten()).collect()
 }
 
 fn rgb_of(buffers: &[gst::Buffer]) -> Vec<Vec<u8>> {
@@ -235,7 +235,7 @@ fn a_long_background_replacement_equals_the_core_task_on_the_whole_clip() {
         h.push(buffer).unwrap();
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.pull().ok()).collect();
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.pull_until_eos().ok().flatten()).collect();
     assert_eq!(out.len(), count);
 
     let mut clip = Video::new(SIZE, SIZE, Some((24, 1)));
@@ -270,5 +270,49 @@ fn a_long_background_replacement_equals_the_core_task_on_the_whole_clip() {
     assert!(
         rgb_of(&out) == expected,
         "the element's replacement differs from the core's on the whole clip"
+    );
+}
+
+/// `soragensrc` makes what `soragen generate` makes: 20 frames in the core's windows of 17
+/// after 8 frames of context (0..17, then 17..20 after 9..17), at any rate it is asked for.
+#[test]
+fn a_long_generated_clip_equals_the_core_task() {
+    init();
+    let count = 20;
+    let element = gst::parse::launch(&format!(
+        "soragensrc model={TINY_MODEL} device=cpu steps=2 guidance=1 seed=7 prompt=\"a harbour\" \
+         num-frames={count} window-frames=17"
+    ))
+    .unwrap();
+    let mut h = Harness::with_element(&element, None, Some("src"));
+    h.set_sink_caps_str(&format!(
+        "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=30000/1001"
+    ));
+    h.play();
+    let out: Vec<gst::Buffer> = (0..count).map(|_| h.pull().unwrap()).collect();
+
+    let model = soragen_core::model::WanVace::shared(
+        std::path::Path::new(TINY_MODEL),
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let params = TaskParams {
+        prompt: "a harbour".into(),
+        seed: 7,
+        steps: 2,
+        guidance: 1.0,
+        window_frames: 17,
+        ..TaskParams::default()
+    };
+    let kind = TaskKind::Generate {
+        frames: count,
+        width: SIZE,
+        height: SIZE,
+    };
+    let whole = run_task(&model, &kind, &TaskInputs::default(), &params, &Silent).unwrap();
+    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(|f| f.rgb.clone()).collect();
+    assert!(
+        rgb_of(&out) == expected,
+        "soragensrc differs from the core's generate"
     );
 }
