@@ -173,11 +173,11 @@ pub fn check_run(folder: &Path, dtype: DType, run: &Run, on_host: bool) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Wan2.1-VACE 1.3B's sizes in f32 (weights left out).
-    fn wan_1_3b() -> ModelSizes {
+    pub(crate) fn wan_1_3b() -> ModelSizes {
         ModelSizes {
             dim: 1536,
             ffn_dim: 8960,

@@ -1186,15 +1186,8 @@ mod tests {
     /// transformer's need decides.
     fn wan_1_3b() -> ModelSizes {
         ModelSizes {
-            dim: 1536,
-            ffn_dim: 8960,
-            vace_layers: 15,
-            patch: 2,
-            spatial: 8,
-            temporal: 4,
             vae_channels: 8,
-            element: 4,
-            weights: 0,
+            ..crate::memory::tests::wan_1_3b()
         }
     }
 
