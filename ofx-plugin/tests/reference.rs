@@ -248,7 +248,8 @@ fn generate_with_an_image_keeps_the_still_as_frame_0() {
         kOfxImageEffectContextGeneral,
     ] {
         let generate = |inputs: Vec<(&'static CStr, Footage)>| {
-            render(GENERATE, context, inputs, 4, |_| {}, 0..8)
+            // Frames is the clip's length: the still, then 7 new frames.
+            render(GENERATE, context, inputs, 8, |_| {}, 0..8)
         };
         let text = generate(vec![]);
         let animated = generate(vec![(IMAGE, still.clone())]);
