@@ -1,6 +1,6 @@
 //! Which frame each output time is: a source frame kept as it is, or one frame of a generation
-//! window (the frames one task call produces together). Pure logic over frame ranges, shared by
-//! GetFramesNeeded, GetTimeDomain and Render.
+//! (the frames one task call produces together; a long task's generations are the core's model
+//! windows). Pure logic over frame ranges, shared by GetFramesNeeded, GetTimeDomain and Render.
 
 use soragen_core::tasks::{TaskKind, TaskParams, context_span, whole_frame_windows};
 
@@ -29,7 +29,7 @@ pub enum Role {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WindowTask {
+pub enum GenerationTask {
     ExtendForward,
     ExtendBackward,
     Insert,
@@ -41,8 +41,8 @@ pub enum WindowTask {
 
 /// One generation: the task, the source frames it reads and where its frames go.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Window {
-    pub task: WindowTask,
+pub struct Generation {
+    pub task: GenerationTask,
     /// Frames to generate.
     pub frames: usize,
     /// First output time of the window: tells windows of one effect apart.
@@ -62,21 +62,21 @@ pub struct Window {
     pub fps: Option<(u32, u32)>,
 }
 
-impl Window {
+impl Generation {
     pub fn task_kind(&self, width: usize, height: usize) -> TaskKind {
         let frames = self.frames;
         match self.task {
-            WindowTask::ExtendForward => TaskKind::ExtendForward { frames },
-            WindowTask::ExtendBackward => TaskKind::ExtendBackward { frames },
-            WindowTask::Insert => TaskKind::Insert { frames },
-            WindowTask::ReplaceBackground => TaskKind::ReplaceBackground,
-            WindowTask::Generate => TaskKind::Generate {
+            GenerationTask::ExtendForward => TaskKind::ExtendForward { frames },
+            GenerationTask::ExtendBackward => TaskKind::ExtendBackward { frames },
+            GenerationTask::Insert => TaskKind::Insert { frames },
+            GenerationTask::ReplaceBackground => TaskKind::ReplaceBackground,
+            GenerationTask::Generate => TaskKind::Generate {
                 frames,
                 width,
                 height,
             },
             // The still then frames - 1 new ones (`tasks::animate_request`).
-            WindowTask::Animate => TaskKind::ExtendForward {
+            GenerationTask::Animate => TaskKind::ExtendForward {
                 frames: frames.saturating_sub(1),
             },
         }
@@ -85,7 +85,7 @@ impl Window {
     /// The clip `source_times` are read from.
     pub fn source_role(&self) -> Role {
         match self.task {
-            WindowTask::Animate => Role::Image,
+            GenerationTask::Animate => Role::Image,
             _ => Role::Source,
         }
     }
@@ -93,7 +93,7 @@ impl Window {
     /// Whether the window's frames are the source's frames with new pixels (as opposed to new
     /// frames placed after, before or between source frames).
     pub fn edits_in_place(&self) -> bool {
-        self.task == WindowTask::ReplaceBackground
+        self.task == GenerationTask::ReplaceBackground
     }
 }
 
@@ -101,8 +101,8 @@ impl Window {
 pub enum FramePlan {
     /// The source frame, unchanged.
     Keep { role: Role, time: i64 },
-    /// Frame `offset` of the window's new frames (for in-place edits: of its frames).
-    Generate { window: Window, offset: usize },
+    /// Frame `offset` of the generation's new frames (for in-place edits: of its frames).
+    Generate { window: Generation, offset: usize },
 }
 
 /// What the host tells us about time, each from where the standard defines it; None where
@@ -170,8 +170,8 @@ pub fn plan(
             match time {
                 t if (a..=b).contains(&t) => keep(Role::Source, t),
                 t if !settings.backward && t > b && t <= b + n => {
-                    let window = Window {
-                        task: WindowTask::ExtendForward,
+                    let window = Generation {
+                        task: GenerationTask::ExtendForward,
                         frames: n as usize,
                         first: b + 1,
                         index: 0,
@@ -183,8 +183,8 @@ pub fn plan(
                     generate(window, t - b - 1)
                 }
                 t if settings.backward && t < a && t >= a - n => {
-                    let window = Window {
-                        task: WindowTask::ExtendBackward,
+                    let window = Generation {
+                        task: GenerationTask::ExtendBackward,
                         frames: n as usize,
                         first: a - n,
                         index: 0,
@@ -224,8 +224,8 @@ pub fn plan(
             // The frames just before and after the transition; inside it where the clips end there.
             let before = span((s - k).max(from.0), (s - 1).min(from.1));
             let after = span((e + 1).max(to.0), (e + k).min(to.1));
-            let window = Window {
-                task: WindowTask::Insert,
+            let window = Generation {
+                task: GenerationTask::Insert,
                 frames: len((s, e)) as usize,
                 first: s,
                 index: 0,
@@ -250,8 +250,8 @@ pub fn plan(
             match time {
                 t if (a0..=a1).contains(&t) => keep(Role::Source, t),
                 t if t > a1 && t <= a1 + n => {
-                    let window = Window {
-                        task: WindowTask::Insert,
+                    let window = Generation {
+                        task: GenerationTask::Insert,
                         frames: n as usize,
                         first: a1 + 1,
                         index: 0,
@@ -277,8 +277,8 @@ pub fn plan(
             }
             let window = whole_frame_window(&settings.task, len((a, b)), time - a, temporal)?;
             let first = a + window.new.start as i64;
-            let window = Window {
-                task: WindowTask::ReplaceBackground,
+            let window = Generation {
+                task: GenerationTask::ReplaceBackground,
                 frames: window.new.len(),
                 first,
                 index: window.index,
@@ -308,8 +308,8 @@ pub fn plan(
                 if time == start {
                     return keep(Role::Image, still);
                 }
-                let window = Window {
-                    task: WindowTask::Animate,
+                let window = Generation {
+                    task: GenerationTask::Animate,
                     frames: n as usize,
                     first: start,
                     index: 0,
@@ -327,8 +327,8 @@ pub fn plan(
             }
             let window = whole_frame_window(&settings.task, n, time - start, temporal)?;
             let first = start + window.new.start as i64;
-            let window = Window {
-                task: WindowTask::Generate,
+            let window = Generation {
+                task: GenerationTask::Generate,
                 frames: window.new.len(),
                 first,
                 index: window.index,
@@ -474,7 +474,7 @@ mod tests {
         };
         assert_eq!(
             (window.source_times, window.task, offset),
-            (vec![10, 11], WindowTask::ExtendBackward, 1)
+            (vec![10, 11], GenerationTask::ExtendBackward, 1)
         );
         assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((6, 19)));
     }
@@ -773,7 +773,7 @@ mod tests {
         };
         assert_eq!(
             (window.task, window.index, offset, &window.source_times),
-            (WindowTask::Animate, 0, 1, &vec![3])
+            (GenerationTask::Animate, 0, 1, &vec![3])
         );
         assert_eq!(
             frames_needed(&FramePlan::Generate { window, offset }, false),
@@ -785,7 +785,7 @@ mod tests {
         };
         assert_eq!(
             (window.task, window.index, window.frames, offset),
-            (WindowTask::Animate, 0, 20, 15)
+            (GenerationTask::Animate, 0, 20, 15)
         );
         assert!(at(20, 30).unwrap_err().contains("raise Frames"));
         assert!(at(1, 11).unwrap_err().contains("past the 1 frames"));

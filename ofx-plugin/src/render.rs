@@ -26,7 +26,7 @@ use crate::instance::{self, Generated, Instance};
 use crate::memory::OutOfMemory;
 use crate::params::Settings;
 use crate::pixels;
-use crate::plan::{self, FramePlan, Range, Role, Timing, Window, WindowTask};
+use crate::plan::{self, FramePlan, Generation, GenerationTask, Range, Role, Timing};
 
 /// Actions on an instance (which can carry a persistent message), as opposed to descriptors.
 pub fn is_instance_action(action: Action) -> bool {
@@ -485,7 +485,7 @@ impl Instance {
         &self,
         effect: ImageEffect,
         gpu: Option<&DeviceRender>,
-        window: &Window,
+        window: &Generation,
         settings: &Settings,
         scale: [f64; 2],
         draft: bool,
@@ -574,7 +574,7 @@ impl Instance {
         }
         rect.hash(&mut key);
         let mut kind = window.task_kind(rect.width(), rect.height());
-        if window.task == WindowTask::Animate {
+        if window.task == GenerationTask::Animate {
             let still = inputs
                 .clip
                 .take()
@@ -641,7 +641,7 @@ impl Instance {
         let first_output = match kind {
             TaskKind::ReplaceBackground | TaskKind::Generate { .. } => 0,
             // Offsets count from the still, which is the window's first frame.
-            _ if window.task == WindowTask::Animate && window.index == 0 => 0,
+            _ if window.task == GenerationTask::Animate && window.index == 0 => 0,
             _ => output.record.generated.first().map_or(0, |r| r.start),
         };
         let generated = Arc::new(Generated {
@@ -661,7 +661,7 @@ impl Instance {
         &self,
         folder: &Path,
         with_weights: bool,
-        window: &Window,
+        window: &Generation,
         rect: RectI,
         settings: &Settings,
     ) -> Result<(), Failure> {
