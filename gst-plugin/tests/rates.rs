@@ -116,54 +116,48 @@ fn core_frames(
         .collect()
 }
 
-#[test]
-fn an_extension_equals_the_core_task_on_the_whole_clip_at_every_rate() {
-    let (count, frames, context) = (12, 4, 3);
+/// A 12-frame clip extended by 4 frames in `mode`: the element's new frames (`new` of its
+/// output) against the core's whole task, at every rate.
+fn extension_equals_the_core_task(mode: &str, kind: TaskKind, new: std::ops::Range<usize>) {
+    let (count, context) = (12, 3);
     for rate in RATES {
         let out = through_element(
-            &format!("mode=extend-forward frames={frames} context-frames={context}"),
+            &format!("mode={mode} frames={} context-frames={context}", new.len()),
             rate,
             &(0..count).collect::<Vec<_>>(),
         );
         let expected = core_frames(
-            TaskKind::ExtendForward { frames },
+            kind.clone(),
             TaskInputs {
                 clip: Some(clip(0..count, rate)),
                 ..TaskInputs::default()
             },
             context,
-            count..count + frames,
+            new.clone(),
         );
         assert!(
-            rgb_of(&out[count..]) == expected,
-            "{rate:?} fps: the element's extension differs from the core's on the whole clip"
+            rgb_of(&out[new.clone()]) == expected,
+            "{rate:?} fps: the element's {mode} differs from the core's on the whole clip"
         );
     }
 }
 
 #[test]
+fn an_extension_equals_the_core_task_on_the_whole_clip_at_every_rate() {
+    extension_equals_the_core_task(
+        "extend-forward",
+        TaskKind::ExtendForward { frames: 4 },
+        12..16,
+    );
+}
+
+#[test]
 fn an_extension_backward_equals_the_core_task_on_the_whole_clip_at_every_rate() {
-    let (count, frames, context) = (12, 4, 3);
-    for rate in RATES {
-        let out = through_element(
-            &format!("mode=extend-backward frames={frames} context-frames={context}"),
-            rate,
-            &(0..count).collect::<Vec<_>>(),
-        );
-        let expected = core_frames(
-            TaskKind::ExtendBackward { frames },
-            TaskInputs {
-                clip: Some(clip(0..count, rate)),
-                ..TaskInputs::default()
-            },
-            context,
-            0..frames,
-        );
-        assert!(
-            rgb_of(&out[..frames]) == expected,
-            "{rate:?} fps: the element's extension backward differs from the core's"
-        );
-    }
+    extension_equals_the_core_task(
+        "extend-backward",
+        TaskKind::ExtendBackward { frames: 4 },
+        0..4,
+    );
 }
 
 /// Two pieces with a jump of exactly the new frames between them.
