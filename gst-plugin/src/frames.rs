@@ -189,19 +189,30 @@ impl SharedGpu {
     }
 
     /// How frames of `caps` are read and written: CUDA memory needs the GPU shared.
-    pub fn memory_for(&self, caps: &gst::CapsRef) -> Result<FrameMemory, String> {
+    pub fn memory_for(&self, caps: &gst::CapsRef) -> Result<FrameMemory, CudaFramesUnusable> {
         #[cfg(feature = "cuda")]
         if crate::cuda::is_cuda_caps(caps) {
-            let need = "Frames in CUDA memory need the model on a GPU shared with the pipeline";
             return match self.shared().as_ref() {
                 Some(Ok(cuda)) => Ok(FrameMemory::Cuda(cuda.clone())),
-                Some(Err(reason)) => Err(format!("{need}: {reason}")),
-                None => Err(format!("{need}: no device is open")),
+                Some(Err(reason)) => Err(CudaFramesUnusable::NotShared(reason.clone())),
+                None => Err(CudaFramesUnusable::NoDevice),
             };
         }
         let _ = caps;
         Ok(FrameMemory::System)
     }
+}
+
+/// Why negotiated frames in CUDA memory cannot be used (only a cuda build negotiates them).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CudaFramesUnusable {
+    #[error("Frames in CUDA memory need the model on a GPU shared with the pipeline: {0}")]
+    NotShared(String),
+    #[error(
+        "Frames in CUDA memory need the model on a GPU shared with the pipeline: no device is open"
+    )]
+    NoDevice,
 }
 
 /// Packed RGBA of the same geometry and timing as `info` (the converter refuses anything else).

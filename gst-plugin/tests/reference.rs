@@ -1,7 +1,8 @@
 //! Reference images and image to video in the GStreamer elements, on the tiny model:
 //! `soragensrc image=` animates a still (frame 0 bit-identical), `reference=` on both elements
-//! changes what is generated, and an unreadable file is an error on the bus at start. The last
-//! test runs the built plugin in `gst-launch-1.0`.
+//! changes what is generated, as do stills on `reference_%u` pads, and an unreadable file or
+//! a pad without an image is an error on the bus. The last test runs the built plugin in
+//! `gst-launch-1.0`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,6 +180,117 @@ fn soragen_extends_with_references() {
         element.property::<Option<String>>("reference").as_deref(),
         Some("a.png;b c.png")
     );
+}
+
+/// The stream `soragen_extends_with_references` extends, with `properties` and one
+/// `reference_%u` pad per still in `pads` (RGB and size), whose image comes after the video has
+/// ended: the generation waits for it. Each pad gets a second, different buffer, which it drops.
+fn extend_with_pads(properties: &str, pads: &[(&[u8], (usize, usize))]) -> Vec<Vec<u8>> {
+    let mut h = element_harness(&format!(
+        "soragen model={TINY_MODEL} steps=2 mode=extend-forward frames=3 context-frames=2 prompt=\"a harbour\" seed=7 {properties}"
+    ));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=16/1"
+    ));
+    let element = h.element().unwrap();
+    let mut stills: Vec<Harness> = pads
+        .iter()
+        .map(|_| Harness::with_element(&element, Some("reference_%u"), None))
+        .collect();
+    h.play();
+    for index in 0..4 {
+        h.push(frame(index)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    for (still, (rgb, (width, height))) in stills.iter_mut().zip(pads) {
+        still.set_src_caps_str(&format!(
+            "video/x-raw,format=RGB,width={width},height={height},framerate=0/1"
+        ));
+        still.push(gst::Buffer::from_slice(rgb.to_vec())).unwrap();
+        let other: Vec<u8> = rgb.iter().map(|v| v ^ 0x55).collect();
+        still.push(gst::Buffer::from_slice(other)).unwrap();
+        assert!(still.push_event(gst::event::Eos::new()));
+    }
+    (0..7).map(|_| bytes(&h.pull().unwrap())).collect()
+}
+
+/// `reference_%u` pads give the same references as the `reference` property, after its images.
+#[test]
+fn soragen_reference_pads_take_one_still_each_after_the_property() {
+    let dir = folder("pads");
+    // Widths whose RGB rows need no padding (GStreamer aligns RGB rows to 4 bytes).
+    let (face_path, face) = image(&dir, "face", (24, 40), 7);
+    let (hat_path, hat) = image(&dir, "hat", (16, 16), 3);
+    let both = format!(
+        "reference=\"{};{}\"",
+        face_path.display(),
+        hat_path.display()
+    );
+    let by_property = extend_with_pads(&both, &[]);
+    let by_pads = extend_with_pads("", &[(&face, (24, 40)), (&hat, (16, 16))]);
+    assert_eq!(
+        by_pads, by_property,
+        "pads in order, as the property's list"
+    );
+    let mixed = extend_with_pads(
+        &format!("reference={}", face_path.display()),
+        &[(&hat, (16, 16))],
+    );
+    assert_eq!(mixed, by_property, "the property's images, then the pads'");
+    assert_ne!(
+        extend_with_pads("", &[(&hat, (16, 16))]),
+        by_property,
+        "each still counts"
+    );
+}
+
+/// A reference pad that ends without an image, or is not linked, fails the generation with
+/// a bus error naming the pad; nothing waits forever.
+#[test]
+fn a_reference_pad_without_an_image_is_an_error() {
+    for linked in [true, false] {
+        let mut h = element_harness(&format!(
+            "soragen model={TINY_MODEL} steps=2 mode=extend-forward frames=3 prompt=a"
+        ));
+        let element = h.element().unwrap();
+        let bus = gst::Bus::new();
+        element.set_bus(Some(&bus));
+        let mut still = linked.then(|| Harness::with_element(&element, Some("reference_%u"), None));
+        if !linked {
+            assert_eq!(
+                element.request_pad_simple("reference_%u").unwrap().name(),
+                "reference_0"
+            );
+        }
+        h.set_src_caps_str(&format!(
+            "video/x-raw,format=RGBA,width={SIZE},height={SIZE},framerate=16/1"
+        ));
+        h.play();
+        if let Some(still) = still.as_mut() {
+            still.set_src_caps_str("video/x-raw,format=RGB,width=16,height=16,framerate=0/1");
+            assert!(still.push_event(gst::event::Eos::new()));
+        }
+        for index in 0..4 {
+            h.push(frame(index)).unwrap();
+        }
+        h.push_event(gst::event::Eos::new());
+        let message = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+            .expect("an error on the bus");
+        let gst::MessageView::Error(error) = message.view() else {
+            unreachable!()
+        };
+        let text = error.error().to_string();
+        let expected = if linked {
+            "ended without an image"
+        } else {
+            "is not linked"
+        };
+        assert!(
+            text.contains("reference_0") && text.contains(expected),
+            "{text}"
+        );
+    }
 }
 
 /// An unreadable reference or image stops the element from starting, with the file named in

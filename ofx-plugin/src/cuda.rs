@@ -116,7 +116,8 @@ mod device {
             }
             // The host renders with its context current: its device is the images' device.
             let ordinal = gpu::current_device_ordinal()?.unwrap_or(0);
-            let device = open_device(DeviceRequest::Cuda(ordinal)).map_err(Failure::Gpu)?;
+            let device = open_device(DeviceRequest::Cuda(ordinal))
+                .map_err(|e| Failure::Gpu(e.to_string()))?;
             // SAFETY: OpenFX hosts hand over a live stream of the current (primary) context that
             // outlasts the render action, which this value does not outlive.
             let converter = unsafe { ImageConverter::new(&device, StreamOrder::from_raw(stream)) }?;

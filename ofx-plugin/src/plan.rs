@@ -136,10 +136,31 @@ fn span(first: i64, last: i64) -> Vec<i64> {
     (first..=last).collect()
 }
 
-fn missing(role: &str) -> String {
-    format!(
-        "the host gives no frame range for the {role} input: it is not connected, or this host does not report clip frame ranges (Kdenlive/MLT do not), so Soragen cannot tell where the clip ends"
-    )
+/// Why an output time has no frame, in one line for the user.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoFrame {
+    #[error(
+        "the host gives no frame range for the {0} input: it is not connected, or this host does not report clip frame ranges (Kdenlive/MLT do not), so Soragen cannot tell where the clip ends"
+    )]
+    NoRange(&'static str),
+    #[error("the host gives neither the transition's frame range (Output clip) nor its duration")]
+    NoTransitionRange,
+    #[error("frame {0} is outside this effect's frames")]
+    Outside(i64),
+    #[error(
+        "frame {time} is more than Frames ({frames}) past the source's last frame {last}: raise Frames"
+    )]
+    PastExtension { time: i64, frames: i64, last: i64 },
+    #[error(
+        "frame {time} is more than Frames ({frames}) before the source's first frame {first}: raise Frames"
+    )]
+    BeforeExtension { time: i64, frames: i64, first: i64 },
+    #[error(
+        "frame {time} is past the {frames} frames this clip generates (from frame {start}): raise Frames"
+    )]
+    PastGenerated { time: i64, frames: i64, start: i64 },
+    #[error("no model window makes frame {at} of {len}")]
+    NoWindow { at: i64, len: i64 },
 }
 
 /// The plan for output time `time`, or a message saying why there is no such frame.
@@ -150,13 +171,12 @@ pub fn plan(
     settings: &Settings,
     temporal: usize,
     time: i64,
-) -> Result<FramePlan, String> {
+) -> Result<FramePlan, NoFrame> {
     let n = settings.frames as i64;
     // The source frames next to a cut that the task reads at the clip's rate (more than the
     // context frames above 16 fps: they are picked 1/16 s apart).
     let k = context_span(&settings.task, timing.fps) as i64;
-    let source = || timing.source.ok_or_else(|| missing("source"));
-    let outside = || format!("frame {time} is outside this effect's frames");
+    let source = || timing.source.ok_or(NoFrame::NoRange("source"));
     let keep = |role, time| Ok(FramePlan::Keep { role, time });
     let generate = |window, offset: i64| {
         Ok(FramePlan::Generate {
@@ -195,13 +215,17 @@ pub fn plan(
                     };
                     generate(window, t - (a - n))
                 }
-                t if t > b && !settings.backward => Err(format!(
-                    "frame {t} is more than Frames ({n}) past the source's last frame {b}: raise Frames"
-                )),
-                t if t < a && settings.backward => Err(format!(
-                    "frame {t} is more than Frames ({n}) before the source's first frame {a}: raise Frames"
-                )),
-                _ => Err(outside()),
+                t if t > b && !settings.backward => Err(NoFrame::PastExtension {
+                    time: t,
+                    frames: n,
+                    last: b,
+                }),
+                t if t < a && settings.backward => Err(NoFrame::BeforeExtension {
+                    time: t,
+                    frames: n,
+                    first: a,
+                }),
+                _ => Err(NoFrame::Outside(time)),
             }
         }
         (EffectKind::Insert, Context::Transition) => {
@@ -213,14 +237,14 @@ pub fn plan(
                     let s = time - transition_frame(position, duration);
                     (s, s + duration - 1)
                 }
-                _ => return Err("the host gives neither the transition's frame range (Output clip) nor its duration".into()),
+                _ => return Err(NoFrame::NoTransitionRange),
             };
             let offset = match timing.transition {
                 Some(position) => transition_frame(position, len((s, e))),
                 None if (s..=e).contains(&time) => time - s,
-                None => return Err(outside()),
+                None => return Err(NoFrame::Outside(time)),
             };
-            let (from, to) = (source()?, timing.next.ok_or_else(|| missing("SourceTo"))?);
+            let (from, to) = (source()?, timing.next.ok_or(NoFrame::NoRange("SourceTo"))?);
             // The frames just before and after the transition; inside it where the clips end there.
             let before = span((s - k).max(from.0), (s - 1).min(from.1));
             let after = span((e + 1).max(to.0), (e + k).min(to.1));
@@ -246,7 +270,7 @@ pub fn plan(
         }
         (EffectKind::Insert, _) => {
             let (a0, a1) = source()?;
-            let (b0, b1) = timing.next.ok_or_else(|| missing("Next"))?;
+            let (b0, b1) = timing.next.ok_or(NoFrame::NoRange("Next"))?;
             match time {
                 t if (a0..=a1).contains(&t) => keep(Role::Source, t),
                 t if t > a1 && t <= a1 + n => {
@@ -265,7 +289,7 @@ pub fn plan(
                 t if t > a1 + n && t <= a1 + n + len((b0, b1)) => {
                     keep(Role::Next, b0 + t - a1 - n - 1)
                 }
-                _ => Err(outside()),
+                _ => Err(NoFrame::Outside(time)),
             }
         }
         (EffectKind::ReplaceBackground, _) => {
@@ -273,7 +297,7 @@ pub fn plan(
             // frame, no temporal context, but the frame it asked for.
             let (a, b) = timing.source.unwrap_or((time, time));
             if time < a || time > b {
-                return Err(outside());
+                return Err(NoFrame::Outside(time));
             }
             let window = whole_frame_window(&settings.task, len((a, b)), time - a, temporal)?;
             let first = a + window.new.start as i64;
@@ -294,12 +318,14 @@ pub fn plan(
             // not say) and is Frames long.
             let start = timing.output.map_or(0, |(first, _)| first);
             if time < start {
-                return Err(outside());
+                return Err(NoFrame::Outside(time));
             }
             if time >= start + n {
-                return Err(format!(
-                    "frame {time} is past the {n} frames this clip generates (from frame {start}): raise Frames"
-                ));
+                return Err(NoFrame::PastGenerated {
+                    time,
+                    frames: n,
+                    start,
+                });
             }
             if let Some(still) = timing.still {
                 // The clip's first frame is the still itself, copied as the host gave it; the
@@ -319,11 +345,6 @@ pub fn plan(
                     next_times: vec![],
                 };
                 return generate(window, time - start);
-            }
-            if time >= start + n {
-                return Err(format!(
-                    "frame {time} is past the {n} frames this clip generates (from frame {start}): raise Frames"
-                ));
             }
             let window = whole_frame_window(&settings.task, n, time - start, temporal)?;
             let first = start + window.new.start as i64;
@@ -349,11 +370,11 @@ fn whole_frame_window(
     len: i64,
     at: i64,
     temporal: usize,
-) -> Result<soragen_core::tasks::Window, String> {
+) -> Result<soragen_core::tasks::Window, NoFrame> {
     whole_frame_windows(len as usize, params, temporal)
         .into_iter()
         .find(|window| window.new.contains(&(at as usize)))
-        .ok_or_else(|| format!("no model window makes frame {at} of {len}"))
+        .ok_or(NoFrame::NoWindow { at, len })
 }
 
 /// The output's frame range in the General context, where the effect may change it.
@@ -459,6 +480,7 @@ mod tests {
         assert!(
             plan(EffectKind::Extend, Context::General, &t, &s, 4, 15)
                 .unwrap_err()
+                .to_string()
                 .contains("raise Frames")
         );
         assert_eq!(time_domain(EffectKind::Extend, &t, &s), Some((0, 14)));
@@ -658,7 +680,15 @@ mod tests {
             (2, 16, 4, 1)
         );
         let past = plan(EffectKind::Generate, Context::Generator, &t, &s, 4, 20).unwrap_err();
-        assert!(past.contains("raise Frames"), "{past}");
+        assert_eq!(
+            past,
+            NoFrame::PastGenerated {
+                time: 20,
+                frames: 20,
+                start: 0
+            }
+        );
+        assert!(past.to_string().contains("raise Frames"), "{past}");
     }
 
     #[test]
@@ -694,10 +724,9 @@ mod tests {
             fps: None,
             ..t
         };
-        assert!(
-            plan(EffectKind::Insert, Context::Transition, &lost, &s, 4, 12)
-                .unwrap_err()
-                .contains("neither")
+        assert_eq!(
+            plan(EffectKind::Insert, Context::Transition, &lost, &s, 4, 12).unwrap_err(),
+            NoFrame::NoTransitionRange
         );
     }
 
@@ -705,7 +734,9 @@ mod tests {
     fn without_clip_frame_ranges_extend_says_why_and_replace_background_goes_frame_by_frame() {
         let s = settings(4, 2, false);
         let t = Timing::default();
-        let error = plan(EffectKind::Extend, Context::Filter, &t, &s, 4, 3).unwrap_err();
+        let error = plan(EffectKind::Extend, Context::Filter, &t, &s, 4, 3)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("frame range") && error.contains("MLT"),
             "{error}"
@@ -787,7 +818,12 @@ mod tests {
             (window.task, window.index, window.frames, offset),
             (GenerationTask::Animate, 0, 20, 15)
         );
-        assert!(at(20, 30).unwrap_err().contains("raise Frames"));
-        assert!(at(1, 11).unwrap_err().contains("past the 1 frames"));
+        assert!(at(20, 30).unwrap_err().to_string().contains("raise Frames"));
+        assert!(
+            at(1, 11)
+                .unwrap_err()
+                .to_string()
+                .contains("past the 1 frames")
+        );
     }
 }

@@ -179,7 +179,7 @@ impl Instance {
             temporal,
             frame(time),
         )
-        .map_err(Failure::User)?;
+        .map_err(|e| Failure::User(e.to_string()))?;
         Ok((plan, settings))
     }
 

@@ -32,14 +32,15 @@ pub(crate) fn device_and_dtype(
 /// anything runs.
 pub(crate) fn limited<T>(
     limit: Limit<T>,
-) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+) -> impl Fn(&str) -> Result<T> + Clone + Send + Sync + 'static
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Debug + Copy + Send + Sync + 'static,
 {
     move |text| {
-        text.trim()
+        let value = text
+            .trim()
             .parse::<T>()
-            .map_err(|_| format!("{text:?} is not a number"))
-            .and_then(|v| limit.check(v))
+            .map_err(|_| soragen_core::Error::Request(format!("{text:?} is not a number")))?;
+        Ok(limit.check(value)?)
     }
 }

@@ -4,7 +4,7 @@
 //! kept from the source are bit-identical only in PNG, `.y4m` and `.mkv` outputs.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use soragen_core::video::{Video, write_y4m};
@@ -21,19 +21,14 @@ pub fn is_container(path: &Path) -> bool {
     extension(path).is_some_and(|e| CONTAINERS.contains(&e.as_str()))
 }
 
-/// A scratch file removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("soragen-{:016x}-{name}", rand::random::<u64>())))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A scratch `.y4m` in the temporary folder, removed when dropped.
+fn scratch_y4m(error: fn(String) -> Error) -> Result<tempfile::TempPath> {
+    tempfile::Builder::new()
+        .prefix("soragen-")
+        .suffix(".y4m")
+        .tempfile()
+        .map(tempfile::NamedTempFile::into_temp_path)
+        .map_err(|e| error(format!("cannot create a scratch file: {e}")))
 }
 
 /// An ffmpeg log line without its `[demuxer @ 0x...] ` prefix.
@@ -86,18 +81,18 @@ pub fn read(path: &Path) -> Result<Video> {
     if !path.is_file() {
         return Err(Error::Input(format!("{} does not exist", path.display())));
     }
-    let decoded = Scratch::new("decoded.y4m");
+    let decoded = scratch_y4m(Error::Input)?;
     let mut args: Vec<&OsStr> = vec!["-i".as_ref(), path.as_os_str()];
     args.extend(["-f", "yuv4mpegpipe", "-pix_fmt", "yuv444p"].map(OsStr::new));
-    args.push(decoded.0.as_os_str());
+    args.push(decoded.as_os_str());
     ffmpeg(&args, path, Error::Input)?;
-    Video::read(&decoded.0)
+    Video::read(&decoded)
 }
 
 /// Encodes frames into `staging`, a video file of `output`'s kind.
 pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
-    let frames = Scratch::new("frames.y4m");
-    write_y4m(video, &frames.0)?;
+    let frames = scratch_y4m(Error::Output)?;
+    write_y4m(video, &frames)?;
     let codec: &[&str] = match extension(output).as_deref() {
         // Level 3 with slice checksums: a damaged packet is found when the file is read.
         Some("mkv") => &[
@@ -138,7 +133,7 @@ pub fn write(video: &Video, output: &Path, staging: &Path) -> Result<()> {
         Some("mov") => "mov",
         _ => "mp4",
     };
-    let mut args: Vec<&OsStr> = vec!["-i".as_ref(), frames.0.as_os_str()];
+    let mut args: Vec<&OsStr> = vec!["-i".as_ref(), frames.as_os_str()];
     args.extend(codec.iter().map(OsStr::new));
     // The same frames give the same bytes: no encoder version, creation time or random
     // segment id (Matroska) in the file.

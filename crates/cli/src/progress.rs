@@ -1,11 +1,9 @@
 //! Progress on the terminal, and stop requests (Ctrl-C, SIGTERM).
 
-use std::cell::Cell;
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use soragen_core::vace::Observer;
 use soragen_core::{Error, Result};
 
@@ -19,9 +17,8 @@ pub(crate) const COMMITTING_STOP_REQUESTED: u8 = 3;
 /// Progress on a terminal; Ctrl-C or SIGTERM asks to stop between denoising steps.
 pub(crate) struct Terminal {
     state: Arc<AtomicU8>,
-    /// When the current window's first step began.
-    started: Cell<Instant>,
-    draw: bool,
+    /// The current window's steps; indicatif draws nothing when stderr is not a terminal.
+    bar: ProgressBar,
 }
 
 impl Terminal {
@@ -45,11 +42,26 @@ impl Terminal {
                 Err(_) => {}
             }
         });
-        Self {
-            state,
-            started: Cell::new(Instant::now()),
-            draw: std::io::stderr().is_terminal(),
-        }
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("[{bar:30}] step {pos}/{len}  {step_time}  eta {eta}")
+                .expect("a valid template")
+                // Steps take seconds: time per step reads better than steps per second.
+                .with_key(
+                    "step_time",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = match state.pos() {
+                            0 => write!(w, "-"),
+                            done => write!(
+                                w,
+                                "{:.2} s/step",
+                                state.elapsed().as_secs_f64() / done as f64
+                            ),
+                        };
+                    },
+                )
+                .progress_chars("#>-"),
+        );
+        Self { state, bar }
     }
 
     /// Enters the commit: from here a stop request finishes writing the output. Fails with
@@ -72,32 +84,27 @@ impl Terminal {
 
 impl Observer for Terminal {
     fn step(&self, done: usize, total: usize) {
-        if !self.draw {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let filled = WIDTH * done / total.max(1);
-        let per_step = self.started.get().elapsed().as_secs_f64() / done.max(1) as f64;
-        let eta = per_step * (total - done) as f64;
-        eprint!(
-            "\r[{}{}] step {done}/{total}  {per_step:.2} s/step  eta {eta:.0} s ",
-            "#".repeat(filled),
-            " ".repeat(WIDTH - filled)
-        );
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
         if done == total {
-            eprintln!();
+            self.bar.finish();
         }
-        let _ = std::io::stderr().flush();
     }
 
     fn window(&self, index: usize, count: usize) {
-        self.started.set(Instant::now());
-        if self.draw && count > 1 {
-            eprintln!("window {}/{count}", index + 1);
+        // Rates and the estimate start again with each window.
+        self.bar.reset();
+        if count > 1 {
+            self.bar.println(format!("window {}/{count}", index + 1));
         }
     }
 
     fn cancelled(&self) -> bool {
         self.state.load(Ordering::SeqCst) != RUNNING
+    }
+
+    fn warn(&self, message: &str) {
+        self.bar
+            .suspend(|| eprintln!("soragen: warning: {message}"));
     }
 }

@@ -19,6 +19,17 @@ use candle_core::{DType, Device};
 /// The environment variable that overrides the device choice.
 pub const DEVICE_VARIABLE: &str = "SORAGEN_DEVICE";
 
+/// Why a device cannot be named or opened, in one line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("{0:?}: expected {1}")]
+    Unknown(String, &'static str),
+    #[error("this build of Soragen has no CUDA support (cargo feature `cuda`)")]
+    NoCudaSupport,
+    #[error("CUDA device {ordinal} did not open: {reason}")]
+    DidNotOpen { ordinal: usize, reason: String },
+}
+
 /// A device request: `SORAGEN_DEVICE`'s value, or what the build prefers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceRequest {
@@ -28,7 +39,7 @@ pub enum DeviceRequest {
 
 impl DeviceRequest {
     /// Reads `cpu`, `cuda` (device 0) or `cuda:N`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DeviceError> {
         match text.trim() {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
@@ -36,7 +47,7 @@ impl DeviceRequest {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
-                .ok_or_else(|| format!("{other:?}: expected cpu, cuda or cuda:N")),
+                .ok_or_else(|| DeviceError::Unknown(other.into(), "cpu, cuda or cuda:N")),
         }
     }
 
@@ -70,15 +81,17 @@ pub enum DeviceChoice {
 
 impl DeviceChoice {
     /// Reads `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DeviceError> {
         match text.trim() {
             "auto" => Ok(Self::Auto),
-            other => DeviceRequest::parse(other).map(Self::Exactly),
+            other => DeviceRequest::parse(other)
+                .map(Self::Exactly)
+                .map_err(|_| DeviceError::Unknown(other.into(), "auto, cpu, cuda or cuda:N")),
         }
     }
 
     /// The device chosen, opened, or in one line why it cannot be.
-    pub fn open(self) -> Result<Device, String> {
+    pub fn open(self) -> Result<Device, DeviceError> {
         match self {
             Self::Auto => Ok(model_device()),
             Self::Exactly(request) => open_device(request),
@@ -98,13 +111,11 @@ impl std::fmt::Display for DeviceChoice {
 /// Opens the requested device, or says in one line why it cannot. Every request for one GPU
 /// gets the same handle: candle cannot mix tensors of two handles to one device, and the model
 /// cache (`WanVace::shared_on`) tells copies apart by device location.
-pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
+pub fn open_device(request: DeviceRequest) -> Result<Device, DeviceError> {
     static OPENED: OnceLock<Mutex<HashMap<usize, Device>>> = OnceLock::new();
     match request {
         DeviceRequest::Cpu => Ok(Device::Cpu),
-        DeviceRequest::Cuda(_) if !cfg!(feature = "cuda") => {
-            Err("this build of Soragen has no CUDA support (cargo feature `cuda`)".into())
-        }
+        DeviceRequest::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NoCudaSupport),
         DeviceRequest::Cuda(ordinal) => {
             let mut opened = OPENED
                 .get_or_init(Mutex::default)
@@ -113,11 +124,9 @@ pub fn open_device(request: DeviceRequest) -> Result<Device, String> {
             if let Some(device) = opened.get(&ordinal) {
                 return Ok(device.clone());
             }
-            let fail = |reason: &str| {
-                format!(
-                    "CUDA device {ordinal} did not open: {}",
-                    reason.lines().next().unwrap_or("unknown error")
-                )
+            let fail = |reason: &str| DeviceError::DidNotOpen {
+                ordinal,
+                reason: reason.lines().next().unwrap_or("unknown error").into(),
             };
             #[cfg(feature = "cuda")]
             if let Some(reason) = cuda_unavailable() {
@@ -160,17 +169,18 @@ pub fn model_device() -> Device {
     DEVICE
         .get_or_init(|| {
             let request = match std::env::var(DEVICE_VARIABLE) {
-                Ok(text) => {
-                    DeviceRequest::parse(&text).map_err(|e| format!("{DEVICE_VARIABLE}: {e}"))
-                }
+                Ok(text) => DeviceRequest::parse(&text),
                 Err(_) => Ok(DeviceRequest::preferred()),
             };
-            match request.and_then(open_device) {
-                Ok(device) => device,
+            match request {
                 Err(reason) => {
-                    eprintln!("soragen: running on the CPU: {reason}");
+                    eprintln!("soragen: running on the CPU: {DEVICE_VARIABLE}: {reason}");
                     Device::Cpu
                 }
+                Ok(request) => open_device(request).unwrap_or_else(|reason| {
+                    eprintln!("soragen: running on the CPU: {reason}");
+                    Device::Cpu
+                }),
             }
         })
         .clone()
@@ -291,13 +301,15 @@ mod tests {
         assert_eq!(DeviceRequest::parse("cpu"), Ok(DeviceRequest::Cpu));
         assert_eq!(DeviceRequest::parse("cuda"), Ok(DeviceRequest::Cuda(0)));
         assert_eq!(DeviceRequest::parse(" cuda:3 "), Ok(DeviceRequest::Cuda(3)));
-        let error = DeviceRequest::parse("gpu").unwrap_err();
+        let error = DeviceRequest::parse("gpu").unwrap_err().to_string();
         assert!(
             error.contains("\"gpu\"") && error.contains("cuda:N"),
             "{error}"
         );
         assert!(DeviceRequest::parse("cuda:x").is_err());
         assert_eq!(DeviceChoice::parse("auto"), Ok(DeviceChoice::Auto));
+        let error = DeviceChoice::parse("gpu").unwrap_err().to_string();
+        assert_eq!(error, "\"gpu\": expected auto, cpu, cuda or cuda:N");
         for text in ["cpu", "cuda:2"] {
             assert_eq!(DeviceChoice::parse(text).unwrap().to_string(), text);
         }
@@ -315,7 +327,8 @@ mod tests {
     fn a_build_without_cuda_prefers_the_cpu_and_explains_a_cuda_request() {
         assert_eq!(DeviceRequest::preferred(), DeviceRequest::Cpu);
         let reason = open_device(DeviceRequest::Cuda(0)).unwrap_err();
-        assert!(reason.contains("no CUDA support"), "{reason}");
+        assert_eq!(reason, DeviceError::NoCudaSupport);
+        assert!(reason.to_string().contains("no CUDA support"), "{reason}");
         assert!(model_device().is_cpu());
     }
 
@@ -326,6 +339,7 @@ mod tests {
         match open_device(DeviceRequest::Cuda(0)) {
             Ok(device) => assert_eq!(default_dtype(&device), DType::BF16),
             Err(reason) => {
+                let reason = reason.to_string();
                 assert!(
                     reason.starts_with("CUDA device 0 did not open: "),
                     "{reason}"
@@ -350,7 +364,7 @@ mod tests {
         assert!(library_names("cublas").contains(&"libcublas.so.13".to_string()));
         if first_loadable(&library_names("cuda")).is_none() {
             // A machine without the NVIDIA driver, where a run-time loading build gets this far.
-            let reason = open_device(DeviceRequest::Cuda(0)).unwrap_err();
+            let reason = open_device(DeviceRequest::Cuda(0)).unwrap_err().to_string();
             assert_eq!(
                 reason,
                 "CUDA device 0 did not open: no NVIDIA driver (libcuda.so.1 not found)"

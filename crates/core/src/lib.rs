@@ -13,41 +13,38 @@ pub mod tasks;
 pub mod vace;
 pub mod video;
 
-use std::fmt;
-
 /// Everything that can go wrong, worded for the user: each host shows `to_string()` as-is.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Frames, masks or files the user gave cannot be used.
+    #[error("{0}")]
     Input(String),
     /// A request whose parameters do not fit the model (sizes, frame counts, ...).
+    #[error("{0}")]
     Request(String),
     /// Writing results failed.
+    #[error("{0}")]
     Output(String),
     /// Loading or running the model failed.
+    // candle errors may carry a backtrace after the first line: keep one line.
+    #[error("{}", .0.to_string().lines().next().unwrap_or("model error"))]
     Model(candle_core::Error),
     /// The user or host cancelled; nothing was produced.
+    #[error("cancelled")]
     Cancelled,
     /// The GPU ran out of memory: hosts free their caches and say so (OpenFX has a status for it).
+    #[error("out of GPU memory")]
     GpuOutOfMemory,
     /// Any other CUDA failure, in one line.
+    #[error("GPU error: {0}")]
     Gpu(String),
+    /// A device that was asked for cannot be named or opened.
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
+    /// A number outside the range a request allows.
+    #[error(transparent)]
+    OutOfRange(#[from] limits::OutOfRange),
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Input(m) | Error::Request(m) | Error::Output(m) => f.write_str(m),
-            // candle errors may carry a backtrace after the first line: keep one line.
-            Error::Model(e) => f.write_str(e.to_string().lines().next().unwrap_or("model error")),
-            Error::Cancelled => f.write_str("cancelled"),
-            Error::GpuOutOfMemory => f.write_str("out of GPU memory"),
-            Error::Gpu(m) => write!(f, "GPU error: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// CUDA's and cuBLAS's names for a failed allocation, as they appear in candle's errors.
 const GPU_OUT_OF_MEMORY: [&str; 2] = ["CUDA_ERROR_OUT_OF_MEMORY", "CUBLAS_STATUS_ALLOC_FAILED"];

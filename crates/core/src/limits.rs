@@ -11,6 +11,16 @@ use std::path::Path;
 
 use crate::{Error, Result};
 
+/// A value outside the range a [`Limit`] allows, in one line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name} {value} is out of range: it must be from {min} to {max}")]
+pub struct OutOfRange {
+    pub name: &'static str,
+    pub value: String,
+    pub min: String,
+    pub max: String,
+}
+
 /// A closed range a value must lie in, with the name errors give it.
 #[derive(Clone, Copy, Debug)]
 pub struct Limit<T> {
@@ -21,20 +31,22 @@ pub struct Limit<T> {
 
 impl<T: PartialOrd + std::fmt::Debug + Copy> Limit<T> {
     /// `value` if it lies in the range (a NaN never does), else a one-line error.
-    pub fn check(&self, value: T) -> std::result::Result<T, String> {
+    pub fn check(&self, value: T) -> std::result::Result<T, OutOfRange> {
         if value >= self.min && value <= self.max {
             Ok(value)
         } else {
-            Err(format!(
-                "{} {value:?} is out of range: it must be from {:?} to {:?}",
-                self.name, self.min, self.max
-            ))
+            Err(OutOfRange {
+                name: self.name,
+                value: format!("{value:?}"),
+                min: format!("{:?}", self.min),
+                max: format!("{:?}", self.max),
+            })
         }
     }
 
     /// [`Self::check`] as a request error.
     pub fn request(&self, value: T) -> Result<T> {
-        self.check(value).map_err(Error::Request)
+        Ok(self.check(value)?)
     }
 }
 
@@ -126,29 +138,10 @@ pub const MAX_MEMORY_ENV: &str = "SORAGEN_MAX_MEMORY";
 
 /// A size such as `16G`, `512M` or `1048576` (powers of 1024; a trailing `B` or `iB` allowed).
 pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let text = text
-        .strip_suffix("iB")
-        .or_else(|| text.strip_suffix('B'))
-        .unwrap_or(text);
-    let shift = match text.chars().last()?.to_ascii_uppercase() {
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        _ => 0,
-    };
-    let number = if shift == 0 {
-        text
-    } else {
-        &text[..text.len() - 1]
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
         .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
-    Some((value * (1u64 << shift) as f64) as u64)
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -156,17 +149,12 @@ fn read(path: &Path) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
-fn mem_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
-    line.trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse::<u64>()
-        .ok()?
-        .checked_mul(1024)
+/// The memory the OS says is available to new allocations (Linux `MemAvailable`; on Windows
+/// and macOS their own measure), if it says.
+fn mem_available() -> Option<u64> {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory_specifics(sysinfo::MemoryRefreshKind::nothing().with_ram());
+    Some(system.available_memory()).filter(|bytes| *bytes > 0)
 }
 
 /// Headroom under a cgroup limit from its limit and usage files' contents (`max`, or a limit
@@ -178,7 +166,8 @@ fn cgroup_headroom(limit: &str, usage: &str) -> Option<u64> {
 }
 
 /// The least headroom under the memory limits of this process's cgroups (v2: its own group and
-/// every parent; v1: the memory controller's group).
+/// every parent; v1: the memory controller's group). Read here: sysinfo's `cgroup_limits` reads
+/// only the root group's files, which miss a process's own group (systemd units, containers).
 fn cgroup_available() -> Option<u64> {
     let groups = read(Path::new("/proc/self/cgroup"))?;
     let headroom = |dir: &Path, limit: &str, usage: &str| {
@@ -238,10 +227,7 @@ pub fn budget() -> Result<Option<Budget>> {
             limited_by: MAX_MEMORY_ENV,
         });
     }
-    if let Some(bytes) = read(Path::new("/proc/meminfo"))
-        .as_deref()
-        .and_then(mem_available)
-    {
+    if let Some(bytes) = mem_available() {
         budgets.push(Budget {
             bytes,
             limited_by: "the memory available on this machine",
@@ -316,7 +302,7 @@ mod tests {
     #[test]
     fn ranges_refuse_nan_infinities_and_huge_values_in_one_line() {
         for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e308, -1.0] {
-            let message = GUIDANCE.check(value).unwrap_err();
+            let message = GUIDANCE.check(value).unwrap_err().to_string();
             assert!(
                 message.starts_with("guidance ") && !message.contains('\n'),
                 "{message}"
@@ -350,9 +336,10 @@ mod tests {
 
     #[test]
     fn available_memory_and_cgroup_headroom_are_read_from_their_files() {
-        let meminfo = "MemTotal:       32000000 kB\nMemFree:         1000000 kB\nMemAvailable:   23639832 kB\n";
-        assert_eq!(mem_available(meminfo), Some(23639832 * 1024));
-        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+        let available = mem_available().expect("the OS says what memory is available");
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        assert!(available <= system.total_memory(), "{available}");
         assert_eq!(
             cgroup_headroom("8589934592\n", "4294967296\n"),
             Some(4 << 30)

@@ -82,7 +82,8 @@ fn sibling(path: &Path, token: &str, suffix: &str) -> PathBuf {
     path.with_file_name(format!(".{}.{token}.{suffix}", file_name(path)))
 }
 
-/// A token unique to this commit: two runs, or two commits of one run, never share one.
+/// A token unique to this commit: two runs, or two commits of one run, never share one. (Names
+/// are made here, not by `tempfile`: recovery after a crash reads the writer's pid from them.)
 fn new_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let unique = rand::random::<u32>() ^ (COUNTER.fetch_add(1, Ordering::Relaxed) as u32);

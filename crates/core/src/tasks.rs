@@ -989,11 +989,19 @@ impl Timeline {
             checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
             let full = resample::resize(&scaled, request.working, 3, size);
-            let rgb = match &self.slots[position] {
-                Slot::Replace { source, weight } => composite(&source.rgb, &full, weight),
-                _ => full.iter().map(|&v| resample::to_u8(v)).collect(),
+            // A replaced background keeps the source's alpha (the matte, where it came from
+            // there): only colour is generated.
+            let frame = match &self.slots[position] {
+                Slot::Replace { source, weight } => Frame {
+                    rgb: composite(&source.rgb, &full, weight),
+                    alpha: source.alpha.clone(),
+                },
+                _ => Frame {
+                    rgb: full.iter().map(|&v| resample::to_u8(v)).collect(),
+                    alpha: None,
+                },
             };
-            self.slots[position] = Slot::Fixed(Frame { rgb, alpha: None });
+            self.slots[position] = Slot::Fixed(frame);
         }
         Ok(())
     }

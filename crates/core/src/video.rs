@@ -266,7 +266,9 @@ fn read_y4m<R: BufRead>(mut input: R, origin: &Path) -> Result<Video> {
                     .and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)))
                     .filter(|&(n, d): &(u32, u32)| n > 0 && d > 0);
                 if let Some((n, d)) = fps {
-                    limits::FPS.check(n as f64 / d as f64).map_err(bad)?;
+                    limits::FPS
+                        .check(n as f64 / d as f64)
+                        .map_err(|e| bad(e.to_string()))?;
                 }
             }
             "C" => chroma = value,

@@ -240,6 +240,10 @@ fn replace_background_takes_the_alpha_channel_without_a_mask() {
         out.video.frames[0].rgb[last..],
         source.frames[0].rgb[last..]
     );
+    // Only colour is generated: the replaced frames keep the source's alpha (the matte).
+    for (made, given) in out.video.frames.iter().zip(&source.frames) {
+        assert_eq!(made.alpha, given.alpha);
+    }
 }
 
 #[test]
@@ -350,7 +354,10 @@ fn message(result: Result<TaskOutput>) -> String {
         Err(error) => error,
     };
     assert!(
-        matches!(error, Error::Input(_) | Error::Request(_)),
+        matches!(
+            error,
+            Error::Input(_) | Error::Request(_) | Error::OutOfRange(_)
+        ),
         "{error:?}"
     );
     let text = error.to_string();

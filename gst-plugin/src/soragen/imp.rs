@@ -25,6 +25,7 @@ use soragen_core::video::Frame;
 
 use super::Mode;
 use super::mask::{self, MaskError, MaskStream};
+use super::reference::{ReferenceError, ReferencePads};
 use crate::frames::{self, FrameMemory, SharedGpu};
 use crate::generation::{
     BusProgress, FrameGrid, GeneratedBy, GenerationSettings, frame_grid, mark_generated,
@@ -529,6 +530,8 @@ pub struct Soragen {
     /// Replace-background's grey mask stream, when requested.
     mask_pad: Mutex<Option<gst::Pad>>,
     masks: MaskStream,
+    /// Still images from the `reference_%u` request pads.
+    reference_pads: ReferencePads,
     /// The model's GPU shared with the pipeline (from READY -> PAUSED), or why not.
     gpu: SharedGpu,
     settings: Mutex<Settings>,
@@ -862,6 +865,7 @@ impl Soragen {
         self.queue_changed.notify_all();
         drop(queue);
         self.masks.wake();
+        self.reference_pads.wake();
     }
 
     fn src_activate_mode(
@@ -1096,6 +1100,8 @@ impl Soragen {
             }
             _ => Vec::new(),
         };
+        let mut references = lock(&self.state).references.to_vec();
+        references.extend(self.pad_references()?);
         let inputs = TaskInputs {
             clip: Some(memory.to_video(clip, info).map_err(convert_failed)?),
             next: (!next.is_empty())
@@ -1103,7 +1109,7 @@ impl Soragen {
                 .transpose()
                 .map_err(convert_failed)?,
             mask,
-            references: lock(&self.state).references.to_vec(),
+            references,
             previous,
         };
         let params = soragen_core::tasks::TaskParams {
@@ -1195,6 +1201,70 @@ impl Soragen {
                 (index, buffer)
             })
             .collect())
+    }
+
+    /// The reference pads' images, waiting for those still to come (a pad that is not linked
+    /// or ended without one is an error).
+    fn pad_references(&self) -> Result<Vec<soragen_core::video::Video>, gst::FlowError> {
+        let unlinked = self
+            .obj()
+            .sink_pads()
+            .into_iter()
+            .find(|pad| pad.name().starts_with(REFERENCE_PAD_PREFIX) && !pad.is_linked());
+        if let Some(pad) = unlinked {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Pad,
+                (
+                    "{} is not linked: link a still image to it or release it",
+                    pad.name()
+                )
+            );
+            return Err(gst::FlowError::Error);
+        }
+        match self.reference_pads.images(&self.cancel) {
+            Ok(images) => Ok(images),
+            Err(ReferenceError::Cancelled) => Err(gst::FlowError::Flushing),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// A reference pad's image; later buffers are dropped.
+    fn reference_chain(
+        &self,
+        pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match self.reference_pads.push(&pad.name(), &buffer) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// A reference pad's events stay with it: none goes downstream.
+    fn reference_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(caps) => match VideoInfo::from_caps(caps.caps()) {
+                Ok(info) => self.reference_pads.set_caps(&pad.name(), info),
+                Err(_) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Invalid reference caps {}", caps.caps())
+                    );
+                    return false;
+                }
+            },
+            gst::EventView::Eos(_) => self.reference_pads.end(&pad.name()),
+            _ => {}
+        }
+        true
     }
 
     fn mask_pad(&self) -> Option<gst::Pad> {
@@ -1521,7 +1591,11 @@ impl Soragen {
     }
 
     /// How frames of `caps` are read and written; passthrough never touches them.
-    fn memory_for(&self, caps: &gst::CapsRef, mode: Mode) -> Result<FrameMemory, String> {
+    fn memory_for(
+        &self,
+        caps: &gst::CapsRef,
+        mode: Mode,
+    ) -> Result<FrameMemory, frames::CudaFramesUnusable> {
         if mode == Mode::Passthrough {
             Ok(FrameMemory::System)
         } else {
@@ -1672,6 +1746,7 @@ impl ObjectSubclass for Soragen {
             srcpad,
             mask_pad: Mutex::default(),
             masks: MaskStream::default(),
+            reference_pads: ReferencePads::default(),
             gpu: SharedGpu::default(),
             settings: Mutex::default(),
             state: Mutex::default(),
@@ -1877,6 +1952,14 @@ impl ElementImpl for Soragen {
                     &frames::caps(&mask::FORMATS),
                 )
                 .unwrap(),
+                // One still image each, a reference for every generation (after `reference`'s).
+                gst::PadTemplate::new(
+                    "reference_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &frames::caps(&frames::FORMATS),
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -1940,6 +2023,7 @@ impl ElementImpl for Soragen {
                 };
                 self.cancel.store(false, Ordering::SeqCst);
                 self.masks.start();
+                self.reference_pads.restart();
                 self.start_generator();
             }
             // Stops a running generation (and a wait for masks or for room in the queue) so
@@ -1963,9 +2047,12 @@ impl ElementImpl for Soragen {
     fn request_new_pad(
         &self,
         template: &gst::PadTemplate,
-        _name: Option<&str>,
+        name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
+        if template.name_template().starts_with(REFERENCE_PAD_PREFIX) {
+            return self.request_reference_pad(template, name);
+        }
         if template.name_template() != "mask" || self.mask_pad().is_some() {
             gst::warning!(CAT, imp = self, "there is one mask pad at most");
             return None;
@@ -1996,10 +2083,74 @@ impl ElementImpl for Soragen {
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
+        if pad.name().starts_with(REFERENCE_PAD_PREFIX) {
+            let _ = pad.set_active(false);
+            let _ = self.obj().remove_pad(pad);
+            self.reference_pads.remove(&pad.name());
+            return;
+        }
         self.masks.stop();
         let _ = pad.set_active(false);
         let _ = self.obj().remove_pad(pad);
         *lock(&self.mask_pad) = None;
+    }
+}
+
+/// What the names of reference request pads start with (`reference_0`, `reference_1`, ...).
+const REFERENCE_PAD_PREFIX: &str = "reference_";
+
+impl Soragen {
+    /// A `reference_%u` pad: the name asked for, else the first free index.
+    fn request_reference_pad(
+        &self,
+        template: &gst::PadTemplate,
+        name: Option<&str>,
+    ) -> Option<gst::Pad> {
+        let taken = self.reference_pads.names();
+        let name = match name {
+            Some(name)
+                if name
+                    .strip_prefix(REFERENCE_PAD_PREFIX)?
+                    .parse::<u32>()
+                    .is_ok() =>
+            {
+                name.to_string()
+            }
+            Some(name) => {
+                gst::warning!(CAT, imp = self, "{name} is not a reference_N name");
+                return None;
+            }
+            None => (0..)
+                .map(|i| format!("{REFERENCE_PAD_PREFIX}{i}"))
+                .find(|n| !taken.contains(n))?,
+        };
+        if taken.contains(&name) {
+            gst::warning!(CAT, imp = self, "{name} exists already");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(template)
+            .name(name.as_str())
+            .chain_function(|pad, parent, buffer| {
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.reference_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                Soragen::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.reference_event(pad, event),
+                )
+            })
+            .build();
+        self.reference_pads.add(&name);
+        if self.obj().add_pad(&pad).is_err() {
+            self.reference_pads.remove(&name);
+            return None;
+        }
+        Some(pad)
     }
 }
 

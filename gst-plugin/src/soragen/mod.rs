@@ -7,6 +7,7 @@ use gst::prelude::*;
 
 mod imp;
 mod mask;
+mod reference;
 
 /// What the element does to the stream.
 #[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]

@@ -157,10 +157,8 @@ impl Cache {
         let failed = |e: &dyn std::fmt::Display| {
             Error::Output(format!("cannot write {}: {e}", path.display()))
         };
-        std::fs::create_dir_all(path.parent().expect("entries sit in a subfolder"))
-            .map_err(|e| failed(&e))?;
-        // A random name, so two machines filling one share never write the same file.
-        let staging = path.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
+        let folder = path.parent().expect("entries sit in a subfolder");
+        std::fs::create_dir_all(folder).map_err(|e| failed(&e))?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::Output(
                 "a window with non-finite values is never cached".into(),
@@ -168,15 +166,19 @@ impl Cache {
         }
         let frames = Tensor::from_slice(values, shape, &Device::Cpu)?;
         let checksum = Tensor::new(checksum_of(values), &Device::Cpu)?;
-        let saved = candle_core::safetensors::save(
+        // A random name, so two machines filling one share never write the same file; it is
+        // removed unless it is renamed into place.
+        let staging = tempfile::Builder::new()
+            .suffix(".partial")
+            .tempfile_in(folder)
+            .map_err(|e| failed(&e))?
+            .into_temp_path();
+        candle_core::safetensors::save(
             &std::collections::HashMap::from([("frames", frames), ("checksum", checksum)]),
             &staging,
-        );
-        if let Err(e) = saved {
-            let _ = std::fs::remove_file(&staging);
-            return Err(failed(&e));
-        }
-        std::fs::rename(&staging, &path).map_err(|e| failed(&e))
+        )
+        .map_err(|e| failed(&e))?;
+        staging.persist(&path).map_err(|e| failed(&e))
     }
 }
 
