@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod args;
 mod container;
+mod credentials;
 mod models;
 mod outputs;
 mod progress;
@@ -52,6 +53,11 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,
+    },
+    /// Content Credentials (C2PA) of a file.
+    Credentials {
+        #[command(subcommand)]
+        command: credentials::CredentialsCommand,
     },
 }
 
@@ -231,6 +237,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => tasks::generate(args),
         Command::Animate(args) => tasks::animate(args),
         Command::Models { command } => models::run(command),
+        Command::Credentials { command } => credentials::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ use soragen_core::limits;
 
 use crate::args::{device_and_dtype, limited};
 use crate::container;
+use crate::credentials::Credentials;
 use crate::outputs::{commit_output, frames_only, prepare_output, write_frames};
 use crate::progress::Terminal;
 
@@ -80,6 +81,8 @@ pub struct Common {
     /// the subject keeps its look; repeat for several.
     #[arg(long = "reference", value_name = "IMG")]
     references: Vec<PathBuf>,
+    #[command(flatten)]
+    signing: crate::credentials::SigningArgs,
 }
 
 impl Common {
@@ -296,6 +299,7 @@ fn run_named(
     protected.extend(common.lora.iter().map(|adapter| adapter.path.as_path()));
     protected.extend(common.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&common.output, &protected)?;
+    let credentials = Credentials::for_output(&common.signing, &common.output)?;
     let mut inputs = read()?;
     inputs.references = common
         .references
@@ -316,7 +320,16 @@ fn run_named(
             .collect();
         record["references"] = paths.into();
     }
+    let signed_record = record.clone();
     commit_output(destination, record, &terminal, |staging| {
-        write_frames(&output.video, &common.output, staging)
-    })
+        write_frames(&output.video, &common.output, staging)?;
+        match &credentials {
+            Some(credentials) => credentials.sign(staging, &common.output, &signed_record, sources),
+            None => Ok(()),
+        }
+    })?;
+    if credentials.is_none() {
+        crate::credentials::say_unsigned(&common.output);
+    }
+    Ok(())
 }
