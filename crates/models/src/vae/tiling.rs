@@ -194,7 +194,6 @@ impl Grid {
             strips.push(Tensor::cat(&cropped, WIDTH_DIM)?);
             above = row;
         }
-        drop(above);
         let output = Tensor::cat(&strips, HEIGHT_DIM)?;
         crop(&output, out_height, out_width).map(Some)
     }
