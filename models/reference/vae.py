@@ -6,7 +6,16 @@ Each case is a tiny random VAE saved with `save_pretrained`, plus `io.safetensor
     norm.latents, norm.normalized, norm.denormalized   the Wan pipelines' latent (de)normalisation
 Encode and decode run through the reference's chunked, feature-cached path (first frame alone, then
 chunks of 4 on encode; one latent frame at a time on decode).
+
+A case with `tiling` also runs the same inputs after `vae.enable_tiling(**tiling)` (spatial tiles,
+blended over their overlap) into `tiled_enc{i}.latents` and `tiled_dec{i}.video`, and writes the
+tiling to `tiling.json`.
+
+    python vae.py [CASE ...]     # all cases when none is named
 """
+import json
+import sys
+
 import torch
 from diffusers import AutoencoderKLWan
 
@@ -52,6 +61,17 @@ CASES = {
         encode=[],
         decode=[(1, 3, 4, 4)],
     ),
+    # The Wan2.1 layout under diffusers' tiling with small tiles: several overlapping tiles in
+    # both directions, taller than wide tiles (32 x 48 pixels every 24 x 32), and frame sizes
+    # that are not multiples of the stride (the last tiles are shorter and narrower).
+    "tiled": dict(
+        config=dict(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+                    temperal_downsample=[False, True, True]),
+        tiling=dict(tile_sample_min_height=32, tile_sample_min_width=48,
+                    tile_sample_stride_height=24, tile_sample_stride_width=32),
+        encode=[(1, 5, 80, 88)],
+        decode=[(1, 2, 10, 11)],
+    ),
 }
 
 
@@ -91,6 +111,18 @@ def build_case(name: str, spec: dict, seed: int) -> None:
             tensors[f"dec{i}.latents"] = latents
             tensors[f"dec{i}.video"] = video
 
+        if "tiling" in spec:
+            vae.enable_tiling(**spec["tiling"])
+            for i, _ in enumerate(spec["encode"]):
+                tensors[f"tiled_enc{i}.latents"] = vae.encode(tensors[f"enc{i}.video"]).latent_dist.mode()
+            for i, _ in enumerate(spec["decode"]):
+                tiled = vae.decode(tensors[f"dec{i}.latents"]).sample
+                difference = (tiled - tensors[f"dec{i}.video"]).abs().max().item()
+                print(f"{name} tiled dec{i}: max |tiled - untiled| {difference:.3e}")
+                tensors[f"tiled_dec{i}.video"] = tiled
+            vae.disable_tiling()
+            (directory / "tiling.json").write_text(json.dumps(spec["tiling"], indent=2) + "\n")
+
         # The Wan pipelines' arithmetic: (z - mean) * (1 / std) and z / (1 / std) + mean, in f32.
         latents = tensors["dec0.latents"].clone()
         mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
@@ -102,10 +134,15 @@ def build_case(name: str, spec: dict, seed: int) -> None:
     save_io(directory, tensors)
 
 
-def main() -> None:
+def main(names: list) -> None:
+    unknown = set(names) - set(CASES)
+    if unknown:
+        sys.exit(f"unknown cases {sorted(unknown)}; cases: {list(CASES)}")
+    # A case's seed is its place in CASES, so building some cases leaves the others as they were.
     for seed, (name, spec) in enumerate(CASES.items()):
-        build_case(name, spec, seed)
+        if not names or name in names:
+            build_case(name, spec, seed)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -7,12 +7,16 @@
 //! hidden states (with every VACE hint kept for the main blocks), its feed-forward activations
 //! and attention score blocks, and the VAE's full-resolution feature maps. Allocations inside
 //! the model are not fallible, so a need the estimate misses still aborts.
+//!
+//! The VAE's maps grow with the frame size (tens of GiB at 1080p), so the VAE runs in spatial
+//! tiles ([`vae_tiling`]) when whole frames would not fit the budget; a run's estimate counts
+//! the VAE at its tiled peak, the least it needs.
 
 use std::path::Path;
 
 use candle_core::DType;
 use soragen_models::transformer;
-use soragen_models::vae;
+use soragen_models::vae::{self, Tiling};
 use soragen_models::weights::{Weights, read_config};
 
 use crate::Result;
@@ -30,6 +34,10 @@ const HIDDEN_MAPS: u64 = 8;
 const VAE_MAPS: u64 = 24;
 /// Frames the VAE works on at a time.
 const VAE_CHUNK_FRAMES: u64 = 4;
+/// Bytes per element of the VAE's activations: it runs in f32 whatever the model's dtype.
+const VAE_ELEMENT: u64 = 4;
+/// Rows of decoded tiles a tiled VAE pass holds for blending: the row above and this one.
+const VAE_TILE_ROWS: u64 = 2;
 /// Full-size frame tensors of one run, 3 channels in f32: the frames, the masks, the two VACE
 /// context halves and the output.
 const FRAME_MAPS: u64 = 5;
@@ -91,7 +99,6 @@ impl ModelSizes {
             let elements = Weights::open_dir(&folder.join(part))?.elements();
             weights = weights.saturating_add(elements.saturating_mul(element));
         }
-        let widest_level = *v.dim_mult.first().unwrap_or(&1) as u64;
         Ok(Self {
             dim: (t.num_attention_heads * t.attention_head_dim) as u64,
             ffn_dim: t.ffn_dim as u64,
@@ -99,7 +106,7 @@ impl ModelSizes {
             patch: t.patch_size[1],
             spatial: v.spatial_compression(),
             temporal: v.temporal_compression(),
-            vae_channels: v.base_dim.max(v.decoder_base_dim.unwrap_or(0)) as u64 * widest_level,
+            vae_channels: vae_channels(&v),
             element,
             weights,
         })
@@ -111,7 +118,6 @@ impl ModelSizes {
         let multiple = (self.spatial * self.patch).max(1) as u64;
         let temporal = self.temporal.max(1);
         let latent_frames = (run.frames.max(1) - 1).div_ceil(temporal) as u64 + 1;
-        let pixels = (run.width as u64).saturating_mul(run.height as u64);
         let tokens = (latent_frames + run.references as u64)
             .saturating_mul((run.height as u64).div_ceil(multiple))
             .saturating_mul((run.width as u64).div_ceil(multiple));
@@ -129,17 +135,85 @@ impl ModelSizes {
                 .saturating_add(2 * ATTENTION_BLOCK),
             self.element,
         ]);
-        let vae = product(&[
-            VAE_MAPS,
-            self.vae_channels,
-            VAE_CHUNK_FRAMES,
-            pixels,
-            self.element,
-        ]);
+        let vae = vae_activations(self.vae_channels, run.frames, run.width, run.height, None).min(
+            vae_activations(
+                self.vae_channels,
+                run.frames,
+                run.width,
+                run.height,
+                Some(&Tiling::default()),
+            ),
+        );
         transformer
             .max(vae)
             .saturating_add(frame_tensors(run))
             .saturating_add(FIXED)
+    }
+}
+
+/// Channels of a VAE's full-resolution feature maps (encoder or decoder, the wider).
+pub fn vae_channels(config: &vae::Config) -> u64 {
+    let widest_level = *config.dim_mult.first().unwrap_or(&1) as u64;
+    config.base_dim.max(config.decoder_base_dim.unwrap_or(0)) as u64 * widest_level
+}
+
+/// Peak bytes of the VAE's activations (encoding or decoding) on `frames` frames of `width` x
+/// `height` pixels, on whole frames or in `tiling`'s tiles: its feature maps at the size of a
+/// frame or a tile, and with tiles the decoded rows of tiles held for blending (the frames
+/// themselves are [`frame_tensors`]). Saturating.
+pub fn vae_activations(
+    channels: u64,
+    frames: usize,
+    width: usize,
+    height: usize,
+    tiling: Option<&Tiling>,
+) -> u64 {
+    let product = |factors: &[u64]| {
+        factors
+            .iter()
+            .fold(1u64, |product, &f| product.saturating_mul(f))
+    };
+    let maps = |pixels: usize| {
+        product(&[
+            VAE_MAPS,
+            channels,
+            VAE_CHUNK_FRAMES,
+            pixels as u64,
+            VAE_ELEMENT,
+        ])
+    };
+    match tiling {
+        None => maps(width.saturating_mul(height)),
+        Some(tiling) => {
+            // A row of tiles spans the width once plus the overlaps, 3 channels per pixel.
+            let row_width = (width as u64).saturating_mul(tiling.tile_sample_min_width as u64)
+                / tiling.tile_sample_stride_width.max(1) as u64;
+            let rows = product(&[
+                VAE_TILE_ROWS,
+                frames as u64,
+                tiling.tile_sample_min_height.min(height) as u64,
+                row_width.max(width as u64),
+                3 * VAE_ELEMENT,
+            ]);
+            maps(tiling.tile_pixels(width, height)).saturating_add(rows)
+        }
+    }
+}
+
+/// How the VAE runs on `frames` frames of `width` x `height` pixels: on whole frames (`None`)
+/// when their activations fit in `available` bytes or nothing says what is available, else in
+/// diffusers' default tiles (256 x 256 pixels every 192).
+pub fn vae_tiling(
+    channels: u64,
+    frames: usize,
+    width: usize,
+    height: usize,
+    available: Option<u64>,
+) -> Option<Tiling> {
+    let whole = vae_activations(channels, frames, width, height, None);
+    match available {
+        Some(available) if whole > available => Some(Tiling::default()),
+        _ => None,
     }
 }
 
@@ -196,7 +270,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_vae_decides_at_480p_and_the_need_is_gibs_not_megabytes_nor_terabytes() {
+    fn the_need_at_480p_is_gibs_not_megabytes_nor_terabytes() {
         let sizes = wan_1_3b();
         let run = |frames, guidance| {
             sizes.run_activations(&Run {
@@ -207,11 +281,41 @@ pub(crate) mod tests {
                 guidance,
             })
         };
-        // Only the frame tensors grow with frames once the VAE's maps decide.
-        let frame_bytes = 5 * 64 * 832 * 480 * 12;
-        assert_eq!(run(81, false) - run(17, false), frame_bytes);
+        // A short window without guidance: the VAE decides, at its tiled peak, far below its
+        // whole frames' maps.
+        let tiled = vae_activations(96, 17, 832, 480, Some(&Tiling::default()));
+        let whole = vae_activations(96, 17, 832, 480, None);
+        assert!(tiled * 4 < whole, "{} vs {}", gib(tiled), gib(whole));
+        assert!((tiled..whole).contains(&run(17, false)));
         let full = run(81, true);
         assert!((8.0..64.0).contains(&gib(full)), "{}", gib(full));
+    }
+
+    #[test]
+    fn whole_frames_where_they_fit_tiles_where_they_do_not() {
+        let budget = Some(8 << 30);
+        assert_eq!(vae_tiling(96, 81, 256, 256, budget), None);
+        assert_eq!(
+            vae_tiling(96, 81, 832, 480, budget),
+            Some(Tiling::default())
+        );
+        assert_eq!(
+            vae_tiling(96, 81, 1920, 1088, budget),
+            Some(Tiling::default())
+        );
+        assert_eq!(vae_tiling(96, 81, 832, 480, Some(64 << 30)), None);
+        assert_eq!(vae_tiling(96, 81, 1920, 1088, None), None, "nothing known");
+        // Tiled, 1080p fits that budget and costs little more than 720p; whole frames grow
+        // with the pixels.
+        let tiled = |w, h| vae_activations(96, 81, w, h, Some(&Tiling::default()));
+        let whole = |w, h| vae_activations(96, 81, w, h, None);
+        assert!(tiled(1920, 1088) < 8 << 30, "{}", gib(tiled(1920, 1088)));
+        assert!(tiled(1920, 1088) < tiled(1280, 720) * 3 / 2);
+        assert!(whole(1920, 1088) > 5 * whole(832, 480));
+        assert!(whole(1920, 1088) > 8 * tiled(1920, 1088));
+        // A frame within one tile: tiles cost what whole frames cost, and a little more.
+        assert!(tiled(256, 256) >= whole(256, 256));
+        assert!(tiled(256, 256) < whole(256, 256) * 11 / 10);
     }
 
     #[test]

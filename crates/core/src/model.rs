@@ -12,12 +12,13 @@ use soragen_models::scheduler::{Scheduler, SchedulerConfig};
 use soragen_models::text_encoder::{self, UMT5EncoderModel};
 use soragen_models::tokenizer::T5Tokenizer;
 use soragen_models::transformer::{self, WanTransformer, diffusers_to_original_name};
-use soragen_models::vae::{self, AutoencoderKLWan};
+use soragen_models::vae::{self, AutoencoderKLWan, Tiling};
 use soragen_models::weights::{Weights, read_config};
 
 use crate::device::model_device;
 use crate::progress::Observer;
 use crate::{Error, Result};
+use crate::{limits, memory};
 
 /// Prompt length the Wan pipelines pad and truncate to.
 pub const MAX_PROMPT_TOKENS: usize = 512;
@@ -395,29 +396,62 @@ impl WanVace {
         })
     }
 
-    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised; stops
-    /// between chunks of frames with [`Error::Cancelled`] once `observer` asks.
+    /// How the VAE runs on `frames` frames of `width` x `height` pixels now: on whole frames
+    /// when their activations fit the memory budget, else in tiles ([`memory::vae_tiling`]).
+    /// The budget is the host's: on a GPU, whose memory it does not see, whole frames.
+    pub fn vae_tiling(&self, frames: usize, width: usize, height: usize) -> Result<Option<Tiling>> {
+        let available = if self.device.is_cpu() {
+            limits::budget()?.map(|budget| budget.bytes)
+        } else {
+            None
+        };
+        let channels = memory::vae_channels(self.vae.config());
+        Ok(memory::vae_tiling(
+            channels, frames, width, height, available,
+        ))
+    }
+
+    /// VAE encoding (the posterior's mode) of [1, 3, F, H, W] in [-1, 1], normalised, in tiles
+    /// where whole frames would not fit ([`Self::vae_tiling`]); stops between chunks of frames
+    /// with [`Error::Cancelled`] once `observer` asks.
     pub(crate) fn encode_latents(&self, video: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
-        let latents = self
-            .vae
-            .encode_until(&video.to_dtype(DType::F32)?, &|| observer.cancelled())?;
+        let (_, _, frames, height, width) = video.dims5()?;
+        let tiling = self.vae_tiling(frames, width, height)?;
+        let latents =
+            self.vae
+                .encode_until(&video.to_dtype(DType::F32)?, tiling.as_ref(), &|| {
+                    observer.cancelled()
+                })?;
         Ok(self
             .vae
             .normalize_latents(&latents.ok_or(Error::Cancelled)?)?)
     }
 
-    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1]; stops between latent
-    /// frames with [`Error::Cancelled`] once `observer` asks.
+    /// VAE decoding of normalised latents to [1, 3, F, H, W] in [-1, 1], on whole frames or in
+    /// `tiling`'s tiles; stops between latent frames with [`Error::Cancelled`] once `observer`
+    /// asks.
     pub(crate) fn decode_latents(
         &self,
         latents: &Tensor,
+        tiling: Option<&Tiling>,
         observer: &dyn Observer,
     ) -> Result<Tensor> {
         let latents = self
             .vae
             .denormalize_latents(&latents.to_dtype(DType::F32)?)?;
         self.vae
-            .decode_until(&latents, &|| observer.cancelled())?
+            .decode_until(&latents, tiling, &|| observer.cancelled())?
             .ok_or(Error::Cancelled)
+    }
+
+    /// The frame count and size the VAE decodes `latents` `[B, C, T, h, w]` to.
+    pub(crate) fn decoded_size(&self, latents: &Tensor) -> Result<(usize, usize, usize)> {
+        let (_, _, t, h, w) = latents.dims5()?;
+        let s = self.vae_spatial_factor();
+        Ok((
+            1 + (t.max(1) - 1) * self.vae_temporal_factor(),
+            w * s,
+            h * s,
+        ))
     }
 }

@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 use soragen_models::transformer::TextContext;
+use soragen_models::vae::Tiling;
 
 use crate::limits;
 use crate::model::WanVace;
@@ -561,13 +562,30 @@ impl WanVace {
     }
 
     /// Decodes latents to frames [F, H, W, 3] in [0, 1], as diffusers' postprocess does
-    /// (`x / 2 + 0.5`, clamped).
+    /// (`x / 2 + 0.5`, clamped); in tiles where whole frames would not fit
+    /// ([`WanVace::vae_tiling`]).
     pub fn decode_frames(&self, latents: &Tensor) -> Result<Tensor> {
         self.decode_frames_observed(latents, &Silent)
     }
 
+    /// [`Self::decode_frames`] on whole frames (`None`) or in the given tiles.
+    pub fn decode_frames_tiled(&self, latents: &Tensor, tiling: Option<&Tiling>) -> Result<Tensor> {
+        self.decode_frames_with(latents, tiling, &Silent)
+    }
+
     fn decode_frames_observed(&self, latents: &Tensor, observer: &dyn Observer) -> Result<Tensor> {
-        let video = self.decode_latents(latents, observer)?;
+        let (frames, width, height) = self.decoded_size(latents)?;
+        let tiling = self.vae_tiling(frames, width, height)?;
+        self.decode_frames_with(latents, tiling.as_ref(), observer)
+    }
+
+    fn decode_frames_with(
+        &self,
+        latents: &Tensor,
+        tiling: Option<&Tiling>,
+        observer: &dyn Observer,
+    ) -> Result<Tensor> {
+        let video = self.decode_latents(latents, tiling, observer)?;
         ensure_finite(&video, "the VAE decoder")?;
         let video = ((video / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
         Ok(video.squeeze(0)?.permute((1, 2, 3, 0))?.contiguous()?)

@@ -1,16 +1,19 @@
 //! A long task's memory is bounded by one window: a counting allocator measures the peak heap
 //! of `run_task` beyond the output it returns, for one window and for several, and the peak
-//! must not grow with the number of windows.
+//! must not grow with the number of windows. And a tiled VAE decode's peak is bounded by its
+//! tiles, with frames close to the whole-frame decode's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
-use candle_core::DType;
+use candle_core::{DType, Device, Tensor};
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskOutput, TaskParams, run_task};
 use soragen_core::vace::Silent;
 use soragen_core::video::{Frame, Video};
+use soragen_models::vae::Tiling;
 
 /// The system allocator, counting the bytes held now and the most held since the last reset.
 struct Counting;
@@ -63,6 +66,23 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// One measurement at a time: the counters are the whole process's.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// Runs `work` and returns its result and the peak heap it added, in MiB.
+fn measure<T>(work: impl FnOnce() -> T) -> (T, f64) {
+    let before = HELD.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let result = work();
+    let peak = PEAK.load(Relaxed) - before;
+    (result, peak as f64 / (1 << 20) as f64)
+}
+
+fn tiny_model() -> Arc<WanVace> {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
+    WanVace::load(&folder, DType::F32, &Device::Cpu).unwrap()
+}
+
 /// A clip much larger than the model's working size, so that the output dominates.
 fn clip(frames: usize) -> Video {
     let (width, height) = (640, 320);
@@ -101,18 +121,14 @@ fn peak_beyond_output(model: &WanVace, frames: usize) -> (f64, f64) {
         ..TaskInputs::default()
     };
     let kind = TaskKind::ExtendForward { frames };
-    let before = HELD.load(Relaxed);
-    PEAK.store(before, Relaxed);
-    let output = run_task(model, &kind, &inputs, &params, &Silent).unwrap();
-    let peak = PEAK.load(Relaxed) - before;
-    let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
-    (mib(peak), mib(peak - output_bytes(&output)))
+    let (output, peak) = measure(|| run_task(model, &kind, &inputs, &params, &Silent).unwrap());
+    (peak, peak - output_bytes(&output) as f64 / (1 << 20) as f64)
 }
 
 #[test]
 fn memory_beyond_the_output_does_not_grow_with_the_window_count() {
-    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny");
-    let model = WanVace::load(&folder, DType::F32, &candle_core::Device::Cpu).unwrap();
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let model = tiny_model();
     // Windows of 9 frames with 2 of context: 7 new frames each.
     peak_beyond_output(&model, 7);
     let (one_peak, one_beyond) = peak_beyond_output(&model, 7);
@@ -126,5 +142,46 @@ fn memory_beyond_the_output_does_not_grow_with_the_window_count() {
     assert!(
         three_beyond <= one_beyond * 1.05 + 0.1,
         "{three_beyond:.2} MiB vs {one_beyond:.2} MiB"
+    );
+}
+
+/// Mean of |x| over all elements.
+fn mean_abs(x: &Tensor) -> f32 {
+    x.abs().unwrap().mean_all().unwrap().to_scalar().unwrap()
+}
+
+#[test]
+fn tiled_decoding_bounds_memory_and_stays_close_to_whole_frames() {
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let model = tiny_model();
+    // 2 latent frames of 384 x 384 pixels: 2 x 2 of diffusers' default tiles (256 pixels
+    // every 192), blended over 64 pixels.
+    // Deterministic, noise-like latents.
+    let latents = (Tensor::arange(0f32, (16 * 2 * 48 * 48) as f32, &Device::Cpu).unwrap() * 0.61)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((1, 16, 2, 48, 48))
+        .unwrap();
+    let tiling = Tiling::default();
+    let (whole, whole_peak) = measure(|| model.decode_frames_tiled(&latents, None).unwrap());
+    let (tiled, tiled_peak) =
+        measure(|| model.decode_frames_tiled(&latents, Some(&tiling)).unwrap());
+    assert_eq!(tiled.dims(), whole.dims());
+    assert_eq!(tiled.dims(), [5, 384, 384, 3]);
+    let largest = soragen_models::max_abs_diff(&tiled, &whole).unwrap();
+    let mean = mean_abs(&(&tiled - &whole).unwrap());
+    let spread = mean_abs(&whole.broadcast_sub(&whole.mean_all().unwrap()).unwrap());
+    println!(
+        "decode peak: whole frames {whole_peak:.1} MiB, tiled {tiled_peak:.1} MiB; |tiled - whole| max {largest:.3e}, mean {mean:.3e}; the frames' mean deviation {spread:.3e}"
+    );
+    // A tile sees less of the frame than the whole-frame pass (the mid block's attention spans
+    // one tile): the frames differ everywhere, but by little next to their own variation.
+    assert!(mean > 1e-4, "tiles made no difference: {mean}");
+    assert!(mean < spread / 10.0, "{mean} vs {spread}");
+    assert!(largest < 0.25, "{largest}");
+    assert!(
+        tiled_peak < whole_peak * 0.75,
+        "{tiled_peak:.1} vs {whole_peak:.1} MiB"
     );
 }

@@ -9,6 +9,7 @@ mod blocks;
 mod conv;
 mod decoder;
 mod encoder;
+mod tiling;
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -17,6 +18,8 @@ use serde::Deserialize;
 use conv::{CausalConv3d, FeatureCache};
 use decoder::Decoder;
 use encoder::Encoder;
+use tiling::Direction;
+pub use tiling::Tiling;
 
 /// Frames the encoder processes per chunk after the first frame (hard-coded in the reference).
 const ENCODE_CHUNK_FRAMES: usize = 4;
@@ -169,11 +172,27 @@ impl AutoencoderKLWan {
     /// compression) -> the posterior mode (mean) `[B, z_dim, latent_frames(F), H/8, W/8]`,
     /// un-normalised, as `vae.encode(x).latent_dist.mode()`. Computed in the weights' dtype.
     pub fn encode(&self, video: &Tensor) -> Result<Tensor> {
-        Ok(self.encode_until(video, &|| false)?.expect("never stopped"))
+        Ok(self
+            .encode_until(video, None, &|| false)?
+            .expect("never stopped"))
     }
 
-    /// [`Self::encode`], polling `stop` before each chunk of frames: `None` once it says stop.
-    pub fn encode_until(&self, video: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
+    /// [`Self::encode`] in overlapping spatial tiles, as diffusers' `encode` after
+    /// `enable_tiling` (`tiled_encode`): bounded memory at any frame size.
+    pub fn encode_tiled(&self, video: &Tensor, tiling: &Tiling) -> Result<Tensor> {
+        Ok(self
+            .encode_until(video, Some(tiling), &|| false)?
+            .expect("never stopped"))
+    }
+
+    /// [`Self::encode`], or [`Self::encode_tiled`] with `tiling`, polling `stop` before each
+    /// chunk of frames: `None` once it says stop.
+    pub fn encode_until(
+        &self,
+        video: &Tensor,
+        tiling: Option<&Tiling>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Tensor>> {
         let (_, channels, frames, height, width) = video.dims5()?;
         let config = &self.config;
         if channels != config.in_channels {
@@ -195,6 +214,25 @@ impl AutoencoderKLWan {
             )
         }
         let x = to_channels_last(&video.to_dtype(self.dtype)?)?;
+        let encode_tile = |tile: &Tensor| self.encode_tile(tile, stop);
+        let moments = match tiling {
+            None => encode_tile(&x)?,
+            Some(tiling) => {
+                let grid = tiling.grid(spatial, Direction::Encode)?;
+                grid.run(&x, (height / spatial, width / spatial), &encode_tile)?
+            }
+        };
+        // The mean is the first half of the channels (`DiagonalGaussianDistribution`).
+        moments
+            .map(|m| to_channels_first(&m.narrow(4, 0, config.z_dim)?))
+            .transpose()
+    }
+
+    /// The encoder's moments `[B, T', h, w, 2 z]` of channels-last frames `[B, F, H, W, C]`
+    /// (one tile, or the whole frames), with a fresh causal cache: the first frame alone, then
+    /// chunks of 4, as the reference. `None` once `stop` says stop.
+    fn encode_tile(&self, x: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
+        let frames = x.dim(1)?;
         let mut cache = FeatureCache::new();
         let mut chunks = Vec::with_capacity(1 + (frames - 1) / ENCODE_CHUNK_FRAMES);
         let mut start = 0;
@@ -210,23 +248,31 @@ impl AutoencoderKLWan {
             );
             start += len;
         }
-        let moments = self.quant_conv.forward(&Tensor::cat(&chunks, 1)?)?;
-        // The mean is the first half of the channels (`DiagonalGaussianDistribution`).
-        to_channels_first(&moments.narrow(4, 0, config.z_dim)?).map(Some)
+        self.quant_conv.forward(&Tensor::cat(&chunks, 1)?).map(Some)
     }
 
     /// Latents `[B, z_dim, T, h, w]` (un-normalised) -> video `[B, out_channels, F, 8h, 8w]`
     /// clamped to [-1, 1], as `vae.decode(z).sample`. Computed in the weights' dtype.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         Ok(self
-            .decode_until(latents, &|| false)?
+            .decode_until(latents, None, &|| false)?
             .expect("never stopped"))
     }
 
-    /// [`Self::decode`], polling `stop` before each latent frame: `None` once it says stop.
+    /// [`Self::decode`] in overlapping spatial tiles, as diffusers' `decode` after
+    /// `enable_tiling` (`tiled_decode`): bounded memory at any frame size.
+    pub fn decode_tiled(&self, latents: &Tensor, tiling: &Tiling) -> Result<Tensor> {
+        Ok(self
+            .decode_until(latents, Some(tiling), &|| false)?
+            .expect("never stopped"))
+    }
+
+    /// [`Self::decode`], or [`Self::decode_tiled`] with `tiling`, polling `stop` before each
+    /// latent frame: `None` once it says stop.
     pub fn decode_until(
         &self,
         latents: &Tensor,
+        tiling: Option<&Tiling>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<Tensor>> {
         let (_, channels, frames, height, width) = latents.dims5()?;
@@ -243,7 +289,27 @@ impl AutoencoderKLWan {
             )
         }
         let z = to_channels_last(&latents.to_dtype(self.dtype)?)?;
-        let z = self.post_quant_conv.forward(&z)?;
+        let decode_tile = |tile: &Tensor| self.decode_tile(tile, stop);
+        let video = match tiling {
+            None => decode_tile(&z)?,
+            Some(tiling) => {
+                let spatial = self.config.spatial_compression();
+                let grid = tiling.grid(spatial, Direction::Decode)?;
+                grid.run(&z, (height * spatial, width * spatial), &decode_tile)?
+            }
+        };
+        video
+            .map(|v| to_channels_first(&v.clamp(-1f32, 1f32)?))
+            .transpose()
+    }
+
+    /// Unclamped frames `[B, F, H, W, C]` of channels-last latents `[B, T, h, w, z]` (one tile,
+    /// or the whole frames), with a fresh causal cache: one latent frame at a time, as the
+    /// reference. `None` once `stop` says stop.
+    fn decode_tile(&self, z: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
+        // Pointwise in space and time: per tile or per frame, the same values.
+        let z = self.post_quant_conv.forward(z)?;
+        let frames = z.dim(1)?;
         let mut cache = FeatureCache::new();
         let mut chunks = Vec::with_capacity(frames);
         for i in 0..frames {
@@ -253,7 +319,7 @@ impl AutoencoderKLWan {
             cache.begin_chunk();
             chunks.push(self.decoder.forward(&z.narrow(1, i, 1)?, &mut cache)?);
         }
-        to_channels_first(&Tensor::cat(&chunks, 1)?.clamp(-1f32, 1f32)?).map(Some)
+        Tensor::cat(&chunks, 1).map(Some)
     }
 
     /// `(z - mean) * (1 / std)` per channel, in f32 like the Wan pipelines; `z` is `[B, z_dim, ...]`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use soragen_models::vae::{AutoencoderKLWan, Config};
+use soragen_models::vae::{AutoencoderKLWan, Config, Tiling};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -113,6 +113,85 @@ fn decode_matches_reference() {
         }
     }
     assert!(checked >= 5, "only {checked} decode fixtures");
+}
+
+/// The cases generated with diffusers' `enable_tiling`, with their tiling.
+fn tiled_cases() -> Vec<(String, Tiling, AutoencoderKLWan, HashMap<String, Tensor>)> {
+    let cases: Vec<_> = case_dirs()
+        .into_iter()
+        .filter(|dir| dir.join("tiling.json").exists())
+        .map(|dir| {
+            let tiling: Tiling =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("tiling.json")).unwrap())
+                    .unwrap();
+            let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let (vae, io) = load_case(&dir);
+            (case, tiling, vae, io)
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no tiled VAE fixture");
+    cases
+}
+
+#[test]
+fn tiled_decode_matches_reference() {
+    let mut checked = 0;
+    for (case, tiling, vae, io) in tiled_cases() {
+        for (i, latents) in indexed(&io, "dec", "latents") {
+            let reference = &io[&format!("tiled_dec{i}.video")];
+            let ours = vae.decode_tiled(latents, &tiling).unwrap();
+            check(&case, &format!("tiled_dec{i}"), &ours, reference);
+            // The fixture's tiles overlap and change the frames: untiled decoding fails it.
+            let untiled = max_abs_diff(&vae.decode(latents).unwrap(), reference);
+            assert!(
+                untiled > 1e-2,
+                "{case} dec{i}: tiles made no difference ({untiled})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn tiled_encode_matches_reference() {
+    let mut checked = 0;
+    for (case, tiling, vae, io) in tiled_cases() {
+        for (i, video) in indexed(&io, "enc", "video") {
+            let reference = &io[&format!("tiled_enc{i}.latents")];
+            let ours = vae.encode_tiled(video, &tiling).unwrap();
+            check(&case, &format!("tiled_enc{i}"), &ours, reference);
+            let untiled = max_abs_diff(&vae.encode(video).unwrap(), reference);
+            assert!(
+                untiled > 1e-2,
+                "{case} enc{i}: tiles made no difference ({untiled})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+/// One tile covering the whole frame is the untiled computation, value for value.
+#[test]
+fn a_single_tile_is_the_untiled_pass() {
+    let (vae, io) = load_case(&fixtures_dir().join("wan21_like"));
+    let whole = Tiling::default();
+    let latents = &io["dec0.latents"];
+    let diff = max_abs_diff(
+        &vae.decode_tiled(latents, &whole).unwrap(),
+        &vae.decode(latents).unwrap(),
+    );
+    assert_eq!(diff, 0.0);
+    let video = &io["enc0.video"];
+    let diff = max_abs_diff(
+        &vae.encode_tiled(video, &whole).unwrap(),
+        &vae.encode(video).unwrap(),
+    );
+    assert_eq!(diff, 0.0);
+    let bad = Tiling::square(32, 20);
+    let err = vae.decode_tiled(latents, &bad).unwrap_err().to_string();
+    assert!(err.contains("multiples of 8"), "{err}");
 }
 
 #[test]
