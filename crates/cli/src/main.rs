@@ -164,6 +164,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         flow_shift: args.flow_shift.or(args.preset.and_then(|p| p.flow_shift)),
         conditioning_scale: 1.0,
         noise,
+        cache: None,
     };
     let prompt = model.encode_prompt(&args.prompt)?;
     let negative = if sampling.uses_guidance() {

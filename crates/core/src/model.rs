@@ -363,6 +363,12 @@ impl WanVace {
         self.transformer.forward_count()
     }
 
+    /// Of those, the ones that reused the step cache's work (see
+    /// `WanTransformer::cached_forward_count`).
+    pub fn transformer_cached_forwards(&self) -> usize {
+        self.transformer.cached_forward_count()
+    }
+
     pub fn vace_layer_count(&self) -> usize {
         self.transformer
             .config()

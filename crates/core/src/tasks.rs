@@ -1022,6 +1022,7 @@ impl Timeline {
             flow_shift: None,
             conditioning_scale: 1.0,
             noise: Noise::Seed(seed),
+            cache: None,
         };
         let output = model.generate(
             &input,
