@@ -195,10 +195,11 @@ impl WanVace {
         Self::shared_on(folder, &model_device(), dtype)
     }
 
-    /// The process-wide copy of a model on [`model_device`] where something holds it loaded:
+    /// The process-wide copy of a model (with `adapters` merged) on [`model_device`] where
+    /// something holds it loaded:
     /// lets a host tell whether using the model costs a load (and the memory of its weights).
-    pub fn already_loaded(folder: &Path, dtype: DType) -> Option<Arc<Self>> {
-        let key = model_key(folder, &model_device(), dtype, &[]);
+    pub fn already_loaded(folder: &Path, dtype: DType, adapters: &[LoraSpec]) -> Option<Arc<Self>> {
+        let key = model_key(folder, &model_device(), dtype, adapters);
         loaded()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
