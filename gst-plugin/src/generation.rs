@@ -10,6 +10,8 @@ use gst::prelude::*;
 use soragen_core::device::{DeviceChoice, default_dtype};
 use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
+use soragen_core::presets::{self, LoraSpec, Preset};
+use soragen_core::step_cache::StepCache;
 use soragen_core::tasks::TaskParams;
 use soragen_core::vace::Observer;
 
@@ -39,6 +41,11 @@ pub struct GenerationSettings {
     pub seed: u64,
     pub device: DeviceChoice,
     pub window_frames: u32,
+    /// LoRA adapters merged into the transformer when the model loads.
+    pub lora: Vec<LoraSpec>,
+    /// Steps, guidance and flow shift in place of `steps` and `guidance`.
+    pub preset: Option<&'static Preset>,
+    pub step_cache: Option<StepCache>,
 }
 
 impl Default for GenerationSettings {
@@ -53,6 +60,9 @@ impl Default for GenerationSettings {
             seed: params.seed,
             device: DeviceChoice::default(),
             window_frames: params.window_frames as u32,
+            lora: Vec::new(),
+            preset: None,
+            step_cache: params.step_cache,
         }
     }
 }
@@ -115,6 +125,22 @@ impl GenerationSettings {
                 .default_value(defaults.window_frames)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecString::builder("lora")
+                .nick("LoRA adapters")
+                .blurb("LoRA adapters (.safetensors: diffusers/PEFT or Wan/ComfyUI names, e.g. a lightx2v or CausVid step-distilled adapter) merged into the transformer when the model loads: FILE or FILE:STRENGTH, several separated by ';'")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("preset")
+                .nick("Preset")
+                .blurb("Sampling preset in place of steps and guidance: \"distill-4\" (4 steps, guidance 1, flow shift 5, for a step-distilled LoRA), \"quality\" (50 steps, guidance 5), or none")
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("step-cache")
+                .nick("Step cache")
+                .blurb("Reuse work between denoising steps: \"first-block\" or \"first-block:THRESHOLD\" (diffusers' First Block Cache, default threshold 0.05; higher is faster and further from the uncached frames), or none")
+                .default_value(Some(StepCache::spec(defaults.step_cache).as_str()))
+                .mutable_playing()
+                .build(),
         ]
     }
 
@@ -150,6 +176,24 @@ impl GenerationSettings {
             "guidance" => self.guidance = value.get().expect("type checked upstream"),
             "seed" => self.seed = value.get().expect("type checked upstream"),
             "window-frames" => self.window_frames = value.get().expect("type checked upstream"),
+            "lora" | "preset" | "step-cache" => {
+                let text = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+                let parsed = match name {
+                    "lora" => presets::parse_adapters(&text).map(|lora| self.lora = lora),
+                    "preset" => Preset::optional(&text).map(|preset| self.preset = preset),
+                    _ => StepCache::parse(&text).map(|cache| self.step_cache = cache),
+                };
+                if let Err(reason) = parsed {
+                    glib::g_warning!(
+                        "soragen",
+                        "{}: invalid {name} {text:?}: {reason}; keeping the current value",
+                        element.name(),
+                    );
+                }
+            }
             "device" => {
                 let text = value
                     .get::<Option<String>>()
@@ -184,6 +228,11 @@ impl GenerationSettings {
             "seed" => self.seed.to_value(),
             "device" => self.device.to_string().to_value(),
             "window-frames" => self.window_frames.to_value(),
+            "lora" => (!self.lora.is_empty())
+                .then(|| presets::adapters_text(&self.lora))
+                .to_value(),
+            "preset" => self.preset.map(|p| p.name).to_value(),
+            "step-cache" => StepCache::spec(self.step_cache).to_value(),
             _ => return None,
         })
     }
@@ -205,7 +254,8 @@ impl GenerationSettings {
         // A folder, or a repository id looked up in (and fetched into) the Hugging Face cache.
         let folder = resolve_model(&folder.to_string_lossy()).map_err(fail)?;
         let device = self.open_device()?;
-        WanVace::shared_on(&folder, &device, default_dtype(&device)).map_err(fail)
+        WanVace::shared_with_adapters(&folder, &device, default_dtype(&device), &self.lora)
+            .map_err(fail)
     }
 
     /// The device the `device` property names, opened (one handle per GPU in the process).
@@ -219,15 +269,20 @@ impl GenerationSettings {
     }
 
     pub fn task_params(&self) -> TaskParams {
-        TaskParams {
+        let mut params = TaskParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             seed: self.seed,
             steps: self.steps as usize,
             guidance: self.guidance,
             window_frames: self.window_frames as usize,
+            step_cache: self.step_cache,
             ..TaskParams::default()
+        };
+        if let Some(preset) = self.preset {
+            preset.apply(&mut params);
         }
+        params
     }
 }
 

@@ -1258,3 +1258,103 @@ fn replace_background_progress_counts_the_windows_of_the_stream() {
         .collect();
     assert_eq!(windows, vec![(0, 3), (1, 3), (2, 3)]);
 }
+
+/// A LoRA adapter of `models/fixtures/lora` (made for the tiny model).
+fn adapter(name: &str) -> String {
+    format!(
+        "{}/../models/fixtures/lora/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The bytes of the frames extend-forward generates after 4 frames, with `properties`.
+fn extension(properties: &str) -> Vec<Vec<u8>> {
+    let mut h = harness(&format!(
+        "mode=extend-forward frames=2 context-frames=2 prompt=\"a harbour\" seed=3 {properties}"
+    ));
+    for index in 0..4 {
+        h.push(frame(index)).unwrap();
+    }
+    pull_all(&mut h);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let generated = pull_all(&mut h);
+    assert_eq!(generated.len(), 2, "{properties}");
+    generated
+        .iter()
+        .map(|b| b.map_readable().unwrap().as_slice().to_vec())
+        .collect()
+}
+
+/// `lora`, `preset` and `step-cache` reach the generation (on both elements: they are
+/// shared settings): each changes the frames. `lora` is fixed from READY -> PAUSED like `model`.
+#[test]
+fn lora_preset_and_step_cache_change_the_frames() {
+    let base = extension("");
+    let adapted = extension(&format!("lora=\"{}:0.5\"", adapter("wan_ab.safetensors")));
+    assert!(adapted != base, "the adapter did not change the frames");
+    assert!(
+        extension("preset=distill-4") != base,
+        "the preset did not change the frames"
+    );
+    let uncached = extension("steps=6 guidance=1");
+    assert!(
+        extension("steps=6 guidance=1 step-cache=first-block:0.9") != uncached,
+        "the step cache did not change the frames"
+    );
+
+    let h = harness(&format!("lora=\"{}\"", adapter("peft.safetensors")));
+    let element = h.element().unwrap();
+    element.set_property("lora", adapter("wan.safetensors"));
+    assert_eq!(
+        element.property::<Option<String>>("lora"),
+        Some(format!("{}:1", adapter("peft.safetensors"))),
+        "lora changed while playing"
+    );
+    element.set_property("step-cache", "sometimes");
+    assert_eq!(element.property::<String>("step-cache"), "none");
+}
+
+/// An adapter that does not fit the model fails READY -> PAUSED with an error on the bus naming
+/// the key and the file, as a bad model does; so does a missing file.
+#[test]
+fn a_bad_adapter_fails_ready_to_paused_with_a_message() {
+    init();
+    let bad = std::env::temp_dir().join(format!(
+        "soragen-gst-bad-lora-{}.safetensors",
+        std::process::id()
+    ));
+    let key = "transformer.blocks.9.attn1.to_q.lora_A.weight";
+    let tensors = std::collections::HashMap::from([
+        (
+            key.to_string(),
+            candle_core::Tensor::zeros((2, 32), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        ),
+        (
+            "transformer.blocks.9.attn1.to_q.lora_B.weight".to_string(),
+            candle_core::Tensor::zeros((32, 2), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, &bad).unwrap();
+    let missing = std::env::temp_dir().join("soragen-gst-missing-lora.safetensors");
+    for (lora, expected) in [(&bad, key), (&missing, "soragen-gst-missing-lora")] {
+        for factory in ["soragen", "soragensrc"] {
+            let element = gst::ElementFactory::make(factory)
+                .property("model", TINY_MODEL)
+                .property("lora", lora.to_str().unwrap())
+                .build()
+                .unwrap();
+            if factory == "soragen" {
+                element.set_property_from_str("mode", "extend-forward");
+            }
+            let bus = gst::Bus::new();
+            element.set_bus(Some(&bus));
+            assert!(element.set_state(gst::State::Paused).is_err(), "{factory}");
+            let text = error_text(&bus);
+            assert!(text.contains(expected), "{factory}: {text}");
+            element.set_state(gst::State::Null).unwrap();
+        }
+    }
+    std::fs::remove_file(&bad).unwrap();
+}

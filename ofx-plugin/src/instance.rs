@@ -9,6 +9,7 @@ use candle_core::DType;
 use soragen_core::device::{default_dtype, model_device};
 use soragen_core::hub::resolve_model;
 use soragen_core::model::WanVace;
+use soragen_core::presets::LoraSpec;
 use soragen_core::video::Video;
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{ImageEffect, RectI, Result, Status};
@@ -111,15 +112,21 @@ impl Instance {
 
     /// The model in `folder` when this or any other instance or element of the process holds it
     /// loaded (the core's registry), now held by this instance too.
-    pub fn loaded_model(&self, folder: &Path) -> Option<Arc<WanVace>> {
-        let found = WanVace::already_loaded(folder, Self::dtype())?;
+    pub fn loaded_model(&self, folder: &Path, adapters: &[LoraSpec]) -> Option<Arc<WanVace>> {
+        let found = WanVace::already_loaded(folder, Self::dtype(), adapters)?;
         *lock(&self.model) = Some(found.clone());
         Some(found)
     }
 
-    /// Loads the model in `folder` (once per process) and holds it for this instance.
-    pub fn load_model(&self, folder: &Path) -> std::result::Result<Arc<WanVace>, Failure> {
-        let loaded = WanVace::shared(folder, Self::dtype())?;
+    /// Loads the model in `folder` with `adapters` merged (once per process) and holds it for
+    /// this instance.
+    pub fn load_model(
+        &self,
+        folder: &Path,
+        adapters: &[LoraSpec],
+    ) -> std::result::Result<Arc<WanVace>, Failure> {
+        let loaded =
+            WanVace::shared_with_adapters(folder, &model_device(), Self::dtype(), adapters)?;
         *lock(&self.model) = Some(loaded.clone());
         Ok(loaded)
     }

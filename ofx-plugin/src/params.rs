@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 
+use soragen_core::presets::LoraSpec;
 use soragen_core::tasks::{TaskParams, defaults};
 use soragen_ofx_ffi::sys::*;
 use soragen_ofx_ffi::{ParamSet, Result, optional};
@@ -25,6 +26,9 @@ pub const MASK_DILATION: &CStr = c"maskDilation";
 pub const MASK_FEATHER: &CStr = c"maskFeather";
 pub const WINDOW_FRAMES: &CStr = c"windowFrames";
 pub const REFERENCE_FRAME: &CStr = c"referenceFrame";
+pub const LORA: &CStr = c"lora";
+pub const LORA_STRENGTH: &CStr = c"loraStrength";
+pub const SAMPLING: &CStr = c"sampling";
 
 /// Environment variable naming the default model folder.
 pub const MODEL_ENV: &str = "SORAGEN_MODEL";
@@ -33,6 +37,8 @@ enum Kind {
     Text {
         multi_line: bool,
     },
+    /// A file path the host lets the user pick.
+    File,
     /// Integer: default, range, display range.
     Int {
         default: i32,
@@ -136,8 +142,32 @@ const COMMON: &[Spec] = &[
     spec(
         DRAFT,
         "Draft Quality",
-        "Fewer steps for a quick look; renders at a render scale below 1 are drafts too.",
+        "Fast sampling (see Sampling) for a quick look; renders at a render scale below 1 are drafts too.",
         Kind::Bool { default: false },
+    ),
+    spec(
+        SAMPLING,
+        "Sampling",
+        "Quality: the model's own 50 steps with guidance. Fast: 4 steps without guidance (the distill-4 preset), for a step-distilled LoRA such as lightx2v's or CausVid's given as LoRA; draft renders use it too.",
+        Kind::Choice {
+            options: &["Quality", "Fast"],
+        },
+    ),
+    spec(
+        LORA,
+        "LoRA",
+        "A LoRA adapter (.safetensors, diffusers/PEFT or Wan/ComfyUI names) merged into the model's transformer when it loads; empty for none.",
+        Kind::File,
+    ),
+    spec(
+        LORA_STRENGTH,
+        "LoRA Strength",
+        "How strongly the LoRA adapter applies (1 = as trained).",
+        Kind::Double {
+            default: 1.0,
+            range: (-4.0, 4.0),
+            display: (0.0, 2.0),
+        },
     ),
     spec(
         WINDOW_FRAMES,
@@ -224,7 +254,7 @@ fn specs(effect: EffectKind) -> impl Iterator<Item = &'static Spec> {
 pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
     for spec in specs(effect) {
         let kind = match spec.kind {
-            Kind::Text { .. } => kOfxParamTypeString,
+            Kind::Text { .. } | Kind::File => kOfxParamTypeString,
             Kind::Int { .. } => kOfxParamTypeInteger,
             Kind::Double { .. } => kOfxParamTypeDouble,
             Kind::Bool { .. } => kOfxParamTypeBoolean,
@@ -249,6 +279,9 @@ pub fn define(params: ParamSet, effect: EffectKind) -> Result<()> {
                         &std::env::var(MODEL_ENV).unwrap_or_default(),
                     )?;
                 }
+            }
+            Kind::File => {
+                optional(props.set_strings(kOfxParamPropStringMode, &[kOfxParamStringIsFilePath]))?;
             }
             Kind::Int {
                 default,
@@ -290,6 +323,10 @@ pub struct Settings {
     pub task: TaskParams,
     pub frames: usize,
     pub model: String,
+    /// LoRA adapters merged into the model (the LoRA parameter, with its strength).
+    pub adapters: Vec<LoraSpec>,
+    /// The Fast choice: the `distill-4` preset, as draft renders use.
+    pub fast: bool,
     pub draft: bool,
     pub backward: bool,
     pub use_mask: bool,
@@ -327,6 +364,14 @@ impl Settings {
             },
             frames: int(FRAMES)?.max(1) as usize,
             model: text(MODEL)?.trim().to_string(),
+            adapters: match text(LORA)?.trim() {
+                "" => Vec::new(),
+                file => vec![LoraSpec::new(
+                    file,
+                    params.param(LORA_STRENGTH)?.double(time)?,
+                )],
+            },
+            fast: int(SAMPLING)? == 1,
             draft: int(DRAFT)? != 0,
             backward: effect == EffectKind::Extend && int(DIRECTION)? == 1,
             use_mask: has_mask && int(USE_MASK)? != 0,

@@ -432,6 +432,8 @@ mod tests {
             },
             frames,
             model: String::new(),
+            adapters: Vec::new(),
+            fast: false,
             draft: false,
             backward,
             use_mask: false,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use soragen_core::limits;
 use soragen_core::memory::{self, ModelSizes};
 use soragen_core::model::vae_temporal_factor_of;
+use soragen_core::presets::DISTILL_4;
 use soragen_core::tasks::{TaskInputs, TaskKind, animate_request, run_task, window_activations};
 use soragen_core::vace::Observer;
 use soragen_core::video::{Frame, Video, rate_from_f64};
@@ -526,7 +527,15 @@ impl Instance {
         serde_json::to_string(&settings.task)
             .unwrap_or_default()
             .hash(&mut key);
-        (&settings.model, draft, scale.map(f64::to_bits)).hash(&mut key);
+        (
+            &settings.model,
+            settings.fast || draft,
+            scale.map(f64::to_bits),
+        )
+            .hash(&mut key);
+        for adapter in &settings.adapters {
+            (&adapter.path, adapter.strength.to_bits()).hash(&mut key);
+        }
         let mut inputs = TaskInputs::default();
         let rect = if !sources.is_empty() {
             let (mut video, rect) = read_clip(&sources, gpu)?;
@@ -619,15 +628,15 @@ impl Instance {
             return Ok(hit);
         }
         let folder = Instance::model_folder(&settings.model)?;
-        let loaded = self.loaded_model(&folder);
+        let loaded = self.loaded_model(&folder, &settings.adapters);
         self.check_memory(&folder, loaded.is_none(), window, rect, settings)?;
         let model = match loaded {
             Some(model) => model,
-            None => self.load_model(&folder)?,
+            None => self.load_model(&folder, &settings.adapters)?,
         };
         let mut params = settings.task.clone();
-        if draft {
-            params.steps = params.steps.div_ceil(2);
+        if settings.fast || draft {
+            DISTILL_4.apply(&mut params);
         }
         params.seed = params.seed.wrapping_add(window.index as u64);
         let progress = HostProgress {

@@ -574,7 +574,8 @@ fn generate_makes_frames_from_the_prompt_window_by_window() {
 }
 
 /// A render scale below 1 (Resolve's proxy and preview renders) and Draft Quality both render
-/// drafts: half the steps, at the size the host asks for.
+/// drafts: the Fast sampling (the distill-4 preset: 4 steps, no guidance), at the size the host
+/// asks for.
 #[test]
 fn scaled_renders_and_draft_quality_are_drafts() {
     let host = host();
@@ -593,7 +594,7 @@ fn scaled_renders_and_draft_quality_are_drafts() {
         )
         .unwrap();
     quick(&instance, 2, 2);
-    instance.set("steps", Value::Int(4));
+    instance.set("steps", Value::Int(6));
     let half = instance.render_scaled(4.0, 0.5).unwrap();
     assert_eq!(
         half.bounds,
@@ -607,22 +608,106 @@ fn scaled_renders_and_draft_quality_are_drafts() {
     assert_generated(&half);
     assert_eq!(
         instance.log().progress_updates,
-        2,
-        "a half-scale render runs half the steps"
+        4,
+        "a half-scale render runs distill-4's 4 steps"
     );
     assert_generated(&instance.render(4.0).unwrap());
     assert_eq!(
         instance.log().progress_updates,
-        6,
+        10,
         "full scale: all steps, not the draft from the cache"
     );
     instance.set("draft", Value::Int(1));
     instance.render(4.0).unwrap();
     assert_eq!(
         instance.log().progress_updates,
-        8,
-        "Draft Quality: half the steps"
+        14,
+        "Draft Quality: distill-4's 4 steps"
     );
+    assert_all_released(&instance);
+}
+
+/// A LoRA adapter of `models/fixtures/lora` (made for the tiny model).
+fn adapter(name: &str) -> String {
+    format!(
+        "{}/../models/fixtures/lora/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The LoRA parameter (with its strength) and the Fast sampling change the frames; Fast runs
+/// 4 steps. An adapter that does not fit the model is an error through the message suite that
+/// names the key, and the host keeps running.
+#[test]
+fn lora_and_fast_sampling_change_the_frames_and_a_bad_adapter_is_an_error() {
+    let host = host();
+    let instance = host
+        .instance(
+            EXTEND,
+            setup(
+                kOfxImageEffectContextGeneral,
+                vec![(
+                    SOURCE,
+                    footage(0, 4, Depth::Float, Components::Rgba, false, 21),
+                )],
+                Depth::Float,
+                Components::Rgba,
+            ),
+        )
+        .unwrap();
+    quick(&instance, 2, 2);
+    let base = instance.render(4.0).unwrap();
+    instance.set_text("lora", &adapter("wan_ab.safetensors"));
+    instance.set("loraStrength", Value::Double(0.5));
+    let adapted = instance.render(4.0).unwrap();
+    assert_generated(&adapted);
+    assert!(
+        adapted.data != base.data,
+        "the adapter did not change the frames"
+    );
+    instance.set_text("lora", "");
+    let updates = instance.log().progress_updates;
+    instance.set("sampling", Value::Int(1));
+    let fast = instance.render(4.0).unwrap();
+    assert!(fast.data != base.data, "Fast did not change the frames");
+    assert_eq!(
+        instance.log().progress_updates - updates,
+        4,
+        "Fast: 4 steps"
+    );
+    instance.set("sampling", Value::Int(0));
+
+    let bad = std::env::temp_dir().join(format!(
+        "soragen-ofx-bad-lora-{}.safetensors",
+        std::process::id()
+    ));
+    let key = "transformer.blocks.9.attn1.to_q.lora_A.weight";
+    let tensors = std::collections::HashMap::from([
+        (
+            key.to_string(),
+            candle_core::Tensor::zeros((2, 32), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        ),
+        (
+            "transformer.blocks.9.attn1.to_q.lora_B.weight".to_string(),
+            candle_core::Tensor::zeros((32, 2), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, &bad).unwrap();
+    instance.set_text("lora", bad.to_str().unwrap());
+    assert_eq!(instance.render(4.0), Err(kOfxStatFailed));
+    let message = instance
+        .log()
+        .messages
+        .last()
+        .cloned()
+        .expect("an error message");
+    assert_eq!(message.kind, "OfxMessageError");
+    assert!(message.text.contains(key), "{}", message.text);
+    std::fs::remove_file(&bad).unwrap();
+    instance.set_text("lora", "");
+    assert_generated(&instance.render(4.0).unwrap());
     assert_all_released(&instance);
 }
 

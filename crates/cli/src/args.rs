@@ -10,6 +10,17 @@ pub(crate) fn parse_lora(arg: &str) -> std::result::Result<LoraSpec, String> {
     LoraSpec::parse(arg).map_err(|e| e.to_string())
 }
 
+/// `--step-cache first-block[:THRESHOLD]` (no flag: no cache).
+pub(crate) fn parse_step_cache(
+    spec: &str,
+) -> std::result::Result<soragen_core::step_cache::StepCache, String> {
+    match soragen_core::step_cache::StepCache::parse(spec) {
+        Ok(Some(cache)) => Ok(cache),
+        Ok(None) => Err("leave --step-cache out for no cache".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `--preset NAME`.
 pub(crate) fn parse_preset(name: &str) -> std::result::Result<&'static Preset, String> {
     Preset::named(name).map_err(|e| e.to_string())

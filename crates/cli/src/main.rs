@@ -20,7 +20,7 @@ use soragen_core::video::{Sink, Video, quantise};
 use soragen_core::{Error, Result, model::WanVace};
 use soragen_models::lora::LoraSpec;
 
-use args::{device_and_dtype, limited, parse_lora, parse_preset};
+use args::{device_and_dtype, limited, parse_lora, parse_preset, parse_step_cache};
 use outputs::{commit_output, prepare_output, write_frames};
 use progress::Terminal;
 
@@ -103,6 +103,10 @@ struct VaceArgs {
     /// given with --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
     #[arg(long, value_parser = parse_preset, conflicts_with_all = ["steps", "guidance"])]
     preset: Option<&'static Preset>,
+    /// Reuse work between denoising steps: `first-block[:THRESHOLD]` is diffusers' First Block
+    /// Cache (threshold default 0.05; higher is faster and further from the uncached frames).
+    #[arg(long, value_name = "first-block[:THRESHOLD]", value_parser = parse_step_cache)]
+    step_cache: Option<soragen_core::step_cache::StepCache>,
     /// A folder of PNG images, a .y4m file, or a .safetensors file (`frames`, f32 [F, H, W, 3]).
     #[arg(long)]
     output: PathBuf,
@@ -170,6 +174,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         flow_shift: args.flow_shift.or(args.preset.and_then(|p| p.flow_shift)),
         conditioning_scale: 1.0,
         noise,
+        cache: args.step_cache,
     };
     let prompt = model.encode_prompt(&args.prompt)?;
     let negative = if sampling.uses_guidance() {
@@ -184,6 +189,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
         "params": {
             "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "steps": sampling.steps, "guidance": sampling.guidance, "flow_shift": sampling.flow_shift,
+            "step_cache": sampling.cache,
             "preset": args.preset.map(|p| p.name),
             "lora": args.lora.iter().map(|a| serde_json::json!({"file": a.path.display().to_string(), "strength": a.strength})).collect::<Vec<_>>(),
         },

@@ -72,6 +72,10 @@ pub struct Common {
     /// --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
     #[arg(long, value_parser = crate::args::parse_preset, conflicts_with_all = ["steps", "guidance"])]
     preset: Option<&'static soragen_core::presets::Preset>,
+    /// Reuse work between denoising steps: `first-block[:THRESHOLD]` is diffusers' First Block
+    /// Cache (threshold default 0.05; higher is faster and further from the uncached frames).
+    #[arg(long, value_name = "first-block[:THRESHOLD]", value_parser = crate::args::parse_step_cache)]
+    step_cache: Option<soragen_core::step_cache::StepCache>,
     /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
     /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
     /// OUTPUT.json.
@@ -101,6 +105,8 @@ impl Common {
             window_frames: self.window_frames,
             match_frame_rate: !self.no_frame_rate_match,
             cache: self.cache.clone(),
+            step_cache: self.step_cache,
+            ..TaskParams::default()
         };
         if let Some(preset) = self.preset {
             preset.apply(&mut params);

@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flow_shift: None,
         conditioning_scale: 1.0,
         noise: Noise::Seed(0),
+        cache: None,
     };
     // Once per generation: the VACE context and the text keys of both prompts.
     let conditioning = wan.conditioning(&input, &prompt, Some(&negative), &sampling)?;

@@ -9,6 +9,7 @@ pub mod model;
 pub mod output;
 pub mod presets;
 pub mod progress;
+pub mod step_cache;
 pub mod tasks;
 pub mod vace;
 pub mod video;

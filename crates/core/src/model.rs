@@ -196,10 +196,11 @@ impl WanVace {
         Self::shared_on(folder, &model_device(), dtype)
     }
 
-    /// The process-wide copy of a model on [`model_device`] where something holds it loaded:
+    /// The process-wide copy of a model (with `adapters` merged) on [`model_device`] where
+    /// something holds it loaded:
     /// lets a host tell whether using the model costs a load (and the memory of its weights).
-    pub fn already_loaded(folder: &Path, dtype: DType) -> Option<Arc<Self>> {
-        let key = model_key(folder, &model_device(), dtype, &[]);
+    pub fn already_loaded(folder: &Path, dtype: DType, adapters: &[LoraSpec]) -> Option<Arc<Self>> {
+        let key = model_key(folder, &model_device(), dtype, adapters);
         loaded()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -362,6 +363,12 @@ impl WanVace {
     /// Transformer forward passes this model has run (see `WanTransformer::forward_count`).
     pub fn transformer_forwards(&self) -> usize {
         self.transformer.forward_count()
+    }
+
+    /// Of those, the ones that reused the step cache's work (see
+    /// `WanTransformer::cached_forward_count`).
+    pub fn transformer_cached_forwards(&self) -> usize {
+        self.transformer.cached_forward_count()
     }
 
     pub fn vace_layer_count(&self) -> usize {

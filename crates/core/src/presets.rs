@@ -4,8 +4,33 @@
 //! costs 4 transformer evaluations instead of the 100 of 50 guided steps. The adapter itself is
 //! given with `--lora` (a preset without its adapter produces poor frames).
 
+/// The adapter spec every surface parses (re-exported: hosts need not depend on the models crate).
+pub use soragen_models::lora::LoraSpec;
+
 use crate::tasks::TaskParams;
 use crate::{Error, Result};
+
+/// Separates adapters in one text value (the GStreamer `lora` property), as it separates
+/// reference images.
+pub const ADAPTER_SEPARATOR: char = ';';
+
+/// `FILE[:STRENGTH]` adapters separated by [`ADAPTER_SEPARATOR`]; empty text: none.
+pub fn parse_adapters(text: &str) -> Result<Vec<LoraSpec>> {
+    text.split(ADAPTER_SEPARATOR)
+        .map(str::trim)
+        .filter(|spec| !spec.is_empty())
+        .map(|spec| LoraSpec::parse(spec).map_err(|e| Error::Input(e.to_string())))
+        .collect()
+}
+
+/// The text [`parse_adapters`] reads back.
+pub fn adapters_text(adapters: &[LoraSpec]) -> String {
+    adapters
+        .iter()
+        .map(|a| format!("{}:{}", a.path.display(), a.strength))
+        .collect::<Vec<_>>()
+        .join(&ADAPTER_SEPARATOR.to_string())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preset {
@@ -36,6 +61,9 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+/// The few-step preset: what a host's Fast choice and its draft renders use.
+pub const DISTILL_4: &Preset = &PRESETS[1];
+
 impl Preset {
     /// The preset of that name, or an error listing them.
     pub fn named(name: &str) -> Result<&'static Preset> {
@@ -48,9 +76,19 @@ impl Preset {
         })
     }
 
-    /// Sets the task's steps and guidance.
+    /// [`Self::named`], with empty text or `none` meaning no preset (a host's setting).
+    pub fn optional(name: &str) -> Result<Option<&'static Preset>> {
+        match name.trim() {
+            "" | "none" => Ok(None),
+            name => Self::named(name).map(Some),
+        }
+    }
+
+    /// Sets the task's steps, guidance and flow shift (a preset without a shift keeps the
+    /// model folder's).
     pub fn apply(&self, params: &mut TaskParams) {
         params.steps = self.steps;
         params.guidance = self.guidance;
+        params.flow_shift = self.flow_shift;
     }
 }

@@ -33,6 +33,7 @@ use resample::{Between, between};
 use crate::limits;
 use crate::memory;
 use crate::model::WanVace;
+use crate::step_cache::StepCache;
 use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
 use crate::video::{Frame, Video};
 use crate::{Error, Result};
@@ -103,6 +104,10 @@ pub struct TaskParams {
     pub seed: u64,
     pub steps: usize,
     pub guidance: f64,
+    /// Overrides the scheduler's flow shift (a preset's, see [`crate::presets`]).
+    pub flow_shift: Option<f64>,
+    /// Reuse work between denoising steps ([`crate::step_cache`]).
+    pub step_cache: Option<StepCache>,
     /// Source frames nearest the cut that condition an extension or insert.
     pub context_frames: usize,
     /// Match colour and brightness of generated frames to the source they continue.
@@ -133,6 +138,8 @@ impl Default for TaskParams {
             seed: 0,
             steps: defaults::STEPS,
             guidance: defaults::GUIDANCE,
+            flow_shift: None,
+            step_cache: None,
             context_frames: defaults::CONTEXT_FRAMES,
             color_match: true,
             mask_dilation: defaults::MASK_DILATION,
@@ -371,6 +378,13 @@ fn open_cache(
     key.add("negative prompt", params.negative_prompt.as_bytes());
     key.add("steps", &(params.steps as u64).to_le_bytes());
     key.add("guidance", &params.guidance.to_le_bytes());
+    // Only when set, as references: caches made before these existed stay valid.
+    if let Some(shift) = params.flow_shift {
+        key.add("flow shift", &shift.to_le_bytes());
+    }
+    if let Some(step_cache) = params.step_cache {
+        key.add("step cache", StepCache::spec(Some(step_cache)).as_bytes());
+    }
     // No entry for no references: caches made before references existed stay valid.
     for reference in references {
         key.add_f32s("reference", reference);
@@ -471,6 +485,12 @@ fn preflight(
 fn check_params(model: &WanVace, params: &TaskParams) -> Result<()> {
     limits::STEPS.request(params.steps)?;
     limits::GUIDANCE.request(params.guidance)?;
+    if let Some(shift) = params.flow_shift {
+        limits::FLOW_SHIFT.request(shift)?;
+    }
+    if let Some(StepCache::FirstBlock { threshold }) = params.step_cache {
+        crate::step_cache::THRESHOLD.request(threshold)?;
+    }
     limits::CONTEXT_FRAMES.request(params.context_frames)?;
     limits::WINDOW_FRAMES.request(params.window_frames)?;
     limits::MASK_PIXELS.request(params.mask_dilation)?;
@@ -1027,9 +1047,10 @@ impl Timeline {
         let sampling = Sampling {
             steps: request.params.steps,
             guidance: request.params.guidance,
-            flow_shift: None,
+            flow_shift: request.params.flow_shift,
             conditioning_scale: 1.0,
             noise: Noise::Seed(seed),
+            cache: request.params.step_cache,
         };
         let output = model.generate(
             &input,

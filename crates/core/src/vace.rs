@@ -12,15 +12,18 @@
 //! video. The latents gain one frame per reference; those frames are dropped before decoding.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::Distribution;
-use soragen_models::transformer::TextContext;
+
+use soragen_models::transformer::{FirstBlockCache, TextContext};
 use soragen_models::vae::Tiling;
 
 use crate::limits;
 use crate::model::WanVace;
+use crate::step_cache::StepCache;
 // Where hosts have always found them.
 pub use crate::model::Prompt;
 pub use crate::progress::{Observer, Silent, checkpoint};
@@ -280,6 +283,8 @@ pub struct Sampling {
     /// VACE context scale, for every VACE layer.
     pub conditioning_scale: f64,
     pub noise: Noise,
+    /// Reuse work between steps (faster, further from the uncached frames).
+    pub cache: Option<StepCache>,
 }
 
 impl Sampling {
@@ -289,6 +294,9 @@ impl Sampling {
         limits::GUIDANCE.request(self.guidance)?;
         if let Some(shift) = self.flow_shift {
             limits::FLOW_SHIFT.request(shift)?;
+        }
+        if let Some(StepCache::FirstBlock { threshold }) = self.cache {
+            crate::step_cache::THRESHOLD.request(threshold)?;
         }
         Ok(())
     }
@@ -300,13 +308,28 @@ impl Sampling {
 
 /// What the denoising steps of one generation are conditioned on ([`WanVace::conditioning`]).
 pub struct Conditioning {
-    /// The VACE context, one copy per batch entry (prompt, then negative prompt).
-    control: Tensor,
     /// VACE context scale per VACE layer.
     scales: Vec<f64>,
-    text: TextContext,
-    /// With guidance: the batch is (prompt, negative prompt), combined with this scale.
+    branches: Branches,
+    /// With guidance: the branches are (prompt, negative prompt), combined with this scale.
     guidance: Option<f64>,
+}
+
+/// How the guidance branches run.
+enum Branches {
+    /// All in one batch: larger matrix products run faster on the CPU than one call per
+    /// branch, and give the same numbers (the transformer is per-sample).
+    Batched {
+        /// The VACE context, once per branch.
+        control: Tensor,
+        text: TextContext,
+    },
+    /// One forward per branch, each with its own cache (diffusers' cache contexts "cond" and
+    /// "uncond"): the branches may skip different steps.
+    Cached {
+        control: Tensor,
+        branches: Vec<(TextContext, Mutex<FirstBlockCache>)>,
+    },
 }
 
 /// Fails with an error naming `what` when `tensor` holds a NaN or an infinity: a broken part
@@ -438,7 +461,7 @@ impl WanVace {
 
     /// Everything the denoising steps are conditioned on, prepared once per generation: the
     /// VACE context of the clip and the transformer's text keys of the prompt and, with
-    /// guidance, of the negative prompt (the two batched together).
+    /// guidance, of the negative prompt (batched together, or one by one with a step cache).
     pub fn conditioning(
         &self,
         input: &VaceInput,
@@ -461,22 +484,35 @@ impl WanVace {
             .vace_context_observed(input, observer)?
             .to_dtype(self.dtype)?;
         let scales = vec![sampling.conditioning_scale; self.vace_layer_count()];
-        let (control, text, guidance) = match negative {
-            // Both branches in one batch of two: larger matrix products run faster on the CPU
-            // than two calls, and give the same numbers (the transformer is per-sample).
+        let (texts, guidance) = match negative {
             Some(negative) if sampling.uses_guidance() => (
-                Tensor::cat(&[&control, &control], 0)?,
-                Tensor::cat(&[&prompt.embeddings, &negative.embeddings], 0)?,
+                vec![&prompt.embeddings, &negative.embeddings],
                 Some(sampling.guidance),
             ),
-            _ => (control, prompt.embeddings.clone(), None),
+            _ => (vec![&prompt.embeddings], None),
         };
-        ensure_finite(&text, "the text encoder")?;
-        let text = self.transformer.text_context(&text)?;
+        for text in &texts {
+            ensure_finite(text, "the text encoder")?;
+        }
+        let branches = match sampling.cache {
+            None => Branches::Batched {
+                control: Tensor::cat(&vec![&control; texts.len()], 0)?,
+                text: self.transformer.text_context(&Tensor::cat(&texts, 0)?)?,
+            },
+            Some(StepCache::FirstBlock { threshold }) => Branches::Cached {
+                control,
+                branches: texts
+                    .into_iter()
+                    .map(|text| {
+                        let cache = Mutex::new(FirstBlockCache::new(threshold));
+                        Ok((self.transformer.text_context(text)?, cache))
+                    })
+                    .collect::<Result<_>>()?,
+            },
+        };
         Ok(Conditioning {
-            control,
             scales,
-            text,
+            branches,
             guidance,
         })
     }
@@ -489,18 +525,38 @@ impl WanVace {
         t: f64,
         conditioning: &Conditioning,
     ) -> Result<Tensor> {
-        let batch = conditioning.control.dim(0)?;
         let latents = latents.to_dtype(self.dtype)?;
-        let latents = if batch == 1 {
-            latents
-        } else {
-            Tensor::cat(&vec![&latents; batch], 0)?
+        let scales = conditioning.scales.as_slice();
+        let out = match &conditioning.branches {
+            Branches::Batched { control, text } => {
+                let batch = control.dim(0)?;
+                let latents = Tensor::cat(&vec![&latents; batch], 0)?;
+                let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
+                self.transformer.forward_with_text(
+                    &latents,
+                    &timestep,
+                    text,
+                    Some((control, scales)),
+                )?
+            }
+            Branches::Cached { control, branches } => {
+                let timestep = Tensor::new(&[t as f32], &self.device)?;
+                let outputs = branches
+                    .iter()
+                    .map(|(text, cache)| {
+                        let mut cache = cache.lock().expect("a branch cache is never poisoned");
+                        self.transformer.forward_cached(
+                            &latents,
+                            &timestep,
+                            text,
+                            Some((control, scales)),
+                            Some(&mut cache),
+                        )
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&outputs, 0)?
+            }
         };
-        let timestep = Tensor::new(vec![t as f32; batch], &self.device)?;
-        let control = Some((&conditioning.control, conditioning.scales.as_slice()));
-        let out =
-            self.transformer
-                .forward_with_text(&latents, &timestep, &conditioning.text, control)?;
         let out = out.to_dtype(DType::F32)?;
         ensure_finite(&out, "the transformer")?;
         match conditioning.guidance {

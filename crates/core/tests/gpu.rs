@@ -246,6 +246,7 @@ fn pipeline_frames(case: &Path, device: &Device, dtype: DType) -> (Tensor, Tenso
         flow_shift: None,
         conditioning_scale: 1.0,
         noise: Noise::Latents(read_latents(&case.join("latents.safetensors"), device).unwrap()),
+        cache: None,
     };
     let prompt = model
         .encode_prompt(request["prompt"].as_str().unwrap())

@@ -16,9 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use soragen_core::model::WanVace;
-use soragen_core::vace::{Noise, Sampling, Silent, VaceInput, read_latents};
+use soragen_core::step_cache::StepCache;
+use soragen_core::vace::{Noise, Observer, Sampling, Silent, VaceInput, read_latents};
 use soragen_core::video::Video;
 use soragen_models::max_abs_diff;
 
@@ -43,7 +44,15 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
-fn run_case(case: &Path) -> f32 {
+struct Case {
+    model: std::sync::Arc<WanVace>,
+    request: serde_json::Value,
+    input: VaceInput,
+    latents: Tensor,
+    expected: Tensor,
+}
+
+fn load_case(case: &Path) -> Case {
     let request: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("request.json")).unwrap()).unwrap();
     let device = Device::Cpu;
@@ -68,27 +77,49 @@ fn run_case(case: &Path) -> f32 {
             .collect();
         input = input.with_references(&references).unwrap();
     }
-    let sampling = Sampling {
-        steps: request["steps"].as_u64().unwrap() as usize,
-        guidance: request["guidance"].as_f64().unwrap(),
-        flow_shift: None,
-        conditioning_scale: 1.0,
-        noise: Noise::Latents(read_latents(&case.join("latents.safetensors"), &device).unwrap()),
-    };
-    let prompt = model
-        .encode_prompt(request["prompt"].as_str().unwrap())
-        .unwrap();
-    let negative = model
-        .encode_prompt(request["negative"].as_str().unwrap())
-        .unwrap();
-    let frames = model
-        .generate(&input, &prompt, Some(&negative), &sampling, &Silent)
-        .unwrap();
     let expected =
         candle_core::safetensors::load(case.join("expected.safetensors"), &device).unwrap();
-    let expected = &expected["frames"];
-    assert_eq!(frames.dims(), expected.dims(), "{}", case.display());
-    max_abs_diff(&frames, expected).unwrap()
+    Case {
+        model,
+        input,
+        latents: read_latents(&case.join("latents.safetensors"), &device).unwrap(),
+        expected: expected["frames"].clone(),
+        request,
+    }
+}
+
+impl Case {
+    /// The frames of the fixture's request, with `cache`.
+    fn generate(&self, cache: Option<StepCache>, observer: &dyn Observer) -> Tensor {
+        let request = &self.request;
+        let sampling = Sampling {
+            steps: request["steps"].as_u64().unwrap() as usize,
+            guidance: request["guidance"].as_f64().unwrap(),
+            flow_shift: None,
+            conditioning_scale: 1.0,
+            noise: Noise::Latents(self.latents.clone()),
+            cache,
+        };
+        let prompt = self
+            .model
+            .encode_prompt(request["prompt"].as_str().unwrap())
+            .unwrap();
+        let negative = self
+            .model
+            .encode_prompt(request["negative"].as_str().unwrap())
+            .unwrap();
+        let frames = self
+            .model
+            .generate(&self.input, &prompt, Some(&negative), &sampling, observer)
+            .unwrap();
+        assert_eq!(frames.dims(), self.expected.dims());
+        frames
+    }
+}
+
+fn run_case(case: &Path) -> f32 {
+    let case = load_case(case);
+    max_abs_diff(&case.generate(None, &Silent), &case.expected).unwrap()
 }
 
 #[test]
@@ -110,6 +141,88 @@ fn matches_diffusers_wan_vace_pipeline() {
             "{}: max |diff| {diff} > {tolerance}",
             case.display()
         );
+    }
+}
+
+/// After each denoising step, how many forwards so far reused the step cache's work.
+struct CachedForwards<'a> {
+    model: &'a WanVace,
+    per_step: std::cell::RefCell<Vec<usize>>,
+}
+
+impl Observer for CachedForwards<'_> {
+    fn step(&self, _: usize, _: usize) {
+        self.per_step
+            .borrow_mut()
+            .push(self.model.transformer_cached_forwards());
+    }
+}
+
+/// diffusers' First Block Cache on the tiny pipeline (`models/reference/cache.py`): the same
+/// frames (within 1e-4) and the same skipped steps, per guidance branch ("cond", "uncond": each
+/// has its own cache, and in `first_block_extend` they skip different steps), counted on the
+/// model as the preset test counts forwards. The cache must change the frames, or the test
+/// could not tell a cache that never skips.
+#[test]
+fn first_block_cache_matches_diffusers_and_skips_the_same_steps() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/cache");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert_eq!(
+        cases.len(),
+        2,
+        "cache fixtures missing in {}",
+        root.display()
+    );
+    for dir in cases {
+        let case = load_case(&dir);
+        let threshold = case.request["threshold"].as_f64().unwrap();
+        let decisions: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("decisions.json")).unwrap())
+                .unwrap();
+        let steps = case.request["steps"].as_u64().unwrap() as usize;
+        // diffusers' decisions as skips per step, summed over the branches.
+        let mut skipped_per_step = vec![0; steps];
+        for branch in decisions.as_object().unwrap().values() {
+            let branch = branch.as_array().unwrap();
+            assert_eq!(branch.len(), steps);
+            for (step, decision) in branch.iter().enumerate() {
+                if let Some(difference) = decision["difference"].as_f64() {
+                    // A decision on the threshold would hang on rounding, not on the method.
+                    assert!((difference - threshold).abs() > 1e-3, "{}", dir.display());
+                }
+                skipped_per_step[step] += usize::from(decision["decision"] == "skipped");
+            }
+        }
+        assert!(skipped_per_step.iter().any(|&s| s > 0) && skipped_per_step.contains(&0));
+
+        let counter = CachedForwards {
+            model: &case.model,
+            per_step: Default::default(),
+        };
+        // The model may be shared with the other tests of this process.
+        let before = case.model.transformer_cached_forwards();
+        let cached = case.generate(Some(StepCache::FirstBlock { threshold }), &counter);
+        let counts = counter.per_step.into_inner();
+        let ours: Vec<usize> = counts
+            .iter()
+            .scan(before, |before, &now| {
+                Some(now - std::mem::replace(before, now))
+            })
+            .collect();
+        assert_eq!(ours, skipped_per_step, "{}: skips per step", dir.display());
+
+        let diff = max_abs_diff(&cached, &case.expected).unwrap();
+        println!(
+            "{}: max |diff| = {diff:e}, skips per step {ours:?}",
+            dir.display()
+        );
+        assert!(diff <= 1e-4, "{}: max |diff| {diff} > 1e-4", dir.display());
+        let uncached = case.generate(None, &Silent);
+        assert!(max_abs_diff(&cached, &uncached).unwrap() > 1e-3);
     }
 }
 
@@ -146,6 +259,7 @@ fn more_references_than_latent_frames() {
         flow_shift: None,
         conditioning_scale: 1.0,
         noise: Noise::Seed(1),
+        cache: None,
     };
     let prompt = model.encode_prompt("a cat").unwrap();
     let frames = model
@@ -161,6 +275,7 @@ fn more_references_than_latent_frames() {
     .unwrap();
     let sampling = Sampling {
         noise: Noise::Latents(short),
+        cache: None,
         ..sampling
     };
     let message = model
@@ -339,6 +454,7 @@ fn original_wan_tensor_names_give_the_same_frames() {
             flow_shift: None,
             conditioning_scale: 1.0,
             noise: Noise::Seed(3),
+            cache: None,
         };
         let prompt = model.encode_prompt("a harbour at dawn").unwrap();
         model

@@ -5,11 +5,13 @@
 //! The image-to-video variant (CLIP image tokens, `image_dim` / `added_kv_proj_dim`) and the
 //! Wan2.2 per-token timesteps are not implemented.
 
+mod cache;
 mod kernels;
 mod layers;
 mod names;
 mod rope;
 
+pub use cache::FirstBlockCache;
 pub use names::{diffusers_to_original_name, original_to_diffusers_name};
 
 use candle_core::{DType, Result, Tensor, bail};
@@ -356,6 +358,8 @@ pub struct WanTransformer {
     rope: Rope,
     /// Forward passes run so far (see [`Self::forward_count`]).
     forwards: std::sync::atomic::AtomicUsize,
+    /// Of those, the ones that skipped blocks (see [`Self::cached_forward_count`]).
+    cached_forwards: std::sync::atomic::AtomicUsize,
 }
 
 impl WanTransformer {
@@ -440,6 +444,7 @@ impl WanTransformer {
                 vb.device(),
             ),
             forwards: Default::default(),
+            cached_forwards: Default::default(),
         })
     }
 
@@ -452,6 +457,13 @@ impl WanTransformer {
     /// What step distillation and caching save.
     pub fn forward_count(&self) -> usize {
         self.forwards.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Of [`Self::forward_count`], the forwards that ran only the first block (and the VACE
+    /// blocks) and reused the cached residual of the others ([`FirstBlockCache`]).
+    pub fn cached_forward_count(&self) -> usize {
+        self.cached_forwards
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The text conditioning for [`Self::forward_with_text`]: every block's cross-attention
@@ -513,6 +525,19 @@ impl WanTransformer {
         text: &TextContext,
         vace: Option<(&Tensor, &[f64])>,
     ) -> Result<Tensor> {
+        self.forward_cached(latents, timestep, text, vace, None)
+    }
+
+    /// [`Self::forward_with_text`], with the blocks after the first skipped when `cache` says
+    /// their work can be reused (see [`FirstBlockCache`]; one cache per guidance branch).
+    pub fn forward_cached(
+        &self,
+        latents: &Tensor,
+        timestep: &Tensor,
+        text: &TextContext,
+        vace: Option<(&Tensor, &[f64])>,
+        cache: Option<&mut FirstBlockCache>,
+    ) -> Result<Tensor> {
         let (batch, _, frames, height, width) = latents.dims5()?;
         let [pt, ph, pw] = self.config.patch_size;
         let grid = (frames / pt, height / ph, width / pw);
@@ -544,11 +569,45 @@ impl WanTransformer {
             (Some(_), None) => bail!("VACE control given to a Wan transformer without VACE layers"),
             (None, _) => None,
         };
-        for (layer, (block, keys)) in self.blocks.iter().zip(&text.blocks).enumerate() {
-            x = block.forward(&x, keys, &time_modulation, &rope)?;
-            if let Some(run) = vace_run.as_mut() {
-                x = run.add_hint_after(layer, x, &text.vace_blocks, &time_modulation, &rope)?;
+        let mut add_hint = |layer: usize, x: Tensor| match vace_run.as_mut() {
+            Some(run) => run.add_hint_after(layer, x, &text.vace_blocks, &time_modulation, &rope),
+            None => Ok(x),
+        };
+        let blocks: Vec<_> = self.blocks.iter().zip(&text.blocks).collect();
+        let mut first_computed = 0;
+        // The first block's output, when the remaining blocks run and their residual is cached.
+        let mut cache_head = None;
+        if let Some(cache) = cache {
+            let [(first, keys), .., _] = blocks.as_slice() else {
+                bail!("the first block cache needs a transformer of two blocks or more")
+            };
+            let head = first.forward(&x, keys, &time_modulation, &rope)?;
+            match cache.reusable(&(&head - &x)?)? {
+                // The skipped blocks pass their input through; every hint is still added.
+                Some(tail_residual) => {
+                    self.cached_forwards
+                        .fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                    x = (&head + tail_residual)?;
+                    for layer in 0..blocks.len() {
+                        x = add_hint(layer, x)?;
+                    }
+                    first_computed = blocks.len();
+                }
+                None => {
+                    x = add_hint(0, head.clone())?;
+                    cache_head = Some((cache, head));
+                    first_computed = 1;
+                }
             }
+        }
+        for (layer, (block, keys)) in blocks.iter().enumerate().skip(first_computed) {
+            x = block.forward(&x, keys, &time_modulation, &rope)?;
+            if layer + 1 == blocks.len()
+                && let Some((cache, head)) = cache_head.take()
+            {
+                cache.store_tail((&x - head)?);
+            }
+            x = add_hint(layer, x)?;
         }
 
         let table = self
