@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use soragen_core::colour_space::ColourSpace;
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, animate_request, defaults, run_task};
 use soragen_core::video::{Frame, Video};
@@ -71,11 +72,17 @@ pub struct Common {
     /// --lora) or `quality` (50 steps, guidance 5); instead of --steps and --guidance.
     #[arg(long, value_parser = crate::args::parse_preset, conflicts_with_all = ["steps", "guidance"])]
     preset: Option<&'static soragen_core::presets::Preset>,
-    /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
-    /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
-    /// OUTPUT.json.
+    /// A folder of images (00000.png, ...; 16-bit PNG for 16-bit inputs, OpenEXR for EXR
+    /// inputs), a .y4m file, or a video file (.mkv lossless, .mp4/.mov/.webm lossy, via
+    /// ffmpeg), written in the input's colour space; the record of what was generated goes next
+    /// to it as OUTPUT.json.
     #[arg(long)]
     output: PathBuf,
+    /// The colour space of the input frames, for inputs that do not say: srgb, rec709, linear,
+    /// acescg, acescct, aces2065-1, davinci-intermediate, rec2020-pq, rec2020-hlg [default:
+    /// linear for OpenEXR, srgb for everything else].
+    #[arg(long, value_name = "NAME")]
+    colour_space: Option<ColourSpace>,
     /// A reference image (PNG, any size; e.g. the subject on white), given to every window so
     /// the subject keeps its look; repeat for several.
     #[arg(long = "reference", value_name = "IMG")]
@@ -253,13 +260,8 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 pub fn animate(args: AnimateArgs) -> Result<()> {
     // Refused before anything is read: the request itself is wrong.
     let placeholder = Video {
-        width: 1,
-        height: 1,
-        frames: vec![Frame {
-            rgb: vec![0; 3],
-            alpha: None,
-        }],
-        fps: None,
+        frames: vec![Frame::from_8bit(&[0; 3], None)],
+        ..Video::new(1, 1, None)
     };
     let (kind, _) = animate_request(placeholder, args.frames)?;
     let read = || Ok(animate_request(Video::read_image(&args.image)?, args.frames)?.1);
@@ -297,6 +299,11 @@ fn run_named(
     protected.extend(common.references.iter().map(PathBuf::as_path));
     let destination = prepare_output(&common.output, &protected)?;
     let mut inputs = read()?;
+    if let Some(space) = common.colour_space {
+        for clip in inputs.clip.iter_mut().chain(inputs.next.iter_mut()) {
+            clip.colour = space;
+        }
+    }
     inputs.references = common
         .references
         .iter()
