@@ -117,46 +117,58 @@ impl ColourSpace {
     /// Interleaved RGB samples of this space as the model's copy: sRGB code values in [0, 1].
     /// sRGB samples are only clamped (bit-exact otherwise).
     pub fn to_model(self, rgb: &[f32]) -> Vec<f32> {
+        let mut model = rgb.to_vec();
+        self.to_model_in_place(&mut model);
+        model
+    }
+
+    /// [`ColourSpace::to_model`] over the samples themselves (no second frame in memory).
+    pub fn to_model_in_place(self, rgb: &mut [f32]) {
         if self == ColourSpace::Srgb {
-            return rgb.iter().map(|&v| clamp_unit(v)).collect();
+            rgb.iter_mut().for_each(|v| *v = clamp_unit(*v));
+            return;
         }
         let (transfer, matrix) = (self.transfer(), self.gamut().to(Gamut::Rec709));
-        let mut out = Vec::with_capacity(rgb.len());
-        for pixel in rgb.chunks_exact(3) {
-            let pixel = [pixel[0], pixel[1], pixel[2]];
-            let light = matrix.apply(pixel.map(|v| transfer.decode(v as f64)));
-            out.extend(light.map(|v| {
+        for pixel in rgb.chunks_exact_mut(3) {
+            let code = [pixel[0], pixel[1], pixel[2]];
+            let light = matrix.apply(code.map(|v| transfer.decode(v as f64)));
+            let shown = light.map(|v| {
                 let shown = if transfer.hdr_peak().is_some() {
                     tone_map(v)
                 } else {
                     v
                 };
                 srgb_encode(shown.clamp(0.0, 1.0)) as f32
-            }));
+            });
+            pixel.copy_from_slice(&shown);
         }
-        out
     }
 
     /// The model's interleaved RGB (sRGB code values in [0, 1]) as samples of this space: the
     /// inverse of [`ColourSpace::to_model`] over the model's range.
     pub fn from_model(self, rgb: &[f32]) -> Vec<f32> {
+        let mut samples = rgb.to_vec();
+        self.from_model_in_place(&mut samples);
+        samples
+    }
+
+    /// [`ColourSpace::from_model`] over the samples themselves.
+    pub fn from_model_in_place(self, rgb: &mut [f32]) {
         if self == ColourSpace::Srgb {
-            return rgb.to_vec();
+            return;
         }
         let (transfer, matrix) = (self.transfer(), Gamut::Rec709.to(self.gamut()));
-        let mut out = Vec::with_capacity(rgb.len());
-        for pixel in rgb.chunks_exact(3) {
-            let pixel = [pixel[0], pixel[1], pixel[2]];
-            let light = pixel.map(|v| {
+        for pixel in rgb.chunks_exact_mut(3) {
+            let code = [pixel[0], pixel[1], pixel[2]];
+            let light = code.map(|v| {
                 let shown = srgb_decode(clamp_unit(v) as f64);
                 match transfer.hdr_peak() {
                     Some(peak) => tone_unmap(shown, peak),
                     None => shown,
                 }
             });
-            out.extend(matrix.apply(light).map(|v| transfer.encode(v) as f32));
+            pixel.copy_from_slice(&matrix.apply(light).map(|v| transfer.encode(v) as f32));
         }
-        out
     }
 }
 
@@ -478,10 +490,15 @@ fn bradford(from: [f64; 2], to: [f64; 2]) -> Matrix {
         BRADFORD.apply(xy_to_xyz(from)),
         BRADFORD.apply(xy_to_xyz(to)),
     );
-    let mut gain = Matrix([[0.0; 3]; 3]);
-    for c in 0..3 {
-        gain.0[c][c] = target[c] / source[c];
-    }
+    let gain = Matrix(std::array::from_fn(|row| {
+        std::array::from_fn(|column| {
+            if row == column {
+                target[row] / source[row]
+            } else {
+                0.0
+            }
+        })
+    }));
     BRADFORD.inverse().times(&gain).times(&BRADFORD)
 }
 

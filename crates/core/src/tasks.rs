@@ -1014,19 +1014,19 @@ impl Timeline {
         for ((_, position), frame) in targets.into_iter().zip(frames) {
             checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
-            let full: Vec<f32> = resample::resize(&scaled, request.working, 3, size)
-                .into_iter()
-                .map(|v| v / 255.0)
-                .collect();
-            let generated = self.colour.from_model(&full);
+            // In place: one frame's worth of memory beyond the held frames.
+            let mut generated = resample::resize(&scaled, request.working, 3, size);
+            generated.iter_mut().for_each(|v| *v /= 255.0);
+            self.colour.from_model_in_place(&mut generated);
             let rgb = match &self.slots[position] {
                 Slot::Replace { source, weight } => {
                     composite(&source.rgb, &generated, weight, self.depth)
                 }
-                _ => generated
-                    .into_iter()
-                    .map(|v| self.depth.quantise(v))
-                    .collect(),
+                _ => {
+                    let depth = self.depth;
+                    generated.iter_mut().for_each(|v| *v = depth.quantise(*v));
+                    generated
+                }
             };
             self.slots[position] = Slot::Fixed(Frame { rgb, alpha: None });
         }
@@ -1037,12 +1037,9 @@ impl Timeline {
     /// the 0..255 scale (resampled on that scale as ever, so 8-bit sRGB sources give the model
     /// the same values bit for bit).
     fn model_view(&self, rgb: &[f32], working: (usize, usize)) -> Vec<f32> {
-        let scaled: Vec<f32> = self
-            .colour
-            .to_model(rgb)
-            .into_iter()
-            .map(|v| v * 255.0)
-            .collect();
+        let mut scaled = rgb.to_vec();
+        self.colour.to_model_in_place(&mut scaled);
+        scaled.iter_mut().for_each(|v| *v *= 255.0);
         resample::resize(&scaled, (self.width, self.height), 3, working)
     }
 
