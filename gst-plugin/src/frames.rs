@@ -261,7 +261,7 @@ fn to_video(buffers: &[gst::Buffer], info: &VideoInfo) -> Result<Video, glib::Bo
                 }
             }
         }
-        video.frames.push(Frame { rgb, alpha });
+        video.frames.push(Frame::from_8bit(&rgb, alpha.as_deref()));
     }
     Ok(video)
 }
@@ -281,11 +281,12 @@ fn to_buffer(frame: &Frame, info: &VideoInfo) -> Result<gst::Buffer, glib::BoolE
         .map_err(|_| glib::bool_error!("cannot map a video frame"))?;
     let stride = source.plane_stride()[0] as usize;
     let data = source.plane_data_mut(0)?;
+    let (rgb, alpha) = (frame.rgb_8bit(), frame.alpha_8bit());
     for (y, row) in data.chunks_mut(stride).take(height).enumerate() {
         for (x, pixel) in row[..width * 4].chunks_exact_mut(4).enumerate() {
             let i = y * width + x;
-            pixel[..3].copy_from_slice(&frame.rgb[i * 3..i * 3 + 3]);
-            pixel[3] = frame.alpha.as_ref().map_or(255, |a| a[i]);
+            pixel[..3].copy_from_slice(&rgb[i * 3..i * 3 + 3]);
+            pixel[3] = alpha.as_ref().map_or(255, |a| a[i]);
         }
     }
     if info.format() == VideoFormat::Rgba {

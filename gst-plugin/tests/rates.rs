@@ -31,14 +31,12 @@ fn pixels(index: usize) -> Vec<u8> {
 }
 
 fn frame_of(rgba: &[u8]) -> Frame {
-    let rgb = rgba
+    let rgb: Vec<u8> = rgba
         .chunks_exact(4)
         .flat_map(|p| [p[0], p[1], p[2]])
         .collect();
-    Frame {
-        rgb,
-        alpha: Some(rgba.chunks_exact(4).map(|p| p[3]).collect()),
-    }
+    let alpha: Vec<u8> = rgba.chunks_exact(4).map(|p| p[3]).collect();
+    Frame::from_8bit(&rgb, Some(&alpha))
 }
 
 const RATES: [(u64, u64); 4] = [(16, 1), (24, 1), (25, 1), (30000, 1001)];
@@ -79,7 +77,7 @@ fn through_element(
 fn rgb_of(buffers: &[gst::Buffer]) -> Vec<Vec<u8>> {
     buffers
         .iter()
-        .map(|b| frame_of(b.map_readable().unwrap().as_slice()).rgb)
+        .map(|b| frame_of(b.map_readable().unwrap().as_slice()).rgb_8bit())
         .collect()
 }
 
@@ -112,7 +110,7 @@ fn core_frames(
     let whole = run_task(&model, &kind, &inputs, &params, &Silent).unwrap();
     whole.video.frames[range]
         .iter()
-        .map(|f| f.rgb.clone())
+        .map(Frame::rgb_8bit)
         .collect()
 }
 
@@ -260,7 +258,7 @@ fn a_long_background_replacement_equals_the_core_task_on_the_whole_clip() {
         &Silent,
     )
     .unwrap();
-    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(|f| f.rgb.clone()).collect();
+    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(Frame::rgb_8bit).collect();
     assert!(
         rgb_of(&out) == expected,
         "the element's replacement differs from the core's on the whole clip"
@@ -304,7 +302,7 @@ fn a_long_generated_clip_equals_the_core_task() {
         height: SIZE,
     };
     let whole = run_task(&model, &kind, &TaskInputs::default(), &params, &Silent).unwrap();
-    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(|f| f.rgb.clone()).collect();
+    let expected: Vec<Vec<u8>> = whole.video.frames.iter().map(Frame::rgb_8bit).collect();
     assert!(
         rgb_of(&out) == expected,
         "soragensrc differs from the core's generate"

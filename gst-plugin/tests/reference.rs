@@ -41,10 +41,7 @@ fn image(dir: &Path, name: &str, (width, height): (usize, usize), seed: u8) -> (
         .map(|i| ((i * 7 + (i / (width * 3)) * 13) as u8).wrapping_mul(seed | 1))
         .collect();
     let mut video = Video::new(width, height, None);
-    video.frames.push(Frame {
-        rgb: rgb.clone(),
-        alpha: None,
-    });
+    video.frames.push(Frame::from_8bit(&rgb, None));
     let out = dir.join(name);
     write_png_dir(&video, &out).unwrap();
     (out.join("00000.png"), rgb)

@@ -1,5 +1,5 @@
 //! Between OpenFX images (any depth, RGB or RGBA, rows bottom-up, any row stride) and the
-//! core's 8-bit top-down frames.
+//! core's top-down frames, read at 8 bits.
 
 use std::hash::{Hash, Hasher};
 
@@ -92,7 +92,7 @@ pub fn to_frame(image: &Image, rect: RectI) -> Result<Frame, OutOfMemory> {
             }
         }
     }
-    Ok(Frame { rgb, alpha })
+    Ok(Frame::from_8bit(&rgb, alpha.as_deref()))
 }
 
 /// A matte from a mask image: its alpha, or luma when it has none (white = subject).
@@ -102,9 +102,9 @@ pub fn to_matte(image: &Image, rect: RectI) -> Result<Vec<u8>, OutOfMemory> {
 
 /// A mask image's matte from its frame: alpha, or luma for images without alpha.
 pub fn matte_of(frame: Frame, components: Components) -> Vec<u8> {
-    match (components, frame.alpha) {
+    match (components, frame.alpha_8bit()) {
         (Components::Rgb, _) | (_, None) => frame
-            .rgb
+            .rgb_8bit()
             .chunks_exact(3)
             .map(|p| {
                 ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8
@@ -168,6 +168,7 @@ pub fn write_frame(
     let (depth, components, x0) = (output.depth, output.components, output.bounds.x1);
     let pixel_bytes = output.pixel_bytes();
     let exact = unchanged.filter(|s| s.depth == depth && s.components == components);
+    let frame_rgb = frame.rgb_8bit();
     for y in window.y1..window.y2 {
         let Some(out) = output.row_mut(y) else {
             continue;
@@ -181,7 +182,7 @@ pub fn write_frame(
         let source_row = exact.and_then(|s| s.row(y));
         for x in window.x1.max(rect.x1)..window.x2.min(rect.x2) {
             let i = frame_row(&rect, y) * rect.width() + (x - rect.x1) as usize;
-            let rgb = &frame.rgb[3 * i..3 * i + 3];
+            let rgb = &frame_rgb[3 * i..3 * i + 3];
             let offset = (x - window.x1) as usize;
             if let (Some(source), Some(row)) = (exact, source_row)
                 && x >= source.bounds.x1

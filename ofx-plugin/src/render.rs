@@ -423,11 +423,8 @@ fn identify(image: &Image, read: &[&[u8]], key: &mut DefaultHasher) {
 
 fn identify_clip(images: &[Image], video: &Video, key: &mut DefaultHasher) {
     for (image, frame) in images.iter().zip(&video.frames) {
-        identify(
-            image,
-            &[&frame.rgb, frame.alpha.as_deref().unwrap_or_default()],
-            key,
-        );
+        let (rgb, alpha) = (frame.rgb_8bit(), frame.alpha_8bit().unwrap_or_default());
+        identify(image, &[&rgb, &alpha], key);
     }
 }
 

@@ -117,7 +117,7 @@ fn insert_as_a_transition_fills_the_output_range() {
 }
 
 fn to_frame(pixels: &Pixels) -> Frame {
-    let rgb = pixels
+    let rgb: Vec<u8> = pixels
         .data
         .chunks_exact(4 * 4)
         .flat_map(|p| {
@@ -128,7 +128,7 @@ fn to_frame(pixels: &Pixels) -> Frame {
             })
         })
         .collect();
-    Frame { rgb, alpha: None }
+    Frame::from_8bit(&rgb, None)
 }
 
 /// A generated clip longer than a model window is made window after window, each reading the
@@ -169,10 +169,8 @@ fn generate_makes_a_long_clip_window_after_window() {
         "Frames is the clip's length"
     );
     let video = Video {
-        width: SIZE.0,
-        height: SIZE.1,
         frames: frames.iter().map(to_frame).collect(),
-        fps: None,
+        ..Video::new(SIZE.0, SIZE.1, None)
     };
     for cut in [9, 16] {
         let seam = soragen_core::tasks::seam(&video, cut, cut - 4..cut);

@@ -33,10 +33,7 @@ fn frame_of(pixels: &Pixels) -> Frame {
             alpha.push(pixel[3]);
         }
     }
-    Frame {
-        rgb,
-        alpha: Some(alpha),
-    }
+    Frame::from_8bit(&rgb, Some(&alpha))
 }
 
 fn clip_of(footage: &Footage, rate: f64) -> Video {
@@ -70,13 +67,13 @@ fn core_frames(
     let whole = run_task(&model, &kind, &inputs, params, &Silent).unwrap();
     whole.video.frames[range]
         .iter()
-        .map(|f| f.rgb.clone())
+        .map(Frame::rgb_8bit)
         .collect()
 }
 
 fn ofx_frames(instance: &Instance, times: std::ops::Range<i64>) -> Vec<Vec<u8>> {
     times
-        .map(|t| frame_of(&instance.render(t as f64).unwrap()).rgb)
+        .map(|t| frame_of(&instance.render(t as f64).unwrap()).rgb_8bit())
         .collect()
 }
 

@@ -16,7 +16,7 @@ use soragen_core::limits;
 use soragen_core::presets::Preset;
 use soragen_core::tasks::defaults;
 use soragen_core::vace::{Noise, Sampling, VaceInput, read_latents};
-use soragen_core::video::{Sink, Video, quantise};
+use soragen_core::video::{Sink, Video, model_frames};
 use soragen_core::{Error, Result, model::WanVace};
 use soragen_models::lora::LoraSpec;
 
@@ -208,7 +208,7 @@ fn run_vace(args: VaceArgs) -> Result<()> {
                 let (_, height, width, _) = frames.dims4()?;
                 let values = frames.flatten_all()?.to_vec1::<f32>()?;
                 write_frames(
-                    &quantise(&values, width, height, video.fps),
+                    &model_frames(&values, width, height, video.fps),
                     &output,
                     staging,
                 )

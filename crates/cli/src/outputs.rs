@@ -4,28 +4,29 @@ use std::path::Path;
 
 use soragen_core::output::{Destination, Shape};
 use soragen_core::vace::Observer;
-use soragen_core::video::{Sink, Video, write_png_dir, write_y4m};
+use soragen_core::video::{Sink, Video, write_frames_dir, write_y4m};
 use soragen_core::{Error, Result};
 
 use crate::container;
 use crate::progress::Terminal;
 
-/// 8-bit frames as `output` asks: a video file, a `.y4m` file, else a PNG folder.
+/// Frames as `output` asks: a video file, a `.y4m` file (8-bit), else a folder of images at the
+/// clip's depth (PNG, or OpenEXR for half and float clips).
 pub(crate) fn write_frames(video: &Video, output: &Path, staging: &Path) -> Result<()> {
     if container::is_container(output) {
         return container::write(video, output, staging);
     }
     match Sink::for_path(output) {
         Sink::Y4m(_) => write_y4m(video, staging),
-        _ => write_png_dir(video, staging),
+        _ => write_frames_dir(video, staging),
     }
 }
 
-/// Task outputs are 8-bit frames: refuses an output path that asks for anything else.
+/// Task outputs are frames: refuses an output path that asks for anything else.
 pub(crate) fn frames_only(output: &Path) -> Result<()> {
     match Sink::for_path(output) {
         Sink::Safetensors(_) => Err(Error::Output(format!(
-            "{}: write frames as a PNG folder or a .y4m file",
+            "{}: write frames as a folder of images or a .y4m file",
             output.display()
         ))),
         _ => Ok(()),
@@ -36,7 +37,7 @@ pub(crate) fn frames_only(output: &Path) -> Result<()> {
 /// `inputs`, and may replace only what soragen wrote.
 pub(crate) fn prepare_output(output: &Path, inputs: &[&Path]) -> Result<Destination> {
     let folder =
-        matches!(Sink::for_path(output), Sink::PngDir(_)) && !container::is_container(output);
+        matches!(Sink::for_path(output), Sink::Folder(_)) && !container::is_container(output);
     Destination::prepare(
         output,
         if folder { Shape::Folder } else { Shape::File },

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use soragen_core::colour_space::ColourSpace;
 use soragen_core::model::WanVace;
 use soragen_core::tasks::{TaskInputs, TaskKind, TaskParams, animate_request, defaults, run_task};
 use soragen_core::video::{Frame, Video};
@@ -76,11 +77,17 @@ pub struct Common {
     /// Cache (threshold default 0.05; higher is faster and further from the uncached frames).
     #[arg(long, value_name = "first-block[:THRESHOLD]", value_parser = crate::args::parse_step_cache)]
     step_cache: Option<soragen_core::step_cache::StepCache>,
-    /// A folder of PNG images (00000.png, ...), a .y4m file, or a video file (.mkv lossless,
-    /// .mp4/.mov/.webm lossy, via ffmpeg); the record of what was generated goes next to it as
-    /// OUTPUT.json.
+    /// A folder of images (00000.png, ...; 16-bit PNG for 16-bit inputs, OpenEXR for EXR
+    /// inputs), a .y4m file, or a video file (.mkv lossless, .mp4/.mov/.webm lossy, via
+    /// ffmpeg), written in the input's colour space; the record of what was generated goes next
+    /// to it as OUTPUT.json.
     #[arg(long)]
     output: PathBuf,
+    /// The colour space of the input frames, for inputs that do not say: srgb, rec709, linear,
+    /// acescg, acescct, aces2065-1, davinci-intermediate, rec2020-pq, rec2020-hlg [default:
+    /// linear for OpenEXR, srgb for everything else].
+    #[arg(long, value_name = "NAME")]
+    colour_space: Option<ColourSpace>,
     /// A reference image (PNG, any size; e.g. the subject on white), given to every window so
     /// the subject keeps its look; repeat for several.
     #[arg(long = "reference", value_name = "IMG")]
@@ -262,13 +269,8 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 pub fn animate(args: AnimateArgs) -> Result<()> {
     // Refused before anything is read: the request itself is wrong.
     let placeholder = Video {
-        width: 1,
-        height: 1,
-        frames: vec![Frame {
-            rgb: vec![0; 3],
-            alpha: None,
-        }],
-        fps: None,
+        frames: vec![Frame::from_8bit(&[0; 3], None)],
+        ..Video::new(1, 1, None)
     };
     let (kind, _) = animate_request(placeholder, args.frames)?;
     let read = || Ok(animate_request(Video::read_image(&args.image)?, args.frames)?.1);
@@ -307,6 +309,11 @@ fn run_named(
     let destination = prepare_output(&common.output, &protected)?;
     let credentials = Credentials::for_output(&common.signing, &common.output)?;
     let mut inputs = read()?;
+    if let Some(space) = common.colour_space {
+        for clip in inputs.clip.iter_mut().chain(inputs.next.iter_mut()) {
+            clip.colour = space;
+        }
+    }
     inputs.references = common
         .references
         .iter()

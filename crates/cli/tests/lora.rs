@@ -111,10 +111,8 @@ fn task_commands_take_adapters_and_refuse_bad_ones_in_one_line() {
     let dir = scratch("tasks");
     let mut clip = Video::new(16, 16, Some((16, 1)));
     for f in 0..2 {
-        clip.frames.push(Frame {
-            rgb: (0..16 * 16 * 3).map(|i| (i * 7 + f) as u8).collect(),
-            alpha: None,
-        });
+        let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 7 + f) as u8).collect();
+        clip.frames.push(Frame::from_8bit(&rgb, None));
     }
     write_png_dir(&clip, &dir.join("in")).unwrap();
     let extend = |output: &str, lora: &[&str]| {

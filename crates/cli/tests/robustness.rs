@@ -23,13 +23,11 @@ fn scratch(name: &str) -> PathBuf {
 fn clip(width: usize, height: usize, frames: usize) -> Video {
     let mut video = Video::new(width, height, Some((24, 1)));
     for f in 0..frames {
-        let rgb = (0..width * height * 3)
+        let rgb: Vec<u8> = (0..width * height * 3)
             .map(|i| (i * 7 + f * 13) as u8)
             .collect();
-        video.frames.push(Frame {
-            rgb,
-            alpha: Some(vec![if f % 2 == 0 { 0 } else { 255 }; width * height]),
-        });
+        let alpha = vec![if f % 2 == 0 { 0 } else { 255 }; width * height];
+        video.frames.push(Frame::from_8bit(&rgb, Some(&alpha)));
     }
     video
 }

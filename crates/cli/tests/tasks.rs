@@ -20,10 +20,10 @@ fn scratch(name: &str) -> PathBuf {
 fn clip(width: usize, height: usize, frames: usize, shade: u8) -> Video {
     let mut video = Video::new(width, height, Some((24, 1)));
     for f in 0..frames {
-        let rgb = (0..width * height * 3)
+        let rgb: Vec<u8> = (0..width * height * 3)
             .map(|i| shade.wrapping_add(((i / 3) % width + f) as u8))
             .collect();
-        video.frames.push(Frame { rgb, alpha: None });
+        video.frames.push(Frame::from_8bit(&rgb, None));
     }
     video
 }
@@ -185,10 +185,10 @@ fn replace_background_takes_a_mask_folder() {
     write_png_dir(&source, &dir.join("in")).unwrap();
     let mut masks = Video::new(32, 16, None);
     for _ in 0..2 {
-        let rgb = (0..32 * 16 * 3)
+        let rgb: Vec<u8> = (0..32 * 16 * 3)
             .map(|i| if (i / 3) % 32 < 8 { 255 } else { 0 })
             .collect();
-        masks.frames.push(Frame { rgb, alpha: None });
+        masks.frames.push(Frame::from_8bit(&rgb, None));
     }
     write_png_dir(&masks, &dir.join("mask")).unwrap();
     let out = dir.join("out.y4m");

@@ -1,5 +1,6 @@
 //! Soragen's inference core, shared by the CLI, the OpenFX plugin and the GStreamer element.
 
+pub mod colour_space;
 pub mod device;
 pub mod gpu;
 pub mod hub;

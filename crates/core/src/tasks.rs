@@ -6,8 +6,12 @@
 //!
 //! Frames the user keeps come out bit-identical: source frames are copied through, and a
 //! replaced background is composited onto the source frame at its own resolution, so pixels
-//! outside the (dilated, feathered) background mask are the source's bytes. Only the model's
-//! view of the clip is resized (to the working size, see [`working_size`]).
+//! outside the (dilated, feathered) background mask are the source's samples, whatever their
+//! range. Only the model's view of the clip is resized (to the working size, see
+//! [`working_size`]) and converted into the model's space (display-referred sRGB in [0, 1],
+//! see [`crate::colour_space`]); generated frames are converted back into the clip's space and
+//! made at the clip's depth ([`Depth::quantise`]), so a host that hands the task its own earlier
+//! output (window by window) gives the model what a whole-clip run gives it.
 //!
 //! Masks: an all-black background mask (no background in a frame) leaves that frame as it is
 //! and runs nothing for it; an all-white one regenerates the whole frame, conditioned on the
@@ -30,12 +34,13 @@ pub use colour::{Likeness, Seam, likeness, seam};
 pub use plan::{Window, next_whole_frame_window, whole_frame_windows};
 use resample::{Between, between};
 
+use crate::colour_space::ColourSpace;
 use crate::limits;
 use crate::memory;
 use crate::model::WanVace;
 use crate::step_cache::StepCache;
 use crate::vace::{Noise, Observer, Prompt, Sampling, VaceInput, checkpoint};
-use crate::video::{Frame, Video};
+use crate::video::{Depth, Frame, Video};
 use crate::{Error, Result};
 
 /// Frames in one Wan2.1 window (5 s at its native 16 fps).
@@ -80,8 +85,9 @@ pub struct TaskInputs {
     /// each is fitted to the working size as diffusers fits it ([`crate::vace::fit_reference`]).
     pub references: Vec<Video>,
     /// Replace background and generate, run window by window by a host (see
-    /// [`whole_frame_windows`]): the frames the window before made at the window's `context`,
-    /// which this window reads first as known frames. They are not part of the output.
+    /// [`whole_frame_windows`]): the frames the window before made at the window's `context`
+    /// (in the clip's colour space), which this window reads first as known frames. They are
+    /// not part of the output.
     pub previous: Vec<Frame>,
 }
 
@@ -463,7 +469,14 @@ fn preflight(
         .ceil();
     let clip = limits::bytes(
         "the output",
-        &[frames, width, height, 3, 1 + stretch as usize],
+        &[
+            frames,
+            width,
+            height,
+            3,
+            std::mem::size_of::<f32>(),
+            1 + stretch as usize,
+        ],
     )?;
     // One model window at a time, by the core's estimate (as the OpenFX plugin checks it); a
     // GPU holds its activations in its own memory, so there only its frames count.
@@ -586,6 +599,9 @@ struct Timeline {
     width: usize,
     height: usize,
     fps: Option<(u32, u32)>,
+    /// The clip's space and depth, which generated frames are made in.
+    colour: ColourSpace,
+    depth: Depth,
     /// Windows run from the end towards the start (extend backward).
     backward: bool,
     /// Colour of the source frames new frames continue; `None`: no matching.
@@ -658,8 +674,10 @@ fn sources(clip: &Video) -> impl Iterator<Item = Pick> + '_ {
     clip.frames.iter().cloned().map(Pick::Source)
 }
 
-fn stats(frames: &[Frame]) -> Option<ChannelStats> {
-    ChannelStats::of(frames.iter().map(|f| f.rgb.as_slice()), 255.0)
+/// The colour statistics of source frames as the model sees them.
+fn stats(frames: &[Frame], colour: ColourSpace) -> Option<ChannelStats> {
+    let model: Vec<Vec<f32>> = frames.iter().map(|f| colour.to_model(&f.rgb)).collect();
+    ChannelStats::of(model.iter().map(Vec::as_slice))
 }
 
 /// Source frames per model frame (see [`Timeline`]).
@@ -769,7 +787,7 @@ impl Timeline {
                 let (start, model) = (known.len(), model_frames(frames, step, false));
                 let slots: Vec<Slot> = fixed(known).chain(new_frames(model)).collect();
                 let new = stretch(frames, model, false, start, slots.len());
-                let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..]);
+                let anchor = stats(&clip.frames[clip.len().saturating_sub(near)..], clip.colour);
                 (
                     slots,
                     sources(clip).chain(new).collect(),
@@ -794,7 +812,7 @@ impl Timeline {
                         len,
                     ))
                 });
-                let anchor = stats(&clip.frames[..near.min(clip.len())]);
+                let anchor = stats(&clip.frames[..near.min(clip.len())], clip.colour);
                 (
                     slots,
                     new.chain(sources(clip)).collect(),
@@ -811,6 +829,12 @@ impl Timeline {
                     return Err(Error::Input(format!(
                         "clip A is {}x{} but clip B is {}x{}: insert needs clips of one size",
                         a.width, a.height, b.width, b.height
+                    )));
+                }
+                if a.colour != b.colour {
+                    return Err(Error::Input(format!(
+                        "clip A is {} but clip B is {}: insert needs clips in one colour space",
+                        a.colour, b.colour
                     )));
                 }
                 let step = source_step(a, params);
@@ -831,7 +855,7 @@ impl Timeline {
                     sources(a).chain(new).chain(sources(b)).collect(),
                     a,
                     false,
-                    stats(&anchor_frames),
+                    stats(&anchor_frames, a.colour),
                 )
             }
             TaskKind::ReplaceBackground => {
@@ -868,6 +892,8 @@ impl Timeline {
                     width,
                     height,
                     fps: Some(MODEL_FPS),
+                    colour: ColourSpace::default(),
+                    depth: Depth::default(),
                     backward: false,
                     anchor: None,
                 });
@@ -879,6 +905,8 @@ impl Timeline {
             width: clip.width,
             height: clip.height,
             fps: clip.fps,
+            colour: clip.colour,
+            depth: clip.depth,
             backward,
             anchor: anchor.filter(|_| params.color_match),
         })
@@ -925,14 +953,12 @@ impl Timeline {
                     mask.resize(mask.len() + width * height, 1.0);
                 }
                 Some(Slot::Fixed(frame)) => {
-                    let small =
-                        resample::resize(&resample::to_f32(&frame.rgb), size, 3, request.working);
+                    let small = self.model_view(&frame.rgb, request.working);
                     pixels.extend(small.iter().map(|v| 2.0 * (v / 255.0) - 1.0));
                     mask.resize(mask.len() + width * height, 0.0);
                 }
                 Some(Slot::Replace { source, weight }) => {
-                    let small =
-                        resample::resize(&resample::to_f32(&source.rgb), size, 3, request.working);
+                    let small = self.model_view(&source.rgb, request.working);
                     let weight = resample::resize(weight, size, 1, request.working);
                     for (pixel, w) in small.chunks_exact(3).zip(weight) {
                         // Any trace of background at the working size is regenerated.
@@ -1008,22 +1034,39 @@ impl Timeline {
         for ((_, position), frame) in targets.into_iter().zip(frames) {
             checkpoint(request.observer)?;
             let scaled: Vec<f32> = frame.iter().map(|v| v * 255.0).collect();
-            let full = resample::resize(&scaled, request.working, 3, size);
+            // In place: one frame's worth of memory beyond the held frames.
+            let mut generated = resample::resize(&scaled, request.working, 3, size);
+            generated.iter_mut().for_each(|v| *v /= 255.0);
+            self.colour.from_model_in_place(&mut generated);
             // A replaced background keeps the source's alpha (the matte, where it came from
             // there): only colour is generated.
             let frame = match &self.slots[position] {
                 Slot::Replace { source, weight } => Frame {
-                    rgb: composite(&source.rgb, &full, weight),
+                    rgb: composite(&source.rgb, &generated, weight, self.depth),
                     alpha: source.alpha.clone(),
                 },
-                _ => Frame {
-                    rgb: full.iter().map(|&v| resample::to_u8(v)).collect(),
-                    alpha: None,
-                },
+                _ => {
+                    let depth = self.depth;
+                    generated.iter_mut().for_each(|v| *v = depth.quantise(*v));
+                    Frame {
+                        rgb: generated,
+                        alpha: None,
+                    }
+                }
             };
             self.slots[position] = Slot::Fixed(frame);
         }
         Ok(())
+    }
+
+    /// A frame of the clip as the model sees it: in the model's space, at the working size, on
+    /// the 0..255 scale (resampled on that scale as ever, so 8-bit sRGB sources give the model
+    /// the same values bit for bit).
+    fn model_view(&self, rgb: &[f32], working: (usize, usize)) -> Vec<f32> {
+        let mut scaled = rgb.to_vec();
+        self.colour.to_model_in_place(&mut scaled);
+        scaled.iter_mut().for_each(|v| *v *= 255.0);
+        resample::resize(&scaled, (self.width, self.height), 3, working)
     }
 
     /// The model's output [F, H, W, 3] in [0, 1] for one window's pixels (in [-1, 1]) and mask.
@@ -1066,6 +1109,8 @@ impl Timeline {
     /// last output frame that uses it, so the output is never held twice.
     fn into_video(self) -> Video {
         let mut video = Video::new(self.width, self.height, self.fps);
+        (video.colour, video.depth) = (self.colour, self.depth);
+        let depth = self.depth;
         let mut last_use = vec![None; self.slots.len()];
         for (index, pick) in self.output.iter().enumerate() {
             if let Pick::Model(moment) = pick {
@@ -1097,7 +1142,10 @@ impl Timeline {
                             .as_ref()
                             .zip(slots[moment.to].as_ref())
                             .map(|(from, to)| Frame {
-                                rgb: resample::blend(&from.rgb, &to.rgb, moment.weight),
+                                rgb: resample::blend(&from.rgb, &to.rgb, moment.weight)
+                                    .into_iter()
+                                    .map(|v| depth.quantise(v))
+                                    .collect(),
                                 alpha: None,
                             }),
                     };
@@ -1115,18 +1163,19 @@ impl Timeline {
     }
 }
 
-/// Source where `weight` is 0 (its exact bytes), generated where 1, blended between.
-fn composite(source: &[u8], generated: &[f32], weight: &[f32]) -> Vec<u8> {
+/// Source where `weight` is 0 (its exact samples), generated where 1, blended between (at the
+/// clip's depth).
+fn composite(source: &[f32], generated: &[f32], weight: &[f32], depth: Depth) -> Vec<f32> {
     source
         .chunks_exact(3)
         .zip(generated.chunks_exact(3))
         .zip(weight)
         .flat_map(|((s, g), &w)| {
-            std::array::from_fn::<u8, 3, _>(|c| {
+            std::array::from_fn::<f32, 3, _>(|c| {
                 if w == 0.0 {
                     s[c]
                 } else {
-                    resample::to_u8(s[c] as f32 * (1.0 - w) + g[c] * w)
+                    depth.quantise(s[c] * (1.0 - w) + g[c] * w)
                 }
             })
         })
@@ -1165,7 +1214,8 @@ fn background_slots(
             .iter()
             .enumerate()
             .map(|(index, frame)| match &frame.alpha {
-                Some(alpha) => Ok(alpha.iter().map(|&a| if a < 128 { 1.0 } else { 0.0 }).collect()),
+                // Transparent: below half (below 128 at 8 bits).
+                Some(alpha) => Ok(alpha.iter().map(|&a| if a < 0.5 { 1.0 } else { 0.0 }).collect()),
                 None => Err(Error::Input(format!(
                     "replace-background needs a mask, or frames with an alpha channel (frame {index} has none)"
                 ))),

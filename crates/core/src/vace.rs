@@ -42,7 +42,8 @@ pub struct VaceInput {
 }
 
 impl VaceInput {
-    /// Frames as 8-bit RGB and one generate flag per pixel and frame.
+    /// Frames (converted from the clip's colour space into the model's) and one generate flag
+    /// per pixel and frame.
     pub fn from_frames(video: &Video, mask: &[Vec<bool>], device: &Device) -> Result<Self> {
         let (f, h, w) = (video.len(), video.height, video.width);
         if mask.len() != f {
@@ -56,11 +57,13 @@ impl VaceInput {
                 "masks must have the frames' size {w}x{h}"
             )));
         }
-        // Same arithmetic as diffusers' image processor: x / 255, then 2x - 1.
+        // Same arithmetic as diffusers' image processor: x / 255 (8-bit frames hold exactly
+        // that), then 2x - 1.
         let pixels: Vec<f32> = video
             .frames
             .iter()
-            .flat_map(|frame| frame.rgb.iter().map(|&v| 2.0 * (v as f32 / 255.0) - 1.0))
+            .flat_map(|frame| video.colour.to_model(&frame.rgb))
+            .map(|x| 2.0 * x - 1.0)
             .collect();
         let video = Tensor::from_vec(pixels, (f, h, w, 3), device)?
             .permute((3, 0, 1, 2))?
@@ -123,15 +126,17 @@ pub fn fit_reference(image: &Video, width: usize, height: usize) -> Result<Vec<f
             "a {w0}x{h0} reference image is too small: at least {REFERENCE_MULTIPLE}x{REFERENCE_MULTIPLE} pixels"
         )));
     }
-    let rgb = if (w1, h1) == (w0, h0) {
-        frame.rgb.clone()
+    let model = image.colour.to_model(&frame.rgb);
+    let pixels: Vec<f32> = if (w1, h1) == (w0, h0) {
+        model.iter().map(|&x| 2.0 * x - 1.0).collect()
     } else {
-        lanczos::resize(&frame.rgb, w0, h0, w1, h1)
+        // Pillow resizes 8-bit images: so do we, for the same reference.
+        let bytes: Vec<u8> = model.into_iter().map(crate::video::to_8bit).collect();
+        lanczos::resize(&bytes, w0, h0, w1, h1)
+            .iter()
+            .map(|&v| 2.0 * (v as f32 / 255.0) - 1.0)
+            .collect()
     };
-    let pixels: Vec<f32> = rgb
-        .iter()
-        .map(|&v| 2.0 * (v as f32 / 255.0) - 1.0)
-        .collect();
     // Python: scale = min(H / h, W / w); int(h * scale), int(w * scale).
     let scale = (height as f64 / h1 as f64).min(width as f64 / w1 as f64);
     let (nh, nw) = (

@@ -33,10 +33,10 @@ fn params() -> TaskParams {
 
 fn image(width: usize, height: usize, paint: impl Fn(usize, usize) -> [u8; 3]) -> Video {
     let mut video = Video::new(width, height, Some((16, 1)));
-    let rgb = (0..width * height)
+    let rgb: Vec<u8> = (0..width * height)
         .flat_map(|i| paint(i % width, i / width))
         .collect();
-    video.frames.push(Frame { rgb, alpha: None });
+    video.frames.push(Frame::from_8bit(&rgb, None));
     video
 }
 
@@ -44,11 +44,11 @@ fn image(width: usize, height: usize, paint: impl Fn(usize, usize) -> [u8; 3]) -
 fn as_seen(reference: &Video, width: usize, height: usize) -> Frame {
     let planes = fit_reference(reference, width, height).unwrap();
     let plane = width * height;
-    let rgb = (0..plane)
+    let rgb: Vec<u8> = (0..plane)
         .flat_map(|i| (0..3).map(move |c| c * plane + i))
         .map(|at| ((planes[at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
         .collect();
-    Frame { rgb, alpha: None }
+    Frame::from_8bit(&rgb, None)
 }
 
 /// Mean likeness of each window's new frames to `seen`.

@@ -119,10 +119,9 @@ fn exporting_equals_the_cpu_reference_and_leaves_padding_alone() {
     for (layout, data) in layouts() {
         let len = data + layout.span().end as usize;
         let pixels = layout.width * layout.height;
-        let with_alpha = Frame {
-            rgb: (0..3 * pixels).map(|i| (i * 13 % 256) as u8).collect(),
-            alpha: Some((0..pixels).map(|i| i as u8).collect()),
-        };
+        let rgb: Vec<u8> = (0..3 * pixels).map(|i| (i * 13 % 256) as u8).collect();
+        let alpha: Vec<u8> = (0..pixels).map(|i| i as u8).collect();
+        let with_alpha = Frame::from_8bit(&rgb, Some(&alpha));
         let opaque = Frame {
             alpha: None,
             ..with_alpha.clone()
@@ -203,17 +202,9 @@ fn images_of_one_clip_must_share_a_size() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("16x16 and 8x8"), "{error}");
-    let error = unsafe {
-        converter.export_frame(
-            &Frame {
-                rgb: vec![0; 3],
-                alpha: None,
-            },
-            &big,
-        )
-    }
-    .unwrap_err()
-    .to_string();
+    let error = unsafe { converter.export_frame(&Frame::from_8bit(&[0; 3], None), &big) }
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot fill a 16x16 image"), "{error}");
 }
 

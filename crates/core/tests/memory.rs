@@ -88,10 +88,10 @@ fn clip(frames: usize) -> Video {
     let (width, height) = (640, 320);
     let mut video = Video::new(width, height, Some((16, 1)));
     for f in 0..frames {
-        let rgb = (0..width * height * 3)
+        let rgb: Vec<u8> = (0..width * height * 3)
             .map(|i| ((i / 3 % width + f * 7) % 251) as u8)
             .collect();
-        video.frames.push(Frame { rgb, alpha: None });
+        video.frames.push(Frame::from_8bit(&rgb, None));
     }
     video
 }
@@ -102,7 +102,8 @@ fn output_bytes(output: &TaskOutput) -> usize {
         .frames
         .iter()
         .map(|f| f.rgb.len() + f.alpha.as_ref().map_or(0, Vec::len))
-        .sum()
+        .sum::<usize>()
+        * size_of::<f32>()
 }
 
 /// Peak heap while the task ran, in all and beyond the output it returned, in MiB.

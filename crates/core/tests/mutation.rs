@@ -112,10 +112,8 @@ fn survives(failures: &mut Vec<String>, what: &str, case: impl FnOnce() -> Resul
 fn sample_clip() -> Video {
     let mut video = Video::new(16, 16, Some((24, 1)));
     for f in 0..3 {
-        video.frames.push(Frame {
-            rgb: (0..16 * 16 * 3).map(|i| (i + f * 40) as u8).collect(),
-            alpha: None,
-        });
+        let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i + f * 40) as u8).collect();
+        video.frames.push(Frame::from_8bit(&rgb, None));
     }
     video
 }

@@ -295,17 +295,15 @@ fn references_are_fitted_as_diffusers_fits_them() {
     let image = |w: usize, h: usize| {
         let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 256) as u8).collect();
         Video {
-            width: w,
-            height: h,
-            frames: vec![Frame { rgb, alpha: None }],
-            fps: None,
+            frames: vec![Frame::from_8bit(&rgb, None)],
+            ..Video::new(w, h, None)
         }
     };
     let same = image(16, 8);
     let fitted = fit_reference(&same, 16, 8).unwrap();
     let expected: Vec<f32> = (0..3)
         .flat_map(|c| (0..8 * 16).map(move |p| c + 3 * p))
-        .map(|i| 2.0 * (same.frames[0].rgb[i] as f32 / 255.0) - 1.0)
+        .map(|i| 2.0 * (same.frames[0].rgb_8bit()[i] as f32 / 255.0) - 1.0)
         .collect();
     assert_eq!(fitted, expected);
     // 8x8 into 32x16: scaled to 16x16, 8 white columns each side.

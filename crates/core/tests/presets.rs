@@ -53,10 +53,10 @@ fn a_distilled_preset_runs_4_forwards_per_window_where_the_default_runs_100() {
 fn clip(frames: usize, side: usize) -> Video {
     let mut video = Video::new(side, side, Some((16, 1)));
     for f in 0..frames {
-        let rgb = (0..side * side * 3)
+        let rgb: Vec<u8> = (0..side * side * 3)
             .map(|i| ((i * 7 + f * 31) % 256) as u8)
             .collect();
-        video.frames.push(Frame { rgb, alpha: None });
+        video.frames.push(Frame::from_8bit(&rgb, None));
     }
     video
 }

@@ -38,7 +38,7 @@ fn clip(frames: usize, seed: usize) -> Video {
     let (width, height) = (40, 20);
     let mut video = Video::new(width, height, Some((16, 1)));
     for f in 0..frames {
-        let rgb = (0..width * height)
+        let rgb: Vec<u8> = (0..width * height)
             .flat_map(|i| {
                 let (x, y) = (i % width, i / width);
                 [
@@ -48,7 +48,7 @@ fn clip(frames: usize, seed: usize) -> Video {
                 ]
             })
             .collect();
-        video.frames.push(Frame { rgb, alpha: None });
+        video.frames.push(Frame::from_8bit(&rgb, None));
     }
     video
 }
@@ -82,6 +82,12 @@ fn run(kind: TaskKind, inputs: &TaskInputs, params: &TaskParams) -> Result<TaskO
 
 fn differs(a: &Frame, b: &Frame) -> bool {
     a.rgb != b.rgb
+}
+
+/// The frame's 8-bit levels v as v / 3 + 10: a dark, low-contrast frame.
+fn darker(frame: &Frame) -> Frame {
+    let levels: Vec<u8> = frame.rgb_8bit().iter().map(|v| v / 3 + 10).collect();
+    Frame::from_8bit(&levels, None)
 }
 
 #[test]
@@ -224,7 +230,7 @@ fn replace_background_takes_the_alpha_channel_without_a_mask() {
     for frame in &mut source.frames {
         frame.alpha = Some(
             (0..40 * 20)
-                .map(|i| if i % 40 < 16 { 0 } else { 255 })
+                .map(|i| if i % 40 < 16 { 0.0 } else { 1.0 })
                 .collect(),
         );
     }
@@ -468,7 +474,7 @@ fn bad_requests_are_one_line_errors() {
     opaque
         .frames
         .iter_mut()
-        .for_each(|frame| frame.alpha = Some(vec![255; 800]));
+        .for_each(|frame| frame.alpha = Some(vec![1.0; 800]));
     let text = message(run(TaskKind::ReplaceBackground, &with_clip(opaque), &p));
     assert!(
         text.contains("opaque everywhere") && text.contains("marks no background"),
@@ -514,7 +520,7 @@ fn finished_windows_come_from_the_cache() {
     run_task(&tiny(), &kind, &inputs, &cached, &other_prompt).unwrap();
     assert_eq!(*other_prompt.steps.borrow(), 2 * windows);
     let mut changed = inputs.clone();
-    changed.clip.as_mut().unwrap().frames[2].rgb[0] ^= 1;
+    changed.clip.as_mut().unwrap().frames[2].rgb[0] += 1.0 / 255.0;
     let other_pixels = Recorder::default();
     run_task(&tiny(), &kind, &changed, &cached, &other_pixels).unwrap();
     assert_eq!(*other_pixels.steps.borrow(), 2 * windows);
@@ -527,7 +533,7 @@ fn finished_windows_come_from_the_cache() {
 fn colour_matching_hides_the_seam() {
     let mut source = clip(6, 0);
     for frame in &mut source.frames {
-        frame.rgb.iter_mut().for_each(|v| *v = *v / 3 + 10);
+        *frame = darker(frame);
     }
     let inputs = with_clip(source);
     let kind = TaskKind::ExtendForward { frames: 4 };
@@ -567,9 +573,11 @@ fn distinct(frames: &[Frame]) -> usize {
     1 + frames.windows(2).filter(|pair| pair[0] != pair[1]).count()
 }
 
-/// Every byte of `frame` is `first` and `second` mixed with `weight` on `second`, rounded.
+/// Every 8-bit sample of `frame` is `first` and `second` mixed with `weight` on `second`,
+/// rounded.
 fn assert_blend(frame: &Frame, first: &Frame, second: &Frame, weight: f32) {
-    for ((&v, &a), &b) in frame.rgb.iter().zip(&first.rgb).zip(&second.rgb) {
+    let (frame, first, second) = (frame.rgb_8bit(), first.rgb_8bit(), second.rgb_8bit());
+    for ((&v, &a), &b) in frame.iter().zip(&first).zip(&second) {
         let expected = a as f32 * (1.0 - weight) + b as f32 * weight;
         assert!(
             (v as f32 - expected).abs() <= 0.5 + 1e-4,
@@ -697,10 +705,10 @@ fn cancelling_stops_between_steps_and_windows() {
 }
 
 fn mean_level(frames: &[Frame]) -> f64 {
-    let total: u64 = frames
+    let total: f64 = frames
         .iter()
         .flat_map(|f| f.rgb.iter())
-        .map(|&v| v as u64)
+        .map(|&v| v as f64 * 255.0)
         .sum();
     total as f64 / frames.iter().map(|f| f.rgb.len()).sum::<usize>() as f64
 }
@@ -711,7 +719,7 @@ fn mean_level(frames: &[Frame]) -> f64 {
 fn colour_does_not_drift_over_windows() {
     let mut source = clip(4, 0);
     for frame in &mut source.frames {
-        frame.rgb.iter_mut().for_each(|v| *v = *v / 3 + 10);
+        *frame = darker(frame);
     }
     let recorder = Recorder::default();
     let kind = TaskKind::ExtendForward { frames: 24 };
@@ -863,8 +871,8 @@ fn reference(width: usize, height: usize, shade: u8) -> Video {
                 [255, 255, 255]
             }
         })
-        .collect();
-    video.frames.push(Frame { rgb, alpha: None });
+        .collect::<Vec<u8>>();
+    video.frames.push(Frame::from_8bit(&rgb, None));
     video
 }
 

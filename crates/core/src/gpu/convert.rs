@@ -197,10 +197,7 @@ impl ImageConverter {
         for (rgb, alpha) in &staged {
             let rgb = self.stream.clone_dtoh(rgb).map_err(gpu_error)?;
             let alpha = self.stream.clone_dtoh(alpha).map_err(gpu_error)?;
-            frames.push(Frame {
-                rgb,
-                alpha: Some(alpha),
-            });
+            frames.push(Frame::from_8bit(&rgb, Some(&alpha)));
         }
         self.stream.synchronize().map_err(gpu_error)?;
         Ok(frames)
@@ -231,10 +228,8 @@ impl ImageConverter {
         // SAFETY: passed on from the caller.
         let frames = unsafe { self.import_frames(images) }?;
         Ok(Video {
-            width,
-            height,
             frames,
-            fps,
+            ..Video::new(width, height, fps)
         })
     }
 
@@ -248,11 +243,13 @@ impl ImageConverter {
         check_frame(frame, &image.layout)?;
         let config = launch_config(&image.layout)?;
         // Copies from pageable memory return once the bytes are staged: `frame` may go after.
-        let rgb = self.stream.clone_htod(&frame.rgb).map_err(gpu_error)?;
+        let rgb = self
+            .stream
+            .clone_htod(&frame.rgb_8bit())
+            .map_err(gpu_error)?;
         let alpha = frame
-            .alpha
-            .as_ref()
-            .map(|a| self.stream.clone_htod(a))
+            .alpha_8bit()
+            .map(|a| self.stream.clone_htod(&a))
             .transpose()
             .map_err(gpu_error)?;
         let null: u64 = 0;
@@ -317,7 +314,7 @@ impl ImageConverter {
     ) -> Result<()> {
         if frame.rgb.len() != 3 * width * height {
             return Err(Error::Output(format!(
-                "a frame of {} bytes is not {width}x{height} RGB",
+                "a frame of {} samples is not {width}x{height} RGB",
                 frame.rgb.len()
             )));
         }
@@ -378,7 +375,7 @@ impl ImageConverter {
             None => (null, 0, Position { left: 0, top: 0 }, 0, 0),
         };
         let rgb = frame
-            .map(|(frame, ..)| self.stream.clone_htod(&frame.rgb))
+            .map(|(frame, ..)| self.stream.clone_htod(&frame.rgb_8bit()))
             .transpose()
             .map_err(gpu_error)?;
         let (frame_at, frame_width, frame_height) = match frame {

@@ -65,7 +65,8 @@ fn write_pixel(format: PixelFormat, rgba: [u8; 4], bytes: &mut [u8]) {
     }
 }
 
-/// The image in `memory` (its data pointer at byte `data`) as a top-down 8-bit frame with alpha.
+/// The image in `memory` (its data pointer at byte `data`) as a top-down frame with alpha, read
+/// at 8 bits.
 pub fn read_image(memory: &[u8], data: usize, layout: &ImageLayout) -> Result<Frame> {
     image_bytes(memory.len(), data, layout)?;
     let (width, height, size) = (layout.width, layout.height, layout.format.bytes_per_pixel());
@@ -78,10 +79,7 @@ pub fn read_image(memory: &[u8], data: usize, layout: &ImageLayout) -> Result<Fr
             alpha.push(a);
         }
     }
-    Ok(Frame {
-        rgb,
-        alpha: Some(alpha),
-    })
+    Ok(Frame::from_8bit(&rgb, Some(&alpha)))
 }
 
 /// Checks that a frame has the image's size.
@@ -108,20 +106,16 @@ pub fn write_image(
     check_frame(frame, layout)?;
     image_bytes(memory.len(), data, layout)?;
     let (width, size) = (layout.width, layout.format.bytes_per_pixel());
+    let (rgb, alpha) = (frame.rgb_8bit(), frame.alpha_8bit());
     for y in 0..layout.height {
         let start = data.wrapping_add_signed(layout.row_offset(y));
         let out = &mut memory[start..start + layout.packed_row_bytes()];
         for (x, bytes) in out.chunks_exact_mut(size).enumerate() {
             let i = y * width + x;
-            let a = frame.alpha.as_ref().map_or(255, |alpha| alpha[i]);
+            let a = alpha.as_ref().map_or(255, |alpha| alpha[i]);
             write_pixel(
                 layout.format,
-                [
-                    frame.rgb[3 * i],
-                    frame.rgb[3 * i + 1],
-                    frame.rgb[3 * i + 2],
-                    a,
-                ],
+                [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], a],
                 bytes,
             );
         }
@@ -155,8 +149,8 @@ mod tests {
         memory.extend(floats(&[1.0, 2.0, -1.0, 0.0]));
         let layout = ImageLayout::new(1, 2, PixelFormat::RgbaF32, 20, true).unwrap();
         let frame = read_image(&memory, 0, &layout).unwrap();
-        assert_eq!(frame.rgb, [255, 255, 0, 0, 64, 128]);
-        assert_eq!(frame.alpha, Some(vec![0, 255]));
+        assert_eq!(frame.rgb_8bit(), [255, 255, 0, 0, 64, 128]);
+        assert_eq!(frame.alpha_8bit(), Some(vec![0, 255]));
     }
 
     #[test]
@@ -165,8 +159,8 @@ mod tests {
         let memory = [1, 2, 3, 4, 5, 6, 7, 8];
         let layout = ImageLayout::new(1, 2, PixelFormat::Bgra8, -4, true).unwrap();
         let frame = read_image(&memory, 4, &layout).unwrap();
-        assert_eq!(frame.rgb, [3, 2, 1, 7, 6, 5]);
-        assert_eq!(frame.alpha, Some(vec![4, 8]));
+        assert_eq!(frame.rgb_8bit(), [3, 2, 1, 7, 6, 5]);
+        assert_eq!(frame.alpha_8bit(), Some(vec![4, 8]));
         let error = read_image(&memory, 3, &layout).unwrap_err().to_string();
         assert!(
             error.contains("does not fit in 8 bytes from byte 3"),
@@ -176,10 +170,8 @@ mod tests {
 
     #[test]
     fn writing_then_reading_returns_the_frame_in_every_format() {
-        let frame = Frame {
-            rgb: (0..18).map(|v| v * 14).collect(),
-            alpha: Some(vec![0, 50, 100, 150, 200, 255]),
-        };
+        let rgb: Vec<u8> = (0..18).map(|v| v * 14).collect();
+        let frame = Frame::from_8bit(&rgb, Some(&[0, 50, 100, 150, 200, 255]));
         for format in [PixelFormat::RgbaF32, PixelFormat::Rgba8, PixelFormat::Bgra8] {
             for bottom_up in [false, true] {
                 let pitch = 3 * format.bytes_per_pixel() + 8;
@@ -201,18 +193,12 @@ mod tests {
 
     #[test]
     fn frames_without_alpha_are_written_opaque() {
-        let frame = Frame {
-            rgb: vec![0, 51, 255],
-            alpha: None,
-        };
+        let frame = Frame::from_8bit(&[0, 51, 255], None);
         let layout = ImageLayout::new(1, 1, PixelFormat::RgbaF32, 16, false).unwrap();
         let mut memory = vec![0; 16];
         write_image(&frame, &mut memory, 0, &layout).unwrap();
         assert_eq!(memory, floats(&[0.0, 0.2, 1.0, 1.0]));
-        let small = Frame {
-            rgb: vec![0; 3],
-            alpha: Some(vec![]),
-        };
+        let small = Frame::from_8bit(&[0; 3], Some(&[]));
         assert!(
             write_image(&small, &mut memory, 0, &layout)
                 .unwrap_err()

@@ -67,14 +67,6 @@ pub(crate) fn resize(
     out
 }
 
-pub(crate) fn to_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes.iter().map(|&b| b as f32).collect()
-}
-
-pub(crate) fn to_u8(value: f32) -> u8 {
-    value.round().clamp(0.0, 255.0) as u8
-}
-
 /// A moment on a sequence of frames: at frame `from`, or `weight` of the way from it to the
 /// next frame `to`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,15 +106,16 @@ pub(crate) fn between(numerator: isize, denominator: usize, len: usize) -> Betwe
     }
 }
 
-/// `first` where `weight` is 0 (its exact bytes), `second` where 1, mixed in proportion between.
-pub(crate) fn blend(first: &[u8], second: &[u8], weight: f32) -> Vec<u8> {
+/// `first` where `weight` is 0 (its exact samples), `second` where 1, mixed in proportion
+/// between.
+pub(crate) fn blend(first: &[f32], second: &[f32], weight: f32) -> Vec<f32> {
     if weight == 0.0 {
         return first.to_vec();
     }
     first
         .iter()
         .zip(second)
-        .map(|(&a, &b)| to_u8(a as f32 * (1.0 - weight) + b as f32 * weight))
+        .map(|(&a, &b)| a * (1.0 - weight) + b * weight)
         .collect()
 }
 
@@ -231,10 +224,13 @@ mod tests {
 
     #[test]
     fn blends_weigh_by_time_and_keep_exact_bytes_at_zero() {
-        let (first, second) = (vec![0, 100, 255, 7], vec![30, 100, 0, 8]);
+        let (first, second) = (vec![0.0, 100.0, 255.0, 7.25], vec![30.0, 100.0, 0.0, 8.0]);
         assert_eq!(blend(&first, &second, 0.0), first);
         assert_eq!(blend(&first, &second, 1.0), second);
-        assert_eq!(blend(&first, &second, 1.0 / 3.0), vec![10, 100, 170, 7]);
+        let third = blend(&first, &second, 1.0 / 3.0);
+        for (value, expected) in third.iter().zip([10.0, 100.0, 170.0, 7.5]) {
+            assert!((value - expected).abs() < 1e-4, "{third:?}");
+        }
     }
 
     #[test]
