@@ -424,7 +424,7 @@ fn identify(image: &Image, read: &[&[u8]], key: &mut DefaultHasher) {
 fn identify_clip(images: &[Image], video: &Video, key: &mut DefaultHasher) {
     for (image, frame) in images.iter().zip(&video.frames) {
         let (rgb, alpha) = (frame.rgb_8bit(), frame.alpha_8bit().unwrap_or_default());
-        identify(image, &[&rgb, &alpha], key);
+        identify(image, &[rgb.as_slice(), alpha.as_slice()], key);
     }
 }
 

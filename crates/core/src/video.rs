@@ -713,8 +713,8 @@ impl Sink {
     }
 }
 
-/// The model's frames [F, H, W, 3] in [0, 1] as an 8-bit sRGB clip: written as image
-/// libraries quantise (`round(x * 255)`).
+/// The model's frames [F, H, W, 3] in [0, 1] as an sRGB clip of 8-bit depth: its samples as the
+/// model made them, quantised only when written (`round(x * 255)`, as image libraries do).
 pub fn model_frames(frames: &[f32], width: usize, height: usize, fps: Option<(u32, u32)>) -> Video {
     let mut video = Video::new(width, height, fps);
     video.frames = frames
@@ -788,7 +788,7 @@ mod tests {
         assert_eq!((back.width, back.height), (5, 3));
     }
 
-    /// A clip of every 16-bit level the frames hold, with a plane of alpha.
+    /// A 7x5 clip of two frames at `depth`, samples from `values`; the second has alpha.
     fn deep(depth: Depth, values: impl Fn(usize) -> f32) -> Video {
         let mut video = Video::new(7, 5, None);
         video.depth = depth;
@@ -844,9 +844,7 @@ mod tests {
     fn a_folder_holds_one_kind_and_one_depth_of_image() {
         let dir = scratch("mixed");
         write_png_dir(&gradient(4, 2, 1), &dir).unwrap();
-        let mut float = deep(Depth::Float, |i| i as f32);
-        (float.width, float.height) = (7, 5);
-        write_exr_dir(&float, &dir.join("exr")).unwrap();
+        write_exr_dir(&deep(Depth::Float, |i| i as f32), &dir.join("exr")).unwrap();
         std::fs::rename(dir.join("exr/00001.exr"), dir.join("00001.exr")).unwrap();
         let message = Video::read(&dir).unwrap_err().to_string();
         assert!(message.contains("both PNG and EXR"), "{message}");
