@@ -122,7 +122,10 @@ fn exr_frames_keep_values_beyond_zero_and_one_at_half_and_float() {
 
 #[test]
 fn the_colour_space_flag_changes_what_the_model_sees_and_names_are_checked() {
-    let source = clip(Depth::Sixteen, |f, i| ((i * 5 + f) % 900) as f32 / 1000.0);
+    // 16-bit levels, so that the PNG holds the samples exactly.
+    let source = clip(Depth::Sixteen, |f, i| {
+        ((i * 5 + f) % 900 * 60) as f32 / 65535.0
+    });
     let as_srgb = extend_keeps_and_deepens("as-srgb", &source, &["--colour-space", "srgb"]);
     let as_log = extend_keeps_and_deepens("as-log", &source, &["--colour-space", "acescct"]);
     assert!(

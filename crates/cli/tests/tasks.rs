@@ -265,7 +265,7 @@ fn bad_requests_fail_in_one_line_and_write_nothing() {
             &[
                 "extend", "--input", &input, "--frames", "2", "--output", &tensors,
             ],
-            "PNG folder",
+            "folder of images",
             1,
         ),
     ];
