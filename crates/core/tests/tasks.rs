@@ -710,7 +710,7 @@ fn mean_level(frames: &[Frame]) -> f64 {
         .flat_map(|f| f.rgb.iter())
         .map(|&v| v as f64 * 255.0)
         .sum();
-    total as f64 / frames.iter().map(|f| f.rgb.len()).sum::<usize>() as f64
+    total / frames.iter().map(|f| f.rgb.len()).sum::<usize>() as f64
 }
 
 /// Every window is matched to the source, not to the window before it: the last window's
